@@ -1,0 +1,107 @@
+//! `config print`: the effective configuration as TOML, one value per line followed by the
+//! layer it came from. The output is itself a valid config file (secrets aside).
+
+use std::fmt::Write;
+
+use config::{Map, Value};
+
+use super::{origin_of, Settings};
+
+/// Width of the `key = value` column before the `# source` comment.
+const COLUMN: usize = 48;
+
+pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
+    let document = toml::Value::try_from(settings).expect("settings serialize to TOML");
+    let toml::Value::Table(document) = document else {
+        unreachable!("settings are a struct");
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# kafkad effective configuration; each value's source follows it"
+    );
+
+    match settings.role {
+        Some(role) => line(
+            &mut out,
+            "role",
+            &quote(role.as_str()),
+            &origin_of(tree, "role"),
+        ),
+        None => out.push_str("# role: not set\n"),
+    }
+    for key in ["shutdown_timeout", "max_record_bytes"] {
+        if let Some(value) = document.get(key) {
+            line(&mut out, key, &value.to_string(), &origin_of(tree, key));
+        }
+    }
+    match settings.dlq_topic() {
+        Some(topic) => {
+            let origin = if settings.dlq_topic.is_some() {
+                origin_of(tree, "dlq_topic")
+            } else {
+                "default (<topic>.dlq)".to_owned()
+            };
+            line(&mut out, "dlq_topic", &quote(&topic), &origin);
+        }
+        None => line(
+            &mut out,
+            "dlq_topic",
+            "\"\"",
+            &format!(
+                "{} (dead-letter topic disabled)",
+                origin_of(tree, "dlq_topic")
+            ),
+        ),
+    }
+
+    for table in ["topic", "kafka", "producer", "batch", "sink"] {
+        let _ = writeln!(out, "\n[{table}]");
+        let Some(toml::Value::Table(values)) = document.get(table) else {
+            continue;
+        };
+        let mut keys: Vec<&String> = values.keys().collect();
+        keys.sort();
+        for key in keys {
+            let value = &values[key];
+            let shown_key = if table == "kafka" {
+                quote(key)
+            } else {
+                key.clone()
+            };
+            let shown_value = match value {
+                toml::Value::Table(reference) => inline_table(reference),
+                other => other.to_string(),
+            };
+            line(
+                &mut out,
+                &shown_key,
+                &shown_value,
+                &origin_of(tree, &format!("{table}.{key}")),
+            );
+        }
+        if table == "producer" && settings.producer.producer_id.is_none() {
+            line(
+                &mut out,
+                "producer_id",
+                &quote(&settings.producer.producer_id()),
+                "default (<host name>-<pid>)",
+            );
+        }
+    }
+    out
+}
+
+fn line(out: &mut String, key: &str, value: &str, origin: &str) {
+    let assignment = format!("{key} = {value}");
+    let _ = writeln!(out, "{assignment:<COLUMN$} # {origin}");
+}
+
+fn quote(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+fn inline_table(table: &toml::Table) -> String {
+    let fields: Vec<String> = table.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    format!("{{ {} }}", fields.join(", "))
+}

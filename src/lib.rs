@@ -1,0 +1,3 @@
+//! kafkad: a Kafka worker daemon.
+pub mod config;
+pub mod message;
