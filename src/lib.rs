@@ -1,3 +1,24 @@
-//! kafkad: a Kafka worker daemon.
+//! kafkad: a Kafka worker daemon, the seed's Python producer/consumer system rebuilt as one
+//! binary. See README.md for the tour; the modules, from the outside in:
+//!
+//! * [`cli`], [`app`]: the command line and what each command does.
+//! * [`roles`]: the producer, single and batch consumer loops.
+//! * [`message`]: the `KafkaMessage` codec, the one place the wire format lives.
+//! * [`config`]: layered configuration and librdkafka property handling.
+//! * [`sink`], [`dlq`]: where processed and rejected records go.
+//! * [`shutdown`], [`client`], [`telemetry`]: what every role shares at run time.
+//! * [`demo`], [`cluster`], [`reconcile`]: the embedded topology and its proof.
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod cluster;
 pub mod config;
+pub mod demo;
+pub mod dlq;
 pub mod message;
+pub mod reconcile;
+pub mod roles;
+pub mod shutdown;
+pub mod sink;
+pub mod telemetry;

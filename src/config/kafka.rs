@@ -208,16 +208,45 @@ impl KafkaProperties {
     pub fn redact(&self, text: &str) -> String {
         scrub(text, self)
     }
+
+    /// A [`Redactor`] holding only the secret values, for client contexts to keep.
+    pub fn redactor(&self) -> Redactor {
+        Redactor {
+            secrets: self
+                .iter()
+                .filter(|(name, value)| is_secret(name) && !value.is_empty())
+                .map(|(_, value)| value.to_owned())
+                .collect(),
+        }
+    }
 }
 
 fn scrub(text: &str, properties: &KafkaProperties) -> String {
-    let mut text = text.to_owned();
-    for (name, value) in properties.iter() {
-        if is_secret(name) && !value.is_empty() {
-            text = text.replace(value, REDACTED);
-        }
+    properties.redactor().redact(text).into_owned()
+}
+
+/// Removes known secret values from text that may echo them (librdkafka log lines, errors).
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
     }
-    text
+}
+
+impl Redactor {
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let mut text = std::borrow::Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = std::borrow::Cow::Owned(text.replace(secret.as_str(), REDACTED));
+            }
+        }
+        text
+    }
 }
 
 /// librdkafka refused a `[kafka]` property.

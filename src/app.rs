@@ -1,0 +1,123 @@
+//! What each command does, from parsed arguments to an exit code.
+//!
+//! Exit codes: 0 success; 1 runtime failure (undelivered messages, a sink or broker failure,
+//! a demo that lost messages); 2 usage or configuration error.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command, ConfigAction, DemoArgs};
+use crate::config::{self, ConfigError};
+use crate::demo::{self, DemoOptions};
+use crate::roles::{self, RoleReport};
+use crate::shutdown;
+use crate::telemetry::logging;
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Role(#[from] roles::RoleError),
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
+    #[error("the demo lost messages")]
+    DemoLost,
+    #[error("did not stop within shutdown_timeout ({0:?}); exiting")]
+    ShutdownTimeout(std::time::Duration),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            AppError::Config(_) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    match cli.command {
+        None | Some(Command::Run) => run_role(&cli).await,
+        Some(Command::Config { action }) => {
+            let loaded = config::load(&cli.config.request(true))?;
+            match action {
+                ConfigAction::Check => {
+                    let s = &loaded.settings;
+                    println!(
+                        "configuration OK: role {}, topic {}",
+                        s.role.map(|r| r.as_str()).unwrap_or("-"),
+                        s.topic.name
+                    );
+                }
+                ConfigAction::Print => print!("{}", loaded.render()),
+            }
+            Ok(())
+        }
+        Some(Command::Demo(args)) => run_demo(args).await,
+    }
+}
+
+async fn run_role(cli: &Cli) -> Result<(), AppError> {
+    let loaded = config::load(&cli.config.request(true))?;
+    logging::init("info");
+    let settings = Arc::new(loaded.settings);
+    let (trigger, shutdown) = shutdown::channel();
+    shutdown::listen_for_signals(trigger)?;
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("kafkad");
+    let timeout = settings.shutdown_timeout;
+    let mut watcher = shutdown.clone();
+    let role = roles::run(Arc::clone(&settings), shutdown, &mut registry);
+    // After a shutdown signal, the role has shutdown_timeout to finish; then we give up.
+    let deadline = async move {
+        watcher.wait().await;
+        tokio::time::sleep(timeout).await;
+    };
+    let report = tokio::select! {
+        report = role => report?,
+        _ = deadline => return Err(AppError::ShutdownTimeout(timeout)),
+    };
+    match report {
+        RoleReport::Producer(r) => tracing::info!(
+            accepted = r.accepted,
+            delivered = r.delivered,
+            failed = r.failed,
+            "done"
+        ),
+        RoleReport::Consumer(r) => tracing::info!(
+            consumed = r.consumed,
+            processed = r.processed,
+            dead_lettered = r.dead_lettered,
+            "done"
+        ),
+    }
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> Result<(), AppError> {
+    logging::init("warn");
+    let (trigger, stop) = shutdown::channel();
+    shutdown::listen_for_signals(trigger)?;
+    let options = DemoOptions {
+        messages: args.messages,
+        ..DemoOptions::default()
+    };
+    let report = demo::run(options, stop).await?;
+    print!("{}", report.table());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
+    }
+    if report.nothing_lost() {
+        Ok(())
+    } else {
+        Err(AppError::DemoLost)
+    }
+}

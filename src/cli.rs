@@ -1,0 +1,101 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LoadRequest, Role};
+
+/// kafkad: a Kafka worker daemon. Runs one role (producer, single or batch consumer) from
+/// layered configuration: built-in defaults < TOML file < KAFKAD_* environment < flags.
+#[derive(Debug, Parser)]
+#[command(name = "kafkad", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Where the configuration comes from; accepted by every sub-command that reads it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// The role to run (else `role` from the configuration or KAFKAD_ROLE).
+    #[arg(long, global = true, value_enum)]
+    pub role: Option<Role>,
+
+    /// TOML configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "KAFKAD_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// The topic (overrides `topic`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub topic: Option<String>,
+
+    /// Overrides any key, e.g. `--set batch.min_size=20` or
+    /// `--set kafka.bootstrap.servers=broker:9092`. Repeatable; beats every other layer.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub overrides: Vec<(String, String)>,
+}
+
+impl ConfigArgs {
+    /// The load request these flags describe, reading the process environment.
+    pub fn request(&self, role_required: bool) -> LoadRequest {
+        LoadRequest {
+            file: self.config.clone(),
+            role: self.role,
+            topic: self.topic.clone(),
+            overrides: self.overrides.clone(),
+            role_required,
+            ..LoadRequest::default()
+        }
+        .with_process_env()
+    }
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got `{text}`")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the configured role (the same as giving no sub-command).
+    Run,
+    /// Validates or prints the effective configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// The seed topology on an embedded mock cluster, with a final reconciliation.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validates the configuration (exit 0) or prints the first problem (exit 2).
+    Check,
+    /// Prints the effective configuration with each value's source, secrets redacted.
+    Print,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Messages to produce in total (split between the two producers).
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: u64,
+    /// Make the last line of stdout one JSON object with the reconciliation.
+    #[arg(long)]
+    pub json: bool,
+}

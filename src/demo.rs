@@ -1,0 +1,388 @@
+//! `kafkad demo`: the seed topology in one process, on the embedded mock cluster.
+//!
+//! Three mock brokers, `andrew-topic` with 3 partitions and replication factor 2, two
+//! producers, two single consumers in `single-message-group`, two batch consumers in
+//! `batch-message-group`: the same role code the daemon runs, configured through the same
+//! layered configuration (defaults < `--set`-style overrides; the process environment is not
+//! read, so the demo behaves the same everywhere). It shows live progress, then reconciles
+//! per group what was produced against what was processed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::cluster::EmbeddedCluster;
+use crate::config::{self, LoadRequest, Role, Settings};
+use crate::reconcile::{reconcile, MessageKey, Reconciliation};
+use crate::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
+use crate::shutdown::{self, Shutdown};
+use crate::sink::MemorySink;
+use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+
+pub const TOPIC: &str = "andrew-topic";
+pub const SINGLE_GROUP: &str = "single-message-group";
+pub const BATCH_GROUP: &str = "batch-message-group";
+
+/// `kafkad demo` options.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Messages to produce in total, split between the two producers.
+    pub messages: u64,
+    /// Print live progress on stderr.
+    pub progress: bool,
+    /// Give up waiting for consumers after this long without progress.
+    pub stall_timeout: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            messages: 10_000,
+            progress: true,
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The demo's result: `{"produced":N,"groups":{"single-message-group":{...},...}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    pub produced: u64,
+    pub groups: BTreeMap<String, Reconciliation>,
+    /// Per instance: what each producer and consumer did.
+    #[serde(skip)]
+    pub instances: Vec<(String, String)>,
+}
+
+impl DemoReport {
+    /// Whether every group processed every produced message.
+    pub fn nothing_lost(&self) -> bool {
+        self.groups.values().all(|g| g.lost == 0)
+    }
+
+    /// The human-readable reconciliation table.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "reconciliation: {} messages produced\n{:<24}{:>10}{:>8}{:>12}\n",
+            self.produced, "group", "consumed", "lost", "duplicates"
+        );
+        for (group, r) in &self.groups {
+            out.push_str(&format!(
+                "{group:<24}{:>10}{:>8}{:>12}\n",
+                r.consumed, r.lost, r.duplicates
+            ));
+        }
+        for (instance, summary) in &self.instances {
+            out.push_str(&format!("  {instance:<12} {summary}\n"));
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot start the embedded cluster: {0}")]
+    Cluster(rdkafka::error::KafkaError),
+    #[error("demo configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{instance}: {source}")]
+    Role { instance: String, source: RoleError },
+}
+
+/// Settings of one demo instance: the role's defaults pointed at the embedded cluster.
+pub fn instance_settings(
+    role: Role,
+    bootstrap: &str,
+    extra: &[(&str, String)],
+) -> Result<Settings, config::ConfigError> {
+    let mut overrides = vec![("kafka.bootstrap.servers".to_owned(), bootstrap.to_owned())];
+    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let request = LoadRequest {
+        role: Some(role),
+        overrides,
+        role_required: true,
+        ..LoadRequest::default()
+    };
+    Ok(config::load(&request)?.settings)
+}
+
+/// Consumer group timing for the mock cluster. Its coordinator waits `session.timeout.ms`
+/// minus one second for members to rejoin after a rebalance (a real broker stops waiting once
+/// all members rejoined), and the seed's default of 45 s would make any rebalance, such as the
+/// one two members joining at the same instant can cause, stall the demo for that long.
+pub fn mock_group_timing() -> Vec<(&'static str, String)> {
+    vec![
+        ("kafka.session.timeout.ms", "6000".to_owned()),
+        ("kafka.heartbeat.interval.ms", "500".to_owned()),
+    ]
+}
+
+struct Producer {
+    name: String,
+    metrics: ProducerMetrics,
+    task: JoinHandle<Result<ProducerReport, RoleError>>,
+}
+
+struct Consumer {
+    name: String,
+    group: &'static str,
+    metrics: ConsumerMetrics,
+    task: JoinHandle<Result<ConsumerReport, RoleError>>,
+}
+
+/// Runs the demo until every group processed every produced message (or progress stalls, or
+/// `stop` fires), then stops the consumers and reconciles.
+pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, DemoError> {
+    let cluster = EmbeddedCluster::start(3).map_err(DemoError::Cluster)?;
+    cluster
+        .create_topic(TOPIC, 3, 2)
+        .map_err(DemoError::Cluster)?;
+    cluster
+        .create_topic(&format!("{TOPIC}.dlq"), 3, 2)
+        .map_err(DemoError::Cluster)?;
+    // Both members of each group start together; no need for the 3 s wait for stragglers.
+    cluster.set_initial_rebalance_delay(Duration::from_millis(500));
+    let bootstrap = cluster.bootstrap_servers().to_owned();
+
+    let (stop_consumers, consumer_shutdown) = shutdown::channel();
+    {
+        let mut stop = stop.clone();
+        let stop_consumers = stop_consumers.clone();
+        tokio::spawn(async move {
+            stop.wait().await;
+            stop_consumers.fire();
+        });
+    }
+
+    let sinks = [
+        (SINGLE_GROUP, MemorySink::default()),
+        (BATCH_GROUP, MemorySink::default()),
+    ];
+    let mut consumers = Vec::new();
+    for (role, group, sink) in [
+        (Role::Single, SINGLE_GROUP, &sinks[0].1),
+        (Role::Batch, BATCH_GROUP, &sinks[1].1),
+    ] {
+        for n in 1..=2 {
+            let settings = Arc::new(instance_settings(role, &bootstrap, &mock_group_timing())?);
+            let metrics = ConsumerMetrics::default();
+            let sink = Box::new(sink.clone());
+            let shutdown = consumer_shutdown.clone();
+            let task = match role {
+                Role::Single => {
+                    tokio::spawn(single::run(settings, sink, metrics.clone(), shutdown))
+                }
+                _ => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
+            };
+            consumers.push(Consumer {
+                name: format!("{role}-{n}"),
+                group,
+                metrics,
+                task,
+            });
+        }
+    }
+
+    let mut producers = Vec::new();
+    for n in 1..=2u64 {
+        // Split N between the two producers: the first takes the odd one out.
+        let count = options.messages / 2 + if n == 1 { options.messages % 2 } else { 0 };
+        let name = format!("producer-{n}");
+        let settings = Arc::new(instance_settings(
+            Role::Producer,
+            &bootstrap,
+            &[
+                ("producer.count", count.to_string()),
+                ("producer.producer_id", name.clone()),
+            ],
+        )?);
+        let metrics = ProducerMetrics::default();
+        let task = tokio::spawn(producer::run(settings, metrics.clone(), stop.clone()));
+        producers.push(Producer {
+            name,
+            metrics,
+            task,
+        });
+    }
+
+    // Wait for the producers, showing progress.
+    let producer_metrics: Vec<ProducerMetrics> =
+        producers.iter().map(|p| p.metrics.clone()).collect();
+    let delivered = || {
+        producer_metrics
+            .iter()
+            .map(|m| m.delivered.get())
+            .sum::<u64>()
+    };
+    let mut progress = Progress::new(options.progress);
+    let mut producer_reports = Vec::new();
+    for p in producers {
+        let mut task = p.task;
+        let report = loop {
+            tokio::select! {
+                joined = &mut task => break joined,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    progress.show(options.messages, delivered(), &consumers);
+                }
+            }
+        };
+        match report {
+            Ok(Ok(report)) => producer_reports.push(report),
+            Ok(Err(source)) => {
+                stop_consumers.fire();
+                return Err(DemoError::Role {
+                    instance: p.name,
+                    source,
+                });
+            }
+            Err(join) => {
+                stop_consumers.fire();
+                return Err(DemoError::Role {
+                    instance: p.name,
+                    source: RoleError::Thread(join.to_string()),
+                });
+            }
+        }
+    }
+    let produced: HashSet<MessageKey> = producer_reports
+        .iter()
+        .flat_map(|r| r.delivered_ids().map(|id| (r.producer_id.clone(), id)))
+        .collect();
+
+    // Wait until every group has processed everything, or progress stalls.
+    let mut last_change = Instant::now();
+    let mut last_processed = 0;
+    loop {
+        let processed: u64 = consumers.iter().map(|c| c.metrics.processed.get()).sum();
+        if processed != last_processed {
+            last_processed = processed;
+            last_change = Instant::now();
+        }
+        let complete = sinks.iter().all(|(_, sink)| {
+            sink.len() >= produced.len()
+                && reconcile(
+                    &produced,
+                    sink.lines()
+                        .into_iter()
+                        .map(|l| (l.producer_id, l.message_id)),
+                )
+                .lost
+                    == 0
+        });
+        if complete || stop.is_triggered() || last_change.elapsed() > options.stall_timeout {
+            break;
+        }
+        progress.show(options.messages, produced.len() as u64, &consumers);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    progress.show(options.messages, produced.len() as u64, &consumers);
+    progress.finish();
+
+    stop_consumers.fire();
+    let mut instances: Vec<(String, String)> = producer_reports
+        .iter()
+        .map(|r| {
+            (
+                r.producer_id.clone(),
+                format!(
+                    "accepted {} delivered {} failed {}",
+                    r.accepted, r.delivered, r.failed
+                ),
+            )
+        })
+        .collect();
+    for c in consumers {
+        match c.task.await {
+            Ok(Ok(report)) => instances.push((
+                c.name,
+                format!(
+                    "{}: processed {} dead-lettered {} commits {}",
+                    c.group, report.processed, report.dead_lettered, report.commits
+                ),
+            )),
+            Ok(Err(source)) => {
+                return Err(DemoError::Role {
+                    instance: c.name,
+                    source,
+                })
+            }
+            Err(join) => {
+                return Err(DemoError::Role {
+                    instance: c.name,
+                    source: RoleError::Thread(join.to_string()),
+                })
+            }
+        }
+    }
+
+    let groups = sinks
+        .iter()
+        .map(|(group, sink)| {
+            let lines = sink
+                .lines()
+                .into_iter()
+                .map(|l| (l.producer_id, l.message_id));
+            (group.to_string(), reconcile(&produced, lines))
+        })
+        .collect();
+    drop(cluster);
+    Ok(DemoReport {
+        produced: produced.len() as u64,
+        groups,
+        instances,
+    })
+}
+
+/// The live progress line on stderr: redrawn in place on a terminal, a line every few
+/// seconds otherwise (CI logs).
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Progress {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+            last_line: Instant::now(),
+        }
+    }
+
+    fn show(&mut self, target: u64, delivered: u64, consumers: &[Consumer]) {
+        if !self.enabled {
+            return;
+        }
+        let by_group = |group: &str| -> u64 {
+            consumers
+                .iter()
+                .filter(|c| c.group == group)
+                .map(|c| c.metrics.processed.get())
+                .sum()
+        };
+        let line = format!(
+            "produced {delivered}/{target} | {SINGLE_GROUP} {} | {BATCH_GROUP} {}",
+            by_group(SINGLE_GROUP),
+            by_group(BATCH_GROUP)
+        );
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else if self.last_line.elapsed() >= Duration::from_secs(2) {
+            let _ = writeln!(err, "{line}");
+            self.last_line = Instant::now();
+        }
+        let _ = err.flush();
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.terminal {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Dead-letter routing: what happens to a record that is not a valid `KafkaMessage`.
+//!
+//! A bad record must neither crash a consumer nor block its partition. It is copied, with its
+//! original key, value and headers, to the dead-letter topic (default `<topic>.dlq`), with
+//! headers saying why and where from; counted; logged once; and then committed past like any
+//! processed record.
+//!
+//! The order matters: the source offset may only move past the record once the copy is
+//! acknowledged (`acks=all`). So [`DeadLetters::send`] blocks the consumer's thread until
+//! the broker confirmed, retrying with backoff while the dead-letter topic is unreachable, and
+//! gives up only on shutdown, leaving the record uncommitted for redelivery.
+//!
+//! Headers added to the copy:
+//!
+//! | header                     | value                                           |
+//! |----------------------------|-------------------------------------------------|
+//! | `kafkad.error`             | the error, e.g. ``field `content` is missing``   |
+//! | `kafkad.error.kind`        | `not_utf8`, `not_json`, `missing_field`, ...     |
+//! | `kafkad.source.topic`      | the topic it was read from                       |
+//! | `kafkad.source.partition`  | its partition (decimal)                          |
+//! | `kafkad.source.offset`     | its offset (decimal)                             |
+//! | `kafkad.consumer.group`    | the consumer group that rejected it              |
+
+use std::time::Duration;
+
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::Message;
+
+use crate::client::ClientLog;
+use crate::config::{Scope, Settings};
+use crate::message::{DecodeError, KafkaMessage};
+use crate::shutdown::Shutdown;
+use crate::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
+
+/// Why a record is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("record has no value (tombstone)")]
+    Tombstone,
+    #[error("record value is {size} bytes, above max_record_bytes = {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl Rejection {
+    /// The `kafkad.error.kind` header and the metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Tombstone => "tombstone",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::Decode(error) => error.kind(),
+        }
+    }
+}
+
+/// Decodes a record value, or says why it is rejected. The size limit is checked before any
+/// parsing, so a huge record costs nothing but its copy to the dead-letter topic.
+pub fn inspect(
+    payload: Option<&[u8]>,
+    max_record_bytes: usize,
+) -> Result<KafkaMessage<'_>, Rejection> {
+    let bytes = payload.ok_or(Rejection::Tombstone)?;
+    if bytes.len() > max_record_bytes {
+        return Err(Rejection::TooLarge {
+            size: bytes.len(),
+            limit: max_record_bytes,
+        });
+    }
+    Ok(KafkaMessage::decode(bytes)?)
+}
+
+/// The dead-letter copy could not be made before shutdown; the record stays uncommitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shutdown while the dead-letter copy was not yet acknowledged")]
+pub struct Interrupted;
+
+/// How long one dead-letter delivery may take before it counts as failed and is retried.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Backoff between failed attempts: doubles from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+/// Routes rejected records of one consumer.
+pub struct DeadLetters {
+    target: Option<(FutureProducer<ClientLog>, String)>,
+    source_topic: String,
+    group: String,
+    metrics: ConsumerMetrics,
+}
+
+impl DeadLetters {
+    /// A router for `settings`; with `dlq_topic = ""` it only logs and counts.
+    pub fn new(
+        settings: &Settings,
+        group: &str,
+        metrics: ConsumerMetrics,
+    ) -> rdkafka::error::KafkaResult<Self> {
+        let target = match settings.dlq_topic() {
+            None => {
+                tracing::warn!(
+                    topic = %settings.topic.name,
+                    "dead-letter topic disabled (dlq_topic = \"\"): undecodable records will be logged, counted and skipped"
+                );
+                None
+            }
+            Some(topic) => {
+                let kafka = &settings.resolved_kafka;
+                let mut config = kafka.client_config(Scope::Producer);
+                // The copy must survive like the original: every in-sync replica, no duplicates
+                // from retries. It is sent alone and awaited, so lingering buys nothing.
+                config
+                    .set("acks", "all")
+                    .set("enable.idempotence", "true")
+                    .set("linger.ms", "0")
+                    .set(
+                        "message.timeout.ms",
+                        DELIVERY_TIMEOUT.as_millis().to_string(),
+                    )
+                    // A rejected record can be as large as anything the source topic held.
+                    .set("message.max.bytes", "1000000000");
+                let producer = config.create_with_context(ClientLog::new(
+                    "dead-letter producer",
+                    kafka.redactor(),
+                ))?;
+                tracing::info!(dlq_topic = %topic, "dead-lettering undecodable records");
+                Some((producer, topic))
+            }
+        };
+        Ok(DeadLetters {
+            target,
+            source_topic: settings.topic.name.clone(),
+            group: group.to_owned(),
+            metrics,
+        })
+    }
+
+    /// Copies `record` to the dead-letter topic and waits for the acknowledgement, retrying
+    /// with backoff until it succeeds or shutdown is asked for.
+    pub fn send(
+        &self,
+        record: &BorrowedMessage<'_>,
+        rejection: &Rejection,
+        shutdown: &Shutdown,
+    ) -> Result<(), Interrupted> {
+        self.metrics
+            .decode_errors
+            .get_or_create(&ReasonLabel {
+                reason: rejection.kind(),
+            })
+            .inc();
+        let Some((producer, topic)) = &self.target else {
+            tracing::warn!(
+                topic = record.topic(), partition = record.partition(), offset = record.offset(),
+                kind = rejection.kind(), error = %rejection,
+                "skipping undecodable record (no dead-letter topic)"
+            );
+            self.metrics.dead_lettered.inc();
+            return Ok(());
+        };
+        let headers = self.headers(record, rejection);
+        let mut backoff = BACKOFF.0;
+        loop {
+            let mut copy = FutureRecord::to(topic).headers(headers.clone());
+            if let Some(key) = record.key() {
+                copy = copy.key(key);
+            }
+            if let Some(value) = record.payload() {
+                copy = copy.payload(value);
+            }
+            let outcome = match producer.send_result(copy) {
+                Ok(delivery) => match futures::executor::block_on(delivery) {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((error, _))) => Err(error.to_string()),
+                    Err(_) => Err("producer dropped the delivery".to_owned()),
+                },
+                Err((error, _)) => Err(error.to_string()),
+            };
+            match outcome {
+                Ok(()) => {
+                    self.metrics.dead_lettered.inc();
+                    tracing::warn!(
+                        topic = record.topic(), partition = record.partition(), offset = record.offset(),
+                        kind = rejection.kind(), error = %rejection, dlq_topic = %topic,
+                        "dead-lettered undecodable record"
+                    );
+                    return Ok(());
+                }
+                Err(error) => {
+                    self.metrics.dead_letter_failures.inc();
+                    tracing::error!(
+                        topic = record.topic(), partition = record.partition(), offset = record.offset(),
+                        dlq_topic = %topic, %error, retry_in = ?backoff,
+                        "dead-letter copy failed; the record stays uncommitted until it succeeds"
+                    );
+                    if shutdown.sleep_blocking(backoff) {
+                        return Err(Interrupted);
+                    }
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                }
+            }
+        }
+    }
+
+    fn headers(&self, record: &BorrowedMessage<'_>, rejection: &Rejection) -> OwnedHeaders {
+        let original = record.headers();
+        let mut headers = OwnedHeaders::new_with_capacity(original.map_or(0, |h| h.count()) + 6);
+        if let Some(original) = original {
+            for header in original.iter() {
+                headers = headers.insert(header);
+            }
+        }
+        let partition = record.partition().to_string();
+        let offset = record.offset().to_string();
+        let error = rejection.to_string();
+        for (key, value) in [
+            ("kafkad.error", error.as_str()),
+            ("kafkad.error.kind", rejection.kind()),
+            ("kafkad.source.topic", self.source_topic.as_str()),
+            ("kafkad.source.partition", partition.as_str()),
+            ("kafkad.source.offset", offset.as_str()),
+            ("kafkad.consumer.group", self.group.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        headers
+    }
+
+    /// Waits for any dead-letter copy still in flight (none normally: `send` awaits each).
+    pub fn flush(&self, timeout: Duration) {
+        if let Some((producer, _)) = &self.target {
+            if let Err(error) = producer.flush(timeout) {
+                tracing::warn!(%error, "dead-letter producer did not flush");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_checks_size_before_parsing() {
+        assert_eq!(
+            inspect(None, 10).expect_err("tombstone"),
+            Rejection::Tombstone
+        );
+        let big = vec![b'x'; 11];
+        assert_eq!(
+            inspect(Some(&big), 10).expect_err("too large"),
+            Rejection::TooLarge {
+                size: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(inspect(Some(b""), 10).expect_err("empty").kind(), "empty");
+        assert_eq!(inspect(Some(b"{"), 10).expect_err("bad").kind(), "not_json");
+        let good = KafkaMessage::new(1, "c", "p").encode();
+        assert_eq!(inspect(Some(&good), 1 << 20).expect("good").message_id, 1);
+    }
+}

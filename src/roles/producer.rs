@@ -1,0 +1,371 @@
+//! The producer: `KafkaMessage`s at a configured rate, every delivery report counted.
+//!
+//! # Guarantee
+//!
+//! With the seed's settings (`acks=all`, `enable.idempotence=true`,
+//! `max.in.flight.requests.per.connection=1`, `retries=10`, `delivery.timeout.ms=120000`) a
+//! message librdkafka accepted is either acknowledged by every in-sync replica, exactly once
+//! and in order per partition, or reported failed after `delivery.timeout.ms`. kafkad counts
+//! both outcomes from librdkafka's delivery reports, logs each failure with its error, and
+//! exits 1 if any accepted message was not delivered by the time it stops. A fatal
+//! idempotent-producer error (after which librdkafka refuses every later message) stops the
+//! role at once, after flushing what can still be delivered.
+//!
+//! On shutdown the producer stops generating, then flushes for at most `shutdown_timeout`;
+//! dropping a producer with messages still queued would purge them, so it never does that
+//! silently: whatever is left is reported as undelivered.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message};
+use serde_json::value::RawValue;
+use tracing::Instrument;
+
+use super::{ProducerReport, RoleError};
+use crate::client::ClientLog;
+use crate::config::{ProducerSettings, Scope, Settings};
+use crate::message::{KafkaMessage, Timestamp};
+use crate::shutdown::Shutdown;
+use crate::telemetry::metrics::ProducerMetrics;
+
+/// Delivery reports, counted. Runs on librdkafka's polling thread.
+pub struct DeliveryCounter {
+    log: ClientLog,
+    metrics: ProducerMetrics,
+    failed_ids: Mutex<Vec<i64>>,
+    fatal: AtomicBool,
+}
+
+impl ClientContext for DeliveryCounter {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.fatal.store(true, Ordering::SeqCst);
+        }
+        self.log.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.metrics.delivered.inc();
+            }
+            Err((error, message)) => {
+                self.metrics.failed.inc();
+                let id = message
+                    .key()
+                    .and_then(|key| std::str::from_utf8(key).ok())
+                    .and_then(|key| key.parse::<i64>().ok());
+                if let Some(id) = id {
+                    if let Ok(mut failed) = self.failed_ids.lock() {
+                        failed.push(id);
+                    }
+                }
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+                    self.fatal.store(true, Ordering::SeqCst);
+                }
+                tracing::error!(
+                    message_id = ?id,
+                    partition = message.partition(),
+                    %error,
+                    "delivery failed"
+                );
+            }
+        }
+    }
+}
+
+/// Builds each message's bytes into reused buffers: no allocation per message on the hot path.
+struct MessageFactory {
+    producer_id: String,
+    template: Vec<Piece>,
+    padding: String,
+    metadata: Box<RawValue>,
+    content: String,
+    key: String,
+    value: Vec<u8>,
+}
+
+/// A part of the `content` template.
+enum Piece {
+    Text(String),
+    Id,
+    ProducerId,
+}
+
+impl MessageFactory {
+    fn new(settings: &ProducerSettings, producer_id: String) -> Self {
+        let mut template = Vec::new();
+        let mut rest = settings.content.as_str();
+        while let Some(start) = rest.find('{') {
+            let (before, tail) = rest.split_at(start);
+            let (piece, len) = if tail.starts_with("{id}") {
+                (Piece::Id, 4)
+            } else if tail.starts_with("{producer_id}") {
+                (Piece::ProducerId, 13)
+            } else {
+                (Piece::Text("{".to_owned()), 1)
+            };
+            if !before.is_empty() {
+                template.push(Piece::Text(before.to_owned()));
+            }
+            template.push(piece);
+            rest = &tail[len..];
+        }
+        if !rest.is_empty() {
+            template.push(Piece::Text(rest.to_owned()));
+        }
+        MessageFactory {
+            metadata: RawValue::from_string(r#"{"source":"kafkad"}"#.to_owned())
+                .expect("valid JSON"),
+            producer_id,
+            template,
+            padding: "x".repeat(settings.payload_bytes),
+            content: String::new(),
+            key: String::new(),
+            value: Vec::with_capacity(256 + settings.payload_bytes),
+        }
+    }
+
+    /// Fills `key` and `value` for message `id`.
+    fn build(&mut self, id: i64) {
+        self.content.clear();
+        for piece in &self.template {
+            match piece {
+                Piece::Text(text) => self.content.push_str(text),
+                Piece::Id => {
+                    let _ = write!(self.content, "{id}");
+                }
+                Piece::ProducerId => self.content.push_str(&self.producer_id),
+            }
+        }
+        self.content.push_str(&self.padding);
+        self.key.clear();
+        let _ = write!(self.key, "{id}");
+        let message = KafkaMessage {
+            message_id: id,
+            content: self.content.as_str().into(),
+            producer_id: self.producer_id.as_str().into(),
+            timestamp: Timestamp::now(),
+            metadata: std::borrow::Cow::Borrowed(&self.metadata),
+        };
+        self.value.clear();
+        message.encode_into(&mut self.value);
+    }
+}
+
+/// How often the unpaced send loop yields to the runtime (signals, other tasks).
+const YIELD_EVERY: u64 = 512;
+
+/// Runs the producer until `count` messages were sent (then flushes and returns), or until
+/// `shutdown` fires.
+pub async fn run(
+    settings: Arc<Settings>,
+    metrics: ProducerMetrics,
+    shutdown: Shutdown,
+) -> Result<ProducerReport, RoleError> {
+    let producer_id = settings.producer.producer_id();
+    let span =
+        tracing::info_span!("producer", topic = %settings.topic.name, producer_id = %producer_id);
+    produce(settings, producer_id, metrics, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn produce(
+    settings: Arc<Settings>,
+    producer_id: String,
+    metrics: ProducerMetrics,
+    mut shutdown: Shutdown,
+) -> Result<ProducerReport, RoleError> {
+    let kafka = &settings.resolved_kafka;
+    let counter = DeliveryCounter {
+        log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor()),
+        metrics: metrics.clone(),
+        failed_ids: Mutex::default(),
+        fatal: AtomicBool::new(false),
+    };
+    let producer: Arc<ThreadedProducer<DeliveryCounter>> = Arc::new(
+        kafka
+            .client_config(Scope::Producer)
+            .create_with_context(counter)
+            .map_err(|source| RoleError::Client {
+                client: "producer",
+                source,
+            })?,
+    );
+    let config = &settings.producer;
+    tracing::info!(count = config.count, rate = config.rate, "producer started");
+
+    let topic = settings.topic.name.as_str();
+    let mut factory = MessageFactory::new(config, producer_id.clone());
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    let mut stopped_by: Option<RoleError> = None;
+    while (config.count == 0 || sent < config.count) && !shutdown.is_triggered() {
+        if producer.context().fatal.load(Ordering::SeqCst) {
+            stopped_by = Some(fatal_error(&producer));
+            break;
+        }
+        if config.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / config.rate);
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = shutdown.wait() => break,
+                }
+            }
+        } else if sent % YIELD_EVERY == 0 {
+            tokio::task::yield_now().await;
+        }
+        let id = sent as i64 + 1;
+        factory.build(id);
+        loop {
+            let record = BaseRecord::to(topic)
+                .key(&factory.key)
+                .payload(&factory.value);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // librdkafka's queue is full: wait for deliveries to make room.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((error, _)) => {
+                    stopped_by = Some(
+                        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+                            fatal_error(&producer)
+                        } else {
+                            RoleError::Enqueue {
+                                message_id: id,
+                                source: error,
+                            }
+                        },
+                    );
+                    break;
+                }
+            }
+        }
+        if stopped_by.is_some() {
+            break;
+        }
+        metrics.accepted.inc();
+        sent += 1;
+    }
+
+    drain(&producer, &mut shutdown, settings.shutdown_timeout).await;
+    let report = ProducerReport {
+        producer_id,
+        accepted: metrics.accepted.get(),
+        delivered: metrics.delivered.get(),
+        failed: metrics.failed.get(),
+        failed_ids: producer
+            .context()
+            .failed_ids
+            .lock()
+            .map(|ids| ids.clone())
+            .unwrap_or_default(),
+    };
+    tracing::info!(
+        accepted = report.accepted,
+        delivered = report.delivered,
+        failed = report.failed,
+        "producer stopped"
+    );
+    if let Some(error) = stopped_by {
+        return Err(error);
+    }
+    if producer.context().fatal.load(Ordering::SeqCst) {
+        return Err(fatal_error(&producer));
+    }
+    if report.delivered < report.accepted {
+        return Err(RoleError::Undelivered {
+            accepted: report.accepted,
+            failed: report.failed,
+            undelivered: report.accepted - report.delivered,
+        });
+    }
+    Ok(report)
+}
+
+fn fatal_error(producer: &ThreadedProducer<DeliveryCounter>) -> RoleError {
+    let detail = producer
+        .client()
+        .fatal_error()
+        .map(|(code, reason)| format!("{code}: {reason}"))
+        .unwrap_or_else(|| "librdkafka reported a fatal error".to_owned());
+    tracing::error!(%detail, "fatal producer error: no further message can be sent");
+    RoleError::FatalProducer(detail)
+}
+
+/// Waits until every accepted message has a delivery report. Without shutdown this waits as
+/// long as librdkafka needs (`delivery.timeout.ms` bounds it); once shutdown is asked for, at
+/// most `shutdown_timeout` more. Flushing blocks, so it runs off the async workers.
+async fn drain(
+    producer: &Arc<ThreadedProducer<DeliveryCounter>>,
+    shutdown: &mut Shutdown,
+    shutdown_timeout: Duration,
+) {
+    let flush = |timeout: Duration| {
+        let producer = Arc::clone(producer);
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+    };
+    while producer.in_flight_count() > 0 {
+        if shutdown.is_triggered() {
+            tracing::info!(in_flight = producer.in_flight_count(), timeout = ?shutdown_timeout, "flushing before exit");
+            if let Ok(Err(error)) = flush(shutdown_timeout).await {
+                tracing::error!(%error, in_flight = producer.in_flight_count(), "flush did not complete");
+            }
+            return;
+        }
+        let _ = flush(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(content: &str, payload_bytes: usize) -> ProducerSettings {
+        ProducerSettings {
+            count: 0,
+            rate: 0.0,
+            producer_id: None,
+            content: content.to_owned(),
+            payload_bytes,
+        }
+    }
+
+    #[test]
+    fn factory_fills_the_template_and_key() {
+        let mut factory = MessageFactory::new(
+            &settings("Message {id} from {producer_id} {x}", 3),
+            "p-1".into(),
+        );
+        factory.build(42);
+        assert_eq!(factory.key, "42");
+        let message = KafkaMessage::decode(&factory.value).expect("valid message");
+        assert_eq!(message.message_id, 42);
+        assert_eq!(message.producer_id, "p-1");
+        assert_eq!(message.content, "Message 42 from p-1 {x}xxx");
+        assert_eq!(message.metadata_map()["source"], "kafkad");
+        factory.build(43);
+        assert_eq!(
+            KafkaMessage::decode(&factory.value).expect("valid").content,
+            "Message 43 from p-1 {x}xxx"
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The single consumer: one message at a time, at-least-once.
+//!
+//! # Guarantee
+//!
+//! Auto commit stays on (as in the seed), but `enable.auto.offset.store = false`: librdkafka
+//! commits only offsets kafkad stored, and kafkad stores a message's offset only after the
+//! sink processed it (or its dead-letter copy was acknowledged). Messages of one partition
+//! are processed in order, so a stored offset N means every offset below N is done. A crash
+//! therefore never skips a message; it may redeliver those processed since the last auto
+//! commit (`auto.commit.interval.ms`, 5 s by default). On shutdown the message in hand is
+//! finished, its offset stored, the stored offsets committed synchronously, and the group
+//! left.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::Message;
+
+use super::consumer::{self as shared, Inspected};
+use super::{ConsumerReport, RoleError, POLL_INTERVAL};
+use crate::config::Settings;
+use crate::shutdown::Shutdown;
+use crate::sink::{Record, Sink};
+use crate::telemetry::metrics::ConsumerMetrics;
+
+/// Runs the single consumer until `shutdown` fires (or a sink or fatal error).
+pub async fn run(
+    settings: Arc<Settings>,
+    sink: Box<dyn Sink>,
+    metrics: ConsumerMetrics,
+    shutdown: Shutdown,
+) -> Result<ConsumerReport, RoleError> {
+    let span = tracing::info_span!("single", topic = %settings.topic.name, group = settings.resolved_kafka.get("group.id").unwrap_or_default());
+    shared::on_blocking_thread(span, move || consume(&settings, sink, &metrics, &shutdown)).await
+}
+
+fn consume(
+    settings: &Settings,
+    mut sink: Box<dyn Sink>,
+    metrics: &ConsumerMetrics,
+    shutdown: &Shutdown,
+) -> Result<ConsumerReport, RoleError> {
+    let parts = shared::create(settings, metrics)?;
+    let consumer = &parts.consumer;
+    tracing::info!(group = %parts.group, "single consumer started");
+    let outcome = loop {
+        if shutdown.is_triggered() {
+            break Ok(());
+        }
+        let record = match consumer.poll(POLL_INTERVAL) {
+            None => continue,
+            Some(Err(error)) => match shared::poll_error(error) {
+                Ok(()) => continue,
+                Err(fatal) => break Err(fatal),
+            },
+            Some(Ok(record)) => record,
+        };
+        metrics.consumed.inc();
+        match shared::inspect(&record, settings, &parts.dead_letters, shutdown) {
+            Ok(Inspected::Message(message)) => {
+                let started = Instant::now();
+                let processed = Record {
+                    partition: record.partition(),
+                    offset: record.offset(),
+                    message,
+                };
+                if let Err(error) = sink.process(&processed) {
+                    // Not stored: this message and everything after it are redelivered.
+                    break Err(error.into());
+                }
+                metrics
+                    .processing_time
+                    .observe(started.elapsed().as_secs_f64());
+                shared::observe_latency(metrics, &processed.message);
+                metrics.processed.inc();
+            }
+            Ok(Inspected::DeadLettered) => {}
+            // Shutdown before the dead-letter copy was acknowledged: leave it unstored.
+            Err(_interrupted) => break Ok(()),
+        }
+        if let Err(error) = consumer.store_offset_from_message(&record) {
+            // The partition was revoked while we processed (librdkafka: "Erroneous state");
+            // its new owner redelivers from the last commit. Expected during rebalances.
+            tracing::debug!(partition = record.partition(), offset = record.offset(), %error, "offset not stored");
+        }
+    };
+
+    // Commit what was stored, explicitly and synchronously, rather than trusting close.
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {
+            metrics.commits.inc();
+        }
+        Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(error) => {
+            metrics.commit_failures.inc();
+            tracing::warn!(%error, "final commit failed; messages since the last commit will be redelivered");
+        }
+    }
+    parts.dead_letters.flush(settings.shutdown_timeout);
+    shared::close(parts.consumer, settings.shutdown_timeout);
+    outcome.map(|()| ConsumerReport::from_metrics(metrics))
+}

@@ -1,0 +1,140 @@
+//! The shutdown signal every task holds.
+//!
+//! One [`ShutdownTrigger`] fires once (first SIGINT/SIGTERM, or the demo deciding it is done);
+//! every [`Shutdown`] handle sees it, from async tasks (`wait().await`) and from the blocking
+//! threads that drive consumers (`is_triggered()`, checked between polls). Roles finish the
+//! message or batch in hand, commit and close; [`listen_for_signals`] makes a second signal
+//! exit at once, for an operator who does not want to wait.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Fires the shutdown. Dropping it without firing does not shut anything down.
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger {
+    sender: watch::Sender<bool>,
+}
+
+/// A handle on the shutdown, cheap to clone, one per task.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    receiver: watch::Receiver<bool>,
+}
+
+/// A new trigger and the handle it controls.
+pub fn channel() -> (ShutdownTrigger, Shutdown) {
+    let (sender, receiver) = watch::channel(false);
+    (ShutdownTrigger { sender }, Shutdown { receiver })
+}
+
+impl ShutdownTrigger {
+    /// Asks every holder of a [`Shutdown`] to stop. Idempotent.
+    pub fn fire(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Another handle on this trigger's shutdown.
+    pub fn subscribe(&self) -> Shutdown {
+        Shutdown {
+            receiver: self.sender.subscribe(),
+        }
+    }
+}
+
+impl Shutdown {
+    /// A handle that never fires, for code paths that run to completion.
+    pub fn never() -> Self {
+        let (trigger, shutdown) = channel();
+        // Keep the sender alive for the life of the process: a dropped sender is not a signal.
+        std::mem::forget(trigger);
+        shutdown
+    }
+
+    /// Whether shutdown was asked for. Cheap: a blocking consumer loop calls it per poll.
+    pub fn is_triggered(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Completes once shutdown is asked for (at once if it already was).
+    pub async fn wait(&mut self) {
+        // An error means every trigger was dropped without firing: then it never fires.
+        if self.receiver.wait_for(|fired| *fired).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Sleeps for `duration` unless shutdown comes first; returns whether it did. For the
+    /// retry backoffs of blocking threads.
+    pub fn sleep_blocking(&self, duration: Duration) -> bool {
+        let deadline = std::time::Instant::now() + duration;
+        loop {
+            if self.is_triggered() {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// Fires `trigger` on the first SIGINT or SIGTERM; exits the process at once on the second
+/// (code 130, as a shell reports an interrupted command).
+pub fn listen_for_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(
+            signal = name,
+            "shutting down gracefully; send the signal again to exit at once"
+        );
+        trigger.fire();
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::warn!(
+            signal = name,
+            "second signal: exiting now without finishing"
+        );
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_handle_sees_the_trigger() {
+        let (trigger, mut first) = channel();
+        let second = trigger.subscribe();
+        assert!(!first.is_triggered());
+        let waiter = tokio::spawn(async move {
+            first.wait().await;
+            first.is_triggered()
+        });
+        trigger.fire();
+        assert!(waiter.await.expect("task"));
+        assert!(second.is_triggered());
+        assert!(
+            second.sleep_blocking(Duration::from_secs(60)),
+            "returns at once when fired"
+        );
+    }
+
+    #[test]
+    fn sleep_blocking_runs_out_when_not_fired() {
+        let shutdown = Shutdown::never();
+        assert!(!shutdown.sleep_blocking(Duration::from_millis(10)));
+    }
+}

@@ -1,0 +1,158 @@
+//! Named metrics per role, kept in one place (Vector's "each component emits its metrics from
+//! one place"). The same counters feed the Prometheus endpoint, the periodic summary line, the
+//! demo's progress line and the role reports, so those can never disagree.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A producer's counters.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerMetrics {
+    /// Messages librdkafka accepted into its queue.
+    pub accepted: Counter,
+    /// Messages the broker acknowledged (delivery report OK).
+    pub delivered: Counter,
+    /// Messages whose delivery report carried an error.
+    pub failed: Counter,
+}
+
+impl ProducerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "messages_produced",
+            "Messages accepted by librdkafka for delivery",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "messages_delivered",
+            "Messages acknowledged by the broker",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Messages whose delivery failed",
+            self.failed.clone(),
+        );
+    }
+}
+
+/// Why a record was dead-lettered, as a label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// A consumer's counters and histograms.
+#[derive(Debug, Clone)]
+pub struct ConsumerMetrics {
+    /// Records received from librdkafka.
+    pub consumed: Counter,
+    /// Records the sink processed.
+    pub processed: Counter,
+    /// Records copied to the dead-letter topic (or, with it disabled, skipped).
+    pub dead_lettered: Counter,
+    /// Records that could not be decoded, by reason.
+    pub decode_errors: Family<ReasonLabel, Counter>,
+    /// Dead-letter produce attempts that failed (and were retried).
+    pub dead_letter_failures: Counter,
+    /// Batches processed (batch role).
+    pub batches: Counter,
+    /// Records per processed batch.
+    pub batch_size: Histogram,
+    /// Offset commits that succeeded / failed.
+    pub commits: Counter,
+    pub commit_failures: Counter,
+    /// Partition assignments and revocations.
+    pub rebalances: Counter,
+    /// Now minus the message's own timestamp, at processing time.
+    pub end_to_end_latency: Histogram,
+    /// Time spent in the sink, per message or per batch.
+    pub processing_time: Histogram,
+}
+
+impl Default for ConsumerMetrics {
+    fn default() -> Self {
+        ConsumerMetrics {
+            consumed: Counter::default(),
+            processed: Counter::default(),
+            dead_lettered: Counter::default(),
+            decode_errors: Family::default(),
+            dead_letter_failures: Counter::default(),
+            batches: Counter::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commits: Counter::default(),
+            commit_failures: Counter::default(),
+            rebalances: Counter::default(),
+            // 100 µs .. ~100 s
+            end_to_end_latency: Histogram::new(exponential_buckets(0.0001, 2.5, 16)),
+            // 1 µs .. ~30 s
+            processing_time: Histogram::new(exponential_buckets(0.000001, 3.0, 16)),
+        }
+    }
+}
+
+impl ConsumerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "records_consumed",
+            "Records received from Kafka",
+            self.consumed.clone(),
+        );
+        registry.register(
+            "records_processed",
+            "Records processed by the sink",
+            self.processed.clone(),
+        );
+        registry.register(
+            "records_dead_lettered",
+            "Records that could not be decoded, copied to the dead-letter topic",
+            self.dead_lettered.clone(),
+        );
+        registry.register(
+            "decode_errors",
+            "Records that could not be decoded, by reason",
+            self.decode_errors.clone(),
+        );
+        registry.register(
+            "dead_letter_failures",
+            "Failed dead-letter produce attempts (retried)",
+            self.dead_letter_failures.clone(),
+        );
+        registry.register(
+            "batches_processed",
+            "Batches processed",
+            self.batches.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Records per processed batch",
+            self.batch_size.clone(),
+        );
+        registry.register("commits", "Successful offset commits", self.commits.clone());
+        registry.register(
+            "commit_failures",
+            "Failed offset commits",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "rebalances",
+            "Partition assignments and revocations",
+            self.rebalances.clone(),
+        );
+        registry.register_with_unit(
+            "end_to_end_latency",
+            "Processing time minus the message timestamp",
+            prometheus_client::registry::Unit::Seconds,
+            self.end_to_end_latency.clone(),
+        );
+        registry.register_with_unit(
+            "processing",
+            "Time spent in the sink per message or batch",
+            prometheus_client::registry::Unit::Seconds,
+            self.processing_time.clone(),
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Logging and metrics.
+pub mod logging;
+pub mod metrics;
