@@ -1,0 +1,31 @@
+# kafkad: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything they need is installed by scripts/install-deps.sh (idempotent).
+
+CARGO ?= cargo
+
+.PHONY: build release demo test lint fmt deps
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release
+
+release: build
+
+# The seed topology on librdkafka's embedded mock cluster: 2 producers, 2 single and
+# 2 batch consumers, then a reconciliation per group. Exits 0 only if nothing was lost.
+demo: deps
+	$(CARGO) run --release --quiet -- demo
+
+# Formatting, lints and every test (unit, mock-cluster integration, CLI, real-broker e2e).
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+
+lint: deps
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

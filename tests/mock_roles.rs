@@ -1,0 +1,311 @@
+//! The roles end to end on librdkafka's mock cluster, through the same code the daemon runs.
+//! Every test that moves messages reconciles produced against processed.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafkad::config::Role;
+use kafkad::reconcile::reconcile;
+use kafkad::roles::RoleError;
+use kafkad::sink::{MemorySink, ProcessedLine, Record, Sink, SinkError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_producers_reach_both_groups_with_nothing_lost() {
+    let mock = MockTopology::start(3);
+    let single_sink = MemorySink::default();
+    let batch_sink = MemorySink::default();
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        consumers.push(spawn_consumer(
+            Role::Single,
+            mock.settings(Role::Single, &[]),
+            Box::new(single_sink.clone()),
+        ));
+        consumers.push(spawn_consumer(
+            Role::Batch,
+            mock.settings(Role::Batch, &[]),
+            Box::new(batch_sink.clone()),
+        ));
+    }
+    let producers: Vec<_> = ["producer-1", "producer-2"]
+        .iter()
+        .map(|id| {
+            spawn_producer(mock.settings(
+                Role::Producer,
+                &[("producer.count", "2500"), ("producer.producer_id", id)],
+            ))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for p in producers {
+        reports.push(
+            p.task
+                .await
+                .expect("task")
+                .expect("producer delivers everything"),
+        );
+    }
+    for r in &reports {
+        assert_eq!(
+            (r.accepted, r.delivered, r.failed),
+            (2500, 2500, 0),
+            "{r:?}"
+        );
+    }
+    let produced = delivered_keys(&reports.iter().collect::<Vec<_>>());
+    assert_eq!(produced.len(), 5000);
+
+    for (name, sink) in [("single", &single_sink), ("batch", &batch_sink)] {
+        wait_until(WAIT, &format!("{name} group to process everything"), || {
+            reconcile(&produced, processed_keys(sink)).lost == 0
+        })
+        .await;
+    }
+    for consumer in consumers {
+        consumer.stop().await.expect("consumer stops cleanly");
+    }
+    for (name, sink) in [
+        ("single-message-group", &single_sink),
+        ("batch-message-group", &batch_sink),
+    ] {
+        let r = reconcile(&produced, processed_keys(sink));
+        eprintln!(
+            "{name}: consumed {} lost {} duplicates {}",
+            r.consumed, r.lost, r.duplicates
+        );
+        assert_eq!(r.lost, 0, "{name}");
+        assert_eq!(r.consumed, 5000, "{name}");
+        assert_eq!(r.unexpected, 0, "{name}");
+    }
+}
+
+/// A sink that records what it was given and then fails: the role must stop without
+/// committing, as if it had crashed between processing and commit.
+#[derive(Clone, Default)]
+struct FailingSink {
+    seen: Arc<Mutex<Vec<ProcessedLine>>>,
+    /// Succeed this many times (messages for `process`, batches for `process_batch`) first.
+    succeed: usize,
+    calls: Arc<Mutex<usize>>,
+}
+
+impl FailingSink {
+    fn fail(&self) -> Result<(), SinkError> {
+        let mut calls = self.calls.lock().expect("lock");
+        *calls += 1;
+        if *calls > self.succeed {
+            Err(SinkError::Write {
+                path: "/dev/full".into(),
+                source: std::io::Error::other("injected sink failure"),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Sink for FailingSink {
+    fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
+        self.fail()?;
+        self.seen.lock().expect("lock").push(record.into());
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .extend(batch.iter().map(ProcessedLine::from));
+        self.fail()
+    }
+}
+
+fn committed_offset(bootstrap: &str, group: &str) -> Offset {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(TOPIC, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed.elements()[0].offset()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
+    let mock = MockTopology::start(1);
+    let report = spawn_producer(mock.settings(
+        Role::Producer,
+        &[("producer.count", "30"), ("producer.producer_id", "p")],
+    ))
+    .task
+    .await
+    .expect("task")
+    .expect("delivered");
+    let produced = delivered_keys(&[&report]);
+    let batch_settings = [("batch.min_size", "10"), ("batch.max_size", "10")];
+
+    // The first consumer processes a batch, then "crashes" before committing it.
+    let failing = FailingSink::default();
+    let first = spawn_consumer(
+        Role::Batch,
+        mock.settings(Role::Batch, &batch_settings),
+        Box::new(failing.clone()),
+    );
+    let outcome = tokio::time::timeout(WAIT, first.task)
+        .await
+        .expect("stops")
+        .expect("no panic");
+    assert!(matches!(outcome, Err(RoleError::Sink(_))), "{outcome:?}");
+    let attempted: Vec<i64> = failing
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|l| l.message_id)
+        .collect();
+    assert_eq!(
+        attempted,
+        (1..=10).collect::<Vec<_>>(),
+        "the first batch is messages 1..=10"
+    );
+    assert_eq!(
+        committed_offset(&mock.bootstrap, "batch-message-group"),
+        Offset::Invalid,
+        "nothing committed"
+    );
+
+    // The next member of the group gets the same batch again, and the rest.
+    let sink = MemorySink::default();
+    let second = spawn_consumer(
+        Role::Batch,
+        mock.settings(Role::Batch, &batch_settings),
+        Box::new(sink.clone()),
+    );
+    wait_until(WAIT, "the second consumer to process all 30", || {
+        sink.len() >= 30
+    })
+    .await;
+    second.stop().await.expect("stops cleanly");
+    let processed: Vec<i64> = sink.lines().iter().map(|l| l.message_id).collect();
+    assert_eq!(
+        processed,
+        (1..=30).collect::<Vec<_>>(),
+        "redelivered from the first message, in order"
+    );
+    let r = reconcile(&produced, processed_keys(&sink));
+    assert_eq!((r.consumed, r.lost, r.duplicates), (30, 0, 0));
+    assert_eq!(
+        committed_offset(&mock.bootstrap, "batch-message-group"),
+        Offset::Offset(30),
+        "last + 1 committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_consumer_commits_exactly_what_it_processed() {
+    let mock = MockTopology::start(1);
+    let report = spawn_producer(mock.settings(
+        Role::Producer,
+        &[("producer.count", "20"), ("producer.producer_id", "p")],
+    ))
+    .task
+    .await
+    .expect("task")
+    .expect("delivered");
+    let produced = delivered_keys(&[&report]);
+
+    // Processes messages 1..=4, fails on 5: offsets of 1..=4 are stored and committed, 5 is not.
+    let failing = FailingSink {
+        succeed: 4,
+        ..FailingSink::default()
+    };
+    let first = spawn_consumer(
+        Role::Single,
+        mock.settings(Role::Single, &[]),
+        Box::new(failing.clone()),
+    );
+    let outcome = tokio::time::timeout(WAIT, first.task)
+        .await
+        .expect("stops")
+        .expect("no panic");
+    assert!(matches!(outcome, Err(RoleError::Sink(_))), "{outcome:?}");
+    assert_eq!(
+        committed_offset(&mock.bootstrap, "single-message-group"),
+        Offset::Offset(4)
+    );
+
+    let sink = MemorySink::default();
+    let second = spawn_consumer(
+        Role::Single,
+        mock.settings(Role::Single, &[]),
+        Box::new(sink.clone()),
+    );
+    wait_until(WAIT, "the second consumer to reach message 20", || {
+        sink.lines().iter().any(|l| l.message_id == 20)
+    })
+    .await;
+    second.stop().await.expect("stops cleanly");
+    let resumed: Vec<i64> = sink.lines().iter().map(|l| l.message_id).collect();
+    assert_eq!(
+        resumed,
+        (5..=20).collect::<Vec<_>>(),
+        "resumes at the first unprocessed message"
+    );
+    let mut all: Vec<_> = failing
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|l| (l.producer_id.clone(), l.message_id))
+        .collect();
+    all.extend(processed_keys(&sink));
+    let r = reconcile(&produced, all);
+    assert_eq!((r.consumed, r.lost, r.duplicates), (20, 0, 0));
+    assert_eq!(
+        committed_offset(&mock.bootstrap, "single-message-group"),
+        Offset::Offset(20)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_tail_below_min_size_is_processed_after_max_wait() {
+    let mock = MockTopology::start(1);
+    let report = spawn_producer(mock.settings(
+        Role::Producer,
+        &[("producer.count", "3"), ("producer.producer_id", "p")],
+    ))
+    .task
+    .await
+    .expect("task")
+    .expect("delivered");
+    let sink = MemorySink::default();
+    let consumer = spawn_consumer(
+        Role::Batch,
+        mock.settings(
+            Role::Batch,
+            &[
+                ("batch.min_size", "10"),
+                ("batch.max_wait", "300ms"),
+                ("kafka.fetch.wait.max.ms", "100"),
+            ],
+        ),
+        Box::new(sink.clone()),
+    );
+    wait_until(WAIT, "the 3-message tail", || sink.len() == 3).await;
+    let report2 = consumer.stop().await.expect("stops");
+    assert_eq!(report2.processed, 3);
+    let ids: HashSet<i64> = sink.lines().iter().map(|l| l.message_id).collect();
+    assert_eq!(ids, report.delivered_ids().collect());
+}

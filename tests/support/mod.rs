@@ -1,0 +1,196 @@
+//! Shared test harness: an embedded mock cluster with fast group timing, role runners, raw
+//! producers for hand-made records, readiness waits and reconciliation helpers.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafkad::cluster::EmbeddedCluster;
+use kafkad::config::{self, LoadRequest, Role, Settings};
+use kafkad::reconcile::MessageKey;
+use kafkad::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
+use kafkad::shutdown::{self, ShutdownTrigger};
+use kafkad::sink::{MemorySink, Sink};
+use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::task::JoinHandle;
+
+pub const TOPIC: &str = "andrew-topic";
+
+/// A mock cluster with the seed's topic and its dead-letter topic.
+pub struct MockTopology {
+    pub cluster: EmbeddedCluster,
+    pub bootstrap: String,
+}
+
+impl MockTopology {
+    /// 3 brokers, `andrew-topic` with `partitions` partitions (RF 2), `andrew-topic.dlq`.
+    pub fn start(partitions: i32) -> Self {
+        let cluster = EmbeddedCluster::start(3).expect("mock cluster starts");
+        cluster.create_topic(TOPIC, partitions, 2).expect("topic");
+        cluster
+            .create_topic(&format!("{TOPIC}.dlq"), 1, 2)
+            .expect("dlq topic");
+        cluster.set_initial_rebalance_delay(Duration::from_millis(100));
+        let bootstrap = cluster.bootstrap_servers().to_owned();
+        MockTopology { cluster, bootstrap }
+    }
+
+    /// The role's settings through the real configuration loader, pointed at the mock,
+    /// with `extra` (`key`, `value`) overrides as `--set` would give them.
+    pub fn settings(&self, role: Role, extra: &[(&str, &str)]) -> Settings {
+        let mut overrides = vec![("kafka.bootstrap.servers".to_owned(), self.bootstrap.clone())];
+        for (key, value) in kafkad::demo::mock_group_timing() {
+            overrides.push((key.to_owned(), value));
+        }
+        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let request = LoadRequest {
+            role: Some(role),
+            overrides,
+            role_required: true,
+            ..LoadRequest::default()
+        };
+        config::load(&request)
+            .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
+            .settings
+    }
+}
+
+/// A producer role running in the background.
+pub struct ProducerRun {
+    pub metrics: ProducerMetrics,
+    pub stop: ShutdownTrigger,
+    pub task: JoinHandle<Result<ProducerReport, RoleError>>,
+}
+
+pub fn spawn_producer(settings: Settings) -> ProducerRun {
+    let (stop, shutdown) = shutdown::channel();
+    let metrics = ProducerMetrics::default();
+    let task = tokio::spawn(producer::run(Arc::new(settings), metrics.clone(), shutdown));
+    ProducerRun {
+        metrics,
+        stop,
+        task,
+    }
+}
+
+/// A consumer role running in the background.
+pub struct ConsumerRun {
+    pub metrics: ConsumerMetrics,
+    pub stop: ShutdownTrigger,
+    pub task: JoinHandle<Result<ConsumerReport, RoleError>>,
+}
+
+impl ConsumerRun {
+    /// Stops the role gracefully and returns its outcome.
+    pub async fn stop(self) -> Result<ConsumerReport, RoleError> {
+        self.stop.fire();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("consumer stops within 60 s")
+            .expect("consumer task did not panic")
+    }
+}
+
+pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> ConsumerRun {
+    let (stop, shutdown) = shutdown::channel();
+    let metrics = ConsumerMetrics::default();
+    let settings = Arc::new(settings);
+    let task = match role {
+        Role::Single => tokio::spawn(single::run(settings, sink, metrics.clone(), shutdown)),
+        Role::Batch => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
+        Role::Producer => panic!("not a consumer role"),
+    };
+    ConsumerRun {
+        metrics,
+        stop,
+        task,
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds; panics naming `what` after `timeout`.
+/// Tests wait on readiness like this, never on fixed sleeps.
+pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The (producer_id, message_id) keys a producer report says were delivered.
+pub fn delivered_keys(reports: &[&ProducerReport]) -> HashSet<MessageKey> {
+    reports
+        .iter()
+        .flat_map(|r| r.delivered_ids().map(|id| (r.producer_id.clone(), id)))
+        .collect()
+}
+
+/// Keys a memory sink processed, duplicates included.
+pub fn processed_keys(sink: &MemorySink) -> Vec<MessageKey> {
+    sink.lines()
+        .into_iter()
+        .map(|l| (l.producer_id, l.message_id))
+        .collect()
+}
+
+/// One hand-made record for [`produce_raw`].
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub partition: Option<i32>,
+}
+
+impl RawRecord {
+    pub fn value(value: impl Into<Vec<u8>>) -> Self {
+        RawRecord {
+            value: Some(value.into()),
+            ..RawRecord::default()
+        }
+    }
+}
+
+/// Produces records exactly as given (bypassing the codec), in order, each acknowledged.
+pub async fn produce_raw(bootstrap: &str, topic: &str, records: &[RawRecord]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.max.bytes", "20000000")
+        .create()
+        .expect("raw producer");
+    for record in records {
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: Some(value.as_slice()),
+            });
+        }
+        let mut future = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic).headers(headers);
+        if let Some(key) = &record.key {
+            future = future.key(key);
+        }
+        if let Some(value) = &record.value {
+            future = future.payload(value);
+        }
+        if let Some(partition) = record.partition {
+            future = future.partition(partition);
+        }
+        producer
+            .send(future, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("raw produce failed: {e}"));
+    }
+}
+
+/// An encoded, valid message.
+pub fn message(producer_id: &str, id: i64) -> Vec<u8> {
+    kafkad::message::KafkaMessage::new(id, format!("message {id}"), producer_id.to_owned()).encode()
+}
