@@ -29,3 +29,14 @@ lint: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+.PHONY: image k8s-config
+
+# The container image of deploy/Dockerfile (needs a Docker engine with BuildKit).
+image:
+	docker build -f deploy/Dockerfile -t kafkad:latest .
+
+# kustomize reads files only from below deploy/k8s/, so its ConfigMap is generated from copies
+# of config/*.toml kept there; tests/deploy.rs fails while they differ.
+k8s-config:
+	cp config/producer.toml config/single.toml config/batch.toml deploy/k8s/config/
