@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, ConfigAction, DemoArgs};
+use crate::cli::{Cli, Command, ConfigAction, DemoArgs, TopicAction};
 use crate::config::{self, ConfigError};
 use crate::demo::{self, DemoOptions};
 use crate::roles::{self, RoleReport};
@@ -26,6 +26,8 @@ pub enum AppError {
     DemoLost,
     #[error("did not stop within shutdown_timeout ({0:?}); exiting")]
     ShutdownTimeout(std::time::Duration),
+    #[error(transparent)]
+    Topic(#[from] crate::topic::TopicError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -59,6 +61,22 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Some(Command::Demo(args)) => run_demo(args).await,
+        Some(Command::Topic {
+            action: TopicAction::Ensure { wait },
+        }) => {
+            let loaded = config::load(&cli.config.request(false))?;
+            logging::init("info");
+            for (topic, outcome) in crate::topic::ensure(&loaded.settings, wait).await? {
+                println!(
+                    "topic {topic}: {}",
+                    match outcome {
+                        crate::topic::Outcome::Created => "created",
+                        crate::topic::Outcome::AlreadyCorrect => "exists with the configured shape",
+                    }
+                );
+            }
+            Ok(())
+        }
     }
 }
 

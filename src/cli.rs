@@ -80,6 +80,22 @@ pub enum Command {
     },
     /// The seed topology on an embedded mock cluster, with a final reconciliation.
     Demo(DemoArgs),
+    /// Manages the topic.
+    Topic {
+        #[command(subcommand)]
+        action: TopicAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicAction {
+    /// Creates the topic (and its dead-letter topic) when missing, with `[topic] partitions`
+    /// and `replication_factor`; verifies an existing one. Idempotent.
+    Ensure {
+        /// How long to keep retrying while the brokers are unreachable.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

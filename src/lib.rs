@@ -22,3 +22,4 @@ pub mod roles;
 pub mod shutdown;
 pub mod sink;
 pub mod telemetry;
+pub mod topic;
