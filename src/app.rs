@@ -3,15 +3,16 @@
 //! Exit codes: 0 success; 1 runtime failure (undelivered messages, a sink or broker failure,
 //! a demo that lost messages); 2 usage or configuration error.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, ConfigAction, DemoArgs, TopicAction};
 use crate::config::{self, ConfigError};
 use crate::demo::{self, DemoOptions};
-use crate::roles::{self, RoleReport};
+use crate::roles::{self, RoleMetrics, RoleReport};
 use crate::shutdown;
-use crate::telemetry::logging;
+use crate::telemetry::{http, logging};
 
 /// A command's failure, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,11 @@ pub enum AppError {
     ShutdownTimeout(std::time::Duration),
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicError),
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,7 +71,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             action: TopicAction::Ensure { wait },
         }) => {
             let loaded = config::load(&cli.config.request(false))?;
-            logging::init("info");
+            logging::init(&loaded.settings.log);
             for (topic, outcome) in crate::topic::ensure(&loaded.settings, wait).await? {
                 println!(
                     "topic {topic}: {}",
@@ -82,22 +88,26 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 
 async fn run_role(cli: &Cli) -> Result<(), AppError> {
     let loaded = config::load(&cli.config.request(true))?;
-    logging::init("info");
+    logging::init(&loaded.settings.log);
     let settings = Arc::new(loaded.settings);
+    let role = settings.role.ok_or(ConfigError::NoRole)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::listen_for_signals(trigger)?;
 
-    let mut registry = prometheus_client::registry::Registry::with_prefix("kafkad");
+    let metrics = RoleMetrics::for_role(role);
+    let _endpoint = http::serve_role(&settings, role, &metrics)
+        .await
+        .map_err(|(addr, source)| AppError::Listen { addr, source })?;
     let timeout = settings.shutdown_timeout;
     let mut watcher = shutdown.clone();
-    let role = roles::run(Arc::clone(&settings), shutdown, &mut registry);
+    let run = roles::run(Arc::clone(&settings), metrics, shutdown);
     // After a shutdown signal, the role has shutdown_timeout to finish; then we give up.
     let deadline = async move {
         watcher.wait().await;
         tokio::time::sleep(timeout).await;
     };
     let report = tokio::select! {
-        report = role => report?,
+        report = run => report?,
         _ = deadline => return Err(AppError::ShutdownTimeout(timeout)),
     };
     match report {
@@ -118,11 +128,14 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
 }
 
 async fn run_demo(args: DemoArgs) -> Result<(), AppError> {
-    logging::init("warn");
+    // Warnings (a commit refused while both members of a group leave at once) would only
+    // clutter the demo's own report; RUST_LOG shows them.
+    logging::init_text("error");
     let (trigger, stop) = shutdown::channel();
     shutdown::listen_for_signals(trigger)?;
     let options = DemoOptions {
         messages: args.messages,
+        http: args.http,
         ..DemoOptions::default()
     };
     let report = demo::run(options, stop).await?;

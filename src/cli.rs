@@ -114,4 +114,7 @@ pub struct DemoArgs {
     /// Make the last line of stdout one JSON object with the reconciliation.
     #[arg(long)]
     pub json: bool,
+    /// Serve /metrics, /healthz and /readyz of every instance, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 }

@@ -7,12 +7,14 @@ use rdkafka::error::KafkaError;
 
 use crate::config::kafka::Redactor;
 use crate::telemetry::logging;
+use crate::telemetry::stats::ClientStats;
 
-/// The base context: a client name for log lines, and the redactor.
+/// The base context: a client name for log lines, the redactor, and where statistics go.
 #[derive(Debug, Clone)]
 pub struct ClientLog {
     name: String,
     redactor: Redactor,
+    stats: Option<ClientStats>,
 }
 
 impl ClientLog {
@@ -20,7 +22,14 @@ impl ClientLog {
         ClientLog {
             name: name.into(),
             redactor,
+            stats: None,
         }
+    }
+
+    /// Feeds librdkafka statistics into `stats` (needs `statistics.interval.ms`).
+    pub fn with_stats(mut self, stats: ClientStats) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -33,6 +42,12 @@ impl ClientLog {
 }
 
 impl ClientContext for ClientLog {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(stats) = &self.stats {
+            stats.observe(&statistics);
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         logging::librdkafka_line(level, facility, &self.redactor.redact(message), &self.name);
     }

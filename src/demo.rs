@@ -7,20 +7,26 @@
 //! read, so the demo behaves the same everywhere). It shows live progress, then reconciles
 //! per group what was produced against what was processed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::cluster::EmbeddedCluster;
 use crate::config::{self, LoadRequest, Role, Settings};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
-use crate::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
+use crate::roles::{
+    batch, producer, single, ConsumerReport, ProducerReport, RoleError, RoleMetrics,
+};
 use crate::shutdown::{self, Shutdown};
 use crate::sink::MemorySink;
+use crate::telemetry::http;
 use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
 
 pub const TOPIC: &str = "andrew-topic";
@@ -36,6 +42,8 @@ pub struct DemoOptions {
     pub progress: bool,
     /// Give up waiting for consumers after this long without progress.
     pub stall_timeout: Duration,
+    /// Serve `/metrics`, `/healthz`, `/readyz` for every instance on this address.
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for DemoOptions {
@@ -44,6 +52,7 @@ impl Default for DemoOptions {
             messages: 10_000,
             progress: true,
             stall_timeout: Duration::from_secs(30),
+            http: None,
         }
     }
 }
@@ -91,6 +100,11 @@ pub enum DemoError {
     Config(#[from] config::ConfigError),
     #[error("{instance}: {source}")]
     Role { instance: String, source: RoleError },
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Settings of one demo instance: the role's defaults pointed at the embedded cluster.
@@ -158,6 +172,26 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         });
     }
 
+    // One registry for every instance, each under its own labels, as six processes would be.
+    let mut registry = Registry::with_prefix("kafkad");
+    let mut health = Vec::new();
+    let mut register = |role: Role, group: Option<&str>, instance: &str, metrics: &RoleMetrics| {
+        let mut labels = vec![
+            (Cow::Borrowed("role"), Cow::Borrowed(role.as_str())),
+            (Cow::Borrowed("topic"), Cow::Borrowed(TOPIC)),
+            (Cow::Borrowed("instance"), Cow::Owned(instance.to_owned())),
+        ];
+        if let Some(group) = group {
+            labels.push((Cow::Borrowed("group"), Cow::Owned(group.to_owned())));
+        }
+        metrics.register(registry.sub_registry_with_labels(labels.into_iter()));
+        // The demo is healthy and ready while its consumers are; producers finishing their
+        // count is the normal course of the demo, not a failure.
+        if let RoleMetrics::Consumer(_) = metrics {
+            health.push(metrics.health());
+        }
+    };
+
     let sinks = [
         (SINGLE_GROUP, MemorySink::default()),
         (BATCH_GROUP, MemorySink::default()),
@@ -170,6 +204,13 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         for n in 1..=2 {
             let settings = Arc::new(instance_settings(role, &bootstrap, &mock_group_timing())?);
             let metrics = ConsumerMetrics::default();
+            let name = format!("{role}-{n}");
+            register(
+                role,
+                Some(group),
+                &name,
+                &RoleMetrics::Consumer(metrics.clone()),
+            );
             let sink = Box::new(sink.clone());
             let shutdown = consumer_shutdown.clone();
             let task = match role {
@@ -179,7 +220,7 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
                 _ => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
             };
             consumers.push(Consumer {
-                name: format!("{role}-{n}"),
+                name,
                 group,
                 metrics,
                 task,
@@ -201,6 +242,12 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
             ],
         )?);
         let metrics = ProducerMetrics::default();
+        register(
+            Role::Producer,
+            None,
+            &name,
+            &RoleMetrics::Producer(metrics.clone()),
+        );
         let task = tokio::spawn(producer::run(settings, metrics.clone(), stop.clone()));
         producers.push(Producer {
             name,
@@ -208,6 +255,15 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
             task,
         });
     }
+
+    let _endpoint = match options.http {
+        Some(addr) => Some(
+            http::serve(addr, Arc::new(registry), health)
+                .await
+                .map_err(|source| DemoError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
 
     // Wait for the producers, showing progress.
     let producer_metrics: Vec<ProducerMetrics> =
@@ -365,8 +421,12 @@ impl Progress {
                 .map(|c| c.metrics.processed.get())
                 .sum()
         };
+        let dead_lettered: u64 = consumers
+            .iter()
+            .map(|c| c.metrics.dead_lettered.get())
+            .sum();
         let line = format!(
-            "produced {delivered}/{target} | {SINGLE_GROUP} {} | {BATCH_GROUP} {}",
+            "produced {delivered}/{target} | processed: {SINGLE_GROUP} {}, {BATCH_GROUP} {} | dead-lettered {dead_lettered}",
             by_group(SINGLE_GROUP),
             by_group(BATCH_GROUP)
         );

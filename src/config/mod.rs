@@ -65,7 +65,15 @@ impl std::fmt::Display for Role {
 /// Settings every role shares, as defaults. Kafka properties here apply to every client.
 const COMMON_DEFAULTS: &str = r#"
 shutdown_timeout = "30s"
+summary_interval = "10s"
 max_record_bytes = 1048576
+
+[http]
+listen = "0.0.0.0:9464"
+
+[log]
+format = "text"
+level = "info"
 
 [topic]
 name = "andrew-topic"
@@ -74,6 +82,8 @@ replication_factor = 2
 
 [kafka]
 "bootstrap.servers" = "localhost:9092"
+# Feeds consumer lag and broker connection state into /metrics (and producer readiness).
+"statistics.interval.ms" = "5000"
 
 [producer]
 count = 0
@@ -151,12 +161,17 @@ pub struct Settings {
     pub dlq_topic: Option<String>,
     /// Records with a larger value are dead-lettered without being parsed.
     pub max_record_bytes: usize,
+    /// How often each role logs a one-line summary (rates, totals, lag).
+    #[serde(with = "humantime_serde")]
+    pub summary_interval: Duration,
     /// librdkafka properties, verbatim.
     #[serde(serialize_with = "serialize_kafka")]
     pub kafka: Map<String, KafkaValue>,
     pub producer: ProducerSettings,
     pub batch: BatchSettings,
     pub sink: SinkSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
     /// `[kafka]` with secret references resolved; filled in by [`load`].
     #[serde(skip)]
     pub resolved_kafka: KafkaProperties,
@@ -262,6 +277,31 @@ pub struct SinkSettings {
     pub path: Option<PathBuf>,
 }
 
+/// The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on, e.g. `0.0.0.0:9464`; `""` turns the endpoint off.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the role's span fields.
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `kafkad=debug,librdkafka=info`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
 impl Settings {
     /// The dead-letter topic, or `None` where the operator disabled it with `dlq_topic = ""`.
     pub fn dlq_topic(&self) -> Option<String> {
@@ -274,7 +314,13 @@ impl Settings {
 }
 
 /// Keys allowed outside `[kafka]`, table by table; `[kafka]` is checked by librdkafka.
-const TOP_LEVEL_KEYS: &[&str] = &["role", "shutdown_timeout", "dlq_topic", "max_record_bytes"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "role",
+    "shutdown_timeout",
+    "summary_interval",
+    "dlq_topic",
+    "max_record_bytes",
+];
 const TABLE_KEYS: &[(&str, &[&str])] = &[
     ("topic", &["name", "partitions", "replication_factor"]),
     (
@@ -283,6 +329,8 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("batch", &["min_size", "max_size", "max_wait"]),
     ("sink", &["kind", "path"]),
+    ("http", &["listen"]),
+    ("log", &["format", "level"]),
     ("kafka", &[]),
 ];
 
@@ -582,6 +630,30 @@ fn validate(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Config
     }
     if settings.batch.max_wait.is_zero() {
         return fail("batch.max_wait", "must be above 0 (e.g. \"5s\")".to_owned());
+    }
+    if settings.summary_interval.is_zero() {
+        return fail(
+            "summary_interval",
+            "must be above 0 (e.g. \"10s\")".to_owned(),
+        );
+    }
+    if !settings.http.listen.is_empty()
+        && settings
+            .http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+    {
+        return fail(
+            "http.listen",
+            format!(
+                "`{}` is not an address like 0.0.0.0:9464 (\"\" turns the endpoint off)",
+                settings.http.listen
+            ),
+        );
+    }
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
+        return fail("log.level", format!("not a log filter: {error}"));
     }
     if settings.sink.kind == SinkKind::Jsonl && settings.sink.path.is_none() {
         return fail("sink.path", "the jsonl sink needs a file path".to_owned());

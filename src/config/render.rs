@@ -30,7 +30,7 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         ),
         None => out.push_str("# role: not set\n"),
     }
-    for key in ["shutdown_timeout", "max_record_bytes"] {
+    for key in ["shutdown_timeout", "summary_interval", "max_record_bytes"] {
         if let Some(value) = document.get(key) {
             line(&mut out, key, &value.to_string(), &origin_of(tree, key));
         }
@@ -55,7 +55,7 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         ),
     }
 
-    for table in ["topic", "kafka", "producer", "batch", "sink"] {
+    for table in ["topic", "kafka", "producer", "batch", "sink", "http", "log"] {
         let _ = writeln!(out, "\n[{table}]");
         let Some(toml::Value::Table(values)) = document.get(table) else {
             continue;

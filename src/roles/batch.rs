@@ -37,7 +37,7 @@ use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected, KafkadConsumer};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
-use crate::config::{BatchSettings, Settings};
+use crate::config::{BatchSettings, Role, Settings};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
@@ -50,8 +50,12 @@ pub async fn run(
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let span = tracing::info_span!("batch", topic = %settings.topic.name, group = settings.resolved_kafka.get("group.id").unwrap_or_default());
-    shared::on_blocking_thread(span, move || consume(&settings, sink, &metrics, &shutdown)).await
+    let loop_settings = Arc::clone(&settings);
+    let loop_metrics = metrics.clone();
+    shared::run_loop(Role::Batch, &settings, &metrics, move || {
+        consume(&loop_settings, sink, &loop_metrics, &shutdown)
+    })
+    .await
 }
 
 /// The records in hand.
@@ -136,7 +140,7 @@ fn consume(
     tracing::info!(group = %parts.group, min_size = limits.min_size, max_size = limits.max_size, max_wait = ?limits.max_wait, "batch consumer started");
     let mut batch = Batch::default();
     let outcome = loop {
-        if shutdown.is_triggered() {
+        if shared::stopping(shutdown, metrics) {
             break Ok(true);
         }
         let polled = consumer.poll(batch.poll_timeout(limits));

@@ -13,7 +13,7 @@
 //! loop look at the shutdown signal between messages.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -23,11 +23,13 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::RoleError;
 use crate::client::ClientLog;
-use crate::config::{Scope, Settings};
+use crate::config::{Role, Scope, Settings};
 use crate::dlq::{self, DeadLetters, Interrupted};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ConsumerMetrics;
+use crate::telemetry::summary;
+use tracing::Instrument;
 
 /// Processed-but-uncommitted positions, and revocations the loop has not seen yet. Shared
 /// between the loop and the rebalance callback, which run on the same thread, one after the
@@ -40,6 +42,8 @@ struct PartitionState {
     uncommitted: HashMap<i32, i64>,
     /// Partitions revoked since the loop last called [`ConsumerHooks::take_revoked`].
     revoked: Vec<i32>,
+    /// Partitions currently assigned: the consumer is ready while it holds any.
+    assigned: usize,
 }
 
 /// The consumer context: librdkafka logs into tracing, rebalances committed safely, commit
@@ -154,6 +158,8 @@ impl ConsumerContext for ConsumerHooks {
                     .collect();
                 let to_commit: HashMap<i32, i64> = {
                     let mut state = self.state();
+                    state.assigned = state.assigned.saturating_sub(list.count());
+                    self.metrics.health.set_ready(state.assigned > 0);
                     state.revoked.extend(&partitions);
                     partitions
                         .iter()
@@ -173,6 +179,11 @@ impl ConsumerContext for ConsumerHooks {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             self.metrics.rebalances.inc();
+            {
+                let mut state = self.state();
+                state.assigned += list.count();
+                self.metrics.health.set_ready(state.assigned > 0);
+            }
             let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
         }
@@ -216,7 +227,8 @@ pub(crate) fn create(
     let kafka = &settings.resolved_kafka;
     let group = kafka.get("group.id").unwrap_or_default().to_owned();
     let hooks = ConsumerHooks::new(
-        ClientLog::new(format!("consumer {group}"), kafka.redactor()),
+        ClientLog::new(format!("consumer {group}"), kafka.redactor())
+            .with_stats(metrics.client.clone()),
         &settings.topic.name,
         metrics.clone(),
     );
@@ -317,12 +329,39 @@ pub(crate) fn close(consumer: KafkadConsumer, timeout: Duration) {
     }
 }
 
-/// Runs `body` on a dedicated blocking thread inside `span` and waits for it.
-pub(crate) async fn on_blocking_thread<T: Send + 'static>(
-    span: tracing::Span,
+/// Runs a consumer loop: `body` on a dedicated blocking thread inside the role's span, with
+/// its periodic summary alongside and its health kept up to date.
+pub(crate) async fn run_loop<T: Send + 'static>(
+    role: Role,
+    settings: &Settings,
+    metrics: &ConsumerMetrics,
     body: impl FnOnce() -> Result<T, RoleError> + Send + 'static,
 ) -> Result<T, RoleError> {
-    tokio::task::spawn_blocking(move || span.in_scope(body))
+    let span = tracing::info_span!(
+        "role",
+        role = role.as_str(),
+        topic = %settings.topic.name,
+        group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
+    );
+    let summary = tokio::spawn(
+        summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
+    );
+    let health = Arc::clone(&metrics.health);
+    health.set_running(true);
+    let outcome = tokio::task::spawn_blocking(move || span.in_scope(body))
         .await
-        .map_err(|e| RoleError::Thread(e.to_string()))?
+        .map_err(|e| RoleError::Thread(e.to_string()));
+    health.set_running(false);
+    summary.abort();
+    outcome?
+}
+
+/// Whether the loop should stop; the first time it sees shutdown, health turns to 503 while
+/// the consumer finishes, commits and closes.
+pub(crate) fn stopping(shutdown: &Shutdown, metrics: &ConsumerMetrics) -> bool {
+    let stop = shutdown.is_triggered();
+    if stop {
+        metrics.health.begin_shutdown();
+    }
+    stop
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::config::{Role, Settings};
 use crate::shutdown::Shutdown;
 use crate::sink::{self, SinkError};
+use crate::telemetry::health::Health;
 use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
 
 /// A role stopped with a failure. Every variant is exit code 1.
@@ -102,30 +103,53 @@ pub enum RoleReport {
     Consumer(ConsumerReport),
 }
 
+/// The metrics (and health) of whichever role runs.
+#[derive(Debug, Clone)]
+pub enum RoleMetrics {
+    Producer(ProducerMetrics),
+    Consumer(ConsumerMetrics),
+}
+
+impl RoleMetrics {
+    pub fn for_role(role: Role) -> Self {
+        match role {
+            Role::Producer => RoleMetrics::Producer(ProducerMetrics::default()),
+            Role::Single | Role::Batch => RoleMetrics::Consumer(ConsumerMetrics::default()),
+        }
+    }
+
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        match self {
+            RoleMetrics::Producer(m) => m.register(registry),
+            RoleMetrics::Consumer(m) => m.register(registry),
+        }
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        match self {
+            RoleMetrics::Producer(m) => Arc::clone(&m.health),
+            RoleMetrics::Consumer(m) => Arc::clone(&m.health),
+        }
+    }
+}
+
 /// Runs the role `settings` names until it finishes (producer with a `count`) or `shutdown`
-/// fires; the sink comes from `[sink]`. Metrics are registered in `registry`.
+/// fires; consumers process through the sink `[sink]` describes.
 pub async fn run(
     settings: Arc<Settings>,
+    metrics: RoleMetrics,
     shutdown: Shutdown,
-    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<RoleReport, RoleError> {
     let role = settings.role.unwrap_or(Role::Producer);
-    match role {
-        Role::Producer => {
-            let metrics = ProducerMetrics::default();
-            metrics.register(registry);
-            producer::run(settings, metrics, shutdown)
-                .await
-                .map(RoleReport::Producer)
-        }
-        Role::Single | Role::Batch => {
-            let metrics = ConsumerMetrics::default();
-            metrics.register(registry);
+    match metrics {
+        RoleMetrics::Producer(metrics) => producer::run(settings, metrics, shutdown)
+            .await
+            .map(RoleReport::Producer),
+        RoleMetrics::Consumer(metrics) => {
             let sink = sink::from_settings(&settings.sink, role)?;
-            let report = if role == Role::Single {
-                single::run(settings, sink, metrics, shutdown).await?
-            } else {
-                batch::run(settings, sink, metrics, shutdown).await?
+            let report = match role {
+                Role::Batch => batch::run(settings, sink, metrics, shutdown).await?,
+                _ => single::run(settings, sink, metrics, shutdown).await?,
             };
             Ok(RoleReport::Consumer(report))
         }

@@ -34,6 +34,7 @@ use crate::config::{ProducerSettings, Scope, Settings};
 use crate::message::{KafkaMessage, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ProducerMetrics;
+use crate::telemetry::summary;
 
 /// Delivery reports, counted. Runs on librdkafka's polling thread.
 pub struct DeliveryCounter {
@@ -63,6 +64,8 @@ impl ProducerContext for DeliveryCounter {
         match result {
             Ok(_) => {
                 self.metrics.delivered.inc();
+                // A broker acknowledged: certainly connected (statistics say so too, later).
+                self.metrics.health.set_ready(true);
             }
             Err((error, message)) => {
                 self.metrics.failed.inc();
@@ -179,11 +182,17 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<ProducerReport, RoleError> {
     let producer_id = settings.producer.producer_id();
-    let span =
-        tracing::info_span!("producer", topic = %settings.topic.name, producer_id = %producer_id);
-    produce(settings, producer_id, metrics, shutdown)
+    let span = tracing::info_span!("role", role = "producer", topic = %settings.topic.name, producer_id = %producer_id);
+    let summary = tokio::spawn(
+        summary::producer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
+    );
+    metrics.health.set_running(true);
+    let outcome = produce(settings, producer_id, metrics.clone(), shutdown)
         .instrument(span)
-        .await
+        .await;
+    metrics.health.set_running(false);
+    summary.abort();
+    outcome
 }
 
 async fn produce(
@@ -194,7 +203,8 @@ async fn produce(
 ) -> Result<ProducerReport, RoleError> {
     let kafka = &settings.resolved_kafka;
     let counter = DeliveryCounter {
-        log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor()),
+        log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor())
+            .with_stats(metrics.client.clone()),
         metrics: metrics.clone(),
         failed_ids: Mutex::default(),
         fatal: AtomicBool::new(false),
@@ -226,7 +236,7 @@ async fn produce(
             if due > Instant::now() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
-                    _ = shutdown.wait() => break,
+                    _ = shutdown.wait() => continue, // the loop condition sees it
                 }
             }
         } else if sent % YIELD_EVERY == 0 {
@@ -266,6 +276,9 @@ async fn produce(
         sent += 1;
     }
 
+    if shutdown.is_triggered() {
+        metrics.health.begin_shutdown();
+    }
     drain(&producer, &mut shutdown, settings.shutdown_timeout).await;
     let report = ProducerReport {
         producer_id,

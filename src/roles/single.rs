@@ -19,7 +19,7 @@ use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
-use crate::config::Settings;
+use crate::config::{Role, Settings};
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
@@ -31,8 +31,12 @@ pub async fn run(
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let span = tracing::info_span!("single", topic = %settings.topic.name, group = settings.resolved_kafka.get("group.id").unwrap_or_default());
-    shared::on_blocking_thread(span, move || consume(&settings, sink, &metrics, &shutdown)).await
+    let loop_settings = Arc::clone(&settings);
+    let loop_metrics = metrics.clone();
+    shared::run_loop(Role::Single, &settings, &metrics, move || {
+        consume(&loop_settings, sink, &loop_metrics, &shutdown)
+    })
+    .await
 }
 
 fn consume(
@@ -45,7 +49,7 @@ fn consume(
     let consumer = &parts.consumer;
     tracing::info!(group = %parts.group, "single consumer started");
     let outcome = loop {
-        if shutdown.is_triggered() {
+        if shared::stopping(shutdown, metrics) {
             break Ok(());
         }
         let record = match consumer.poll(POLL_INTERVAL) {

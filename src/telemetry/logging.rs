@@ -3,16 +3,37 @@
 use rdkafka::config::RDKafkaLogLevel;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber: human-readable text on stderr, filtered by `RUST_LOG`
-/// when set, else by `default_level`. Safe to call twice (the second call is ignored).
-pub fn init(default_level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},librdkafka=warn")));
-    let _ = tracing_subscriber::fmt()
+use crate::config::{LogFormat, LogSettings};
+
+/// Installs the global subscriber on stderr: text or JSON as `[log] format` says, filtered by
+/// `RUST_LOG` when set, else by `[log] level`. Safe to call twice (the second call is ignored).
+///
+/// JSON lines carry the role's span (`"span":{"role":..,"topic":..,"group":..}`), so every
+/// line of a process says which role, topic, group or producer it comes from.
+pub fn init(settings: &LogSettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// The logging of commands that run no role (demo, topic ensure): text at `level`.
+pub fn init_text(level: &str) {
+    init(&LogSettings {
+        format: LogFormat::Text,
+        level: level.to_owned(),
+    });
 }
 
 /// Re-emits one librdkafka log line at the matching tracing level, under target `librdkafka`

@@ -2,14 +2,19 @@
 //! one place"). The same counters feed the Prometheus endpoint, the periodic summary line, the
 //! demo's progress line and the role reports, so those can never disagree.
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// A producer's counters.
-#[derive(Debug, Clone, Default)]
+use super::health::Health;
+use super::stats::ClientStats;
+
+/// A producer's counters, its librdkafka statistics and its health.
+#[derive(Debug, Clone)]
 pub struct ProducerMetrics {
     /// Messages librdkafka accepted into its queue.
     pub accepted: Counter,
@@ -17,10 +22,27 @@ pub struct ProducerMetrics {
     pub delivered: Counter,
     /// Messages whose delivery report carried an error.
     pub failed: Counter,
+    /// Broker connection state; it also makes the producer ready.
+    pub client: ClientStats,
+    pub health: Arc<Health>,
+}
+
+impl Default for ProducerMetrics {
+    fn default() -> Self {
+        let health = Arc::new(Health::default());
+        ProducerMetrics {
+            accepted: Counter::default(),
+            delivered: Counter::default(),
+            failed: Counter::default(),
+            client: ClientStats::with_readiness(Arc::clone(&health)),
+            health,
+        }
+    }
 }
 
 impl ProducerMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        self.client.register_broker_state(registry);
         registry.register(
             "messages_produced",
             "Messages accepted by librdkafka for delivery",
@@ -45,9 +67,13 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-/// A consumer's counters and histograms.
+/// A consumer's counters and histograms, its librdkafka statistics and its health.
 #[derive(Debug, Clone)]
 pub struct ConsumerMetrics {
+    /// Lag per partition and broker connection state.
+    pub client: ClientStats,
+    /// Ready while the consumer holds partitions.
+    pub health: Arc<Health>,
     /// Records received from librdkafka.
     pub consumed: Counter,
     /// Records the sink processed.
@@ -76,6 +102,8 @@ pub struct ConsumerMetrics {
 impl Default for ConsumerMetrics {
     fn default() -> Self {
         ConsumerMetrics {
+            client: ClientStats::default(),
+            health: Arc::default(),
             consumed: Counter::default(),
             processed: Counter::default(),
             dead_lettered: Counter::default(),
@@ -96,6 +124,8 @@ impl Default for ConsumerMetrics {
 
 impl ConsumerMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        self.client.register_broker_state(registry);
+        self.client.register_lag(registry);
         registry.register(
             "records_consumed",
             "Records received from Kafka",

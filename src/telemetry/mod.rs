@@ -1,3 +1,7 @@
-//! Logging and metrics.
+//! Logging, metrics, librdkafka statistics, health, the HTTP endpoint and periodic summaries.
+pub mod health;
+pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod stats;
+pub mod summary;

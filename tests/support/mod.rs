@@ -2,6 +2,9 @@
 //! producers for hand-made records, readiness waits and reconciliation helpers.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod process;
+pub mod tansu;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,4 +196,43 @@ pub async fn produce_raw(bootstrap: &str, topic: &str, records: &[RawRecord]) {
 /// An encoded, valid message.
 pub fn message(producer_id: &str, id: i64) -> Vec<u8> {
     kafkad::message::KafkaMessage::new(id, format!("message {id}"), producer_id.to_owned()).encode()
+}
+
+/// `GET http://{addr}{path}`: the status code and body (a raw HTTP/1.1 request, so the tests
+/// need no HTTP client crate).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of one Prometheus sample line `name{labels} value` whose labels include all of
+/// `labels` (`key="value"` pairs).
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let matches = series == name
+            || (series.starts_with(&format!("{name}{{"))
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\""))));
+        if matches && (labels.is_empty() || series.contains('{')) {
+            value.parse().ok()
+        } else {
+            None
+        }
+    })
 }

@@ -1,0 +1,323 @@
+//! What operators see: /metrics counters equal to the reconciliation, /healthz and /readyz
+//! following the role's life, JSON logs with the role's fields.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafkad::config::Role;
+use kafkad::reconcile::reconcile;
+use kafkad::roles::{self, RoleMetrics};
+use kafkad::shutdown;
+use kafkad::sink::MemorySink;
+use kafkad::telemetry::http;
+use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use support::process::Kafkad;
+use support::tansu::free_port;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Serves one role's registry on a free loopback port, as its process would.
+async fn endpoint(settings: &kafkad::config::Settings, role: Role, metrics: RoleMetrics) -> String {
+    let registry = http::role_registry(settings, role, &metrics);
+    let endpoint = http::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::new(registry),
+        vec![metrics.health()],
+    )
+    .await
+    .expect("serves");
+    endpoint.addr.to_string()
+}
+
+async fn scrape(addr: &str) -> String {
+    let addr = addr.to_owned();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(&addr, "/metrics"))
+        .await
+        .expect("task")
+        .expect("HTTP response");
+    assert_eq!(status, 200);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_counters_equal_the_reconciliation() {
+    let mock = MockTopology::start(3);
+    const N: u64 = 3000;
+    let bad_records = [
+        RawRecord::value(b"not json".to_vec()),
+        RawRecord::value(vec![0xff, 0xfe]),
+        RawRecord {
+            key: Some(b"k".to_vec()),
+            value: None,
+            ..RawRecord::default()
+        },
+        RawRecord::value(br#"{"message_id":"7","content":"c","producer_id":"p","timestamp":"2026-11-25T18:08:06","metadata":{}}"#.to_vec()),
+    ];
+    produce_raw(&mock.bootstrap, TOPIC, &bad_records).await;
+
+    let producer_settings = mock.settings(
+        Role::Producer,
+        &[("producer.count", "3000"), ("producer.producer_id", "p-1")],
+    );
+    let producer_metrics = ProducerMetrics::default();
+    let producer_addr = endpoint(
+        &producer_settings,
+        Role::Producer,
+        RoleMetrics::Producer(producer_metrics.clone()),
+    )
+    .await;
+
+    let mut consumers = Vec::new();
+    for role in [Role::Single, Role::Batch] {
+        let settings = mock.settings(role, &[]);
+        let metrics = ConsumerMetrics::default();
+        let addr = endpoint(&settings, role, RoleMetrics::Consumer(metrics.clone())).await;
+        let sink = MemorySink::default();
+        let (stop, shutdown) = shutdown::channel();
+        let (settings, boxed) = (Arc::new(settings), Box::new(sink.clone()));
+        let task = match role {
+            Role::Single => tokio::spawn(roles::single::run(
+                settings,
+                boxed,
+                metrics.clone(),
+                shutdown,
+            )),
+            _ => tokio::spawn(roles::batch::run(
+                settings,
+                boxed,
+                metrics.clone(),
+                shutdown,
+            )),
+        };
+        consumers.push((role, addr, metrics, sink, stop, task));
+    }
+
+    let (_stop, shutdown) = shutdown::channel();
+    let report = roles::producer::run(Arc::new(producer_settings), producer_metrics, shutdown)
+        .await
+        .expect("all delivered");
+    let produced: HashSet<_> = report
+        .delivered_ids()
+        .map(|id| ("p-1".to_owned(), id))
+        .collect();
+    assert_eq!(produced.len() as u64, N);
+
+    let metrics = scrape(&producer_addr).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "kafkad_messages_produced_total",
+            &[("role", "producer")]
+        ),
+        Some(N as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "kafkad_messages_delivered_total",
+            &[("role", "producer")]
+        ),
+        Some(N as f64)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "kafkad_delivery_failures_total",
+            &[("role", "producer")]
+        ),
+        Some(0.0)
+    );
+
+    for (role, addr, consumer_metrics, sink, stop, task) in consumers {
+        wait_until(WAIT, &format!("{role} to process {N}"), || {
+            consumer_metrics.processed.get() >= N
+        })
+        .await;
+        let group = if role == Role::Single {
+            "single-message-group"
+        } else {
+            "batch-message-group"
+        };
+        let labels = [("role", role.as_str()), ("topic", TOPIC), ("group", group)];
+        let text = scrape(&addr).await;
+        assert_eq!(
+            sample(&text, "kafkad_records_processed_total", &labels),
+            Some(N as f64),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "kafkad_records_dead_lettered_total", &labels),
+            Some(bad_records.len() as f64),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "kafkad_records_consumed_total", &labels),
+            Some((N as usize + bad_records.len()) as f64)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "kafkad_decode_errors_total",
+                &[("reason", "not_json")]
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "kafkad_decode_errors_total",
+                &[("reason", "tombstone")]
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(
+            sample(&text, "kafkad_end_to_end_latency_seconds_count", &labels)
+                .is_some_and(|c| c >= N as f64),
+            "{text}"
+        );
+        if role == Role::Batch {
+            assert!(
+                sample(&text, "kafkad_batches_processed_total", &labels).is_some_and(|b| b >= 1.0)
+            );
+            assert!(sample(&text, "kafkad_commits_total", &labels).is_some_and(|c| c >= 1.0));
+        }
+        stop.fire();
+        let report = task.await.expect("task").expect("stops cleanly");
+        assert_eq!(report.processed, N);
+        // The scraped count is the reconciliation's: every produced message, once.
+        let r = reconcile(&produced, processed_keys(&sink));
+        assert_eq!((r.consumed, r.lost, r.duplicates), (N, 0, 0), "{role}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_assignment_and_both_probes_fail_during_shutdown() {
+    let mock = MockTopology::start(3);
+    // A long initial rebalance delay keeps the consumer unassigned long enough to see 503.
+    mock.cluster
+        .set_initial_rebalance_delay(Duration::from_secs(3));
+    let dir = tempfile::tempdir().expect("dir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut consumer = Kafkad::spawn(
+        "single",
+        dir.path(),
+        &["--role", "single"],
+        &[
+            ("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+            ("KAFKAD_HTTP__LISTEN", addr.clone()),
+            ("KAFKAD_SHUTDOWN_TIMEOUT", "4s".to_owned()),
+        ],
+    );
+    let probe = |path: &'static str| {
+        let addr = addr.clone();
+        move || http_get(&addr, path).map(|(status, _)| status)
+    };
+    let (healthz, readyz) = (probe("/healthz"), probe("/readyz"));
+
+    wait_until(WAIT, "/healthz to answer 200", || healthz() == Some(200)).await;
+    assert_eq!(readyz(), Some(503), "no assignment yet");
+    wait_until(
+        WAIT,
+        "/readyz to answer 200 once partitions are assigned",
+        || readyz() == Some(200),
+    )
+    .await;
+    assert!(
+        consumer.log_text().contains("partitions assigned"),
+        "{}",
+        consumer.log_tail()
+    );
+
+    // With every broker gone, the final commit and the close cannot finish: the process stays
+    // in its shutdown for shutdown_timeout, and both probes must say so.
+    for broker in 1..=3 {
+        mock.cluster.broker_down(broker).expect("broker down");
+    }
+    consumer.signal(libc::SIGTERM);
+    wait_until(WAIT, "/healthz to answer 503 while shutting down", || {
+        healthz() == Some(503)
+    })
+    .await;
+    assert_eq!(readyz(), Some(503));
+    let status = consumer.wait(Duration::from_secs(20));
+    assert!(
+        status.code().is_some(),
+        "exited by itself within shutdown_timeout: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_and_carry_role_and_group() {
+    let mock = MockTopology::start(1);
+    produce_raw(
+        &mock.bootstrap,
+        TOPIC,
+        &[
+            RawRecord::value(message("p", 1)),
+            RawRecord::value(b"garbage".to_vec()),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut consumer = Kafkad::spawn(
+        "batch",
+        dir.path(),
+        &["--role", "batch"],
+        &[
+            ("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+            ("KAFKAD_LOG__FORMAT", "json".to_owned()),
+            ("KAFKAD_HTTP__LISTEN", String::new()),
+            ("KAFKAD_BATCH__MAX_WAIT", "200ms".to_owned()),
+            ("KAFKAD_SUMMARY_INTERVAL", "300ms".to_owned()),
+        ],
+    );
+    wait_until(WAIT, "the batch to be processed and summarized", || {
+        let log = consumer.log_text();
+        log.contains("processed batch") && log.contains(r#""processed":1"#)
+    })
+    .await;
+    consumer.signal(libc::SIGTERM);
+    assert_eq!(
+        consumer.wait(WAIT).code(),
+        Some(0),
+        "{}",
+        consumer.log_tail()
+    );
+
+    let log = consumer.log_text();
+    let mut with_span = 0;
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+        if let Some(span) = value.get("span") {
+            assert_eq!(span["role"], "batch", "{line}");
+            assert_eq!(span["group"], "batch-message-group", "{line}");
+            assert_eq!(span["topic"], TOPIC, "{line}");
+            with_span += 1;
+        }
+    }
+    assert!(with_span >= 3, "role lines carry the span: {log}");
+    let summary: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["fields"]["message"] == "summary")
+        .expect("a periodic summary line");
+    assert_eq!(summary["fields"]["processed"], 1, "{summary}");
+    assert_eq!(summary["fields"]["dead_lettered"], 1, "{summary}");
+    assert!(
+        summary["fields"]["lag"].is_i64() && summary["fields"]["rate"].is_string(),
+        "{summary}"
+    );
+    assert!(log.contains("dead-lettered undecodable record"), "{log}");
+}

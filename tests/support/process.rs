@@ -1,0 +1,123 @@
+//! The real `kafkad` binary as OS processes, the way operators run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use kafkad::sink::ProcessedLine;
+
+/// One running `kafkad` process; killed on drop if still running.
+pub struct Kafkad {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Kafkad {
+    /// Starts `kafkad <args>` with exactly `env` as its KAFKAD_* environment; stderr goes to
+    /// `<dir>/<name>.log` (appended, so a restarted process keeps one log).
+    pub fn spawn(name: &str, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kafkad"));
+        command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (var, _) in std::env::vars() {
+            if var.starts_with("KAFKAD_") || var == "RUST_LOG" {
+                command.env_remove(var);
+            }
+        }
+        command
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file);
+        let child = command.spawn().expect("kafkad starts");
+        Kafkad {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal (SIGTERM for a graceful stop, SIGKILL for a crash).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {timeout:?}; log tail:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The value of `field=` on the last log line containing `message`.
+    pub fn logged_field(&self, message: &str, field: &str) -> Option<u64> {
+        let text = self.log_text();
+        let line = text.lines().rev().find(|l| l.contains(message))?;
+        let start = line.find(&format!("{field}="))? + field.len() + 1;
+        line[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Kafkad {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every line of a jsonl sink file (empty if it does not exist yet).
+pub fn read_jsonl(path: &Path) -> Vec<ProcessedLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad line in {}: {e}: {l}", path.display()))
+        })
+        .collect()
+}
