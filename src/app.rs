@@ -67,6 +67,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Some(Command::Demo(args)) => run_demo(args).await,
+        Some(Command::Version) => {
+            print!("{}", crate::version::describe());
+            Ok(())
+        }
         Some(Command::Topic {
             action: TopicAction::Ensure { wait },
         }) => {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{LoadRequest, Role};
 
@@ -16,6 +16,16 @@ pub struct Cli {
 
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+impl Cli {
+    /// Parses the process's arguments; `--version` shows librdkafka's version and features
+    /// too (what `kafkad version` prints), `-V` only kafkad's.
+    pub fn parse_args() -> Self {
+        let command = Cli::command().long_version(crate::version::describe().trim_end().to_owned());
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
 }
 
 /// Where the configuration comes from; accepted by every sub-command that reads it.
@@ -80,6 +90,8 @@ pub enum Command {
     },
     /// The seed topology on an embedded mock cluster, with a final reconciliation.
     Demo(DemoArgs),
+    /// Prints kafkad's and librdkafka's versions and librdkafka's built-in features.
+    Version,
     /// Manages the topic.
     Topic {
         #[command(subcommand)]

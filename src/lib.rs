@@ -23,3 +23,4 @@ pub mod shutdown;
 pub mod sink;
 pub mod telemetry;
 pub mod topic;
+pub mod version;
