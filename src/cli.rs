@@ -22,7 +22,7 @@ impl Cli {
     /// Parses the process's arguments; `--version` shows librdkafka's version and features
     /// too (what `kafkad version` prints), `-V` only kafkad's.
     pub fn parse_args() -> Self {
-        let command = Cli::command().long_version(crate::version::describe().trim_end().to_owned());
+        let command = Cli::command().long_version(crate::version::long_version());
         let matches = command.get_matches();
         Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
     }

@@ -5,9 +5,14 @@ use rdkafka::config::ClientConfig;
 
 /// The lines `kafkad version` prints.
 pub fn describe() -> String {
+    format!("kafkad {}\n", long_version())
+}
+
+/// kafkad's version, then librdkafka's and its features (clap prefixes `kafkad `).
+pub fn long_version() -> String {
     let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
     format!(
-        "kafkad {}\nlibrdkafka {librdkafka}\nbuiltin.features {}\n",
+        "{}\nlibrdkafka {librdkafka}\nbuiltin.features {}",
         env!("CARGO_PKG_VERSION"),
         builtin_features().join(",")
     )
