@@ -8,7 +8,10 @@
 //! The order matters: the source offset may only move past the record once the copy is
 //! acknowledged (`acks=all`). So [`DeadLetters::send`] blocks the consumer's thread until
 //! the broker confirmed, retrying with backoff while the dead-letter topic is unreachable, and
-//! gives up only on shutdown, leaving the record uncommitted for redelivery.
+//! gives up only on shutdown, leaving the record uncommitted for redelivery. Shutdown also
+//! ends the wait for a copy still in flight (a delivery can take up to 30 s to fail), so a
+//! stuck dead-letter topic never holds a consumer past `shutdown_timeout`; the abandoned copy
+//! is dropped, and made again when the record is redelivered.
 //!
 //! Headers added to the copy:
 //!
@@ -23,8 +26,9 @@
 
 use std::time::Duration;
 
+use futures::future::{self, Either};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::Message;
 
 use crate::client::ClientLog;
@@ -169,10 +173,20 @@ impl DeadLetters {
                 copy = copy.payload(value);
             }
             let outcome = match producer.send_result(copy) {
-                Ok(delivery) => match futures::executor::block_on(delivery) {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((error, _))) => Err(error.to_string()),
-                    Err(_) => Err("producer dropped the delivery".to_owned()),
+                // Waiting blindly here once held shutdown up to DELIVERY_TIMEOUT (30 s) while
+                // librdkafka retried a copy the broker kept refusing, past shutdown_timeout.
+                Ok(delivery) => match wait_unless_shutdown(delivery, shutdown) {
+                    None => {
+                        tracing::warn!(
+                            topic = record.topic(), partition = record.partition(), offset = record.offset(),
+                            dlq_topic = %topic,
+                            "shutdown while the dead-letter copy was in flight; the record stays uncommitted for redelivery"
+                        );
+                        return Err(Interrupted);
+                    }
+                    Some(Ok(Ok(_))) => Ok(()),
+                    Some(Ok(Err((error, _)))) => Err(error.to_string()),
+                    Some(Err(_)) => Err("producer dropped the delivery".to_owned()),
                 },
                 Err((error, _)) => Err(error.to_string()),
             };
@@ -229,13 +243,39 @@ impl DeadLetters {
         headers
     }
 
-    /// Waits for any dead-letter copy still in flight (none normally: `send` awaits each).
+    /// Settles the dead-letter producer before the consumer closes. `send` awaits every copy,
+    /// so one is still in flight only if shutdown interrupted it; its record was left
+    /// uncommitted and will be copied again when redelivered. Such a copy is dropped rather
+    /// than waited for: its delivery may take up to 30 s to fail, which would hold the
+    /// shutdown past `shutdown_timeout`.
     pub fn flush(&self, timeout: Duration) {
         if let Some((producer, _)) = &self.target {
+            let in_flight = producer.in_flight_count();
+            if in_flight > 0 {
+                tracing::info!(
+                    in_flight,
+                    "dropping dead-letter copies abandoned at shutdown; their records stay uncommitted"
+                );
+                producer.purge(PurgeConfig::default().queue().inflight());
+            }
+            // Serves the delivery reports (the purged copies' included).
             if let Err(error) = producer.flush(timeout) {
                 tracing::warn!(%error, "dead-letter producer did not flush");
             }
         }
+    }
+}
+
+/// Blocks until `delivery` resolves, or returns `None` as soon as shutdown is asked for.
+fn wait_unless_shutdown<F: std::future::Future + Unpin>(
+    delivery: F,
+    shutdown: &Shutdown,
+) -> Option<F::Output> {
+    let mut shutdown = shutdown.clone();
+    let stop = std::pin::pin!(shutdown.wait());
+    match futures::executor::block_on(future::select(delivery, stop)) {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
     }
 }
 
