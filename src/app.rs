@@ -36,6 +36,8 @@ pub enum AppError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("bench: {0}")]
+    Bench(#[from] crate::bench::BenchError),
 }
 
 impl AppError {
@@ -67,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Some(Command::Demo(args)) => run_demo(args).await,
+        Some(Command::Bench(args)) => Ok(crate::bench::run(args, &cli.config).await?),
         Some(Command::Version) => {
             print!("{}", crate::version::describe());
             Ok(())

@@ -97,6 +97,8 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicAction,
     },
+    /// Measures the roles against a raw-librdkafka reference: produce, consume or roundtrip.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,8 +8,10 @@
 //! * [`sink`], [`dlq`]: where processed and rejected records go.
 //! * [`shutdown`], [`client`], [`telemetry`]: what every role shares at run time.
 //! * [`demo`], [`cluster`], [`reconcile`]: the embedded topology and its proof.
+//! * [`bench`]: `kafkad bench`, the roles measured against a raw-librdkafka reference.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;

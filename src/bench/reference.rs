@@ -1,0 +1,304 @@
+//! The reference side: rdkafka called directly, with pre-serialized payloads and the role's
+//! client configuration; no codec, no sink, no metrics, no statistics parsing.
+
+use super::*;
+
+/// The reference's client context: counts deliveries, and skips statistics parsing (kafkad
+/// parses them for its metrics; the reference has none).
+#[derive(Default, Clone)]
+pub(super) struct Reference {
+    delivered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for Reference {
+    fn stats_raw(&self, _statistics: &[u8]) {}
+}
+
+impl ProducerContext for Reference {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+impl ConsumerContext for Reference {}
+
+/// Pre-serialized record values: 1024 seed-shaped payloads, ids spread over `1..=messages`
+/// so sizes (and lz4's view of them) match what the role sends.
+pub(super) fn payload_ring(settings: &ProducerSettings, messages: u64) -> Vec<Vec<u8>> {
+    let ring = 1024u64.min(messages.max(1));
+    (0..ring)
+        .map(|k| {
+            let id = 1 + (k * messages.max(1)) / ring;
+            let mut buf = Vec::new();
+            seed_payload(settings, id as i64, &mut buf);
+            buf
+        })
+        .collect()
+}
+
+/// Sends `messages` records with the producer role's client configuration. With `rate`, paces
+/// them like the role and keys each with its send time (8 bytes, big-endian microseconds) for
+/// the latency measurement; otherwise keys them with the decimal id, as the role does.
+pub(super) fn reference_send(
+    settings: &Settings,
+    messages: u64,
+    rate: Option<f64>,
+    context: Reference,
+) -> Result<BaseProducer<Reference>, BenchError> {
+    let producer: BaseProducer<Reference> = settings
+        .resolved_kafka
+        .client_config(Scope::Producer)
+        .create_with_context(context)
+        .map_err(|e| BenchError::Reference(format!("reference producer: {e}")))?;
+    let ring = payload_ring(&settings.producer, messages);
+    let topic = settings.topic.name.as_str();
+    let mut key = String::with_capacity(20);
+    let started = Instant::now();
+    for n in 0..messages {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let payload = &ring[(n % ring.len() as u64) as usize];
+        let time_key;
+        let record_key: &[u8] = if rate.is_some() {
+            time_key = unix_micros().to_be_bytes();
+            &time_key
+        } else {
+            key.clear();
+            let _ = write!(key, "{}", n + 1);
+            key.as_bytes()
+        };
+        loop {
+            match producer.send(
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .key(record_key)
+                    .payload(payload),
+            ) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
+                    producer.poll(Duration::from_millis(100));
+                }
+                Err((error, _)) => {
+                    return Err(BenchError::Reference(format!("reference send: {error}")))
+                }
+            }
+        }
+        // Serve delivery reports now and then (what ThreadedProducer's thread does).
+        if n % 256 == 0 || rate.is_some() {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| BenchError::Reference(format!("reference flush: {e}")))?;
+    let context = producer.context();
+    let delivered = context.delivered.load(Ordering::Relaxed);
+    if delivered != messages {
+        return Err(BenchError::Reference(format!(
+            "reference producer: {delivered} of {messages} delivered ({} failed)",
+            context.failed.load(Ordering::Relaxed)
+        )));
+    }
+    Ok(producer)
+}
+
+pub(super) fn reference_produce(
+    settings: &Settings,
+    messages: u64,
+) -> Result<PhaseResult, BenchError> {
+    let created = Instant::now();
+    let context = Reference::default();
+    let delivered = Arc::clone(&context.delivered);
+    let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
+    let producer = reference_send(settings, messages, None, context);
+    let marks = watch.finish();
+    drop(producer?);
+    marks.window(created, messages, "produce-reference")
+}
+
+pub(super) fn reference_consumer(
+    settings: &Settings,
+) -> Result<BaseConsumer<Reference>, BenchError> {
+    let consumer: BaseConsumer<Reference> = settings
+        .resolved_kafka
+        .client_config(Scope::Consumer)
+        .create_with_context(Reference::default())
+        .map_err(|e| BenchError::Reference(format!("reference consumer: {e}")))?;
+    consumer
+        .subscribe(&[&settings.topic.name])
+        .map_err(|e| BenchError::Reference(format!("reference subscribe: {e}")))?;
+    Ok(consumer)
+}
+
+/// The single reference: poll, store the offset (as the role's guarantee needs), repeat.
+pub(super) fn reference_single(
+    settings: &Settings,
+    messages: u64,
+) -> Result<PhaseResult, BenchError> {
+    let created = Instant::now();
+    let consumer = reference_consumer(settings)?;
+    let deadline = created + run_deadline(messages);
+    let mut first = None;
+    let mut seen = 0;
+    while seen < messages {
+        if Instant::now() > deadline {
+            return Err(BenchError::Reference(format!(
+                "single-reference: {seen} of {messages} messages in time"
+            )));
+        }
+        if let Some(Ok(record)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Mark::now);
+            seen += 1;
+            let _ = consumer.store_offset_from_message(&record);
+        }
+    }
+    let end = Mark::now();
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    drop(consumer);
+    Ok(window(created, first.unwrap_or(end), end, messages))
+}
+
+/// The batch reference: the role's batching rule (up to `max_size`; at least `min_size` and
+/// nothing more waiting; or `max_wait`), then a synchronous commit of last+1 per partition.
+pub(super) fn reference_batch(
+    settings: &Settings,
+    messages: u64,
+) -> Result<PhaseResult, BenchError> {
+    let created = Instant::now();
+    let consumer = reference_consumer(settings)?;
+    let limits = &settings.batch;
+    let deadline = created + run_deadline(messages);
+    let mut first = None;
+    let mut seen = 0;
+    let mut in_batch = 0usize;
+    let mut batch_started: Option<Instant> = None;
+    let mut positions: HashMap<i32, i64> = HashMap::new();
+    let mut end = None;
+    while end.is_none() {
+        if Instant::now() > deadline {
+            return Err(BenchError::Reference(format!(
+                "batch-reference: {seen} of {messages} messages in time"
+            )));
+        }
+        let timeout = if in_batch >= limits.min_size {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        if let Some(Ok(record)) = consumer.poll(timeout) {
+            first.get_or_insert_with(Mark::now);
+            positions.insert(record.partition(), record.offset() + 1);
+            in_batch += 1;
+            batch_started.get_or_insert_with(Instant::now);
+            let waited = batch_started.is_some_and(|s| s.elapsed() >= limits.max_wait);
+            if in_batch < limits.max_size && !waited {
+                continue;
+            }
+        }
+        let waited = batch_started.is_some_and(|s| s.elapsed() >= limits.max_wait);
+        if in_batch > 0 && (in_batch >= limits.min_size || waited) {
+            seen += in_batch as u64;
+            if seen >= messages {
+                end = Some(Mark::now());
+            }
+            let mut list = TopicPartitionList::with_capacity(positions.len());
+            for (&partition, &next) in &positions {
+                let _ = list.add_partition_offset(
+                    &settings.topic.name,
+                    partition,
+                    Offset::Offset(next),
+                );
+            }
+            let _ = consumer.commit(&list, CommitMode::Sync);
+            positions.clear();
+            in_batch = 0;
+            batch_started = None;
+        }
+    }
+    drop(consumer);
+    let end = end.expect("loop ends with an end mark");
+    Ok(window(created, first.unwrap_or(end), end, messages))
+}
+
+/// The roundtrip reference: a consumer thread (joined before anything is sent) and a paced
+/// producer keying each record with its send time.
+pub(super) fn reference_roundtrip(
+    consumer_settings: &Settings,
+    producer_settings: &Settings,
+    messages: u64,
+    rate: f64,
+) -> Result<PhaseResult, BenchError> {
+    let created = Instant::now();
+    let consumer = reference_consumer(consumer_settings)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let deadline = created + run_deadline(messages);
+    let reader = {
+        let ready = Arc::clone(&ready);
+        std::thread::spawn(move || -> Result<Vec<(u64, u64)>, String> {
+            let mut latencies = Vec::with_capacity(messages as usize);
+            while (latencies.len() as u64) < messages {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "roundtrip-reference: {} of {messages} messages in time",
+                        latencies.len()
+                    ));
+                }
+                let polled = consumer.poll(Duration::from_millis(100));
+                if !ready.load(Ordering::Relaxed)
+                    && consumer.assignment().is_ok_and(|a| a.count() > 0)
+                {
+                    ready.store(true, Ordering::Relaxed);
+                }
+                if let Some(Ok(record)) = polled {
+                    let now = unix_micros();
+                    let sent = record
+                        .key()
+                        .and_then(|k| <[u8; 8]>::try_from(k).ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(now);
+                    latencies.push((sent, now.saturating_sub(sent)));
+                    let _ = consumer.store_offset_from_message(&record);
+                }
+            }
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+            Ok(latencies)
+        })
+    };
+    while !ready.load(Ordering::Relaxed) {
+        if Instant::now() > created + Duration::from_secs(60) || reader.is_finished() {
+            return Err(BenchError::Reference(
+                "roundtrip-reference: the consumer was not assigned its partitions within 60 s"
+                    .to_owned(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Mark::now();
+    let context = Reference::default();
+    let delivered = Arc::clone(&context.delivered);
+    let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
+    let producer = reference_send(producer_settings, messages, Some(rate), context);
+    let warm = watch.finish().first.map(|(mark, _)| mark.unix_us);
+    let producer = producer?;
+    let latencies = reader
+        .join()
+        .map_err(|_| BenchError::Reference("roundtrip-reference: reader panicked".to_owned()))?
+        .map_err(BenchError::Reference)?;
+    let end = Mark::now();
+    drop(producer);
+    let mut result = window(created, start, end, messages);
+    result.latencies_us = after_warmup(latencies, warm);
+    Ok(result)
+}

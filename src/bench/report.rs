@@ -1,0 +1,256 @@
+//! What a `kafkad bench` prints: the table, and the JSON line with every figure and ratio.
+
+use super::*;
+
+/// A role measured on both sides.
+#[derive(Debug, Clone)]
+pub(super) struct Comparison {
+    /// Key prefix in the JSON (`""`, `single_`, `batch_`).
+    pub(super) prefix: &'static str,
+    pub(super) label: &'static str,
+    pub(super) kafkad: PhaseResult,
+    pub(super) reference: PhaseResult,
+    /// Every run's throughput, for the record.
+    pub(super) kafkad_runs: Vec<f64>,
+    pub(super) reference_runs: Vec<f64>,
+}
+
+/// Everything one `kafkad bench` measured.
+pub(super) struct BenchReport {
+    pub(super) workload: Workload,
+    pub(super) brokers: String,
+    pub(super) mock: bool,
+    pub(super) messages: u64,
+    pub(super) runs: u32,
+    pub(super) partitions: i32,
+    pub(super) replication_factor: i32,
+    pub(super) value_bytes: f64,
+    pub(super) rate: Option<f64>,
+    pub(super) settings: BTreeMap<String, String>,
+    pub(super) comparisons: Vec<Comparison>,
+}
+
+/// Percentile `q` (0..1) of sorted `values`, nearest rank.
+pub(super) fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64
+}
+
+/// The figures of one side, in display order: (key, unit, value).
+pub(super) fn figures(result: &PhaseResult, value_bytes: f64) -> Vec<(&'static str, f64)> {
+    let msgs_per_s = result.msgs_per_s();
+    let mut figures = vec![
+        ("msgs_per_s", msgs_per_s),
+        ("mb_per_s", msgs_per_s * value_bytes / 1e6),
+        ("cpu_s", result.cpu_s()),
+        (
+            "cpu_us_per_msg",
+            if result.messages > 0 {
+                result.cpu_s() * 1e6 / result.messages as f64
+            } else {
+                0.0
+            },
+        ),
+        ("peak_rss_mb", result.peak_rss_mb),
+    ];
+    if !result.latencies_us.is_empty() {
+        let mut sorted = result.latencies_us.clone();
+        sorted.sort_unstable();
+        for (key, q) in [
+            ("latency_p50_ms", 0.50),
+            ("latency_p95_ms", 0.95),
+            ("latency_p99_ms", 0.99),
+            ("latency_max_ms", 1.0),
+        ] {
+            figures.push((key, percentile(&sorted, q) / 1000.0));
+        }
+    }
+    figures
+}
+
+pub(super) fn ratio(kafkad: f64, reference: f64) -> f64 {
+    if reference > 0.0 {
+        kafkad / reference
+    } else {
+        0.0
+    }
+}
+
+impl BenchReport {
+    pub(super) fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "kafkad bench {}: {} messages of {:.0} bytes (mean value), {}, topic {} partitions RF {}, best of {} run(s) per side{}",
+            serde_json::to_value(self.workload).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            self.messages,
+            self.value_bytes,
+            self.brokers,
+            self.partitions,
+            self.replication_factor,
+            self.runs,
+            self.rate.map(|r| format!(", {r} msgs/s")).unwrap_or_default(),
+        );
+        for c in &self.comparisons {
+            let kafkad = figures(&c.kafkad, self.value_bytes);
+            let reference = figures(&c.reference, self.value_bytes);
+            let _ = write!(out, "{:<22}", c.label);
+            for (key, _) in &kafkad {
+                let _ = write!(out, "{key:>16}");
+            }
+            out.push('\n');
+            for (side, values) in [("  reference", &reference), ("  kafkad", &kafkad)] {
+                let _ = write!(out, "{side:<22}");
+                for (_, value) in values.iter() {
+                    let _ = write!(out, "{:>16}", format_figure(*value));
+                }
+                out.push('\n');
+            }
+            let _ = write!(out, "{:<22}", "  ratio kafkad/ref");
+            for ((_, k), (_, r)) in kafkad.iter().zip(&reference) {
+                let _ = write!(out, "{:>16}", format!("{:.3}x", ratio(*k, *r)));
+            }
+            out.push('\n');
+            let runs = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  msgs/s of every run: reference [{}], kafkad [{}]",
+                runs(&c.reference_runs),
+                runs(&c.kafkad_runs)
+            );
+        }
+        out
+    }
+
+    pub(super) fn json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert(
+            "workload".into(),
+            serde_json::to_value(self.workload).unwrap_or_default(),
+        );
+        object.insert("brokers".into(), self.brokers.clone().into());
+        object.insert("mock".into(), self.mock.into());
+        object.insert("messages".into(), self.messages.into());
+        object.insert("runs".into(), self.runs.into());
+        object.insert("partitions".into(), self.partitions.into());
+        object.insert("replication_factor".into(), self.replication_factor.into());
+        object.insert("value_bytes".into(), round(self.value_bytes).into());
+        if let Some(rate) = self.rate {
+            object.insert("rate".into(), rate.into());
+        }
+        object.insert(
+            "settings".into(),
+            serde_json::to_value(&self.settings).unwrap_or_default(),
+        );
+        for c in &self.comparisons {
+            let kafkad = figures(&c.kafkad, self.value_bytes);
+            let reference = figures(&c.reference, self.value_bytes);
+            for ((key, k), (_, r)) in kafkad.iter().zip(&reference) {
+                let p = c.prefix;
+                object.insert(format!("{p}{key}"), round(*k).into());
+                object.insert(format!("reference_{p}{key}"), round(*r).into());
+                object.insert(format!("ratio_{p}{key}"), round(ratio(*k, *r)).into());
+            }
+            object.insert(
+                format!("{}startup_s", c.prefix),
+                round(c.kafkad.startup_s).into(),
+            );
+            object.insert(
+                format!("reference_{}startup_s", c.prefix),
+                round(c.reference.startup_s).into(),
+            );
+            object.insert(
+                format!("{}runs_msgs_per_s", c.prefix),
+                c.kafkad_runs
+                    .iter()
+                    .map(|v| round(*v))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            object.insert(
+                format!("reference_{}runs_msgs_per_s", c.prefix),
+                c.reference_runs
+                    .iter()
+                    .map(|v| round(*v))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+pub(super) fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+pub(super) fn format_figure(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// The librdkafka settings that shape the figures, as the roles resolve them.
+pub(super) fn effective_settings(settings: &[&Settings]) -> BTreeMap<String, String> {
+    const SHOWN: &[&str] = &[
+        "acks",
+        "enable.idempotence",
+        "max.in.flight.requests.per.connection",
+        "compression.type",
+        "linger.ms",
+        "batch.num.messages",
+        "batch.size",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.commit.interval.ms",
+        "fetch.min.bytes",
+        "fetch.wait.max.ms",
+        "fetch.max.bytes",
+        "max.partition.fetch.bytes",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "fetch.queue.backoff.ms",
+        "statistics.interval.ms",
+        "session.timeout.ms",
+    ];
+    let mut out = BTreeMap::new();
+    for s in settings {
+        let role = s.role.map(Role::as_str).unwrap_or("-");
+        let scope = match s.role {
+            Some(Role::Producer) | None => Scope::Producer,
+            Some(_) => Scope::Consumer,
+        };
+        for name in SHOWN {
+            let applies = !matches!(
+                (config::kafka::scope_of(name), scope),
+                (Some(Scope::Consumer), Scope::Producer) | (Some(Scope::Producer), Scope::Consumer)
+            );
+            if let Some(value) = s.resolved_kafka.get(name).filter(|_| applies) {
+                out.insert(format!("{role}.{name}"), value.to_owned());
+            }
+        }
+        if s.role == Some(Role::Batch) {
+            out.insert("batch.min_size".into(), s.batch.min_size.to_string());
+            out.insert("batch.max_size".into(), s.batch.max_size.to_string());
+            out.insert(
+                "batch.max_wait".into(),
+                humantime::format_duration(s.batch.max_wait).to_string(),
+            );
+        }
+    }
+    out
+}
