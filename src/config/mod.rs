@@ -123,6 +123,12 @@ const SINGLE_DEFAULTS: &str = r#"
 "fetch.min.bytes" = "1"
 "fetch.wait.max.ms" = "500"
 "auto.offset.reset" = "earliest"
+# Memory and backlog throughput (see BENCHMARKS.md): prefetch at most 20000 messages per
+# partition (librdkafka's 100000 takes a consumer reading a backlog past 64 MB of RSS), and
+# refill the prefetch queue 10 ms after it drained (librdkafka waits 1 s, which capped a
+# backlog at ~140k msgs/s on the bench).
+"queued.min.messages" = "20000"
+"fetch.queue.backoff.ms" = "10"
 "#;
 
 /// The seed's batch consumer: manual commits after each processed batch.
@@ -134,6 +140,12 @@ const BATCH_DEFAULTS: &str = r#"
 "fetch.min.bytes" = "1024"
 "fetch.wait.max.ms" = "5000"
 "auto.offset.reset" = "earliest"
+# Memory and backlog throughput (see BENCHMARKS.md): prefetch at most 20000 messages per
+# partition (librdkafka's 100000 takes a consumer reading a backlog past 64 MB of RSS), and
+# refill the prefetch queue 10 ms after it drained (librdkafka waits 1 s, which capped a
+# backlog at ~140k msgs/s on the bench).
+"queued.min.messages" = "20000"
+"fetch.queue.backoff.ms" = "10"
 "#;
 
 fn role_defaults(role: Role) -> &'static str {
