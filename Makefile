@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build release demo test lint fmt deps
+.PHONY: build release demo test lint fmt deps bench
 
 deps:
 	@scripts/install-deps.sh
@@ -23,6 +23,11 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
+
+# kafkad against a raw-librdkafka reference on the mock cluster and on tansu, plus the codec's
+# criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh). Not part of `make test`.
+bench: deps
+	scripts/bench.sh
 
 lint: deps
 	$(CARGO) clippy --all-targets -- -D warnings
