@@ -141,7 +141,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub messages: Option<u64>,
     /// Bytes of padding added to each message's content (`producer.payload_bytes`); the
-    /// seed-shaped message is about 150 bytes without it.
+    /// seed-shaped message is about 165 bytes without it.
     #[arg(long, value_name = "BYTES")]
     pub payload_bytes: Option<usize>,
     /// Messages per second of the roundtrip producer.
