@@ -1,20 +1,56 @@
 //! What every librdkafka client of kafkad shares: its log lines and errors go to `tracing`,
-//! with secret values removed first (librdkafka's debug output can echo configuration).
+//! with secret values removed first (librdkafka's debug output can echo configuration), and
+//! errors that retrying cannot fix are kept for the role to stop on.
+//!
+//! librdkafka retries every connection failure forever, which is right for a broker that is
+//! down or restarting, and wrong for a TLS handshake that fails because the CA is not trusted
+//! or a SASL login with a wrong password: those would retry silently for ever. Such errors
+//! are recorded here; the roles check for one between messages and exit 1 with librdkafka's
+//! own description, which names the broker and the cause.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::kafka::Redactor;
 use crate::telemetry::logging;
 use crate::telemetry::stats::ClientStats;
 
-/// The base context: a client name for log lines, the redactor, and where statistics go.
+/// The base context: a client name for log lines, the redactor, where statistics go, and the
+/// first unrecoverable error.
 #[derive(Debug, Clone)]
 pub struct ClientLog {
     name: String,
     redactor: Redactor,
     stats: Option<ClientStats>,
+    failure: Arc<Failure>,
+}
+
+/// The first error retrying cannot fix. The flag keeps the per-message check to one load.
+#[derive(Debug, Default)]
+struct Failure {
+    happened: AtomicBool,
+    description: Mutex<Option<String>>,
+    /// The last librdkafka log line at error level: consumers receive errors from `poll`
+    /// as bare codes ("SSL error"), and this line holds the broker and the cause.
+    last_error_line: Mutex<Option<String>>,
+}
+
+/// Errors that mean the configuration cannot work (trust, credentials), not that a broker is
+/// away for now.
+pub fn is_unrecoverable(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+        )
+    )
 }
 
 impl ClientLog {
@@ -23,7 +59,35 @@ impl ClientLog {
             name: name.into(),
             redactor,
             stats: None,
+            failure: Arc::default(),
         }
+    }
+
+    /// The first unrecoverable error this client reported, if any.
+    pub fn failure(&self) -> Option<String> {
+        if !self.failure.happened.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.failure.description.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// The best description of why the client cannot connect: the error callback's, else
+    /// librdkafka's last error log line.
+    pub fn failure_description(&self) -> Option<String> {
+        self.failure().or_else(|| {
+            self.failure
+                .last_error_line
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+        })
+    }
+
+    fn record_failure(&self, description: String) {
+        if let Ok(mut slot) = self.failure.description.lock() {
+            slot.get_or_insert(description);
+        }
+        self.failure.happened.store(true, Ordering::Relaxed);
     }
 
     /// Feeds librdkafka statistics into `stats` (needs `statistics.interval.ms`).
@@ -49,20 +113,60 @@ impl ClientContext for ClientLog {
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        logging::librdkafka_line(level, facility, &self.redactor.redact(message), &self.name);
+        let message = self.redactor.redact(message);
+        if matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+        ) {
+            if let Ok(mut last) = self.failure.last_error_line.lock() {
+                *last = Some(message.clone().into_owned());
+            }
+        }
+        logging::librdkafka_line(level, facility, &message, &self.name);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         // Transport errors while a broker is down repeat every retry; they are expected and
         // librdkafka recovers by itself, so they are warnings. Anything else is an error.
         let reason = self.redactor.redact(reason);
-        match error.rdkafka_error_code() {
+        let code = error.rdkafka_error_code();
+        match code {
             Some(
-                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
-                | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
-                | rdkafka::types::RDKafkaErrorCode::Resolve,
-            ) => tracing::warn!(client = %self.name, %error, "{reason}"),
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve,
+            ) => {
+                tracing::warn!(client = %self.name, %error, "{reason}")
+            }
             _ => tracing::error!(client = %self.name, %error, "{reason}"),
         }
+        if is_unrecoverable(code) {
+            self.record_failure(reason.into_owned());
+        }
     }
+}
+
+/// Implements `ClientContext` for a context that wraps a [`ClientLog`] in the field `$field`:
+/// logs, errors and statistics all go through it. (A context that forgot `stats` would fall
+/// back to rdkafka's default, which logs the whole statistics struct at INFO: PITFALLS 19.)
+#[macro_export]
+macro_rules! delegate_client_context {
+    ($context:ty, $field:ident) => {
+        impl rdkafka::ClientContext for $context {
+            fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+                rdkafka::ClientContext::log(&self.$field, level, facility, message);
+            }
+
+            fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+                rdkafka::ClientContext::error(&self.$field, error, reason);
+            }
+
+            fn stats(&self, statistics: rdkafka::Statistics) {
+                rdkafka::ClientContext::stats(&self.$field, statistics);
+            }
+        }
+    };
 }

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(kafkad::app::run(cli)) {
+    let outcome = runtime.block_on(kafkad::app::run(cli));
+    // Dropping the runtime would wait for every blocking thread, including a consumer stuck
+    // in a commit to unreachable brokers after shutdown_timeout gave up on it: do not wait.
+    runtime.shutdown_background();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("kafkad: {error}");

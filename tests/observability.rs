@@ -203,30 +203,43 @@ async fn readyz_follows_the_assignment_and_both_probes_fail_during_shutdown() {
     // A long initial rebalance delay keeps the consumer unassigned long enough to see 503.
     mock.cluster
         .set_initial_rebalance_delay(Duration::from_secs(3));
+    let records: Vec<RawRecord> = (1..=5)
+        .map(|id| RawRecord::value(message("p", id)))
+        .collect();
+    produce_raw(&mock.bootstrap, TOPIC, &records).await;
     let dir = tempfile::tempdir().expect("dir");
     let addr = format!("127.0.0.1:{}", free_port());
+    // A batch consumer that keeps the five records buffered (min_size 1000, max_wait 10m).
     let mut consumer = Kafkad::spawn(
-        "single",
+        "batch",
         dir.path(),
-        &["--role", "single"],
+        &["--role", "batch"],
         &[
             ("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+            ("KAFKAD_KAFKA__FETCH_WAIT_MAX_MS", "100".to_owned()),
             ("KAFKAD_HTTP__LISTEN", addr.clone()),
             ("KAFKAD_SHUTDOWN_TIMEOUT", "4s".to_owned()),
+            ("KAFKAD_BATCH__MIN_SIZE", "1000".to_owned()),
+            ("KAFKAD_BATCH__MAX_SIZE", "1000".to_owned()),
+            ("KAFKAD_BATCH__MAX_WAIT", "10m".to_owned()),
         ],
     );
     let probe = |path: &'static str| {
         let addr = addr.clone();
-        move || http_get(&addr, path).map(|(status, _)| status)
+        move || http_get(&addr, path)
     };
-    let (healthz, readyz) = (probe("/healthz"), probe("/readyz"));
+    let (healthz, readyz, metrics) = (probe("/healthz"), probe("/readyz"), probe("/metrics"));
+    let status = |probe: &dyn Fn() -> Option<(u16, String)>| probe().map(|(status, _)| status);
 
-    wait_until(WAIT, "/healthz to answer 200", || healthz() == Some(200)).await;
-    assert_eq!(readyz(), Some(503), "no assignment yet");
+    wait_until(WAIT, "/healthz to answer 200", || {
+        status(&healthz) == Some(200)
+    })
+    .await;
+    assert_eq!(status(&readyz), Some(503), "no assignment yet");
     wait_until(
         WAIT,
         "/readyz to answer 200 once partitions are assigned",
-        || readyz() == Some(200),
+        || status(&readyz) == Some(200),
     )
     .await;
     assert!(
@@ -234,22 +247,38 @@ async fn readyz_follows_the_assignment_and_both_probes_fail_during_shutdown() {
         "{}",
         consumer.log_tail()
     );
+    wait_until(WAIT, "the five records to be buffered", || {
+        metrics().is_some_and(|(_, text)| {
+            sample(&text, "kafkad_records_consumed_total", &[]) == Some(5.0)
+        })
+    })
+    .await;
 
-    // With every broker gone, the final commit and the close cannot finish: the process stays
-    // in its shutdown for shutdown_timeout, and both probes must say so.
+    // Shutdown processes the batch in hand, then must commit it; with every broker gone the
+    // commit cannot finish, so the process stays in its shutdown until shutdown_timeout, and
+    // both probes must say so.
     for broker in 1..=3 {
         mock.cluster.broker_down(broker).expect("broker down");
     }
     consumer.signal(libc::SIGTERM);
     wait_until(WAIT, "/healthz to answer 503 while shutting down", || {
-        healthz() == Some(503)
+        status(&healthz) == Some(503)
     })
     .await;
-    assert_eq!(readyz(), Some(503));
-    let status = consumer.wait(Duration::from_secs(20));
+    assert_eq!(status(&readyz), Some(503));
+    let exit = consumer.wait(Duration::from_secs(20));
+    assert_eq!(
+        exit.code(),
+        Some(1),
+        "gave up after shutdown_timeout: {}",
+        consumer.log_tail()
+    );
     assert!(
-        status.code().is_some(),
-        "exited by itself within shutdown_timeout: {status:?}"
+        consumer
+            .log_text()
+            .contains("did not stop within shutdown_timeout"),
+        "{}",
+        consumer.log_tail()
     );
 }
 
@@ -276,6 +305,7 @@ async fn json_logs_parse_and_carry_role_and_group() {
             ("KAFKAD_HTTP__LISTEN", String::new()),
             ("KAFKAD_BATCH__MAX_WAIT", "200ms".to_owned()),
             ("KAFKAD_SUMMARY_INTERVAL", "300ms".to_owned()),
+            ("KAFKAD_KAFKA__STATISTICS_INTERVAL_MS", "100".to_owned()),
         ],
     );
     wait_until(WAIT, "the batch to be processed and summarized", || {
@@ -320,4 +350,9 @@ async fn json_logs_parse_and_carry_role_and_group() {
         "{summary}"
     );
     assert!(log.contains("dead-lettered undecodable record"), "{log}");
+    // Statistics arrive every 100 ms: they feed gauges, and never flood the log (PITFALLS 19).
+    assert!(
+        !log.contains("Client stats"),
+        "statistics must not be logged: {log}"
+    );
 }

@@ -50,12 +50,7 @@ pub async fn run(
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let loop_settings = Arc::clone(&settings);
-    let loop_metrics = metrics.clone();
-    shared::run_loop(Role::Batch, &settings, &metrics, move || {
-        consume(&loop_settings, sink, &loop_metrics, &shutdown)
-    })
-    .await
+    shared::run_role(Role::Batch, consume, settings, sink, metrics, shutdown).await
 }
 
 /// The records in hand.
@@ -140,6 +135,9 @@ fn consume(
     tracing::info!(group = %parts.group, min_size = limits.min_size, max_size = limits.max_size, max_wait = ?limits.max_wait, "batch consumer started");
     let mut batch = Batch::default();
     let outcome = loop {
+        if let Some(failure) = shared::connection_failure(consumer) {
+            break Err(failure);
+        }
         if shared::stopping(shutdown, metrics) {
             break Ok(true);
         }
@@ -156,7 +154,7 @@ fn consume(
         match polled {
             None => {}
             Some(Err(error)) => {
-                if let Err(fatal) = shared::poll_error(error) {
+                if let Err(fatal) = shared::poll_error(consumer, error) {
                     break Err(fatal);
                 }
             }

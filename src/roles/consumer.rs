@@ -19,14 +19,15 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::RoleError;
+use super::{ConsumerReport, RoleError};
 use crate::client::ClientLog;
 use crate::config::{Role, Scope, Settings};
 use crate::dlq::{self, DeadLetters, Interrupted};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
+use crate::sink::Sink;
 use crate::telemetry::metrics::ConsumerMetrics;
 use crate::telemetry::summary;
 use tracing::Instrument;
@@ -71,6 +72,11 @@ impl ConsumerHooks {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The first TLS or authentication failure of this consumer, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.log.failure()
     }
 
     /// Partitions revoked since the last call. The batch loop drops their buffered records.
@@ -133,15 +139,7 @@ impl ConsumerHooks {
     }
 }
 
-impl ClientContext for ConsumerHooks {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        self.log.log(level, facility, message);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.log.error(error, reason);
-    }
-}
+crate::delegate_client_context!(ConsumerHooks, log);
 
 impl ConsumerContext for ConsumerHooks {
     /// Before partitions go: commit what was processed on them (only processed positions are
@@ -291,10 +289,22 @@ pub(crate) fn observe_latency(metrics: &ConsumerMetrics, message: &KafkaMessage<
 
 /// A poll error: transient ones (a broker went away) are logged and polling continues, as
 /// librdkafka recovers by itself; fatal ones stop the role.
-pub(crate) fn poll_error(error: rdkafka::error::KafkaError) -> Result<(), RoleError> {
+pub(crate) fn poll_error(
+    consumer: &KafkadConsumer,
+    error: rdkafka::error::KafkaError,
+) -> Result<(), RoleError> {
     use rdkafka::types::RDKafkaErrorCode;
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::Fatal) => Err(RoleError::FatalConsumer(error.to_string())),
+        // `poll` hands back a bare code ("SSL error"); the client's error description or
+        // librdkafka's last error line names the broker and the cause.
+        code if crate::client::is_unrecoverable(code) => Err(RoleError::Connection(
+            consumer
+                .context()
+                .log
+                .failure_description()
+                .unwrap_or_else(|| error.to_string()),
+        )),
         Some(RDKafkaErrorCode::PartitionEOF) => Ok(()),
         _ => {
             tracing::warn!(%error, "consumer error; continuing");
@@ -329,14 +339,20 @@ pub(crate) fn close(consumer: KafkadConsumer, timeout: Duration) {
     }
 }
 
-/// Runs a consumer loop: `body` on a dedicated blocking thread inside the role's span, with
-/// its periodic summary alongside and its health kept up to date.
-pub(crate) async fn run_loop<T: Send + 'static>(
+/// A consumer role's loop, run on its own blocking thread.
+pub(crate) type ConsumeLoop =
+    fn(&Settings, Box<dyn Sink>, &ConsumerMetrics, &Shutdown) -> Result<ConsumerReport, RoleError>;
+
+/// Runs a consumer role: `consume` on a dedicated blocking thread inside the role's span,
+/// with its periodic summary alongside and its health kept up to date.
+pub(crate) async fn run_role(
     role: Role,
-    settings: &Settings,
-    metrics: &ConsumerMetrics,
-    body: impl FnOnce() -> Result<T, RoleError> + Send + 'static,
-) -> Result<T, RoleError> {
+    consume: ConsumeLoop,
+    settings: Arc<Settings>,
+    sink: Box<dyn Sink>,
+    metrics: ConsumerMetrics,
+    shutdown: Shutdown,
+) -> Result<ConsumerReport, RoleError> {
     let span = tracing::info_span!(
         "role",
         role = role.as_str(),
@@ -348,9 +364,11 @@ pub(crate) async fn run_loop<T: Send + 'static>(
     );
     let health = Arc::clone(&metrics.health);
     health.set_running(true);
-    let outcome = tokio::task::spawn_blocking(move || span.in_scope(body))
-        .await
-        .map_err(|e| RoleError::Thread(e.to_string()));
+    let outcome = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))
+    })
+    .await
+    .map_err(|e| RoleError::Thread(e.to_string()));
     health.set_running(false);
     summary.abort();
     outcome?
@@ -364,4 +382,9 @@ pub(crate) fn stopping(shutdown: &Shutdown, metrics: &ConsumerMetrics) -> bool {
         metrics.health.begin_shutdown();
     }
     stop
+}
+
+/// A TLS or authentication failure reported by the consumer's client: the role must stop.
+pub(crate) fn connection_failure(consumer: &KafkadConsumer) -> Option<RoleError> {
+    consumer.context().failure().map(RoleError::Connection)
 }

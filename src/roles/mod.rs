@@ -50,6 +50,8 @@ pub enum RoleError {
     },
     #[error("fatal consumer error: {0}")]
     FatalConsumer(String),
+    #[error("cannot connect to the brokers, and retrying will not help: {0}")]
+    Connection(String),
     #[error("the role's thread failed: {0}")]
     Thread(String),
 }

@@ -24,7 +24,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Message};
+use rdkafka::Message;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
@@ -44,18 +44,7 @@ pub struct DeliveryCounter {
     fatal: AtomicBool,
 }
 
-impl ClientContext for DeliveryCounter {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        self.log.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            self.fatal.store(true, Ordering::SeqCst);
-        }
-        self.log.error(error, reason);
-    }
-}
+crate::delegate_client_context!(DeliveryCounter, log);
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
@@ -231,6 +220,10 @@ async fn produce(
             stopped_by = Some(fatal_error(&producer));
             break;
         }
+        if let Some(failure) = producer.context().log.failure() {
+            stopped_by = Some(RoleError::Connection(failure));
+            break;
+        }
         if config.rate > 0.0 {
             let due = started + Duration::from_secs_f64(sent as f64 / config.rate);
             if due > Instant::now() {
@@ -241,6 +234,11 @@ async fn produce(
             }
         } else if sent % YIELD_EVERY == 0 {
             tokio::task::yield_now().await;
+        }
+        // Fatal errors do not always reach the error callback (PITFALLS 16): ask librdkafka.
+        if sent % YIELD_EVERY == 0 && producer.client().fatal_error().is_some() {
+            stopped_by = Some(fatal_error(&producer));
+            break;
         }
         let id = sent as i64 + 1;
         factory.build(id);
@@ -301,6 +299,10 @@ async fn produce(
     if let Some(error) = stopped_by {
         return Err(error);
     }
+    // A TLS or login failure explains any undelivered messages better than their count.
+    if let Some(failure) = producer.context().log.failure() {
+        return Err(RoleError::Connection(failure));
+    }
     if producer.context().fatal.load(Ordering::SeqCst) {
         return Err(fatal_error(&producer));
     }
@@ -337,6 +339,11 @@ async fn drain(
         tokio::task::spawn_blocking(move || producer.flush(timeout))
     };
     while producer.in_flight_count() > 0 {
+        if producer.context().log.failure().is_some() {
+            // Nothing queued can be delivered with a failing TLS or login; do not wait for
+            // delivery.timeout.ms. The queued messages are reported undelivered.
+            return;
+        }
         if shutdown.is_triggered() {
             tracing::info!(in_flight = producer.in_flight_count(), timeout = ?shutdown_timeout, "flushing before exit");
             if let Ok(Err(error)) = flush(shutdown_timeout).await {

@@ -31,12 +31,7 @@ pub async fn run(
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let loop_settings = Arc::clone(&settings);
-    let loop_metrics = metrics.clone();
-    shared::run_loop(Role::Single, &settings, &metrics, move || {
-        consume(&loop_settings, sink, &loop_metrics, &shutdown)
-    })
-    .await
+    shared::run_role(Role::Single, consume, settings, sink, metrics, shutdown).await
 }
 
 fn consume(
@@ -49,12 +44,15 @@ fn consume(
     let consumer = &parts.consumer;
     tracing::info!(group = %parts.group, "single consumer started");
     let outcome = loop {
+        if let Some(failure) = shared::connection_failure(consumer) {
+            break Err(failure);
+        }
         if shared::stopping(shutdown, metrics) {
             break Ok(());
         }
         let record = match consumer.poll(POLL_INTERVAL) {
             None => continue,
-            Some(Err(error)) => match shared::poll_error(error) {
+            Some(Err(error)) => match shared::poll_error(consumer, error) {
                 Ok(()) => continue,
                 Err(fatal) => break Err(fatal),
             },
