@@ -18,11 +18,15 @@ release: build
 demo: deps
 	$(CARGO) run --release --quiet -- demo
 
-# Formatting, lints and every test (unit, mock-cluster integration, CLI, real-broker e2e).
+# Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, then
+# the real-broker tests (tests named real_broker::*, each starting its own tansu on loopback),
+# with their output shown so the reconciliation tables are in the log.
 test: deps
+	scripts/test-broker.sh install
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets -- --skip real_broker::
+	$(CARGO) test --all-targets -- --nocapture real_broker::
 
 # kafkad against a raw-librdkafka reference on the mock cluster and on tansu, plus the codec's
 # criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh). Not part of `make test`.

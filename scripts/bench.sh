@@ -31,7 +31,7 @@ measure() {
 }
 
 if [ "${1:-}" = "tansu" ]; then
-  bootstrap="${KAFKAD_TEST_BOOTSTRAP:?run inside scripts/test-broker.sh run}"
+  bootstrap="${TEST_BROKER_BOOTSTRAP:?run inside scripts/test-broker.sh run}"
   n="${BENCH_TANSU_MESSAGES:-200000}"
   measure tansu-produce produce --bootstrap "$bootstrap" --messages "$n" --runs "$runs"
   measure tansu-consume consume --bootstrap "$bootstrap" --messages "$((n / 2))" --runs "$runs"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing kafkad needs, once; every later run is a no-op.
-#  - Debian packages for librdkafka's build (C toolchain, cmake-free: rdkafka builds it with
-#    its own script) and OpenSSL headers for TLS.
+#  - Debian packages: a C toolchain and python3 for librdkafka's own build script, OpenSSL and
+#    zlib headers (TLS, gzip), docker-compose for validating docker-compose.yml in tests.
+#  - The test broker (tansu) is installed by scripts/test-broker.sh install (make test does).
 set -euo pipefail
 
 need_apt=()
@@ -11,6 +12,8 @@ command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+# tests/deploy.rs validates docker-compose.yml with `docker-compose config` (no engine needed).
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: installing Debian packages: ${need_apt[*]}"

@@ -4,15 +4,18 @@
 #   scripts/test-broker.sh install          install tansu (with in-memory storage) if needed
 #   scripts/test-broker.sh start            start one on a free port; prints host:port
 #   scripts/test-broker.sh stop             stop the one `start` started
-#   scripts/test-broker.sh run -- CMD...    start, run CMD with KAFKAD_TEST_BOOTSTRAP set,
+#   scripts/test-broker.sh run -- CMD...    start, run CMD with TEST_BROKER_BOOTSTRAP set,
 #                                           always stop afterwards (trap), exit with CMD's code
+#
+# (Its variables avoid the KAFKAD_ prefix: kafkad reads every KAFKAD_* variable as
+# configuration and rejects unknown keys.)
 #
 # The Rust e2e tests start their own broker per test (tests/support/tansu.rs) through the same
 # command line; this script installs it for them and serves scripted runs (make bench).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-state="${KAFKAD_TEST_BROKER_DIR:-$root/target/test-broker}"
+state="${TEST_BROKER_DIR:-$root/target/test-broker}"
 tansu_bin="${TANSU_BIN:-tansu}"
 
 # tansu's in-memory storage (memory://) lives behind the `dynostore` cargo feature; a tansu
@@ -98,7 +101,7 @@ case "${1:-}" in
     [ "${1:-}" = "--" ] && shift
     bootstrap="$(start)"
     trap stop EXIT INT TERM
-    KAFKAD_TEST_BOOTSTRAP="$bootstrap" "$@"
+    TEST_BROKER_BOOTSTRAP="$bootstrap" "$@"
     ;;
   *)
     echo "usage: $0 install | start | stop | run -- COMMAND..." >&2

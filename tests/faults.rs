@@ -21,9 +21,8 @@ use kafkad::reconcile::{reconcile, Reconciliation};
 use kafkad::shutdown::ShutdownTrigger;
 use kafkad::sink::MemorySink;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::OwnedMessage;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -46,20 +45,6 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Runs a blocking client call off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("no panic")
-}
-
-fn plain_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("plain consumer")
-}
-
 /// The leader broker of each partition of the topic.
 fn leaders(bootstrap: &str) -> HashMap<i32, i32> {
     let consumer = plain_consumer(bootstrap, "kafkad-test-metadata");
@@ -71,44 +56,6 @@ fn leaders(bootstrap: &str) -> HashMap<i32, i32> {
         .iter()
         .map(|p| (p.id(), p.leader()))
         .collect()
-}
-
-/// Every record of the topic up to its current high watermarks, read with a plain consumer.
-fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
-    let consumer = plain_consumer(bootstrap, "kafkad-test-readback");
-    let mut list = TopicPartitionList::new();
-    let mut end = HashMap::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
-        if high > low {
-            list.add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("partition");
-            end.insert(partition, high);
-        }
-    }
-    consumer.assign(&list).expect("assign");
-    let mut records = Vec::new();
-    let mut open: HashSet<i32> = end.keys().copied().collect();
-    let deadline = Instant::now() + WAIT;
-    while !open.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} back timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(record)) => {
-                let high = end[&record.partition()];
-                if record.offset() < high {
-                    records.push(record.detach());
-                }
-                if record.offset() + 1 >= high {
-                    open.remove(&record.partition());
-                }
-            }
-            Some(Err(error)) => eprintln!("read-back: {error}"),
-            None => {}
-        }
-    }
-    records
 }
 
 /// The group's committed offset per partition (`None`: nothing committed).

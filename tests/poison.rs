@@ -15,10 +15,10 @@ use kafkad::reconcile::reconcile;
 use kafkad::shutdown::ShutdownTrigger;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use support::*;
 
@@ -176,58 +176,6 @@ fn seed(bad: &[Bad], good: i64, partitions: i32) -> Vec<RawRecord> {
     assert!(bad.next().is_none(), "every bad record is seeded");
     for (n, record) in records.iter_mut().enumerate() {
         record.partition = Some(n as i32 % partitions);
-    }
-    records
-}
-
-/// Runs a blocking client call off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("no panic")
-}
-
-fn plain_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("plain consumer")
-}
-
-/// Every record of `topic` up to its current high watermarks, read with a plain consumer.
-fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
-    let consumer = plain_consumer(bootstrap, "kafkad-test-readback");
-    let mut list = TopicPartitionList::new();
-    let mut end = HashMap::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
-        if high > low {
-            list.add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("partition");
-            end.insert(partition, high);
-        }
-    }
-    consumer.assign(&list).expect("assign");
-    let mut records = Vec::new();
-    let mut open: HashSet<i32> = end.keys().copied().collect();
-    let deadline = Instant::now() + WAIT;
-    while !open.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} back timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(record)) => {
-                let high = end[&record.partition()];
-                if record.offset() < high {
-                    records.push(record.detach());
-                }
-                if record.offset() + 1 >= high {
-                    open.remove(&record.partition());
-                }
-            }
-            Some(Err(error)) => eprintln!("read-back: {error}"),
-            None => {}
-        }
     }
     records
 }

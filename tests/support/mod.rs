@@ -4,8 +4,9 @@
 
 pub mod process;
 pub mod tansu;
+pub mod tls;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,11 @@ use kafkad::shutdown::{self, ShutdownTrigger};
 use kafkad::sink::{MemorySink, Sink};
 use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 pub const TOPIC: &str = "andrew-topic";
@@ -235,4 +239,56 @@ pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64>
             None
         }
     })
+}
+
+/// Runs a blocking client call off the async workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("no panic")
+}
+
+pub fn plain_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("plain consumer")
+}
+
+/// Every record of the topic up to its current high watermarks, read with a plain consumer.
+pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
+    let consumer = plain_consumer(bootstrap, "kafkad-test-readback");
+    let mut list = TopicPartitionList::new();
+    let mut end = HashMap::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > low {
+            list.add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+            end.insert(partition, high);
+        }
+    }
+    consumer.assign(&list).expect("assign");
+    let mut records = Vec::new();
+    let mut open: HashSet<i32> = end.keys().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !open.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} back timed out");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(record)) => {
+                let high = end[&record.partition()];
+                if record.offset() < high {
+                    records.push(record.detach());
+                }
+                if record.offset() + 1 >= high {
+                    open.remove(&record.partition());
+                }
+            }
+            Some(Err(error)) => eprintln!("read-back: {error}"),
+            None => {}
+        }
+    }
+    records
 }

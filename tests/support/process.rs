@@ -17,6 +17,17 @@ impl Kafkad {
     /// Starts `kafkad <args>` with exactly `env` as its KAFKAD_* environment; stderr goes to
     /// `<dir>/<name>.log` (appended, so a restarted process keeps one log).
     pub fn spawn(name: &str, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_with_log_filter(name, dir, args, env, "info,librdkafka=warn")
+    }
+
+    /// As [`spawn`](Self::spawn), with `RUST_LOG` set to `filter`.
+    pub fn spawn_with_log_filter(
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        filter: &str,
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -32,7 +43,7 @@ impl Kafkad {
         }
         command
             .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .env("RUST_LOG", "info,librdkafka=warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 pub struct TansuBroker {
     child: Child,
+    /// What clients bootstrap from (the advertised address).
     pub bootstrap: String,
+    /// Where tansu itself listens (plain TCP).
+    pub listener: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -28,11 +31,18 @@ impl TansuBroker {
         Self::start_with(&[])
     }
 
-    /// As [`start`](Self::start), with extra `tansu broker` arguments (e.g. `--cert`).
+    /// As [`start`](Self::start), with extra `tansu broker` arguments (e.g. `--authentication`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_behind(None, extra)
+    }
+
+    /// A broker that advertises `advertised` (e.g. a TLS terminator in front of it) instead of
+    /// its own listener; `bootstrap` is then the advertised address.
+    pub fn start_behind(advertised: Option<&str>, extra: &[&str]) -> Self {
         let binary = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("tansu.log");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -43,7 +53,7 @@ impl TansuBroker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .args(extra)
@@ -62,7 +72,8 @@ impl TansuBroker {
         });
         let broker = TansuBroker {
             child,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: advertised.map_or_else(|| format!("127.0.0.1:{port}"), str::to_owned),
+            listener: format!("127.0.0.1:{port}"),
             log,
             _dir: dir,
         };
