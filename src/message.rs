@@ -88,8 +88,10 @@ impl<'a> KafkaMessage<'a> {
     /// Decodes one record value.
     ///
     /// The value must be UTF-8 JSON holding the five fields with the right types; extra fields
-    /// are ignored. Nesting deeper than serde_json's limit (128) is rejected, so a hostile record
-    /// can neither overflow the stack nor make us allocate a deep tree.
+    /// are ignored. `metadata` nested deeper than 128 levels (serde_json's recursion limit) is
+    /// rejected, so `metadata_map` can always parse it; unknown fields are skipped by an
+    /// iterative scanner at any depth. A hostile record can neither overflow the stack nor
+    /// make us allocate a deep tree.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.is_empty() {
             return Err(DecodeError::Empty);
