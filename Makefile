@@ -25,8 +25,9 @@ test: deps
 	scripts/test-broker.sh install
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets -- --skip real_broker::
-	$(CARGO) test --all-targets -- --nocapture real_broker::
+	$(CARGO) test --lib --bins --tests -- --skip real_broker::
+	$(CARGO) test --benches
+	$(CARGO) test --tests -- --nocapture real_broker::
 
 # kafkad against a raw-librdkafka reference on the mock cluster and on tansu, plus the codec's
 # criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh). Not part of `make test`.

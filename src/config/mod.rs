@@ -112,6 +112,17 @@ const PRODUCER_DEFAULTS: &str = r#"
 "linger.ms" = "5"
 "#;
 
+/// What both consumer roles share, below their own defaults.
+const CONSUMER_DEFAULTS: &str = r#"
+[kafka]
+# Memory and backlog throughput (see BENCHMARKS.md): prefetch at most 20000 messages per
+# partition (librdkafka's 100000 takes a consumer reading a backlog past 64 MB of RSS), and
+# refill the prefetch queue 10 ms after it drained (librdkafka waits 1 s, which capped a
+# backlog at ~140k msgs/s on the bench).
+"queued.min.messages" = "20000"
+"fetch.queue.backoff.ms" = "10"
+"#;
+
 /// The seed's one-at-a-time consumer. Auto commit stays on as in the seed, but
 /// `enable.auto.offset.store = false`: kafkad stores an offset only once the message was
 /// processed, so auto commit never commits a message that was not.
@@ -123,12 +134,6 @@ const SINGLE_DEFAULTS: &str = r#"
 "fetch.min.bytes" = "1"
 "fetch.wait.max.ms" = "500"
 "auto.offset.reset" = "earliest"
-# Memory and backlog throughput (see BENCHMARKS.md): prefetch at most 20000 messages per
-# partition (librdkafka's 100000 takes a consumer reading a backlog past 64 MB of RSS), and
-# refill the prefetch queue 10 ms after it drained (librdkafka waits 1 s, which capped a
-# backlog at ~140k msgs/s on the bench).
-"queued.min.messages" = "20000"
-"fetch.queue.backoff.ms" = "10"
 "#;
 
 /// The seed's batch consumer: manual commits after each processed batch.
@@ -140,19 +145,14 @@ const BATCH_DEFAULTS: &str = r#"
 "fetch.min.bytes" = "1024"
 "fetch.wait.max.ms" = "5000"
 "auto.offset.reset" = "earliest"
-# Memory and backlog throughput (see BENCHMARKS.md): prefetch at most 20000 messages per
-# partition (librdkafka's 100000 takes a consumer reading a backlog past 64 MB of RSS), and
-# refill the prefetch queue 10 ms after it drained (librdkafka waits 1 s, which capped a
-# backlog at ~140k msgs/s on the bench).
-"queued.min.messages" = "20000"
-"fetch.queue.backoff.ms" = "10"
 "#;
 
-fn role_defaults(role: Role) -> &'static str {
+/// The default layers of a role, lowest first (after [`COMMON_DEFAULTS`]).
+fn role_defaults(role: Role) -> &'static [&'static str] {
     match role {
-        Role::Producer => PRODUCER_DEFAULTS,
-        Role::Single => SINGLE_DEFAULTS,
-        Role::Batch => BATCH_DEFAULTS,
+        Role::Producer => &[PRODUCER_DEFAULTS],
+        Role::Single => &[CONSUMER_DEFAULTS, SINGLE_DEFAULTS],
+        Role::Batch => &[CONSUMER_DEFAULTS, BATCH_DEFAULTS],
     }
 }
 
@@ -454,13 +454,9 @@ fn build(
     env: &EnvSource,
     flags: &FlagSource,
 ) -> Result<Map<String, Value>, ConfigError> {
-    let mut builder = config::Config::builder();
-    if let Some(role) = role {
-        builder = builder
-            .add_source(TomlSource::defaults(COMMON_DEFAULTS))
-            .add_source(TomlSource::defaults(role_defaults(role)));
-    } else {
-        builder = builder.add_source(TomlSource::defaults(COMMON_DEFAULTS));
+    let mut builder = config::Config::builder().add_source(TomlSource::defaults(COMMON_DEFAULTS));
+    for layer in role.map(role_defaults).unwrap_or_default() {
+        builder = builder.add_source(TomlSource::defaults(layer));
     }
     if let Some(file) = file {
         builder = builder.add_source(file.clone());
