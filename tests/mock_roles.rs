@@ -11,8 +11,6 @@ use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
 use kafkad::roles::RoleError;
 use kafkad::sink::{MemorySink, ProcessedLine, Record, Sink, SinkError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -128,18 +126,9 @@ impl Sink for FailingSink {
     }
 }
 
-fn committed_offset(bootstrap: &str, group: &str) -> Offset {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut list = TopicPartitionList::new();
-    list.add_partition(TOPIC, 0);
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    committed.elements()[0].offset()
+/// Partition 0's committed offset for `group` (`None`: nothing committed).
+fn committed_offset(bootstrap: &str, group: &str) -> Option<i64> {
+    committed_offsets(&plain_consumer(bootstrap, group), 1)[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +171,7 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     );
     assert_eq!(
         committed_offset(&mock.bootstrap, "batch-message-group"),
-        Offset::Invalid,
+        None,
         "nothing committed"
     );
 
@@ -208,7 +197,7 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     assert_eq!((r.consumed, r.lost, r.duplicates), (30, 0, 0));
     assert_eq!(
         committed_offset(&mock.bootstrap, "batch-message-group"),
-        Offset::Offset(30),
+        Some(30),
         "last + 1 committed"
     );
 }
@@ -243,7 +232,7 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
     assert!(matches!(outcome, Err(RoleError::Sink(_))), "{outcome:?}");
     assert_eq!(
         committed_offset(&mock.bootstrap, "single-message-group"),
-        Offset::Offset(4)
+        Some(4)
     );
 
     let sink = MemorySink::default();
@@ -275,7 +264,7 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
     assert_eq!((r.consumed, r.lost, r.duplicates), (20, 0, 0));
     assert_eq!(
         committed_offset(&mock.bootstrap, "single-message-group"),
-        Offset::Offset(20)
+        Some(20)
     );
 }
 

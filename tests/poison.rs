@@ -18,7 +18,7 @@ use kafkad::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::{json, Value};
 use support::*;
 
@@ -187,32 +187,13 @@ fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
         .1
 }
 
-/// The group's committed offset per partition (`None`: nothing committed).
-fn committed(bootstrap: &str, group: &str, partitions: i32) -> Vec<Option<i64>> {
-    let consumer = plain_consumer(bootstrap, group);
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(TOPIC, partition);
-    }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    let mut offsets = vec![None; partitions as usize];
-    for e in committed.elements() {
-        if let Offset::Offset(n) = e.offset() {
-            offsets[e.partition() as usize] = Some(n);
-        }
-    }
-    offsets
-}
-
 /// Waits until `group` has committed exactly `expected` on every partition.
 async fn wait_committed(bootstrap: &str, group: &str, expected: Vec<Option<i64>>) {
     let partitions = expected.len() as i32;
     let deadline = Instant::now() + WAIT;
     loop {
         let (b, g) = (bootstrap.to_owned(), group.to_owned());
-        let now = blocking(move || committed(&b, &g, partitions)).await;
+        let now = blocking(move || committed_offsets(&plain_consumer(&b, &g), partitions)).await;
         if now == expected {
             return;
         }
@@ -637,7 +618,7 @@ async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
     for _ in 0..5 {
         for &(_, group) in &GROUPS {
             let b = mock.bootstrap.clone();
-            let now = blocking(move || committed(&b, group, 1)).await;
+            let now = blocking(move || committed_offsets(&plain_consumer(&b, group), 1)).await;
             assert!(
                 now[0].is_none_or(|c| c <= BAD_OFFSET),
                 "{group}: committed {now:?} past the bad record at {BAD_OFFSET} while its copy fails"
@@ -729,7 +710,7 @@ async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted
         assert_eq!(ids(&sink), [1, 2], "{group}: what came before is finished");
         let b = mock.bootstrap.clone();
         assert_eq!(
-            blocking(move || committed(&b, group, 1)).await,
+            blocking(move || committed_offsets(&plain_consumer(&b, group), 1)).await,
             [Some(BAD_OFFSET)],
             "{group}: committed up to the bad record, not past it"
         );
@@ -808,7 +789,7 @@ async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
         assert_eq!(ids(&sink), [1, 2], "{group}: what came before is finished");
         let b = mock.bootstrap.clone();
         assert_eq!(
-            blocking(move || committed(&b, group, 1)).await,
+            blocking(move || committed_offsets(&plain_consumer(&b, group), 1)).await,
             [Some(BAD_OFFSET)],
             "{group}: committed up to the bad record, not past it"
         );

@@ -292,3 +292,22 @@ pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMes
     }
     records
 }
+
+/// The committed offset of each partition `0..partitions` of the test topic for the group
+/// `consumer` belongs to, indexed by partition; `None` where nothing is committed.
+pub fn committed_offsets(consumer: &BaseConsumer, partitions: i32) -> Vec<Option<i64>> {
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(TOPIC, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    let mut offsets = vec![None; partitions as usize];
+    for element in committed.elements() {
+        if let Offset::Offset(n) = element.offset() {
+            offsets[element.partition() as usize] = Some(n);
+        }
+    }
+    offsets
+}
