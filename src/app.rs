@@ -128,6 +128,8 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
             consumed = r.consumed,
             processed = r.processed,
             dead_lettered = r.dead_lettered,
+            commits = r.commits,
+            commit_failures = r.commit_failures,
             "done"
         ),
     }

@@ -2,7 +2,10 @@
 //! producers for hand-made records, readiness waits and reconciliation helpers.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod deploy;
+pub mod kafka;
 pub mod process;
+pub mod scenario;
 pub mod tansu;
 pub mod tls;
 
