@@ -1,12 +1,17 @@
 # kafkad: the two commands a newcomer needs are `make demo` and `make test`.
-# Everything they need is installed by scripts/install-deps.sh (idempotent).
+# Everything they need is installed by scripts/install-deps.sh (idempotent): the demo needs only
+# the build toolchain; the tests also need a JDK and Maven for the Apache Kafka test cluster.
 
 CARGO ?= cargo
 
-.PHONY: build release demo test lint fmt deps bench
+.PHONY: build release demo test lint fmt deps test-deps bench kafka
 
 deps:
 	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh test
+	@scripts/kafka-cluster.sh install
 
 build: deps
 	$(CARGO) build --release
@@ -19,15 +24,20 @@ demo: deps
 	$(CARGO) run --release --quiet -- demo
 
 # Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, then
-# the real-broker tests (tests named real_broker::*, each starting its own tansu on loopback),
-# with their output shown so the reconciliation tables are in the log.
-test: deps
-	scripts/test-broker.sh install
+# the real-broker tests (tests named real_broker::*) on Apache Kafka: each test binary starts its
+# own cluster with scripts/kafka-cluster.sh, and its tests run one at a time, with their output
+# shown so the topic descriptions and reconciliation tables are in the log.
+test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib --bins --tests -- --skip real_broker::
 	$(CARGO) test --benches
-	$(CARGO) test --tests -- --nocapture real_broker::
+	$(CARGO) test --tests -- --nocapture --test-threads=1 real_broker::
+
+# A local 3-broker Apache Kafka cluster on 127.0.0.1:9092-9094 (KRaft, like the seed's) for
+# trying config/*.toml by hand; Ctrl-C stops it.
+kafka: test-deps
+	scripts/kafka-cluster.sh run --port 9092
 
 # kafkad against a raw-librdkafka reference on the mock cluster and on tansu, plus the codec's
 # criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh). Not part of `make test`.

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Installs what building and testing kafkad needs, once; every later run is a no-op.
-#  - Debian packages: a C toolchain and python3 for librdkafka's own build script, OpenSSL and
-#    zlib headers (TLS, gzip), docker-compose for validating docker-compose.yml in tests.
-#  - The test broker (tansu) is installed by scripts/test-broker.sh install (make test does).
+# Installs what building, and with `test` testing, kafkad needs, once; every later run is a no-op.
+#
+#   scripts/install-deps.sh        the build: a C toolchain, pkg-config and python3 for
+#                                  librdkafka's own build, OpenSSL and zlib headers (TLS, gzip).
+#                                  `make demo` needs no more.
+#   scripts/install-deps.sh test   the build, and what `make test` runs beside it: a JDK (17 or
+#                                  newer) and Maven for the Apache Kafka test cluster
+#                                  (scripts/kafka-cluster.sh), docker-compose to validate
+#                                  docker-compose.yml (no engine needed).
 set -euo pipefail
 
 need_apt=()
@@ -12,8 +17,15 @@ command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
-# tests/deploy.rs validates docker-compose.yml with `docker-compose config` (no engine needed).
-command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+
+if [ "${1:-}" = test ]; then
+  java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1; }
+  if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
+    need_apt+=(openjdk-17-jre-headless)
+  fi
+  command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+  command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: installing Debian packages: ${need_apt[*]}"

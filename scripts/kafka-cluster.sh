@@ -3,7 +3,7 @@
 # combined broker and controller. Tests, make targets and anyone trying kafkad by hand use it.
 #
 #   scripts/kafka-cluster.sh install                 fetch the pinned Kafka jars (no-op when cached)
-#   scripts/kafka-cluster.sh start [--brokers N] [--port P] [--owner PID]
+#   scripts/kafka-cluster.sh start [--brokers N] [--port P] [--listeners L,...] [--owner PID]
 #                                                    format and start N nodes (1 or 3, default 3);
 #                                                    waits until the cluster reports N brokers;
 #                                                    prints the bootstrap list on stdout
@@ -12,7 +12,8 @@
 #   scripts/kafka-cluster.sh stop-broker I           SIGTERM node I (controlled shutdown)
 #   scripts/kafka-cluster.sh restart I               start node I again (stopping it first if
 #                                                    it runs); waits until it serves again
-#   scripts/kafka-cluster.sh bootstrap               print the bootstrap list
+#   scripts/kafka-cluster.sh bootstrap [LISTENER]    print the bootstrap list (of PLAINTEXT, or
+#                                                    of another listener --listeners added)
 #   scripts/kafka-cluster.sh tool NAME ARGS...       run one of Kafka's tools against the cluster
 #                                                    (kafka-topics, kafka-consumer-groups,
 #                                                    kafka-configs, kafka-console-consumer,
@@ -23,7 +24,9 @@
 #                                                    wait for Ctrl-C; always stop afterwards
 #
 # Nodes are numbered 0..N-1. `--port P` puts the client listeners on P, P+1, ... (9092 makes the
-# shipped config/*.toml work as they are); without it every port is a free one. A node that does
+# shipped config/*.toml work as they are); without it every port is a free one. Every node has a
+# PLAINTEXT listener (brokers talk to each other over it); `--listeners SSL,SASL_SSL` adds more
+# on free ports, whose TLS and SASL settings come from KAFKA_NODE_CONFIG. A node that does
 # not come up names its log file. Every node `start` started is stopped when the caller exits:
 # a watcher stops the cluster once the owner process (--owner, default the caller) is gone, so a
 # test binary that crashes leaves no Java process behind. `run` stops it through a trap.
@@ -35,8 +38,10 @@
 #   KAFKA_HEAP            heap per node (default 512m)
 #   KAFKA_START_TIMEOUT   seconds to wait for the cluster (default 180)
 #   KAFKA_NODE_CONFIG     a file of extra server properties appended to every node's config
-#                         (listeners for TLS/SASL, an authorizer, ...); @NODE@ and @DIR@ in it
-#                         are replaced by the node number and its directory
+#                         (TLS keystores, SASL mechanisms, an authorizer, ...); @NODE@ and @DIR@
+#                         in it are replaced by the node number and its directory
+#   KAFKA_SCRAM_USERS     "name=password ..." SCRAM-SHA-512 users written into the cluster
+#                         metadata when it is formatted (KRaft has no ZooKeeper to add them to)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -175,16 +180,24 @@ wait_brokers() {
 # verbs
 
 start() {
-  local brokers=3 port_base="" owner="$PPID"
+  local brokers=3 port_base="" owner="$PPID" extra_listeners=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --brokers) brokers="$2"; shift 2 ;;
       --port) port_base="$2"; shift 2 ;;
+      --listeners) extra_listeners="${2//,/ }"; shift 2 ;;
       --owner) owner="$2"; shift 2 ;;
       *) fail "start: unknown argument $1 (see $script for usage)" ;;
     esac
   done
   [ "$brokers" = 1 ] || [ "$brokers" = 3 ] || fail "start: --brokers takes 1 or 3, not $brokers"
+  local listener
+  for listener in $extra_listeners; do
+    case "$listener" in
+      SSL | SASL_SSL | SASL_PLAINTEXT) ;;
+      *) fail "start: --listeners takes SSL, SASL_SSL and SASL_PLAINTEXT, not $listener" ;;
+    esac
+  done
   need java "a JDK 17 or newer runs the Kafka brokers (scripts/install-deps.sh test installs one)"
   need python3 "it picks free ports"
   install
@@ -215,10 +228,26 @@ start() {
     fi
   done
 
-  local voters="" bootstrap=""
+  local voters="" bootstrap="" listeners=() advertised=()
   for i in $(seq 0 $((brokers - 1))); do
     voters+="${voters:+,}$i@127.0.0.1:${controller_ports[$i]}"
     bootstrap+="${bootstrap:+,}127.0.0.1:${client_ports[$i]}"
+    listeners[$i]="PLAINTEXT://127.0.0.1:${client_ports[$i]}"
+  done
+  advertised=("${listeners[@]}")
+  for listener in $extra_listeners; do
+    local list="" port
+    for i in $(seq 0 $((brokers - 1))); do
+      port="$(free_port)"
+      listeners[$i]+=",$listener://127.0.0.1:$port"
+      advertised[$i]+=",$listener://127.0.0.1:$port"
+      list+="${list:+,}127.0.0.1:$port"
+    done
+    echo "$list" >"$state/bootstrap-$listener"
+  done
+  local scram_args=() user
+  for user in ${KAFKA_SCRAM_USERS:-}; do
+    scram_args+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
   done
   # Internal topics replicated like the seed's: 3 copies with 3 nodes, 2 in sync to write.
   local rf=$brokers min_isr=$((brokers > 1 ? 2 : 1))
@@ -234,8 +263,8 @@ start() {
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:${client_ports[$i]},CONTROLLER://127.0.0.1:${controller_ports[$i]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${client_ports[$i]}
+listeners=${listeners[$i]},CONTROLLER://127.0.0.1:${controller_ports[$i]}
+advertised.listeners=${advertised[$i]}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
@@ -251,6 +280,12 @@ share.coordinator.state.topic.min.isr=$min_isr
 auto.create.topics.enable=false
 # Tests join groups often: no 3 s wait for more members before the first rebalance.
 group.initial.rebalance.delay.ms=0
+# A crashed member of a consumer-protocol group (KIP-848) is noticed after 10 s rather than
+# the production default of 45 s (classic groups set session.timeout.ms on the client).
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=10000
+group.consumer.min.heartbeat.interval.ms=1000
+group.consumer.heartbeat.interval.ms=2000
 # Small machines: fewer threads than a production broker.
 num.network.threads=2
 num.io.threads=4
@@ -261,7 +296,7 @@ EOF
       sed -e "s|@NODE@|$i|g" -e "s|@DIR@|$dir|g" "$KAFKA_NODE_CONFIG" >>"$dir/server.properties"
     fi
     if ! java_cmd 256m kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$dir/server.properties" >"$dir/format.log" 2>&1; then
+      -c "$dir/server.properties" "${scram_args[@]}" >"$dir/format.log" 2>&1; then
       fail "formatting node $i failed; its log: $dir/format.log"
     fi
   done
@@ -406,7 +441,15 @@ case "$verb" in
   kill) kill_node "${1:-}" ;;
   stop-broker) stop_node "${1:-}" ;;
   restart) restart_node "${1:-}" ;;
-  bootstrap) load_state; echo "$bootstrap" ;;
+  bootstrap)
+    if [ -n "${1:-}" ] && [ "$1" != PLAINTEXT ]; then
+      [ -f "$state/bootstrap-$1" ] || fail "no $1 listener (start it with --listeners $1)"
+      cat "$state/bootstrap-$1"
+    else
+      load_state
+      echo "$bootstrap"
+    fi
+    ;;
   tool) tool "$@" ;;
   run) run "$@" ;;
   *)

@@ -79,14 +79,19 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }) => {
             let loaded = config::load(&cli.config.request(false))?;
             logging::init(&loaded.settings.log);
-            for (topic, outcome) in crate::topic::ensure(&loaded.settings, wait).await? {
+            for ensured in crate::topic::ensure(&loaded.settings, wait).await? {
                 println!(
-                    "topic {topic}: {}",
-                    match outcome {
+                    "topic {}: {}; {}",
+                    ensured.topic,
+                    match ensured.outcome {
                         crate::topic::Outcome::Created => "created",
                         crate::topic::Outcome::AlreadyCorrect => "exists with the configured shape",
-                    }
+                    },
+                    ensured.durability
                 );
+                for warning in &ensured.warnings {
+                    println!("  warning: {warning}");
+                }
             }
             Ok(())
         }

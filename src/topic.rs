@@ -5,11 +5,17 @@
 //! creator is treated as success and the topic is then verified like any existing one. An
 //! existing topic is never altered: a partition count or replication factor that differs from
 //! the configuration is an error naming both numbers, for an operator to decide.
+//!
+//! It also reads the live topic's durability settings (`min.insync.replicas`,
+//! `unclean.leader.election.enable`) and reports them beside the producer's `acks`, with a
+//! warning wherever together they cannot keep the `acks=all` promise, saying what can be lost.
+//! The dead-letter topic is created beside the source topic with a `max.message.bytes` no
+//! smaller than the source's, so whatever the source accepted can be dead-lettered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
@@ -24,6 +30,82 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Outcome {
     Created,
     AlreadyCorrect,
+}
+
+/// One topic after `topic ensure`: what was done, and the settings that decide whether an
+/// acknowledged write survives a broker failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensured {
+    pub topic: String,
+    pub outcome: Outcome,
+    pub durability: Durability,
+    /// Where this topic's settings fall short, each saying what can be lost or refused.
+    pub warnings: Vec<String>,
+}
+
+/// The live topic's durability settings beside the producer's `acks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// The producer's `acks` as configured (librdkafka's default is `all`).
+    pub acks: String,
+    pub replication_factor: Option<i32>,
+    pub min_insync_replicas: Option<i32>,
+    pub unclean_leader_election: Option<bool>,
+    pub max_message_bytes: Option<i64>,
+}
+
+impl Durability {
+    /// Where these settings cannot keep the promise of an acknowledged write.
+    pub fn warnings(&self, topic: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let acks_all = matches!(self.acks.as_str(), "all" | "-1");
+        if !acks_all {
+            warnings.push(format!(
+                "producer acks={}: a message counts as delivered {}; it is lost if that leader fails before a follower copies it (set acks=all)",
+                self.acks,
+                if self.acks == "0" { "before any broker has it" } else { "once the partition leader alone has it" }
+            ));
+        }
+        let rf = self.replication_factor.unwrap_or(0);
+        if rf == 1 {
+            warnings.push(format!(
+                "topic {topic} keeps one replica per partition: a broker whose disk is lost takes every acknowledged message of its partitions with it"
+            ));
+        }
+        if let Some(min_isr) = self.min_insync_replicas {
+            if acks_all && rf > 1 && min_isr < 2 {
+                warnings.push(format!(
+                    "topic {topic} has min.insync.replicas={min_isr}: acks=all is then met by the leader alone whenever its followers have fallen out of sync, and a message acknowledged then is lost if that leader fails before a follower catches up (set min.insync.replicas=2 on the topic)"
+                ));
+            }
+            if rf > 0 && min_isr >= rf {
+                warnings.push(format!(
+                    "topic {topic} has min.insync.replicas={min_isr} with {rf} replicas: every write with acks=all is refused (NOT_ENOUGH_REPLICAS) while any one replica of its partition is down"
+                ));
+            }
+        }
+        if self.unclean_leader_election == Some(true) {
+            warnings.push(format!(
+                "topic {topic} has unclean.leader.election.enable=true: after a failure an out-of-sync replica may become leader and the acknowledged messages it lacks are discarded"
+            ));
+        }
+        warnings
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
+        write!(
+            f,
+            "replication factor {}, min.insync.replicas={}, unclean.leader.election.enable={}, max.message.bytes={}; producer acks={}",
+            show(self.replication_factor.map(|v| v.to_string())),
+            show(self.min_insync_replicas.map(|v| v.to_string())),
+            show(self.unclean_leader_election.map(|v| v.to_string())),
+            show(self.max_message_bytes.map(|v| v.to_string())),
+            self.acks
+        )
+    }
 }
 
 /// A topic as the broker describes it.
@@ -54,16 +136,16 @@ pub enum TopicError {
     },
     #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
+    #[error("cannot read the configuration of topic {topic}: {reason}")]
+    Describe { topic: String, reason: String },
     #[error("cannot create the admin client: {0}")]
     Client(KafkaError),
 }
 
 /// Ensures the configured topic (and its dead-letter topic, when enabled) exists; verifies the
-/// main topic's shape. Retries while the brokers are unreachable, for at most `wait`.
-pub async fn ensure(
-    settings: &Settings,
-    wait: Duration,
-) -> Result<Vec<(String, Outcome)>, TopicError> {
+/// main topic's shape and reports both topics' durability settings. Retries while the
+/// brokers are unreachable, for at most `wait`.
+pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>, TopicError> {
     let kafka = &settings.resolved_kafka;
     let mut config = kafka.client_config(Scope::Producer);
     // A metadata request for a missing topic must not create it with broker defaults.
@@ -77,23 +159,67 @@ pub async fn ensure(
         .get("bootstrap.servers")
         .unwrap_or("(unset)")
         .to_owned();
+    let acks = kafka.get("acks").unwrap_or("all").to_owned();
     let topic = &settings.topic;
     let expected = Shape {
         partitions: topic.partitions,
         replication_factor: Some(topic.replication_factor),
     };
+    let target = Target {
+        admin: &admin,
+        bootstrap: &bootstrap,
+        wait,
+    };
 
-    let mut results = vec![(
-        topic.name.clone(),
-        ensure_one(&admin, &topic.name, expected, true, &bootstrap, wait).await?,
-    )];
+    let outcome = target.ensure_one(&topic.name, expected, true, &[]).await?;
+    let source = target.durability(&topic.name, &acks).await?;
+    let mut results = vec![Ensured {
+        warnings: source.warnings(&topic.name),
+        topic: topic.name.clone(),
+        outcome,
+        durability: source.clone(),
+    }];
     if let Some(dlq) = settings.dlq_topic() {
-        results.push((
-            dlq.clone(),
-            ensure_one(&admin, &dlq, expected, false, &bootstrap, wait).await?,
-        ));
+        // Whatever the source topic accepted must fit in the dead-letter topic.
+        let max_bytes = source.max_message_bytes.map(|b| b.to_string());
+        let config: Vec<(&str, &str)> = max_bytes
+            .as_deref()
+            .map(|b| vec![("max.message.bytes", b)])
+            .unwrap_or_default();
+        let outcome = target.ensure_one(&dlq, expected, false, &config).await?;
+        let durability = target.durability(&dlq, &acks).await?;
+        let mut warnings = durability.warnings(&dlq);
+        if let (Some(source_max), Some(dlq_max)) =
+            (source.max_message_bytes, durability.max_message_bytes)
+        {
+            if dlq_max < source_max {
+                warnings.push(format!(
+                    "dead-letter topic {dlq} has max.message.bytes={dlq_max}, less than {source_max} on {}: a record the source accepted that is larger cannot be dead-lettered (raise max.message.bytes on {dlq})",
+                    topic.name
+                ));
+            }
+        }
+        results.push(Ensured {
+            topic: dlq,
+            outcome,
+            durability,
+            warnings,
+        });
+    }
+    for ensured in &results {
+        tracing::info!(topic = %ensured.topic, durability = %ensured.durability, "durability settings");
+        for warning in &ensured.warnings {
+            tracing::warn!(topic = %ensured.topic, "{warning}");
+        }
     }
     Ok(results)
+}
+
+/// The cluster `topic ensure` works on, and how long it may wait for it.
+struct Target<'a> {
+    admin: &'a Arc<AdminClient<ClientLog>>,
+    bootstrap: &'a str,
+    wait: Duration,
 }
 
 /// A failed step: worth retrying (the broker may come up), or not.
@@ -102,55 +228,110 @@ enum Failure {
     Permanent(TopicError),
 }
 
-async fn ensure_one(
-    admin: &Arc<AdminClient<ClientLog>>,
-    name: &str,
-    expected: Shape,
-    verify: bool,
-    bootstrap: &str,
-    wait: Duration,
-) -> Result<Outcome, TopicError> {
-    let started = Instant::now();
-    let mut attempts = 0;
-    let mut created = false;
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        attempts += 1;
-        let step = match describe(admin, name).await {
-            Ok(Some(actual)) => {
-                if verify {
-                    check(name, actual, expected)?;
+impl Target<'_> {
+    /// Creates `name` (with `config`) unless it exists; verifies an existing topic's shape when
+    /// `verify`. Retries transient failures (brokers not up yet, a topic created a moment ago
+    /// and not yet in the metadata) until `wait` has passed.
+    async fn ensure_one(
+        &self,
+        name: &str,
+        expected: Shape,
+        verify: bool,
+        config: &[(&str, &str)],
+    ) -> Result<Outcome, TopicError> {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut created = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            attempts += 1;
+            let step = match describe(self.admin, name).await {
+                Ok(Some(actual)) => {
+                    if verify {
+                        check(name, actual, expected)?;
+                    }
+                    tracing::info!(topic = name, partitions = actual.partitions, replication_factor = ?actual.replication_factor, created, "topic ready");
+                    return Ok(if created {
+                        Outcome::Created
+                    } else {
+                        Outcome::AlreadyCorrect
+                    });
                 }
-                tracing::info!(topic = name, partitions = actual.partitions, replication_factor = ?actual.replication_factor, created, "topic ready");
-                return Ok(if created {
-                    Outcome::Created
-                } else {
-                    Outcome::AlreadyCorrect
-                });
-            }
-            Ok(None) => create(admin, name, expected).await.map(|()| created = true),
-            Err(error) => Err(Failure::Transient(error)),
-        };
-        // Here the topic was just created (verify it next round) or a step failed.
-        if let Err(failure) = step {
+                // Not in the metadata. After our own create that is propagation, not absence:
+                // look again shortly rather than create it a second time.
+                Ok(None) if created => Err(Failure::Transient(format!(
+                    "{name} was created but is not in the metadata yet"
+                ))),
+                Ok(None) => create(self.admin, name, expected, config)
+                    .await
+                    .map(|we_created| created = we_created),
+                Err(error) => Err(Failure::Transient(error)),
+            };
+            let Err(failure) = step else { continue };
             let error = match failure {
                 Failure::Permanent(error) => return Err(error),
                 Failure::Transient(error) => error,
             };
-            if started.elapsed() >= wait {
+            if started.elapsed() >= self.wait {
                 return Err(TopicError::Unreachable {
-                    bootstrap: bootstrap.to_owned(),
+                    bootstrap: self.bootstrap.to_owned(),
                     attempts,
                     waited: started.elapsed(),
                     last_error: error,
                 });
             }
-            let pause = backoff.min(wait.saturating_sub(started.elapsed()));
-            tracing::warn!(topic = name, attempt = attempts, %error, retry_in = ?pause, "broker not ready; retrying");
+            let pause = backoff.min(self.wait.saturating_sub(started.elapsed()));
+            tracing::debug!(topic = name, attempt = attempts, %error, retry_in = ?pause, "not ready; retrying");
+            if attempts > 3 {
+                tracing::warn!(topic = name, attempt = attempts, %error, retry_in = ?pause, "broker not ready; retrying");
+            }
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
+
+    /// The topic's replication and durability settings, as the cluster reports them.
+    async fn durability(&self, name: &str, acks: &str) -> Result<Durability, TopicError> {
+        let shape = describe(self.admin, name).await.ok().flatten();
+        let configs =
+            topic_configs(self.admin, name)
+                .await
+                .map_err(|reason| TopicError::Describe {
+                    topic: name.to_owned(),
+                    reason,
+                })?;
+        let get = |key: &str| configs.get(key).map(String::as_str);
+        Ok(Durability {
+            acks: acks.to_owned(),
+            replication_factor: shape.and_then(|s| s.replication_factor),
+            min_insync_replicas: get("min.insync.replicas").and_then(|v| v.parse().ok()),
+            unclean_leader_election: get("unclean.leader.election.enable")
+                .and_then(|v| v.parse().ok()),
+            max_message_bytes: get("max.message.bytes").and_then(|v| v.parse().ok()),
+        })
+    }
+}
+
+/// The topic's effective configuration (its own values and the broker defaults it inherits).
+async fn topic_configs(
+    admin: &AdminClient<ClientLog>,
+    name: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(name)], &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no answer".to_owned())?
+        .map_err(|code| code.to_string())?;
+    Ok(resource
+        .entries
+        .into_iter()
+        .filter_map(|entry| Some((entry.name, entry.value?)))
+        .collect())
 }
 
 fn check(name: &str, actual: Shape, expected: Shape) -> Result<(), TopicError> {
@@ -219,13 +400,22 @@ async fn describe(
     }
 }
 
-/// Creates the topic; "already exists" (another creator won the race) is success.
-async fn create(admin: &AdminClient<ClientLog>, name: &str, shape: Shape) -> Result<(), Failure> {
-    let new_topic = NewTopic::new(
+/// Creates the topic with `config`; `Ok(false)` when it already exists (another creator won
+/// the race), which is as good.
+async fn create(
+    admin: &AdminClient<ClientLog>,
+    name: &str,
+    shape: Shape,
+    config: &[(&str, &str)],
+) -> Result<bool, Failure> {
+    let mut new_topic = NewTopic::new(
         name,
         shape.partitions,
         TopicReplication::Fixed(shape.replication_factor.unwrap_or(1)),
     );
+    for (key, value) in config {
+        new_topic = new_topic.set(key, value);
+    }
     let options = AdminOptions::new()
         .request_timeout(Some(REQUEST_TIMEOUT))
         .operation_timeout(Some(REQUEST_TIMEOUT));
@@ -235,7 +425,8 @@ async fn create(admin: &AdminClient<ClientLog>, name: &str, shape: Shape) -> Res
         .map_err(|e| Failure::Transient(e.to_string()))?;
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
             // The broker understood and refused: retrying will not change its mind.
             Err((
                 _,
@@ -254,8 +445,8 @@ async fn create(admin: &AdminClient<ClientLog>, name: &str, shape: Shape) -> Res
             Err((_, code)) => return Err(Failure::Transient(code.to_string())),
         }
     }
-    tracing::info!(topic = name, partitions = shape.partitions, replication_factor = ?shape.replication_factor, "topic created");
-    Ok(())
+    tracing::info!(topic = name, partitions = shape.partitions, replication_factor = ?shape.replication_factor, ?config, "topic created");
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -298,5 +489,46 @@ mod tests {
             },
         )
         .expect("accepted");
+    }
+
+    fn durability(acks: &str, rf: i32, min_isr: i32, unclean: bool) -> Durability {
+        Durability {
+            acks: acks.to_owned(),
+            replication_factor: Some(rf),
+            min_insync_replicas: Some(min_isr),
+            unclean_leader_election: Some(unclean),
+            max_message_bytes: Some(1_048_588),
+        }
+    }
+
+    #[test]
+    fn acks_all_with_two_in_sync_replicas_of_three_keeps_its_promise() {
+        assert_eq!(
+            durability("all", 3, 2, false).warnings("t"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn one_in_sync_replica_is_named_with_what_can_be_lost() {
+        let warnings = durability("all", 2, 1, false).warnings("andrew-topic");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("min.insync.replicas=1")
+                && warnings[0].contains("is lost if that leader fails"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn weak_acks_unclean_election_and_unwritable_minimums_are_each_named() {
+        let warnings = durability("1", 2, 2, true).warnings("t");
+        let all = warnings.join("\n");
+        assert_eq!(warnings.len(), 3, "{all}");
+        assert!(all.contains("acks=1"), "{all}");
+        assert!(all.contains("unclean.leader.election.enable=true"), "{all}");
+        assert!(all.contains("NOT_ENOUGH_REPLICAS"), "{all}");
+        let all = durability("-1", 1, 1, false).warnings("t").join("\n");
+        assert!(all.contains("one replica"), "{all}");
     }
 }

@@ -299,9 +299,18 @@ pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMes
 /// The committed offset of each partition `0..partitions` of the test topic for the group
 /// `consumer` belongs to, indexed by partition; `None` where nothing is committed.
 pub fn committed_offsets(consumer: &BaseConsumer, partitions: i32) -> Vec<Option<i64>> {
+    committed_offsets_of(consumer, TOPIC, partitions)
+}
+
+/// As [`committed_offsets`], for any topic.
+pub fn committed_offsets_of(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
     let mut list = TopicPartitionList::new();
     for partition in 0..partitions {
-        list.add_partition(TOPIC, partition);
+        list.add_partition(topic, partition);
     }
     let committed = consumer
         .committed_offsets(list, Duration::from_secs(10))

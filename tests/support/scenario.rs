@@ -33,6 +33,8 @@ pub struct Scenario<'c> {
     pub extra: Vec<(String, String)>,
     /// Sinks and process logs; kept under target/ when the test fails.
     dir: PathBuf,
+    /// How many times `topic ensure` ran.
+    ensure_runs: std::cell::Cell<u32>,
 }
 
 impl Drop for Scenario<'_> {
@@ -87,6 +89,7 @@ impl<'c> Scenario<'c> {
             batch_group: batch_group.to_owned(),
             extra: Vec::new(),
             dir,
+            ensure_runs: std::cell::Cell::new(0),
         }
     }
 
@@ -146,26 +149,28 @@ impl<'c> Scenario<'c> {
     pub fn start(&self, service: &str, name: &str, extra: &[(&str, String)]) -> Kafkad {
         let mut extra = extra.to_vec();
         if !service.starts_with("producer") && service != "topic-init" {
-            extra.push((
-                "KAFKAD_SINK__PATH",
-                self.sink(name).display().to_string(),
-            ));
+            extra.push(("KAFKAD_SINK__PATH", self.sink(name).display().to_string()));
         }
         let env = self.env(service, &extra);
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         // The service's `command` (topic-init: `topic ensure`); the roles have none.
         let compose = compose();
         let args: Vec<String> = match super::deploy::service(&compose, service).get("command") {
-            Some(_) => super::deploy::strings(super::deploy::service(&compose, service), &["command"]),
+            Some(_) => {
+                super::deploy::strings(super::deploy::service(&compose, service), &["command"])
+            }
             None => Vec::new(),
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Kafkad::spawn(name, &self.dir, &args, &env)
     }
 
-    /// `kafkad topic ensure` under topic-init's environment, which must succeed; returns its log.
+    /// `kafkad topic ensure` under topic-init's environment, which must succeed; returns the
+    /// log of this run (each run logs to a file of its own).
     pub fn ensure_topic(&self) -> String {
-        let mut ensure = self.start("topic-init", "topic-init", &[]);
+        let run = self.ensure_runs.get() + 1;
+        self.ensure_runs.set(run);
+        let mut ensure = self.start("topic-init", &format!("topic-init-{run}"), &[]);
         let status = ensure.wait(EXIT_TIMEOUT);
         assert!(status.success(), "topic ensure:\n{}", ensure.log_text());
         ensure.log_text()
@@ -219,6 +224,26 @@ impl<'c> Scenario<'c> {
                 );
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until each named consumer's sink grew by `records` beyond what it holds now: the
+    /// topology makes progress (between restarts, with a broker down, ...).
+    pub fn wait_for_progress(&self, consumers: &[&str], records: usize, what: &str) {
+        let start: Vec<usize> = consumers
+            .iter()
+            .map(|name| read_jsonl(&self.sink(name)).len())
+            .collect();
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        for (name, before) in consumers.iter().zip(start) {
+            while read_jsonl(&self.sink(name)).len() < before + records {
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}: no progress {what}\n{}",
+                    self.diagnostics()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 
@@ -363,4 +388,21 @@ pub fn assert_offsets_increase(name: &str, lines: &[ProcessedLine]) {
             );
         }
     }
+}
+
+/// Commit failures a process logged after it was asked to stop: its final commits (the batch
+/// in hand, the revoke-time commit while leaving, the single role's stored offsets).
+pub fn final_commit_failures(process: &Kafkad) -> usize {
+    process
+        .log_text()
+        .lines()
+        .skip_while(|l| !l.contains("shutting down gracefully"))
+        .filter(|l| l.contains("commit failed"))
+        .count()
+}
+
+/// The committed offset of each partition `0..partitions` of `topic` for `group`, read from
+/// the cluster (`None` where nothing is committed).
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    super::committed_offsets_of(&super::plain_consumer(bootstrap, group), topic, partitions)
 }
