@@ -326,3 +326,21 @@ fn compose_file_is_accepted_by_docker_compose_config_where_installed() {
         .collect();
     assert_eq!(services, key_names(mapping(&compose(), &["services"])));
 }
+
+#[test]
+fn compose_runs_the_kafka_version_the_tests_run() {
+    let pom = read("scripts/kafka/pom.xml");
+    let version = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split("</kafka.version>").next())
+        .expect("scripts/kafka/pom.xml pins <kafka.version>");
+    let compose = compose();
+    for broker in BROKERS {
+        assert_eq!(
+            text(service(&compose, broker), &["image"]),
+            format!("apache/kafka:{version}"),
+            "{broker} runs the Kafka version the tests run (scripts/kafka/pom.xml)"
+        );
+    }
+}

@@ -99,10 +99,11 @@ mod real_broker {
     }
 }
 
-/// Messages per second per producer while brokers fail: high enough that the producers' local
-/// queues fill while a leader is gone, low enough that both groups keep up on two cores and
-/// the reconciliation stays quick.
-const PRODUCER_RATE: u32 = 0;
+/// Messages per second per producer while brokers fail. Flat out, the two producers write
+/// over a million messages during the faults on a two-core machine, far more than the two
+/// consumers can read back while the brokers recover; 2,000 per second each keeps thousands of
+/// messages in flight and queued through every leader change while both groups keep up.
+const PRODUCER_RATE: u32 = 2000;
 
 /// The leader of the lowest-numbered partition whose leader is not `except`.
 fn scenario_leader(cluster: &KafkaCluster, topic: &str, except: Option<i32>) -> i32 {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kafkad::reconcile::MessageKey;
 use support::kafka::KafkaCluster;
-use support::process::{read_jsonl, Kafkad};
+use support::process::{count_jsonl, read_jsonl, Kafkad};
 use support::scenario::*;
 
 /// An unreachable cluster: bounded retries, then exit 1 naming the bootstrap list.
@@ -120,7 +120,7 @@ mod real_broker {
         wait_ready(&mut consumer);
         let mut producer = scenario.producer("producer-1", "producer-term", 0, 0);
         let deadline = Instant::now() + CONSUME_TIMEOUT;
-        while read_jsonl(&scenario.sink("single-1")).len() < 5000 {
+        while count_jsonl(&scenario.sink("single-1")) < 5000 {
             assert!(
                 Instant::now() < deadline,
                 "nothing consumed:\n{}",
@@ -291,7 +291,7 @@ fn consumer_crash(cluster: &KafkaCluster, role: &str, protocol: &str) {
     let total = 12_000;
     let mut producer = scenario.producer("producer-1", "producer-1", total, 1500);
     let deadline = Instant::now() + CONSUME_TIMEOUT;
-    while read_jsonl(&scenario.sink(&victim)).len() < 1000 {
+    while count_jsonl(&scenario.sink(&victim)) < 1000 {
         assert!(
             Instant::now() < deadline,
             "{victim} processed nothing:\n{}",

@@ -121,6 +121,13 @@ impl Drop for Kafkad {
     }
 }
 
+/// How many records a jsonl sink file holds so far (its complete lines), without parsing them.
+pub fn count_jsonl(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|bytes| bytes.iter().filter(|b| **b == b'\n').count())
+        .unwrap_or(0)
+}
+
 /// Every line of a jsonl sink file (empty if it does not exist yet).
 pub fn read_jsonl(path: &Path) -> Vec<ProcessedLine> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

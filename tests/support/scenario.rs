@@ -16,7 +16,7 @@ use kafkad::sink::ProcessedLine;
 use super::deploy::{compose, compose_env, local_env, service};
 use super::http_get;
 use super::kafka::KafkaCluster;
-use super::process::{read_jsonl, Kafkad};
+use super::process::{count_jsonl, read_jsonl, Kafkad};
 
 /// How long a group may take to consume everything produced.
 pub const CONSUME_TIMEOUT: Duration = Duration::from_secs(240);
@@ -232,11 +232,11 @@ impl<'c> Scenario<'c> {
     pub fn wait_for_progress(&self, consumers: &[&str], records: usize, what: &str) {
         let start: Vec<usize> = consumers
             .iter()
-            .map(|name| read_jsonl(&self.sink(name)).len())
+            .map(|name| count_jsonl(&self.sink(name)))
             .collect();
         let deadline = Instant::now() + CONSUME_TIMEOUT;
         for (name, before) in consumers.iter().zip(start) {
-            while read_jsonl(&self.sink(name)).len() < before + records {
+            while count_jsonl(&self.sink(name)) < before + records {
                 assert!(
                     Instant::now() < deadline,
                     "{name}: no progress {what}\n{}",
