@@ -37,6 +37,7 @@
 #   KAFKA_CACHE_DIR       where the jars go (default ~/.cache/kafkad/kafka-<version>)
 #   KAFKA_HEAP            heap per node (default 512m)
 #   KAFKA_START_TIMEOUT   seconds to wait for the cluster (default 180)
+#   JAVA_HOME             the JDK to run (default: java on PATH); Kafka 4 needs Java 17 or newer
 #   KAFKA_NODE_CONFIG     a file of extra server properties appended to every node's config
 #                         (TLS keystores, SASL mechanisms, an authorizer, ...); @NODE@ and @DIR@
 #                         in it are replaced by the node number and its directory
@@ -52,6 +53,8 @@ cache="${KAFKA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kafkad/kafka-$kafka_ve
 state="${KAFKA_CLUSTER_DIR:-$root/target/kafka-cluster}"
 heap="${KAFKA_HEAP:-512m}"
 start_timeout="${KAFKA_START_TIMEOUT:-180}"
+# The JDK of JAVA_HOME when it is set, as Kafka's own scripts do; else java on PATH.
+java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 fail() {
   echo "kafka-cluster: $*" >&2
@@ -69,7 +72,7 @@ install() {
   if [ -f "$cache/complete" ]; then
     return 0
   fi
-  need java "a JDK 17 or newer runs the Kafka brokers (scripts/install-deps.sh test installs one)"
+  need "$java" "a JDK 17 or newer runs the Kafka brokers (scripts/install-deps.sh test installs one)"
   need mvn "Maven fetches the Kafka jars (scripts/install-deps.sh test installs it)"
   echo "kafka-cluster: fetching Apache Kafka $kafka_version from Maven Central into $cache" >&2
   mkdir -p "$cache"
@@ -90,7 +93,7 @@ java_cmd() {
   local heap_size="$1"
   shift
   # Serial GC and a small metaspace keep three nodes and the tests within two cores.
-  java -Xms64m "-Xmx$heap_size" -XX:+UseSerialGC -XX:MaxMetaspaceSize=256m \
+  "$java" -Xms64m "-Xmx$heap_size" -XX:+UseSerialGC -XX:MaxMetaspaceSize=256m \
     -Djava.awt.headless=true "-Dlog4j2.configurationFile=$cache/log4j2.xml" \
     -cp "$cache/libs/*" "$@"
 }
@@ -132,7 +135,7 @@ launch_node() {
   echo "--- started $(date -u +%FT%TZ)" >>"$dir/server.log"
   # setsid: the node is not in the caller's process group, so a Ctrl-C meant for a test does
   # not kill the brokers mid-scenario; the watcher or `stop` ends them.
-  setsid java -Xms64m "-Xmx$heap" -XX:+UseSerialGC \
+  setsid "$java" -Xms64m "-Xmx$heap" -XX:+UseSerialGC \
     -XX:MaxMetaspaceSize=256m -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$cache/log4j2.xml" -cp "$cache/libs/*" \
     kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/server.log" 2>&1 &
@@ -198,7 +201,7 @@ start() {
       *) fail "start: --listeners takes SSL, SASL_SSL and SASL_PLAINTEXT, not $listener" ;;
     esac
   done
-  need java "a JDK 17 or newer runs the Kafka brokers (scripts/install-deps.sh test installs one)"
+  need "$java" "a JDK 17 or newer runs the Kafka brokers (scripts/install-deps.sh test installs one)"
   need python3 "it picks free ports"
   install
   if [ -f "$state/cluster.env" ]; then
@@ -325,6 +328,7 @@ EOF
     while kill -0 "$1" 2>/dev/null && [ -f "$2/cluster.env" ]; do sleep 1; done
     [ -f "$2/cluster.env" ] && KAFKA_CLUSTER_DIR="$2" "$3" stop
   ' _ "$owner" "$state" "$script" </dev/null >/dev/null 2>&1 &
+  echo $! >"$state/watcher.pid"
   echo "kafka-cluster: $brokers node(s) of Kafka $kafka_version up; logs: $state/node-*/server.log" >&2
   echo "$bootstrap"
 }
@@ -356,6 +360,13 @@ stop() {
   # for a controller that is gone: 10 s of grace, then SIGKILL.
   terminate_nodes 10 $(seq 0 $((brokers - 1)))
   rm -f "$state/cluster.env"
+  # The watcher has nothing left to watch (unless it is the one stopping the cluster).
+  if [ -f "$state/watcher.pid" ]; then
+    local watcher
+    watcher="$(cat "$state/watcher.pid")"
+    [ "$watcher" = "$PPID" ] || kill "$watcher" 2>/dev/null || true
+    rm -f "$state/watcher.pid"
+  fi
 }
 
 kill_node() {
@@ -407,7 +418,7 @@ tool() {
     args=(--bootstrap-server "$bootstrap" "${args[@]}")
   fi
   # Tools start fast with the client compiler only and log warnings only.
-  java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+  "$java" -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dkafka.test.log.level=WARN "-Dlog4j2.configurationFile=$cache/log4j2.xml" \
     -cp "$cache/libs/*" "$class" "${args[@]}"
 }
