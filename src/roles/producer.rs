@@ -235,7 +235,7 @@ async fn produce(
         } else if sent % YIELD_EVERY == 0 {
             tokio::task::yield_now().await;
         }
-        // Fatal errors do not always reach the error callback (PITFALLS 16): ask librdkafka.
+        // Fatal errors do not always reach the error callback: ask librdkafka.
         if sent % YIELD_EVERY == 0 && producer.client().fatal_error().is_some() {
             stopped_by = Some(fatal_error(&producer));
             break;
