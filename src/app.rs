@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command, ConfigAction, DemoArgs, TopicAction};
 use crate::config::{self, ConfigError};
 use crate::demo::{self, DemoOptions};
-use crate::roles::{self, RoleMetrics, RoleReport};
+use crate::roles::{self, RoleReport};
 use crate::shutdown;
+use crate::telemetry::metrics::RoleMetrics;
 use crate::telemetry::{http, logging};
 
 /// A command's failure, with the exit code it maps to.

@@ -21,13 +21,11 @@ use tokio::task::JoinHandle;
 use crate::cluster::EmbeddedCluster;
 use crate::config::{self, LoadRequest, Role, Settings};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
-use crate::roles::{
-    batch, producer, single, ConsumerReport, ProducerReport, RoleError, RoleMetrics,
-};
+use crate::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
 use crate::shutdown::{self, Shutdown};
 use crate::sink::MemorySink;
 use crate::telemetry::http;
-use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
 
 pub const TOPIC: &str = "andrew-topic";
 pub const SINGLE_GROUP: &str = "single-message-group";

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
-use kafkad::roles::{self, RoleMetrics};
+use kafkad::roles;
 use kafkad::shutdown;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::http;
-use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
 use support::process::Kafkad;
 use support::tansu::free_port;
 use support::*;

@@ -23,8 +23,7 @@ use serde::Serialize;
 use crate::config::{Role, Settings};
 use crate::shutdown::Shutdown;
 use crate::sink::{self, SinkError};
-use crate::telemetry::health::Health;
-use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use crate::telemetry::metrics::{ConsumerMetrics, RoleMetrics};
 
 /// A role stopped with a failure. Every variant is exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -103,36 +102,6 @@ impl ConsumerReport {
 pub enum RoleReport {
     Producer(ProducerReport),
     Consumer(ConsumerReport),
-}
-
-/// The metrics (and health) of whichever role runs.
-#[derive(Debug, Clone)]
-pub enum RoleMetrics {
-    Producer(ProducerMetrics),
-    Consumer(ConsumerMetrics),
-}
-
-impl RoleMetrics {
-    pub fn for_role(role: Role) -> Self {
-        match role {
-            Role::Producer => RoleMetrics::Producer(ProducerMetrics::default()),
-            Role::Single | Role::Batch => RoleMetrics::Consumer(ConsumerMetrics::default()),
-        }
-    }
-
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        match self {
-            RoleMetrics::Producer(m) => m.register(registry),
-            RoleMetrics::Consumer(m) => m.register(registry),
-        }
-    }
-
-    pub fn health(&self) -> Arc<Health> {
-        match self {
-            RoleMetrics::Producer(m) => Arc::clone(&m.health),
-            RoleMetrics::Consumer(m) => Arc::clone(&m.health),
-        }
-    }
 }
 
 /// Runs the role `settings` names until it finishes (producer with a `count`) or `shutdown`

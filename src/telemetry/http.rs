@@ -13,8 +13,8 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
 use super::health::Health;
+use super::metrics::RoleMetrics;
 use crate::config::{Role, Settings};
-use crate::roles::RoleMetrics;
 
 /// What the handlers read.
 #[derive(Clone)]
