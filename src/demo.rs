@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::EmbeddedCluster;
 use crate::config::{self, LoadRequest, Role, Settings};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
-use crate::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
+use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use crate::shutdown::{self, Shutdown};
 use crate::sink::MemorySink;
 use crate::telemetry::http;
@@ -195,10 +195,11 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         (BATCH_GROUP, MemorySink::default()),
     ];
     let mut consumers = Vec::new();
-    for (role, group, sink) in [
-        (Role::Single, SINGLE_GROUP, &sinks[0].1),
-        (Role::Batch, BATCH_GROUP, &sinks[1].1),
+    for (consumer_role, group, sink) in [
+        (ConsumerRole::Single, SINGLE_GROUP, &sinks[0].1),
+        (ConsumerRole::Batch, BATCH_GROUP, &sinks[1].1),
     ] {
+        let role = consumer_role.role();
         for n in 1..=2 {
             let settings = Arc::new(instance_settings(role, &bootstrap, &mock_group_timing())?);
             let metrics = ConsumerMetrics::default();
@@ -211,12 +212,13 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
             );
             let sink = Box::new(sink.clone());
             let shutdown = consumer_shutdown.clone();
-            let task = match role {
-                Role::Single => {
-                    tokio::spawn(single::run(settings, sink, metrics.clone(), shutdown))
-                }
-                _ => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
-            };
+            let task = tokio::spawn(roles::run_consumer(
+                consumer_role,
+                settings,
+                sink,
+                metrics.clone(),
+                shutdown,
+            ));
             consumers.push(Consumer {
                 name,
                 group,

@@ -1,5 +1,5 @@
-//! The kafkad side: the real role code (`producer::run`, `single::run`, `batch::run`) with a
-//! sink that only counts.
+//! The kafkad side: the real role code (`producer::run`, `roles::run_consumer`) with a sink
+//! that only counts.
 
 use super::*;
 
@@ -112,10 +112,17 @@ pub(super) async fn kafkad_consume(
     let created = Instant::now();
     let metrics = ConsumerMetrics::default();
     let settings = Arc::new(settings);
-    let task = match phase {
-        Phase::BatchKafkad => tokio::spawn(batch::run(settings, Box::new(sink), metrics, shutdown)),
-        _ => tokio::spawn(single::run(settings, Box::new(sink), metrics, shutdown)),
+    let role = match phase {
+        Phase::BatchKafkad => ConsumerRole::Batch,
+        _ => ConsumerRole::Single,
     };
+    let task = tokio::spawn(roles::run_consumer(
+        role,
+        settings,
+        Box::new(sink),
+        metrics,
+        shutdown,
+    ));
     let outcome = tokio::time::timeout(run_deadline(messages), task).await;
     let outcome = match outcome {
         Ok(joined) => joined.map_err(|e| BenchError::Reference(e.to_string()))?,
@@ -151,7 +158,8 @@ pub(super) async fn kafkad_roundtrip(
     let (sink, state) = CountingSink::new(messages, stop.clone(), true);
     let created = Instant::now();
     let metrics = ConsumerMetrics::default();
-    let consumer = tokio::spawn(single::run(
+    let consumer = tokio::spawn(roles::run_consumer(
+        ConsumerRole::Single,
         Arc::new(consumer_settings),
         Box::new(sink),
         metrics.clone(),

@@ -1,7 +1,7 @@
 //! `kafkad bench produce|consume|roundtrip`: what kafkad costs on top of librdkafka.
 //!
 //! Each workload runs twice over: through kafkad's real role code (`producer::run`,
-//! `single::run`, `batch::run`, with a sink that only counts) and through a *reference* loop
+//! `roles::run_consumer`, with a sink that only counts) and through a *reference* loop
 //! that calls rdkafka directly with pre-serialized payloads: no codec, no sink, no metrics,
 //! no statistics parsing. Both get the identical librdkafka client configuration, built from
 //! the same [`Settings`] (`client_config(Scope::…)`), so the role's real settings apply:
@@ -54,7 +54,7 @@ use crate::cli::ConfigArgs;
 use crate::cluster::EmbeddedCluster;
 use crate::config::{self, LoadRequest, ProducerSettings, Role, Scope, Settings};
 use crate::message::{KafkaMessage, Timestamp};
-use crate::roles::{batch, producer, single, RoleError};
+use crate::roles::{self, producer, ConsumerRole, RoleError};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::sink::{Record, Sink, SinkError};
 use crate::telemetry::logging;

@@ -29,7 +29,6 @@
 //! * The sink failing stops the role without committing: the batch is redelivered.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -37,21 +36,11 @@ use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected, KafkadConsumer};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
-use crate::config::{BatchSettings, Role, Settings};
+use crate::config::{BatchSettings, Settings};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
-
-/// Runs the batch consumer until `shutdown` fires (or a sink or fatal error).
-pub async fn run(
-    settings: Arc<Settings>,
-    sink: Box<dyn Sink>,
-    metrics: ConsumerMetrics,
-    shutdown: Shutdown,
-) -> Result<ConsumerReport, RoleError> {
-    shared::run_role(Role::Batch, consume, settings, sink, metrics, shutdown).await
-}
 
 /// The records in hand.
 #[derive(Default)]
@@ -123,7 +112,8 @@ impl Batch {
     }
 }
 
-fn consume(
+/// The loop, on the consumer's own thread (see [`super::run_consumer`]).
+pub(super) fn consume(
     settings: &Settings,
     mut sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,

@@ -5,14 +5,15 @@
 //! * [`single`]: one message at a time; stores its offset only after processing.
 //! * [`batch`]: buffers, processes a batch, commits last+1 per partition synchronously.
 //!
-//! Each role is an `async fn` taking its settings, a [`Shutdown`] and its metrics, and returns a
-//! report or a [`RoleError`]. The consumer loops run on a dedicated blocking thread (see
+//! [`run`] runs whichever role the settings name; [`producer::run`] and [`run_consumer`] run
+//! one role, each taking its settings, a [`Shutdown`] and its metrics, and return a report or
+//! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (see
 //! [`consumer`] for why); the producer runs on the async runtime.
 
-pub mod batch;
-pub(crate) mod consumer;
+mod batch;
+mod consumer;
 pub mod producer;
-pub mod single;
+mod single;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use serde::Serialize;
 
 use crate::config::{Role, Settings};
 use crate::shutdown::Shutdown;
-use crate::sink::{self, SinkError};
+use crate::sink::{self, Sink, SinkError};
 use crate::telemetry::metrics::{ConsumerMetrics, RoleMetrics};
 
 /// A role stopped with a failure. Every variant is exit code 1.
@@ -53,6 +54,8 @@ pub enum RoleError {
     Connection(String),
     #[error("the role's thread failed: {0}")]
     Thread(String),
+    #[error("the {0} role was given another role's metrics")]
+    MetricsMismatch(Role),
 }
 
 /// What a producer did.
@@ -104,6 +107,31 @@ pub enum RoleReport {
     Consumer(ConsumerReport),
 }
 
+/// The two consumer loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerRole {
+    Single,
+    Batch,
+}
+
+impl ConsumerRole {
+    /// The consumer loop of `role`; `None` for the producer.
+    pub fn of(role: Role) -> Option<Self> {
+        match role {
+            Role::Producer => None,
+            Role::Single => Some(ConsumerRole::Single),
+            Role::Batch => Some(ConsumerRole::Batch),
+        }
+    }
+
+    pub fn role(self) -> Role {
+        match self {
+            ConsumerRole::Single => Role::Single,
+            ConsumerRole::Batch => Role::Batch,
+        }
+    }
+}
+
 /// Runs the role `settings` names until it finishes (producer with a `count`) or `shutdown`
 /// fires; consumers process through the sink `[sink]` describes.
 pub async fn run(
@@ -112,19 +140,34 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<RoleReport, RoleError> {
     let role = settings.role.unwrap_or(Role::Producer);
-    match metrics {
-        RoleMetrics::Producer(metrics) => producer::run(settings, metrics, shutdown)
+    match (ConsumerRole::of(role), metrics) {
+        (None, RoleMetrics::Producer(metrics)) => producer::run(settings, metrics, shutdown)
             .await
             .map(RoleReport::Producer),
-        RoleMetrics::Consumer(metrics) => {
+        (Some(consumer), RoleMetrics::Consumer(metrics)) => {
             let sink = sink::from_settings(&settings.sink, role)?;
-            let report = match role {
-                Role::Batch => batch::run(settings, sink, metrics, shutdown).await?,
-                _ => single::run(settings, sink, metrics, shutdown).await?,
-            };
-            Ok(RoleReport::Consumer(report))
+            run_consumer(consumer, settings, sink, metrics, shutdown)
+                .await
+                .map(RoleReport::Consumer)
         }
+        _ => Err(RoleError::MetricsMismatch(role)),
     }
+}
+
+/// Runs a consumer role until `shutdown` fires (or a sink or fatal error), processing
+/// through `sink`: the one way every caller (daemon, demo, benchmark, tests) starts a consumer.
+pub async fn run_consumer(
+    role: ConsumerRole,
+    settings: Arc<Settings>,
+    sink: Box<dyn Sink>,
+    metrics: ConsumerMetrics,
+    shutdown: Shutdown,
+) -> Result<ConsumerReport, RoleError> {
+    let consume: consumer::ConsumeLoop = match role {
+        ConsumerRole::Single => single::consume,
+        ConsumerRole::Batch => batch::consume,
+    };
+    consumer::run_role(role.role(), consume, settings, sink, metrics, shutdown).await
 }
 
 /// How often blocking loops wake up to look at the shutdown signal.

@@ -11,7 +11,6 @@
 //! finished, its offset stored, the stored offsets committed synchronously, and the group
 //! left.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -19,22 +18,13 @@ use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
-use crate::config::{Role, Settings};
+use crate::config::Settings;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
 
-/// Runs the single consumer until `shutdown` fires (or a sink or fatal error).
-pub async fn run(
-    settings: Arc<Settings>,
-    sink: Box<dyn Sink>,
-    metrics: ConsumerMetrics,
-    shutdown: Shutdown,
-) -> Result<ConsumerReport, RoleError> {
-    shared::run_role(Role::Single, consume, settings, sink, metrics, shutdown).await
-}
-
-fn consume(
+/// The loop, on the consumer's own thread (see [`super::run_consumer`]).
+pub(super) fn consume(
     settings: &Settings,
     mut sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kafkad::cluster::EmbeddedCluster;
 use kafkad::config::{self, LoadRequest, Role, Settings};
 use kafkad::reconcile::MessageKey;
-use kafkad::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
+use kafkad::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use kafkad::shutdown::{self, ShutdownTrigger};
 use kafkad::sink::{MemorySink, Sink};
 use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
@@ -105,12 +105,14 @@ impl ConsumerRun {
 pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> ConsumerRun {
     let (stop, shutdown) = shutdown::channel();
     let metrics = ConsumerMetrics::default();
-    let settings = Arc::new(settings);
-    let task = match role {
-        Role::Single => tokio::spawn(single::run(settings, sink, metrics.clone(), shutdown)),
-        Role::Batch => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
-        Role::Producer => panic!("not a consumer role"),
-    };
+    let role = ConsumerRole::of(role).expect("a consumer role");
+    let task = tokio::spawn(roles::run_consumer(
+        role,
+        Arc::new(settings),
+        sink,
+        metrics.clone(),
+        shutdown,
+    ));
     ConsumerRun {
         metrics,
         stop,
