@@ -18,8 +18,8 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::cluster::EmbeddedCluster;
-use crate::config::{self, LoadRequest, Role, Settings};
+use crate::cluster::{self, EmbeddedCluster};
+use crate::config::{self, LoadRequest, Role};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
 use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use crate::shutdown::{self, Shutdown};
@@ -30,6 +30,9 @@ use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
 pub const TOPIC: &str = "andrew-topic";
 pub const SINGLE_GROUP: &str = "single-message-group";
 pub const BATCH_GROUP: &str = "batch-message-group";
+
+/// The demo's consumers run on the defaults as they are.
+const NO_OVERRIDES: [(&str, &str); 0] = [];
 
 /// `kafkad demo` options.
 #[derive(Debug, Clone)]
@@ -105,34 +108,6 @@ pub enum DemoError {
     },
 }
 
-/// Settings of one demo instance: the role's defaults pointed at the embedded cluster.
-pub fn instance_settings(
-    role: Role,
-    bootstrap: &str,
-    extra: &[(&str, String)],
-) -> Result<Settings, config::ConfigError> {
-    let mut overrides = vec![("kafka.bootstrap.servers".to_owned(), bootstrap.to_owned())];
-    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let request = LoadRequest {
-        role: Some(role),
-        overrides,
-        role_required: true,
-        ..LoadRequest::default()
-    };
-    Ok(config::load(&request)?.settings)
-}
-
-/// Consumer group timing for the mock cluster. Its coordinator waits `session.timeout.ms`
-/// minus one second for members to rejoin after a rebalance (a real broker stops waiting once
-/// all members rejoined), and the seed's default of 45 s would make any rebalance, such as the
-/// one two members joining at the same instant can cause, stall the demo for that long.
-pub fn mock_group_timing() -> Vec<(&'static str, String)> {
-    vec![
-        ("kafka.session.timeout.ms", "6000".to_owned()),
-        ("kafka.heartbeat.interval.ms", "500".to_owned()),
-    ]
-}
-
 struct Producer {
     name: String,
     metrics: ProducerMetrics,
@@ -201,7 +176,12 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
     ] {
         let role = consumer_role.role();
         for n in 1..=2 {
-            let settings = Arc::new(instance_settings(role, &bootstrap, &mock_group_timing())?);
+            let settings = Arc::new(cluster::mock_settings(
+                &bootstrap,
+                role,
+                &LoadRequest::default(),
+                NO_OVERRIDES,
+            )?);
             let metrics = ConsumerMetrics::default();
             let name = format!("{role}-{n}");
             register(
@@ -233,10 +213,11 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         // Split N between the two producers: the first takes the odd one out.
         let count = options.messages / 2 + if n == 1 { options.messages % 2 } else { 0 };
         let name = format!("producer-{n}");
-        let settings = Arc::new(instance_settings(
-            Role::Producer,
+        let settings = Arc::new(cluster::mock_settings(
             &bootstrap,
-            &[
+            Role::Producer,
+            &LoadRequest::default(),
+            [
                 ("producer.count", count.to_string()),
                 ("producer.producer_id", name.clone()),
             ],

@@ -51,7 +51,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ConfigArgs;
-use crate::cluster::EmbeddedCluster;
+use crate::cluster::{self, EmbeddedCluster};
 use crate::config::{self, LoadRequest, ProducerSettings, Role, Scope, Settings};
 use crate::message::{KafkaMessage, Timestamp};
 use crate::roles::{self, producer, ConsumerRole, RoleError};
@@ -231,33 +231,32 @@ fn role_settings(
     target: &Target<'_>,
     extra: &[(&str, String)],
 ) -> Result<Settings, config::ConfigError> {
-    let mut overrides: Vec<(String, String)> = Vec::new();
-    // Lowest first: the bench's own defaults, which the user's `--set` may change...
-    overrides.push(("log.level".into(), "error".into()));
-    if target.mock {
-        for (key, value) in crate::demo::mock_group_timing() {
-            overrides.push((key.to_owned(), value));
-        }
-    }
-    overrides.extend(request.overrides.iter().cloned());
+    // Lowest first: the bench's own default, which the user's `--set` may change...
+    let mut request = request.clone();
+    request
+        .overrides
+        .insert(0, ("log.level".into(), "error".into()));
     // ...then what the bench must decide.
-    overrides.push((
+    let mut pinned: Vec<(&str, String)> = vec![
+        ("topic.name", target.topic.to_owned()),
+        ("producer.producer_id", PRODUCER_ID.to_owned()),
+    ];
+    if let Some(group) = target.group {
+        pinned.push(("kafka.group.id", group.to_owned()));
+    }
+    pinned.extend(extra.iter().cloned());
+    if target.mock {
+        return cluster::mock_settings(target.bootstrap, role, &request, pinned);
+    }
+    request.overrides.push((
         "kafka.bootstrap.servers".into(),
         target.bootstrap.to_owned(),
     ));
-    overrides.push(("topic.name".into(), target.topic.to_owned()));
-    overrides.push(("producer.producer_id".into(), PRODUCER_ID.to_owned()));
-    if let Some(group) = target.group {
-        overrides.push(("kafka.group.id".into(), group.to_owned()));
-    }
-    overrides.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    let request = LoadRequest {
-        role: Some(role),
-        topic: None,
-        overrides,
-        role_required: true,
-        ..request.clone()
-    };
+    request
+        .overrides
+        .extend(pinned.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    request.role = Some(role);
+    request.role_required = true;
     Ok(config::load(&request)?.settings)
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkad::cluster::EmbeddedCluster;
-use kafkad::config::{self, LoadRequest, Role, Settings};
+use kafkad::config::{LoadRequest, Role, Settings};
 use kafkad::reconcile::MessageKey;
 use kafkad::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use kafkad::shutdown::{self, ShutdownTrigger};
@@ -49,20 +49,13 @@ impl MockTopology {
     /// The role's settings through the real configuration loader, pointed at the mock,
     /// with `extra` (`key`, `value`) overrides as `--set` would give them.
     pub fn settings(&self, role: Role, extra: &[(&str, &str)]) -> Settings {
-        let mut overrides = vec![("kafka.bootstrap.servers".to_owned(), self.bootstrap.clone())];
-        for (key, value) in kafkad::demo::mock_group_timing() {
-            overrides.push((key.to_owned(), value));
-        }
-        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let request = LoadRequest {
-            role: Some(role),
-            overrides,
-            role_required: true,
-            ..LoadRequest::default()
-        };
-        config::load(&request)
-            .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
-            .settings
+        kafkad::cluster::mock_settings(
+            &self.bootstrap,
+            role,
+            &LoadRequest::default(),
+            extra.iter().copied(),
+        )
+        .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
     }
 }
 
