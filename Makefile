@@ -29,13 +29,13 @@ test: deps
 	$(CARGO) test --benches
 	$(CARGO) test --tests -- --nocapture real_broker::
 
-# kafkad against a raw-librdkafka reference on the mock cluster and on tansu, plus the codec's
-# criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh). Not part of `make test`.
+# kafkad against a raw-librdkafka reference on the mock cluster and on tansu (kafkad-bench, the
+# bench/ crate), plus the codec's criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh).
 bench: deps
 	scripts/bench.sh
 
 lint: deps
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --workspace -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -37,8 +37,6 @@ pub enum AppError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("bench: {0}")]
-    Bench(#[from] crate::bench::BenchError),
 }
 
 impl AppError {
@@ -70,7 +68,6 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Some(Command::Demo(args)) => run_demo(args).await,
-        Some(Command::Bench(args)) => Ok(crate::bench::run(args, &cli.config).await?),
         Some(Command::Version) => {
             print!("{}", crate::version::describe());
             Ok(())

@@ -81,8 +81,10 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-/// Builds each message's bytes into reused buffers: no allocation per message on the hot path.
-struct MessageFactory {
+/// Builds each message's key and value into reused buffers: no allocation per message on the
+/// hot path. The one place the producer's message shape is made: content template, padding,
+/// `{"source":"kafkad"}` metadata, a UTC timestamp of the moment it is built.
+pub struct MessageFactory {
     producer_id: String,
     template: Vec<Piece>,
     padding: String,
@@ -100,7 +102,7 @@ enum Piece {
 }
 
 impl MessageFactory {
-    fn new(settings: &ProducerSettings, producer_id: String) -> Self {
+    pub fn new(settings: &ProducerSettings, producer_id: String) -> Self {
         let mut template = Vec::new();
         let mut rest = settings.content.as_str();
         while let Some(start) = rest.find('{') {
@@ -133,8 +135,8 @@ impl MessageFactory {
         }
     }
 
-    /// Fills `key` and `value` for message `id`.
-    fn build(&mut self, id: i64) {
+    /// Builds message `id`: its [`key`](Self::key) and [`value`](Self::value).
+    pub fn build(&mut self, id: i64) {
         self.content.clear();
         for piece in &self.template {
             match piece {
@@ -157,6 +159,16 @@ impl MessageFactory {
         };
         self.value.clear();
         message.encode_into(&mut self.value);
+    }
+
+    /// The record key of the last message built: its id in decimal.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The record value of the last message built: the encoded `KafkaMessage`.
+    pub fn value(&self) -> &[u8] {
+        &self.value
     }
 }
 
@@ -244,8 +256,8 @@ async fn produce(
         factory.build(id);
         loop {
             let record = BaseRecord::to(topic)
-                .key(&factory.key)
-                .payload(&factory.value);
+                .key(factory.key())
+                .payload(factory.value());
             match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
