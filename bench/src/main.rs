@@ -10,8 +10,8 @@
 //!
 //! The reference does the same Kafka work kafkad's guarantees need, and nothing else:
 //! the single reference stores every offset after "processing" it (auto commit on, as the
-//! role), the batch reference forms batches with the same `min_size`/`max_size` rule and
-//! commits last+1 per partition synchronously after each. So a ratio below 1 is kafkad's own
+//! role), the batch reference forms batches with the same `min_size`/`max_size` rule, stores
+//! last+1 per partition after each and commits the stored offsets synchronously. So a ratio below 1 is kafkad's own
 //! overhead (decoding, metrics, the sink call, owned copies), not a different protocol.
 //!
 //! # Measuring honestly on a shared 2-core machine

@@ -180,7 +180,8 @@ pub fn reference_single(settings: &Settings, messages: u64) -> Result<PhaseResul
 }
 
 /// The batch reference: the role's batching rule (up to `max_size`; at least `min_size` and
-/// nothing more waiting; or `max_wait`), then a synchronous commit of last+1 per partition.
+/// nothing more waiting; or `max_wait`), then last+1 per partition stored and the stored
+/// offsets committed synchronously, as the role does.
 pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let consumer = reference_consumer(settings)?;
@@ -227,7 +228,8 @@ pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult
                     Offset::Offset(next),
                 );
             }
-            let _ = consumer.commit(&list, CommitMode::Sync);
+            let _ = consumer.store_offsets(&list);
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
             positions.clear();
             in_batch = 0;
             batch_started = None;

@@ -681,10 +681,12 @@ fn validate(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Config
                 "consumers need a consumer group".to_owned(),
             );
         }
-        Some(Role::Single) if kafka.flag("enable.auto.offset.store") != Some(false) => {
+        Some(Role::Single | Role::Batch)
+            if kafka.flag("enable.auto.offset.store") != Some(false) =>
+        {
             return fail(
                 "kafka.enable.auto.offset.store",
-                "must be false: the single consumer stores each offset after processing, otherwise auto commit could commit messages that were never processed".to_owned(),
+                "must be false: the consumers store each offset after processing, otherwise a commit could cover messages that were never processed".to_owned(),
             );
         }
         Some(Role::Batch) if kafka.flag("enable.auto.commit") != Some(false) => {

@@ -13,17 +13,19 @@
 //!
 //! The seed called this "exactly-once"; it is at-least-once, and here is precisely how:
 //!
-//! * After the sink returns `Ok` for a batch, kafkad commits, synchronously, the next offset
-//!   (last + 1) of every partition in the batch. Records that were dead-lettered count as
-//!   processed once their copy was acknowledged. Nothing is ever committed that was not
-//!   processed, so a crash at any point loses nothing.
+//! * After the sink returns `Ok` for a batch, kafkad stores the next offset (last + 1) of every
+//!   partition in the batch (`enable.auto.offset.store = false`: librdkafka stores nothing by
+//!   itself), then commits the stored offsets synchronously. Records that were dead-lettered
+//!   count as processed once their copy was acknowledged. Nothing is ever stored, and so
+//!   nothing committed, that was not processed, so a crash at any point loses nothing.
 //! * A crash after processing and before the commit redelivers the whole batch: duplicates.
 //!   Make the processing idempotent (e.g. keyed by `(producer_id, message_id)`) to get
 //!   effectively-once results.
-//! * A failed commit is kept and retried with the next batch's commit, and in the revoke
-//!   callback; if it never succeeds, the batch is redelivered.
+//! * A failed commit leaves the offsets stored, so the next commit (the next batch's, the one
+//!   in the revoke callback, or the one on the way out) carries them; if none succeeds, the
+//!   batch is redelivered.
 //! * On partition revocation (rebalance), inside the revoke callback and so before the
-//!   partitions move: processed-but-uncommitted positions of the revoked partitions are
+//!   partitions move: the stored offsets, those of the revoked partitions included, are
 //!   committed, and buffered unprocessed records of those partitions are dropped. Their next
 //!   owner receives them from the committed offset. Partitions that stay keep their buffer.
 //! * The sink failing stops the role without committing: the batch is redelivered.
@@ -51,8 +53,8 @@ struct Batch {
     /// The partition of each dead-lettered record in the batch (their copies are
     /// acknowledged; they count as processed).
     dead_lettered: Vec<i32>,
-    /// Next offset to commit per partition, over every record in the batch, dead-lettered
-    /// ones included.
+    /// Next offset to store per partition once the batch is processed, over every record in
+    /// the batch, dead-lettered ones included.
     positions: HashMap<i32, i64>,
     /// When the oldest record arrived.
     started: Option<Instant>,
@@ -189,7 +191,7 @@ pub(super) fn consume(
     outcome.map(|()| ConsumerReport::from_metrics(metrics))
 }
 
-/// Processes the batch, then commits its positions; empties it.
+/// Processes the batch, stores its positions and commits them; empties it.
 fn process(
     consumer: &KafkadConsumer,
     batch: &mut Batch,
@@ -209,7 +211,9 @@ fn process(
     for record in &batch.records {
         shared::observe_latency(metrics, &record.message);
     }
-    consumer.context().commit(consumer, &batch.positions);
+    let hooks = consumer.context();
+    hooks.store(consumer, &batch.positions);
+    hooks.commit_stored(consumer, "batch");
     *batch = Batch::default();
     Ok(())
 }

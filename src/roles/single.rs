@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected};
@@ -79,18 +79,7 @@ pub(super) fn consume(
     };
 
     // Commit what was stored, explicitly and synchronously, rather than trusting close.
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {
-            metrics.commits.inc();
-        }
-        Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        )) => {}
-        Err(error) => {
-            metrics.commit_failures.inc();
-            tracing::warn!(%error, "final commit failed; messages since the last commit will be redelivered");
-        }
-    }
+    consumer.context().commit_stored(consumer, "shutdown");
     parts.dead_letters.flush(settings.shutdown_timeout);
     shared::close(parts.consumer, settings.shutdown_timeout);
     outcome.map(|()| ConsumerReport::from_metrics(metrics))
