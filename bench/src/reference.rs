@@ -199,7 +199,7 @@ pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult
                 "batch-reference: {seen} of {messages} messages in time"
             )));
         }
-        let timeout = if in_batch >= limits.min_size {
+        let timeout = if in_batch >= limits.min_size.get() {
             Duration::ZERO
         } else {
             Duration::from_millis(100)
@@ -210,12 +210,12 @@ pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult
             in_batch += 1;
             batch_started.get_or_insert_with(Instant::now);
             let waited = batch_started.is_some_and(|s| s.elapsed() >= limits.max_wait);
-            if in_batch < limits.max_size && !waited {
+            if in_batch < limits.max_size.get() && !waited {
                 continue;
             }
         }
         let waited = batch_started.is_some_and(|s| s.elapsed() >= limits.max_wait);
-        if in_batch > 0 && (in_batch >= limits.min_size || waited) {
+        if in_batch > 0 && (in_batch >= limits.min_size.get() || waited) {
             seen += in_batch as u64;
             if seen >= messages {
                 end = Some(Mark::now());

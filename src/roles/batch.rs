@@ -101,7 +101,7 @@ impl Batch {
 
     /// How long the next poll may block before the batch is due.
     fn poll_timeout(&self, limits: &BatchSettings) -> Duration {
-        if self.len() >= limits.min_size {
+        if self.len() >= limits.min_size.get() {
             return Duration::ZERO;
         }
         match self.started {
@@ -165,13 +165,13 @@ pub(super) fn consume(
                     // batch, so the commit stops below it. Finish the rest and leave.
                     Err(_interrupted) => break Ok(true),
                 }
-                if batch.len() < limits.max_size && !batch.waited(limits.max_wait) {
+                if batch.len() < limits.max_size.get() && !batch.waited(limits.max_wait) {
                     // Take whatever else is already waiting before deciding (see poll_timeout).
                     continue;
                 }
             }
         }
-        let due = batch.len() >= limits.min_size || batch.waited(limits.max_wait);
+        let due = batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait);
         if due {
             if let Err(error) = process(consumer, &mut batch, sink.as_mut(), metrics) {
                 break Err(error);
@@ -220,12 +220,14 @@ fn process(
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+
     use super::*;
 
     fn limits() -> BatchSettings {
         BatchSettings {
-            min_size: 3,
-            max_size: 5,
+            min_size: NonZeroUsize::new(3).expect("not 0"),
+            max_size: NonZeroUsize::new(5).expect("not 0"),
             max_wait: Duration::from_secs(60),
         }
     }

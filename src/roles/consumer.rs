@@ -264,7 +264,7 @@ pub(crate) fn inspect<'m>(
     dead_letters: &DeadLetters,
     shutdown: &Shutdown,
 ) -> Result<Inspected<'m>, Interrupted> {
-    match dlq::inspect(record.payload(), settings.max_record_bytes) {
+    match dlq::inspect(record.payload(), settings.max_record_bytes.get()) {
         Ok(message) => Ok(Inspected::Message(message)),
         Err(rejection) => dead_letters
             .send(record, &rejection, shutdown)
