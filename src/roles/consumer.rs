@@ -13,7 +13,7 @@
 //! loop look at the shutdown signal between messages.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -22,16 +22,13 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{ConsumerReport, RoleError};
+use super::RoleError;
 use crate::client::ClientLog;
-use crate::config::{Role, Scope, Settings};
+use crate::config::{Scope, Settings};
 use crate::dlq::{self, DeadLetters, Interrupted};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
-use crate::sink::Sink;
 use crate::telemetry::metrics::ConsumerMetrics;
-use crate::telemetry::summary;
-use tracing::Instrument;
 
 /// Revocations the loop has not seen yet, and how many partitions are assigned. Shared
 /// between the loop and the rebalance callback, which run on the same thread, one after the
@@ -326,41 +323,6 @@ pub(crate) fn close(consumer: KafkadConsumer, timeout: Duration) {
             "consumer did not close in time; exiting without waiting for it"
         ),
     }
-}
-
-/// A consumer role's loop, run on its own blocking thread.
-pub(crate) type ConsumeLoop =
-    fn(&Settings, Box<dyn Sink>, &ConsumerMetrics, &Shutdown) -> Result<ConsumerReport, RoleError>;
-
-/// Runs a consumer role: `consume` on a dedicated blocking thread inside the role's span,
-/// with its periodic summary alongside and its health kept up to date.
-pub(crate) async fn run_role(
-    role: Role,
-    consume: ConsumeLoop,
-    settings: Arc<Settings>,
-    sink: Box<dyn Sink>,
-    metrics: ConsumerMetrics,
-    shutdown: Shutdown,
-) -> Result<ConsumerReport, RoleError> {
-    let span = tracing::info_span!(
-        "role",
-        role = role.as_str(),
-        topic = %settings.topic.name,
-        group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
-    );
-    let summary = tokio::spawn(
-        summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
-    );
-    let health = Arc::clone(&metrics.health);
-    health.set_running(true);
-    let outcome = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))
-    })
-    .await
-    .map_err(|e| RoleError::Thread(e.to_string()));
-    health.set_running(false);
-    summary.abort();
-    outcome?
 }
 
 /// Whether the loop should stop; the first time it sees shutdown, health turns to 503 while

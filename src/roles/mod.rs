@@ -25,6 +25,8 @@ use crate::config::{Role, Settings};
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Sink, SinkError};
 use crate::telemetry::metrics::{ConsumerMetrics, RoleMetrics};
+use crate::telemetry::summary;
+use tracing::Instrument;
 
 /// A role stopped with a failure. Every variant is exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +158,9 @@ pub async fn run(
 
 /// Runs a consumer role until `shutdown` fires (or a sink or fatal error), processing
 /// through `sink`: the one way every caller (daemon, demo, benchmark, tests) starts a consumer.
+///
+/// The role's loop runs on a dedicated blocking thread inside the role's span, with its
+/// periodic summary alongside and its health kept up to date.
 pub async fn run_consumer(
     role: ConsumerRole,
     settings: Arc<Settings>,
@@ -163,11 +168,29 @@ pub async fn run_consumer(
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let consume: consumer::ConsumeLoop = match role {
+    let consume = match role {
         ConsumerRole::Single => single::consume,
         ConsumerRole::Batch => batch::consume,
     };
-    consumer::run_role(role.role(), consume, settings, sink, metrics, shutdown).await
+    let span = tracing::info_span!(
+        "role",
+        role = role.role().as_str(),
+        topic = %settings.topic.name,
+        group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
+    );
+    let summary = tokio::spawn(
+        summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
+    );
+    let health = Arc::clone(&metrics.health);
+    health.set_running(true);
+    let outcome = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))
+    })
+    .await
+    .map_err(|e| RoleError::Thread(e.to_string()));
+    health.set_running(false);
+    summary.abort();
+    outcome?
 }
 
 /// How often blocking loops wake up to look at the shutdown signal.
