@@ -334,7 +334,7 @@ async fn json_logs_parse_and_carry_role_and_group() {
         "{summary}"
     );
     assert!(log.contains("dead-lettered undecodable record"), "{log}");
-    // Statistics arrive every 100 ms: they feed gauges, and never flood the log (PITFALLS 19).
+    // Statistics arrive every 100 ms: they feed gauges, and never flood the log.
     assert!(
         !log.contains("Client stats"),
         "statistics must not be logged: {log}"
