@@ -3,17 +3,20 @@
 //! * [`producer`]: sends `KafkaMessage`s at a rate, counts every delivery report, flushes on
 //!   the way out.
 //! * [`single`]: one message at a time; stores its offset only after processing.
-//! * [`batch`]: buffers, processes a batch, commits last+1 per partition synchronously.
+//! * [`batch`]: buffers, processes a batch, stores last+1 per partition and commits
+//!   synchronously.
+//!
+//! Each of those modules opens with the role's guarantee and its limits.
 //!
 //! [`run`] runs whichever role the settings name; [`producer::run`] and [`run_consumer`] run
 //! one role, each taking its settings, a [`Shutdown`] and its metrics, and return a report or
-//! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (see
-//! [`consumer`] for why); the producer runs on the async runtime.
+//! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (`consumer.rs`,
+//! what the consumers share, says why); the producer runs on the async runtime.
 
-mod batch;
+pub mod batch;
 mod consumer;
 pub mod producer;
-mod single;
+pub mod single;
 
 use std::sync::Arc;
 use std::time::Duration;
