@@ -177,7 +177,7 @@ producer, single and batch consumer throughput ≥ 0.95×; peak RSS ≤ 64 MB pe
 
 The roles' defaults, as `kafkad-bench` resolved them (both sides get the identical
 librdkafka configuration); on the mock, `session.timeout.ms=6000` and
-`heartbeat.interval.ms=500` (`kafkad::demo::mock_group_timing`).
+`heartbeat.interval.ms=500` (`kafkad::cluster::mock_settings`).
 
 {settings()}
 
