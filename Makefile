@@ -39,13 +39,13 @@ test: test-deps
 kafka: test-deps
 	scripts/kafka-cluster.sh run --port 9092
 
-# kafkad against a raw-librdkafka reference on the mock cluster and on tansu, plus the codec's
-# criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh). Not part of `make test`.
+# kafkad against a raw-librdkafka reference on the mock cluster and on tansu (kafkad-bench, the
+# bench/ crate), plus the codec's criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh).
 bench: deps
 	scripts/bench.sh
 
 lint: deps
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --workspace -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,6 +1,6 @@
 //! The `KafkaMessage` codec on the seed's message, the one every record goes through.
 //!
-//! Target (issue 8): at least 1,000,000 messages/s per core for each of encode and decode.
+//! Target: at least 1,000,000 messages/s per core for each of encode and decode.
 //! Criterion reports time per message and, through `Throughput::Elements(1)`, messages/s.
 //! `make bench` runs these and copies the figures into BENCHMARKS.md.
 //!

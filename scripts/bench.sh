@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: kafkad's roles against a raw-librdkafka reference, on librdkafka's mock cluster
+# `make bench`: kafkad's roles against a raw-librdkafka reference (`kafkad-bench`, the bench/
+# crate), on librdkafka's mock cluster
 # and on a real Kafka-protocol broker (tansu, started on loopback by scripts/test-broker.sh),
 # plus the codec's criterion benchmarks; then writes BENCHMARKS.md from what was measured.
 #
@@ -13,6 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/target/bench"
 kafkad="$root/target/release/kafkad"
+bench="$root/target/release/kafkad-bench"
 runs="${BENCH_RUNS:-3}"
 
 # KAFKAD_* variables of the caller's shell would change the settings under measurement.
@@ -22,12 +24,12 @@ clean() {
   env "${unset[@]}" "$@"
 }
 
-# One `kafkad bench` invocation; its output (table, then the JSON line) is kept.
+# One `kafkad-bench` invocation; its output (table, then the JSON line) is kept.
 measure() {
   local name=$1
   shift
-  echo "== $name: kafkad bench $*" >&2
-  clean "$kafkad" bench "$@" --json | tee "$out/$name.txt"
+  echo "== $name: kafkad-bench $*" >&2
+  clean "$bench" "$@" --json | tee "$out/$name.txt"
 }
 
 if [ "${1:-}" = "tansu" ]; then
@@ -44,7 +46,8 @@ rm -f "$out"/*.txt
 cd "$root"
 scripts/install-deps.sh >/dev/null
 scripts/test-broker.sh install
-cargo build --release
+# The daemon (for its version line) and the benchmark, the workspace's two binaries.
+cargo build --release --workspace
 
 n="${BENCH_MESSAGES:-300000}"
 measure mock-produce produce --messages "$n" --runs "$runs"

@@ -2,7 +2,7 @@
 """Writes BENCHMARKS.md from what scripts/bench.sh measured (target/bench/).
 
 Usage: bench_report.py OUT_DIR ANALYSIS.md > BENCHMARKS.md
-Each OUT_DIR/<broker>-<workload>.txt holds one `kafkad bench ... --json` output: the human
+Each OUT_DIR/<broker>-<workload>.txt holds one `kafkad-bench ... --json` output: the human
 table, then the JSON line. codec.txt is criterion's output; machine.txt is key=value lines.
 """
 import json
@@ -175,9 +175,9 @@ producer, single and batch consumer throughput ≥ 0.95×; peak RSS ≤ 64 MB pe
 
 ## Settings
 
-The roles' defaults, as `kafkad bench` resolved them (both sides get the identical
+The roles' defaults, as `kafkad-bench` resolved them (both sides get the identical
 librdkafka configuration); on the mock, `session.timeout.ms=6000` and
-`heartbeat.interval.ms=500` (`kafkad::demo::mock_group_timing`).
+`heartbeat.interval.ms=500` (`kafkad::cluster::mock_settings`).
 
 {settings()}
 

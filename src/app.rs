@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command, ConfigAction, DemoArgs, TopicAction};
 use crate::config::{self, ConfigError};
 use crate::demo::{self, DemoOptions};
-use crate::roles::{self, RoleMetrics, RoleReport};
+use crate::roles::{self, RoleReport};
 use crate::shutdown;
+use crate::telemetry::metrics::RoleMetrics;
 use crate::telemetry::{http, logging};
 
 /// A command's failure, with the exit code it maps to.
@@ -36,8 +37,6 @@ pub enum AppError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("bench: {0}")]
-    Bench(#[from] crate::bench::BenchError),
 }
 
 impl AppError {
@@ -69,7 +68,6 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Some(Command::Demo(args)) => run_demo(args).await,
-        Some(Command::Bench(args)) => Ok(crate::bench::run(args, &cli.config).await?),
         Some(Command::Version) => {
             print!("{}", crate::version::describe());
             Ok(())

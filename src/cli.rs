@@ -70,7 +70,8 @@ impl ConfigArgs {
     }
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+/// Parses `KEY=VALUE` (`--set`).
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.to_owned()))
@@ -97,8 +98,6 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicAction,
     },
-    /// Measures the roles against a raw-librdkafka reference: produce, consume or roundtrip.
-    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

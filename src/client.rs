@@ -151,7 +151,7 @@ impl ClientContext for ClientLog {
 
 /// Implements `ClientContext` for a context that wraps a [`ClientLog`] in the field `$field`:
 /// logs, errors and statistics all go through it. (A context that forgot `stats` would fall
-/// back to rdkafka's default, which logs the whole statistics struct at INFO: PITFALLS 19.)
+/// back to rdkafka's default, which logs the whole statistics struct at INFO.)
 #[macro_export]
 macro_rules! delegate_client_context {
     ($context:ty, $field:ident) => {

@@ -16,6 +16,47 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
+use crate::config::{self, ConfigError, LoadRequest, Role, Settings};
+
+/// Consumer group timing for the mock cluster. Its coordinator waits `session.timeout.ms`
+/// minus one second for members to rejoin after a rebalance (a real broker stops waiting once
+/// all members rejoined), and the seed's default of 45 s would make any rebalance, such as the
+/// one two members joining at the same instant can cause, stall for that long.
+const MOCK_GROUP_TIMING: [(&str, &str); 2] = [
+    ("kafka.session.timeout.ms", "6000"),
+    ("kafka.heartbeat.interval.ms", "500"),
+];
+
+/// The settings of `role` pointed at the mock cluster at `bootstrap`, through the real
+/// configuration loader. Lowest first: the mock's group timing, then `request` (its file,
+/// environment and `--set` overrides, which may change that timing), then the bootstrap
+/// servers, then `extra` (`key`, `value`) overrides as `--set` would give them.
+pub fn mock_settings<K, V>(
+    bootstrap: &str,
+    role: Role,
+    request: &LoadRequest,
+    extra: impl IntoIterator<Item = (K, V)>,
+) -> Result<Settings, ConfigError>
+where
+    K: Into<String>,
+    V: Into<String>,
+{
+    let mut overrides: Vec<(String, String)> = MOCK_GROUP_TIMING
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    overrides.extend(request.overrides.iter().cloned());
+    overrides.push(("kafka.bootstrap.servers".to_owned(), bootstrap.to_owned()));
+    overrides.extend(extra.into_iter().map(|(k, v)| (k.into(), v.into())));
+    let request = LoadRequest {
+        role: Some(role),
+        overrides,
+        role_required: true,
+        ..request.clone()
+    };
+    Ok(config::load(&request)?.settings)
+}
+
 /// A running mock cluster; it stops when dropped.
 pub struct EmbeddedCluster {
     /// The client that owns the cluster (the cluster lives as long as this handle).

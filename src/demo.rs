@@ -18,20 +18,22 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::cluster::EmbeddedCluster;
-use crate::config::{self, LoadRequest, Role, Settings};
+use crate::cluster::{self, EmbeddedCluster};
+use crate::config::{self, LoadRequest, Role};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
-use crate::roles::{
-    batch, producer, single, ConsumerReport, ProducerReport, RoleError, RoleMetrics,
-};
+use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use crate::shutdown::{self, Shutdown};
 use crate::sink::MemorySink;
+use crate::telemetry::health::Health;
 use crate::telemetry::http;
-use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
 
 pub const TOPIC: &str = "andrew-topic";
 pub const SINGLE_GROUP: &str = "single-message-group";
 pub const BATCH_GROUP: &str = "batch-message-group";
+
+/// The demo's consumers run on the defaults as they are.
+const NO_OVERRIDES: [(&str, &str); 0] = [];
 
 /// `kafkad demo` options.
 #[derive(Debug, Clone)]
@@ -99,40 +101,15 @@ pub enum DemoError {
     #[error("demo configuration: {0}")]
     Config(#[from] config::ConfigError),
     #[error("{instance}: {source}")]
-    Role { instance: String, source: RoleError },
+    Role {
+        instance: String,
+        source: Box<RoleError>,
+    },
     #[error("cannot serve HTTP on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-/// Settings of one demo instance: the role's defaults pointed at the embedded cluster.
-pub fn instance_settings(
-    role: Role,
-    bootstrap: &str,
-    extra: &[(&str, String)],
-) -> Result<Settings, config::ConfigError> {
-    let mut overrides = vec![("kafka.bootstrap.servers".to_owned(), bootstrap.to_owned())];
-    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let request = LoadRequest {
-        role: Some(role),
-        overrides,
-        role_required: true,
-        ..LoadRequest::default()
-    };
-    Ok(config::load(&request)?.settings)
-}
-
-/// Consumer group timing for the mock cluster. Its coordinator waits `session.timeout.ms`
-/// minus one second for members to rejoin after a rebalance (a real broker stops waiting once
-/// all members rejoined), and the seed's default of 45 s would make any rebalance, such as the
-/// one two members joining at the same instant can cause, stall the demo for that long.
-pub fn mock_group_timing() -> Vec<(&'static str, String)> {
-    vec![
-        ("kafka.session.timeout.ms", "6000".to_owned()),
-        ("kafka.heartbeat.interval.ms", "500".to_owned()),
-    ]
 }
 
 struct Producer {
@@ -148,20 +125,15 @@ struct Consumer {
     task: JoinHandle<Result<ConsumerReport, RoleError>>,
 }
 
+/// What each group processed, shared by its two members.
+type GroupSinks = [(&'static str, MemorySink); 2];
+
 /// Runs the demo until every group processed every produced message (or progress stalls, or
 /// `stop` fires), then stops the consumers and reconciles.
 pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, DemoError> {
-    let cluster = EmbeddedCluster::start(3).map_err(DemoError::Cluster)?;
-    cluster
-        .create_topic(TOPIC, 3, 2)
-        .map_err(DemoError::Cluster)?;
-    cluster
-        .create_topic(&format!("{TOPIC}.dlq"), 3, 2)
-        .map_err(DemoError::Cluster)?;
-    // Both members of each group start together; no need for the 3 s wait for stragglers.
-    cluster.set_initial_rebalance_delay(Duration::from_millis(500));
+    let cluster = start_cluster()?;
     let bootstrap = cluster.bootstrap_servers().to_owned();
-
+    // The consumers stop when the demo is done, or at once on `stop`.
     let (stop_consumers, consumer_shutdown) = shutdown::channel();
     {
         let mut stop = stop.clone();
@@ -172,10 +144,82 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         });
     }
 
-    // One registry for every instance, each under its own labels, as six processes would be.
-    let mut registry = Registry::with_prefix("kafkad");
-    let mut health = Vec::new();
-    let mut register = |role: Role, group: Option<&str>, instance: &str, metrics: &RoleMetrics| {
+    let mut telemetry = DemoTelemetry::new();
+    let sinks: GroupSinks = [
+        (SINGLE_GROUP, MemorySink::default()),
+        (BATCH_GROUP, MemorySink::default()),
+    ];
+    let consumers = spawn_consumers(&bootstrap, &sinks, &consumer_shutdown, &mut telemetry)?;
+    let producers = spawn_producers(&bootstrap, options.messages, &stop, &mut telemetry)?;
+    let _endpoint = telemetry.serve(options.http).await?;
+
+    let mut progress = Progress::new(options.progress, options.messages);
+    let producer_reports = match wait_for_producers(producers, &consumers, &mut progress).await {
+        Ok(reports) => reports,
+        Err(error) => {
+            stop_consumers.fire();
+            return Err(error);
+        }
+    };
+    let produced: HashSet<MessageKey> = producer_reports
+        .iter()
+        .flat_map(|r| r.delivered_ids().map(|id| (r.producer_id.clone(), id)))
+        .collect();
+    wait_for_groups(
+        &produced,
+        &sinks,
+        &consumers,
+        &stop,
+        &options,
+        &mut progress,
+    )
+    .await;
+
+    stop_consumers.fire();
+    let mut instances = producer_summaries(&producer_reports);
+    instances.extend(join_consumers(consumers).await?);
+    let groups = sinks
+        .iter()
+        .map(|(group, sink)| (group.to_string(), reconcile(&produced, processed(sink))))
+        .collect();
+    drop(cluster);
+    Ok(DemoReport {
+        produced: produced.len() as u64,
+        groups,
+        instances,
+    })
+}
+
+/// Three mock brokers with the seed's topic and its dead-letter topic.
+fn start_cluster() -> Result<EmbeddedCluster, DemoError> {
+    let cluster = EmbeddedCluster::start(3).map_err(DemoError::Cluster)?;
+    cluster
+        .create_topic(TOPIC, 3, 2)
+        .map_err(DemoError::Cluster)?;
+    cluster
+        .create_topic(&format!("{TOPIC}.dlq"), 3, 2)
+        .map_err(DemoError::Cluster)?;
+    // Both members of each group start together; no need for the 3 s wait for stragglers.
+    cluster.set_initial_rebalance_delay(Duration::from_millis(500));
+    Ok(cluster)
+}
+
+/// One registry for every instance, each under its own labels, as six processes would
+/// export them; and the health the endpoint reports.
+struct DemoTelemetry {
+    registry: Registry,
+    health: Vec<Arc<Health>>,
+}
+
+impl DemoTelemetry {
+    fn new() -> Self {
+        DemoTelemetry {
+            registry: Registry::with_prefix("kafkad"),
+            health: Vec::new(),
+        }
+    }
+
+    fn register(&mut self, role: Role, group: Option<&str>, instance: &str, metrics: RoleMetrics) {
         let mut labels = vec![
             (Cow::Borrowed("role"), Cow::Borrowed(role.as_str())),
             (Cow::Borrowed("topic"), Cow::Borrowed(TOPIC)),
@@ -184,41 +228,57 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         if let Some(group) = group {
             labels.push((Cow::Borrowed("group"), Cow::Owned(group.to_owned())));
         }
-        metrics.register(registry.sub_registry_with_labels(labels.into_iter()));
+        metrics.register(self.registry.sub_registry_with_labels(labels.into_iter()));
         // The demo is healthy and ready while its consumers are; producers finishing their
         // count is the normal course of the demo, not a failure.
         if let RoleMetrics::Consumer(_) = metrics {
-            health.push(metrics.health());
+            self.health.push(metrics.health());
         }
-    };
+    }
 
-    let sinks = [
-        (SINGLE_GROUP, MemorySink::default()),
-        (BATCH_GROUP, MemorySink::default()),
-    ];
+    /// Serves `/metrics`, `/healthz`, `/readyz` on `addr`, if given.
+    async fn serve(self, addr: Option<SocketAddr>) -> Result<Option<http::Endpoint>, DemoError> {
+        let Some(addr) = addr else {
+            return Ok(None);
+        };
+        http::serve(addr, Arc::new(self.registry), self.health)
+            .await
+            .map(Some)
+            .map_err(|source| DemoError::Listen { addr, source })
+    }
+}
+
+/// Two single consumers and two batch consumers, each pair sharing its group's sink.
+fn spawn_consumers(
+    bootstrap: &str,
+    sinks: &GroupSinks,
+    shutdown: &Shutdown,
+    telemetry: &mut DemoTelemetry,
+) -> Result<Vec<Consumer>, DemoError> {
     let mut consumers = Vec::new();
-    for (role, group, sink) in [
-        (Role::Single, SINGLE_GROUP, &sinks[0].1),
-        (Role::Batch, BATCH_GROUP, &sinks[1].1),
-    ] {
+    for (consumer_role, (group, sink)) in [ConsumerRole::Single, ConsumerRole::Batch]
+        .into_iter()
+        .zip(sinks)
+    {
+        let role = consumer_role.role();
         for n in 1..=2 {
-            let settings = Arc::new(instance_settings(role, &bootstrap, &mock_group_timing())?);
+            let settings =
+                cluster::mock_settings(bootstrap, role, &LoadRequest::default(), NO_OVERRIDES)?;
             let metrics = ConsumerMetrics::default();
             let name = format!("{role}-{n}");
-            register(
+            telemetry.register(
                 role,
                 Some(group),
                 &name,
-                &RoleMetrics::Consumer(metrics.clone()),
+                RoleMetrics::Consumer(metrics.clone()),
             );
-            let sink = Box::new(sink.clone());
-            let shutdown = consumer_shutdown.clone();
-            let task = match role {
-                Role::Single => {
-                    tokio::spawn(single::run(settings, sink, metrics.clone(), shutdown))
-                }
-                _ => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
-            };
+            let task = tokio::spawn(roles::run_consumer(
+                consumer_role,
+                Arc::new(settings),
+                Box::new(sink.clone()),
+                metrics.clone(),
+                shutdown.clone(),
+            ));
             consumers.push(Consumer {
                 name,
                 group,
@@ -227,45 +287,56 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
             });
         }
     }
+    Ok(consumers)
+}
 
+/// Two producers, splitting `messages` between them (the first takes the odd one out).
+fn spawn_producers(
+    bootstrap: &str,
+    messages: u64,
+    stop: &Shutdown,
+    telemetry: &mut DemoTelemetry,
+) -> Result<Vec<Producer>, DemoError> {
     let mut producers = Vec::new();
     for n in 1..=2u64 {
-        // Split N between the two producers: the first takes the odd one out.
-        let count = options.messages / 2 + if n == 1 { options.messages % 2 } else { 0 };
+        let count = messages / 2 + if n == 1 { messages % 2 } else { 0 };
         let name = format!("producer-{n}");
-        let settings = Arc::new(instance_settings(
+        let settings = cluster::mock_settings(
+            bootstrap,
             Role::Producer,
-            &bootstrap,
-            &[
+            &LoadRequest::default(),
+            [
                 ("producer.count", count.to_string()),
                 ("producer.producer_id", name.clone()),
             ],
-        )?);
+        )?;
         let metrics = ProducerMetrics::default();
-        register(
+        telemetry.register(
             Role::Producer,
             None,
             &name,
-            &RoleMetrics::Producer(metrics.clone()),
+            RoleMetrics::Producer(metrics.clone()),
         );
-        let task = tokio::spawn(producer::run(settings, metrics.clone(), stop.clone()));
+        let task = tokio::spawn(producer::run(
+            Arc::new(settings),
+            metrics.clone(),
+            stop.clone(),
+        ));
         producers.push(Producer {
             name,
             metrics,
             task,
         });
     }
+    Ok(producers)
+}
 
-    let _endpoint = match options.http {
-        Some(addr) => Some(
-            http::serve(addr, Arc::new(registry), health)
-                .await
-                .map_err(|source| DemoError::Listen { addr, source })?,
-        ),
-        None => None,
-    };
-
-    // Wait for the producers, showing progress.
+/// Waits for every producer to finish its count, showing progress.
+async fn wait_for_producers(
+    producers: Vec<Producer>,
+    consumers: &[Consumer],
+    progress: &mut Progress,
+) -> Result<Vec<ProducerReport>, DemoError> {
     let producer_metrics: Vec<ProducerMetrics> =
         producers.iter().map(|p| p.metrics.clone()).collect();
     let delivered = || {
@@ -274,72 +345,71 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
             .map(|m| m.delivered.get())
             .sum::<u64>()
     };
-    let mut progress = Progress::new(options.progress);
-    let mut producer_reports = Vec::new();
+    let mut reports = Vec::new();
     for p in producers {
         let mut task = p.task;
-        let report = loop {
+        let joined = loop {
             tokio::select! {
                 joined = &mut task => break joined,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    progress.show(options.messages, delivered(), &consumers);
+                    progress.show(delivered(), consumers);
                 }
             }
         };
-        match report {
-            Ok(Ok(report)) => producer_reports.push(report),
-            Ok(Err(source)) => {
-                stop_consumers.fire();
-                return Err(DemoError::Role {
-                    instance: p.name,
-                    source,
-                });
-            }
-            Err(join) => {
-                stop_consumers.fire();
-                return Err(DemoError::Role {
-                    instance: p.name,
-                    source: RoleError::Thread(join.to_string()),
-                });
-            }
-        }
+        reports.push(outcome(p.name, joined)?);
     }
-    let produced: HashSet<MessageKey> = producer_reports
-        .iter()
-        .flat_map(|r| r.delivered_ids().map(|id| (r.producer_id.clone(), id)))
-        .collect();
+    Ok(reports)
+}
 
-    // Wait until every group has processed everything, or progress stalls.
+/// Waits until every group has processed every produced message, or progress stalls for
+/// `stall_timeout`, or `stop` fires.
+async fn wait_for_groups(
+    produced: &HashSet<MessageKey>,
+    sinks: &GroupSinks,
+    consumers: &[Consumer],
+    stop: &Shutdown,
+    options: &DemoOptions,
+    progress: &mut Progress,
+) {
     let mut last_change = Instant::now();
     let mut last_processed = 0;
     loop {
-        let processed: u64 = consumers.iter().map(|c| c.metrics.processed.get()).sum();
-        if processed != last_processed {
-            last_processed = processed;
+        let processed_now: u64 = consumers.iter().map(|c| c.metrics.processed.get()).sum();
+        if processed_now != last_processed {
+            last_processed = processed_now;
             last_change = Instant::now();
         }
         let complete = sinks.iter().all(|(_, sink)| {
-            sink.len() >= produced.len()
-                && reconcile(
-                    &produced,
-                    sink.lines()
-                        .into_iter()
-                        .map(|l| (l.producer_id, l.message_id)),
-                )
-                .lost
-                    == 0
+            sink.len() >= produced.len() && reconcile(produced, processed(sink)).lost == 0
         });
         if complete || stop.is_triggered() || last_change.elapsed() > options.stall_timeout {
             break;
         }
-        progress.show(options.messages, produced.len() as u64, &consumers);
+        progress.show(produced.len() as u64, consumers);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    progress.show(options.messages, produced.len() as u64, &consumers);
+    progress.show(produced.len() as u64, consumers);
     progress.finish();
+}
 
-    stop_consumers.fire();
-    let mut instances: Vec<(String, String)> = producer_reports
+/// Waits for the (stopped) consumers and sums each one up.
+async fn join_consumers(consumers: Vec<Consumer>) -> Result<Vec<(String, String)>, DemoError> {
+    let mut instances = Vec::new();
+    for c in consumers {
+        let report = outcome(c.name.clone(), c.task.await)?;
+        instances.push((
+            c.name,
+            format!(
+                "{}: processed {} dead-lettered {} commits {}",
+                c.group, report.processed, report.dead_lettered, report.commits
+            ),
+        ));
+    }
+    Ok(instances)
+}
+
+fn producer_summaries(reports: &[ProducerReport]) -> Vec<(String, String)> {
+    reports
         .iter()
         .map(|r| {
             (
@@ -350,47 +420,32 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
                 ),
             )
         })
-        .collect();
-    for c in consumers {
-        match c.task.await {
-            Ok(Ok(report)) => instances.push((
-                c.name,
-                format!(
-                    "{}: processed {} dead-lettered {} commits {}",
-                    c.group, report.processed, report.dead_lettered, report.commits
-                ),
-            )),
-            Ok(Err(source)) => {
-                return Err(DemoError::Role {
-                    instance: c.name,
-                    source,
-                })
-            }
-            Err(join) => {
-                return Err(DemoError::Role {
-                    instance: c.name,
-                    source: RoleError::Thread(join.to_string()),
-                })
-            }
-        }
-    }
+        .collect()
+}
 
-    let groups = sinks
-        .iter()
-        .map(|(group, sink)| {
-            let lines = sink
-                .lines()
-                .into_iter()
-                .map(|l| (l.producer_id, l.message_id));
-            (group.to_string(), reconcile(&produced, lines))
-        })
-        .collect();
-    drop(cluster);
-    Ok(DemoReport {
-        produced: produced.len() as u64,
-        groups,
-        instances,
-    })
+/// An instance's task outcome, its failure named after it.
+fn outcome<T>(
+    instance: String,
+    joined: Result<Result<T, RoleError>, tokio::task::JoinError>,
+) -> Result<T, DemoError> {
+    match joined {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(source)) => Err(DemoError::Role {
+            instance,
+            source: Box::new(source),
+        }),
+        Err(join) => Err(DemoError::Role {
+            instance,
+            source: Box::new(RoleError::Thread(join.to_string())),
+        }),
+    }
+}
+
+/// The (producer_id, message_id) of everything a group's sink holds, duplicates included.
+fn processed(sink: &MemorySink) -> impl Iterator<Item = MessageKey> {
+    sink.lines()
+        .into_iter()
+        .map(|line| (line.producer_id, line.message_id))
 }
 
 /// The live progress line on stderr: redrawn in place on a terminal, a line every few
@@ -399,18 +454,21 @@ struct Progress {
     enabled: bool,
     terminal: bool,
     last_line: Instant,
+    /// Messages the producers were asked for.
+    target: u64,
 }
 
 impl Progress {
-    fn new(enabled: bool) -> Self {
+    fn new(enabled: bool, target: u64) -> Self {
         Progress {
             enabled,
             terminal: std::io::stderr().is_terminal(),
             last_line: Instant::now(),
+            target,
         }
     }
 
-    fn show(&mut self, target: u64, delivered: u64, consumers: &[Consumer]) {
+    fn show(&mut self, delivered: u64, consumers: &[Consumer]) {
         if !self.enabled {
             return;
         }
@@ -426,7 +484,8 @@ impl Progress {
             .map(|c| c.metrics.dead_lettered.get())
             .sum();
         let line = format!(
-            "produced {delivered}/{target} | processed: {SINGLE_GROUP} {}, {BATCH_GROUP} {} | dead-lettered {dead_lettered}",
+            "produced {delivered}/{} | processed: {SINGLE_GROUP} {}, {BATCH_GROUP} {} | dead-lettered {dead_lettered}",
+            self.target,
             by_group(SINGLE_GROUP),
             by_group(BATCH_GROUP)
         );

@@ -8,10 +8,11 @@
 //! * [`sink`], [`dlq`]: where processed and rejected records go.
 //! * [`shutdown`], [`client`], [`telemetry`]: what every role shares at run time.
 //! * [`demo`], [`cluster`], [`reconcile`]: the embedded topology and its proof.
-//! * [`bench`]: `kafkad bench`, the roles measured against a raw-librdkafka reference.
+//!
+//! The benchmark, `kafkad-bench` (the `bench/` crate of this workspace), measures the roles
+//! through this same public surface.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::{Role, SinkKind, SinkSettings};
+use crate::config::{Role, SinkSettings};
 use crate::message::KafkaMessage;
 
 /// One decoded record with its position.
@@ -52,10 +52,9 @@ pub enum SinkError {
 
 /// The sink `[sink]` asks for.
 pub fn from_settings(settings: &SinkSettings, role: Role) -> Result<Box<dyn Sink>, SinkError> {
-    match (&settings.kind, &settings.path) {
-        (SinkKind::Jsonl, Some(path)) => Ok(Box::new(JsonlSink::create(path)?)),
-        // Configuration validation guarantees a path for jsonl; log is the safe fallback.
-        _ => Ok(Box::new(LogSink { role })),
+    match settings {
+        SinkSettings::Log {} => Ok(Box::new(LogSink { role })),
+        SinkSettings::Jsonl { path } => Ok(Box::new(JsonlSink::create(path)?)),
     }
 }
 

@@ -70,6 +70,11 @@ fn bad_configuration_exits_2_naming_key_and_source() {
             vec![("KAFKAD_ROLE", "dancer")],
             vec!["dancer", "KAFKAD_ROLE"],
         ),
+        (
+            vec!["config", "check", "--role", "single"],
+            vec![("KAFKAD_SINK__KIND", "jsonl")],
+            vec!["sink.path", "KAFKAD_SINK__KIND"],
+        ),
     ] {
         let output = kafkad(&args, &env);
         let err = stderr(&output);

@@ -1,7 +1,7 @@
-//! Fault injection on librdkafka's mock cluster (issue 5, item 4): a broker lost and back
-//! during produce, partition leadership moving mid-stream, a batch consumer joining and
-//! leaving its group mid-stream, and offset commits failing. Every test counts what was
-//! produced against what each group processed and asserts that nothing was lost.
+//! Fault injection on librdkafka's mock cluster: a broker lost and back during produce,
+//! partition leadership moving mid-stream, a batch consumer joining and leaving its group
+//! mid-stream, and offset commits failing. Every test counts what was produced against what
+//! each group processed and asserts that nothing was lost.
 //!
 //! The mock cluster has 3 brokers (ids 1..=3) and the topic 3 partitions with replication
 //! factor 2. The mock keeps one log per partition whichever broker leads it, and it never

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
-use kafkad::roles::{self, RoleMetrics};
+use kafkad::roles;
 use kafkad::shutdown;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::http;
-use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use kafkad::telemetry::metrics::{ProducerMetrics, RoleMetrics};
 use support::process::Kafkad;
 use support::tansu::free_port;
 use support::*;
@@ -74,26 +74,10 @@ async fn metrics_counters_equal_the_reconciliation() {
     let mut consumers = Vec::new();
     for role in [Role::Single, Role::Batch] {
         let settings = mock.settings(role, &[]);
-        let metrics = ConsumerMetrics::default();
-        let addr = endpoint(&settings, role, RoleMetrics::Consumer(metrics.clone())).await;
         let sink = MemorySink::default();
-        let (stop, shutdown) = shutdown::channel();
-        let (settings, boxed) = (Arc::new(settings), Box::new(sink.clone()));
-        let task = match role {
-            Role::Single => tokio::spawn(roles::single::run(
-                settings,
-                boxed,
-                metrics.clone(),
-                shutdown,
-            )),
-            _ => tokio::spawn(roles::batch::run(
-                settings,
-                boxed,
-                metrics.clone(),
-                shutdown,
-            )),
-        };
-        consumers.push((role, addr, metrics, sink, stop, task));
+        let run = spawn_consumer(role, settings.clone(), Box::new(sink.clone()));
+        let addr = endpoint(&settings, role, RoleMetrics::Consumer(run.metrics.clone())).await;
+        consumers.push((role, addr, run.metrics, sink, run.stop, run.task));
     }
 
     let (_stop, shutdown) = shutdown::channel();
@@ -350,7 +334,7 @@ async fn json_logs_parse_and_carry_role_and_group() {
         "{summary}"
     );
     assert!(log.contains("dead-lettered undecodable record"), "{log}");
-    // Statistics arrive every 100 ms: they feed gauges, and never flood the log (PITFALLS 19).
+    // Statistics arrive every 100 ms: they feed gauges, and never flood the log.
     assert!(
         !log.contains("Client stats"),
         "statistics must not be logged: {log}"

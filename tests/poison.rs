@@ -1,4 +1,4 @@
-//! The poison-record suite (issue 5, item 5): a topic seeded with valid messages interleaved
+//! The poison-record suite: a topic seeded with valid messages interleaved
 //! with every kind of bad record. For both consumer roles: every valid message is processed,
 //! every bad record lands in the dead-letter topic exactly once per group, with its original
 //! key, value and headers and the headers that say why and where from; the consumer keeps

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::librdkafka_properties::PROPERTIES;
 
-/// Which kind of client a librdkafka property applies to (the `C/P` column of librdkafka's
-/// CONFIGURATION.md).
+/// Which kind of client a librdkafka property applies to (`C`, `P` or `*` in librdkafka's own
+/// property table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Consumer,
@@ -309,24 +309,10 @@ pub fn suggest(name: &str) -> Option<&'static str> {
     let normalized = name.to_ascii_lowercase().replace(['_', '-'], ".");
     PROPERTIES
         .iter()
-        .map(|(known, _)| (levenshtein(&normalized, known), *known))
+        .map(|(known, _)| (strsim::levenshtein(&normalized, known), *known))
         .filter(|(distance, _)| *distance <= 3)
         .min()
         .map(|(_, known)| known)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]

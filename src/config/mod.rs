@@ -6,15 +6,20 @@
 //! error names the key and its file or variable, and `config print` shows the source of each
 //! value.
 //!
-//! Validation is strict: an unknown key is an error (a typo must not silently fall back to a
-//! default), and the `[kafka]` table goes through librdkafka's own `rd_kafka_conf_set` before
-//! anything connects.
+//! Values are parsed into types, not checked as strings: an address is a `SocketAddr`, the
+//! sink an enum whose variants carry their own keys, a size that cannot be zero a `NonZero`.
+//! Validation is strict: every struct denies unknown keys (a typo must not silently fall back
+//! to a default), serde's complaint is mapped back to the key and the layer it came from, and
+//! the `[kafka]` table goes through librdkafka's own `rd_kafka_conf_set` before anything
+//! connects.
 
 pub mod kafka;
 mod librdkafka_properties;
 mod render;
 pub mod sources;
 
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -172,7 +177,7 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dlq_topic: Option<String>,
     /// Records with a larger value are dead-lettered without being parsed.
-    pub max_record_bytes: usize,
+    pub max_record_bytes: NonZeroUsize,
     /// How often each role logs a one-line summary (rates, totals, lag).
     #[serde(with = "humantime_serde")]
     pub summary_interval: Duration,
@@ -263,38 +268,66 @@ fn host_name() -> String {
 #[serde(deny_unknown_fields)]
 pub struct BatchSettings {
     /// A batch is processed once it holds this many records and no more are waiting...
-    pub min_size: usize,
-    /// ...or as soon as it holds this many...
-    pub max_size: usize,
+    pub min_size: NonZeroUsize,
+    /// ...or as soon as it holds this many (at least `min_size`)...
+    pub max_size: NonZeroUsize,
     /// ...or when its first record has waited this long, however few it holds.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
 }
 
+/// Where processed messages go: `[sink]`, its `kind` choosing the variant, each variant with
+/// its own keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkSettings {
     /// Logs each message (single) or a summary per batch.
-    Log,
+    Log {},
     /// Appends one JSON line per processed message to `path`.
-    Jsonl,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkSettings {
-    pub kind: SinkKind,
-    /// Output file of the `jsonl` sink.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
+    Jsonl {
+        /// The file to append to; created if missing.
+        path: PathBuf,
+    },
 }
 
 /// The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
-    /// Address to listen on, e.g. `0.0.0.0:9464`; `""` turns the endpoint off.
-    pub listen: String,
+    /// Address to listen on, e.g. `0.0.0.0:9464`; `""` (`None`) turns the endpoint off.
+    #[serde(with = "listen_address")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[http] listen` as written: an address, or `""` for none.
+mod listen_address {
+    use std::net::SocketAddr;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        listen: &Option<SocketAddr>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match listen {
+            Some(addr) => serializer.collect_str(addr),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            de::Error::custom(format_args!(
+                "`{text}` is not an address like 0.0.0.0:9464 (\"\" turns the endpoint off)"
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,27 +357,6 @@ impl Settings {
         }
     }
 }
-
-/// Keys allowed outside `[kafka]`, table by table; `[kafka]` is checked by librdkafka.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "role",
-    "shutdown_timeout",
-    "summary_interval",
-    "dlq_topic",
-    "max_record_bytes",
-];
-const TABLE_KEYS: &[(&str, &[&str])] = &[
-    ("topic", &["name", "partitions", "replication_factor"]),
-    (
-        "producer",
-        &["count", "rate", "producer_id", "content", "payload_bytes"],
-    ),
-    ("batch", &["min_size", "max_size", "max_wait"]),
-    ("sink", &["kind", "path"]),
-    ("http", &["listen"]),
-    ("log", &["format", "level"]),
-    ("kafka", &[]),
-];
 
 /// A configuration problem, always one line naming the key and where its value came from.
 #[derive(Debug, thiserror::Error)]
@@ -438,7 +450,6 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
     }
 
     let tree = build(role, file.as_ref(), &env, &flags)?;
-    check_keys(&tree)?;
     let mut settings: Settings = Value::new(None, ValueKind::Table(tree.clone()))
         .try_deserialize()
         .map_err(|e| deserialize_error(e, &tree))?;
@@ -474,44 +485,6 @@ fn build(
     Ok(merged)
 }
 
-/// Every key outside `[kafka]` must be one kafkad knows.
-fn check_keys(tree: &Map<String, Value>) -> Result<(), ConfigError> {
-    for (key, value) in tree {
-        if TOP_LEVEL_KEYS.contains(&key.as_str()) {
-            continue;
-        }
-        let Some((_, allowed)) = TABLE_KEYS.iter().find(|(table, _)| table == key) else {
-            let mut known: Vec<&str> = TOP_LEVEL_KEYS.to_vec();
-            known.extend(TABLE_KEYS.iter().map(|(t, _)| *t));
-            return Err(ConfigError::UnknownKey {
-                key: key.clone(),
-                origin: Origin::describe(first_origin(value)),
-                hint: format!("allowed top-level keys: {}", known.join(", ")),
-            });
-        };
-        let ValueKind::Table(table) = &value.kind else {
-            return Err(ConfigError::Invalid {
-                key: key.clone(),
-                origin: Origin::describe(value.origin()),
-                message: format!("expected a table `[{key}]`"),
-            });
-        };
-        if key == "kafka" {
-            continue;
-        }
-        for (inner, inner_value) in table {
-            if !allowed.contains(&inner.as_str()) {
-                return Err(ConfigError::UnknownKey {
-                    key: format!("{key}.{inner}"),
-                    origin: Origin::describe(inner_value.origin()),
-                    hint: format!("allowed keys in [{key}]: {}", allowed.join(", ")),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The origin of a value, or of the first leaf under a table.
 fn first_origin(value: &Value) -> Option<&str> {
     match &value.kind {
@@ -537,8 +510,11 @@ fn origin_of(tree: &Map<String, Value>, key: &str) -> String {
     Origin::describe(lookup(tree, key).and_then(first_origin))
 }
 
+/// A serde error while reading the merged tree, as a [`ConfigError`] naming the key and the
+/// layer its value came from. The `config` crate tells the table a failing value sits in;
+/// serde's message tells the rest (an unknown or missing key, or the value's problem).
 fn deserialize_error(error: config::ConfigError, tree: &Map<String, Value>) -> ConfigError {
-    let (key, message) = match error {
+    let (table, message) = match error {
         config::ConfigError::Type {
             key,
             unexpected,
@@ -546,16 +522,79 @@ fn deserialize_error(error: config::ConfigError, tree: &Map<String, Value>) -> C
             ..
         } => (key, format!("expected {expected}, found {unexpected}")),
         config::ConfigError::At { error, key, .. } => (key, error.to_string()),
-        config::ConfigError::NotFound(key) => (Some(key), "missing".to_owned()),
+        // A key a struct or variant needs and nothing set.
+        config::ConfigError::NotFound(key) => match key.rsplit_once('.') {
+            Some((table, field)) => (Some(table.to_owned()), format!("missing field `{field}`")),
+            None => (None, format!("missing field `{key}`")),
+        },
         other => (None, other.to_string()),
     };
-    let key = key.unwrap_or_else(|| "(configuration)".to_owned());
-    let origin = origin_of(tree, &key);
-    ConfigError::Invalid {
-        key,
-        origin,
-        message: message.replace('\n', " "),
+    let message = message
+        .replace('\n', " ")
+        .replace("a nonzero usize", "a whole number above 0");
+    let within = |field: &str| match &table {
+        Some(table) => format!("{table}.{field}"),
+        None => field.to_owned(),
+    };
+    // In a table whose `kind` chooses its variant (`[sink]`), that choice decides which
+    // keys belong: it is named with the error.
+    let kind_key = within("kind");
+    let kind = lookup(tree, &kind_key)
+        .filter(|_| table.is_some())
+        .and_then(|value| value.clone().into_string().ok());
+    // `unknown field `x`, expected one of `a`, `b`` (or `there are no fields`).
+    if let Some((field, allowed)) = quoted_after(&message, "unknown field ") {
+        let allowed = allowed.trim_start_matches([',', ' ']);
+        let hint = match (&kind, allowed) {
+            (Some(kind), "there are no fields") => {
+                format!("`{kind_key} = \"{kind}\"` takes no other key")
+            }
+            (Some(kind), allowed) => format!(
+                "with `{kind_key} = \"{kind}\"` allowed: {}",
+                allowed.trim_start_matches("expected ")
+            ),
+            (None, allowed) => format!("allowed: {}", allowed.trim_start_matches("expected ")),
+        };
+        let key = within(field);
+        return ConfigError::UnknownKey {
+            origin: origin_of(tree, &key),
+            hint,
+            key,
+        };
     }
+    // A missing key: `[sink] kind = "jsonl"` without `path`, named with the `kind` (and its
+    // layer) that asked for it.
+    if let Some((field, _)) = quoted_after(&message, "missing field ") {
+        let key = within(field);
+        return match kind {
+            Some(kind) => ConfigError::Invalid {
+                origin: origin_of(tree, &kind_key),
+                message: format!("missing; `{kind_key} = \"{kind}\"` needs it"),
+                key,
+            },
+            None => ConfigError::Invalid {
+                origin: origin_of(tree, &key),
+                message: "missing".to_owned(),
+                key,
+            },
+        };
+    }
+    // `unknown variant `x`, expected ...`: the table's `kind` chose no known variant.
+    let key = match (&table, &kind) {
+        (Some(_), Some(_)) if message.starts_with("unknown variant") => kind_key,
+        _ => table.unwrap_or_else(|| "(configuration)".to_owned()),
+    };
+    ConfigError::Invalid {
+        origin: origin_of(tree, &key),
+        key,
+        message,
+    }
+}
+
+/// The first backquoted word after `prefix` at the start of `message`, and the rest.
+fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<(&'m str, &'m str)> {
+    let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;
+    rest.split_once('`')
 }
 
 fn resolve_kafka(
@@ -591,111 +630,95 @@ fn read_secret_file(path: &Path) -> std::io::Result<String> {
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Checks what serde cannot: value ranges, and settings that would break a role's guarantee.
+/// A value that serde read but kafkad cannot accept, naming the key and its layer.
+fn invalid(tree: &Map<String, Value>, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: origin_of(tree, key),
+        message: message.into(),
+    }
+}
+
+/// Checks what the types cannot: value ranges, librdkafka's view of `[kafka]`, and settings
+/// that would break a role's guarantee.
 fn validate(settings: &Settings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
-    let fail = |key: &str, message: String| {
-        Err(ConfigError::Invalid {
-            key: key.to_owned(),
-            origin: origin_of(tree, key),
-            message,
-        })
-    };
+    check_ranges(settings, tree)?;
+    let kafka = &settings.resolved_kafka;
+    kafka.validate().map_err(|error| {
+        let key = format!("kafka.{}", error.name);
+        invalid(tree, &key, error.to_string())
+    })?;
+    check_guarantees(settings.role, kafka, tree)
+}
+
+/// Values in range: names not empty, counts and durations above 0, the batch limits in order,
+/// a log filter that parses.
+fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: &str| Err(invalid(tree, key, message));
     if settings.topic.name.trim().is_empty() {
-        return fail("topic.name", "must not be empty".to_owned());
+        return fail("topic.name", "must not be empty");
     }
     if settings.topic.partitions < 1 {
-        return fail("topic.partitions", "must be at least 1".to_owned());
+        return fail("topic.partitions", "must be at least 1");
     }
     if settings.topic.replication_factor < 1 {
-        return fail("topic.replication_factor", "must be at least 1".to_owned());
+        return fail("topic.replication_factor", "must be at least 1");
     }
-    if settings.shutdown_timeout.is_zero() {
-        return fail(
-            "shutdown_timeout",
-            "must be above 0 (e.g. \"30s\")".to_owned(),
-        );
-    }
-    if settings.max_record_bytes == 0 {
-        return fail("max_record_bytes", "must be above 0".to_owned());
+    for (key, duration, example) in [
+        ("shutdown_timeout", settings.shutdown_timeout, "30s"),
+        ("summary_interval", settings.summary_interval, "10s"),
+        ("batch.max_wait", settings.batch.max_wait, "5s"),
+    ] {
+        if duration.is_zero() {
+            return fail(key, &format!("must be above 0 (e.g. \"{example}\")"));
+        }
     }
     if !(settings.producer.rate >= 0.0 && settings.producer.rate.is_finite()) {
         return fail(
             "producer.rate",
-            "must be 0 (unlimited) or a positive number of messages per second".to_owned(),
+            "must be 0 (unlimited) or a positive number of messages per second",
         );
-    }
-    if settings.batch.min_size == 0 {
-        return fail("batch.min_size", "must be at least 1".to_owned());
     }
     if settings.batch.max_size < settings.batch.min_size {
         return fail(
             "batch.max_size",
-            format!(
+            &format!(
                 "must be at least batch.min_size ({})",
                 settings.batch.min_size
             ),
         );
     }
-    if settings.batch.max_wait.is_zero() {
-        return fail("batch.max_wait", "must be above 0 (e.g. \"5s\")".to_owned());
-    }
-    if settings.summary_interval.is_zero() {
-        return fail(
-            "summary_interval",
-            "must be above 0 (e.g. \"10s\")".to_owned(),
-        );
-    }
-    if !settings.http.listen.is_empty()
-        && settings
-            .http
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .is_err()
-    {
-        return fail(
-            "http.listen",
-            format!(
-                "`{}` is not an address like 0.0.0.0:9464 (\"\" turns the endpoint off)",
-                settings.http.listen
-            ),
-        );
-    }
     if let Err(error) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
-        return fail("log.level", format!("not a log filter: {error}"));
-    }
-    if settings.sink.kind == SinkKind::Jsonl && settings.sink.path.is_none() {
-        return fail("sink.path", "the jsonl sink needs a file path".to_owned());
-    }
-
-    let kafka = &settings.resolved_kafka;
-    kafka.validate().map_err(|error| ConfigError::Invalid {
-        key: format!("kafka.{}", error.name),
-        origin: origin_of(tree, &format!("kafka.{}", error.name)),
-        message: error.to_string(),
-    })?;
-    // Settings that would silently turn at-least-once into at-most-once.
-    match settings.role {
-        Some(Role::Single | Role::Batch) if kafka.get("group.id").is_none_or(str::is_empty) => {
-            return fail(
-                "kafka.group.id",
-                "consumers need a consumer group".to_owned(),
-            );
-        }
-        Some(Role::Single) if kafka.flag("enable.auto.offset.store") != Some(false) => {
-            return fail(
-                "kafka.enable.auto.offset.store",
-                "must be false: the single consumer stores each offset after processing, otherwise auto commit could commit messages that were never processed".to_owned(),
-            );
-        }
-        Some(Role::Batch) if kafka.flag("enable.auto.commit") != Some(false) => {
-            return fail(
-                "kafka.enable.auto.commit",
-                "must be false: the batch consumer commits after each processed batch, auto commit would commit records still in the buffer".to_owned(),
-            );
-        }
-        _ => {}
+        return fail("log.level", &format!("not a log filter: {error}"));
     }
     Ok(())
+}
+
+/// Consumer settings that would silently turn at-least-once into at-most-once.
+fn check_guarantees(
+    role: Option<Role>,
+    kafka: &KafkaProperties,
+    tree: &Map<String, Value>,
+) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: &str| Err(invalid(tree, key, message));
+    match role {
+        Some(Role::Single | Role::Batch) if kafka.get("group.id").is_none_or(str::is_empty) => {
+            fail("kafka.group.id", "consumers need a consumer group")
+        }
+        Some(Role::Single | Role::Batch)
+            if kafka.flag("enable.auto.offset.store") != Some(false) =>
+        {
+            fail(
+                "kafka.enable.auto.offset.store",
+                "must be false: the consumers store each offset after processing, otherwise a commit could cover messages that were never processed",
+            )
+        }
+        Some(Role::Batch) if kafka.flag("enable.auto.commit") != Some(false) => fail(
+            "kafka.enable.auto.commit",
+            "must be false: the batch consumer commits after each processed batch, auto commit would commit records still in the buffer",
+        ),
+        _ => Ok(()),
+    }
 }
 
 impl LoadedConfig {

@@ -75,7 +75,7 @@ fn consumer_defaults_are_the_seed_settings() {
     assert_eq!(kafka.get("enable.auto.commit"), Some("false"));
     assert_eq!(kafka.get("fetch.min.bytes"), Some("1024"));
     assert_eq!(kafka.get("fetch.wait.max.ms"), Some("5000"));
-    assert_eq!(batch.settings.batch.min_size, 10);
+    assert_eq!(batch.settings.batch.min_size.get(), 10);
     // The producer's settings are not a consumer's.
     assert_eq!(kafka.get("acks"), None);
 }
@@ -106,8 +106,8 @@ max_size = 40
     let config = load_ok(&req);
     let s = &config.settings;
     assert_eq!(s.role, Some(Role::Batch), "role from the file");
-    assert_eq!(s.batch.min_size, 20, "env beats file");
-    assert_eq!(s.batch.max_size, 40, "file beats default");
+    assert_eq!(s.batch.min_size.get(), 20, "env beats file");
+    assert_eq!(s.batch.max_size.get(), 40, "file beats default");
     assert_eq!(s.batch.max_wait, Duration::from_secs(5), "default stays");
     assert_eq!(s.shutdown_timeout, Duration::from_millis(250));
     assert_eq!(
@@ -125,7 +125,7 @@ max_size = 40
     req.overrides = vec![("batch.min_size".into(), "30".into())];
     req.topic = Some("other".into());
     let config = load_ok(&req);
-    assert_eq!(config.settings.batch.min_size, 30, "flag beats env");
+    assert_eq!(config.settings.batch.min_size.get(), 30, "flag beats env");
     assert_eq!(config.settings.topic.name, "other");
     assert_eq!(config.settings.dlq_topic().as_deref(), Some("other.dlq"));
 }
@@ -323,6 +323,84 @@ fn settings_that_break_a_guarantee_are_refused() {
         &[("KAFKAD_SINK__KIND", "jsonl")],
     ));
     assert!(error.contains("sink.path"), "{error}");
+}
+
+#[test]
+fn the_sink_kind_decides_which_keys_it_takes() {
+    let file = toml_file("[sink]\nkind = \"jsonl\"\n");
+    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
+    assert!(error.contains("`sink.path`"), "{error}");
+    assert!(
+        error.contains(&file.path().display().to_string()),
+        "names where `kind` came from: {error}"
+    );
+    assert!(error.contains("jsonl"), "{error}");
+
+    let error = load_err(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_SINK__PATH", "/tmp/out.jsonl")],
+    ));
+    assert!(
+        error.contains("unknown key `sink.path`") && error.contains("KAFKAD_SINK__PATH"),
+        "the log sink takes no path: {error}"
+    );
+
+    let config = load_ok(&request(
+        Some(Role::Single),
+        None,
+        &[
+            ("KAFKAD_SINK__KIND", "jsonl"),
+            ("KAFKAD_SINK__PATH", "/tmp/out.jsonl"),
+        ],
+    ));
+    assert_eq!(
+        config.settings.sink,
+        SinkSettings::Jsonl {
+            path: PathBuf::from("/tmp/out.jsonl")
+        }
+    );
+}
+
+#[test]
+fn the_http_listen_address_is_an_address_or_empty() {
+    let config = load_ok(&request(Some(Role::Single), None, &[]));
+    assert_eq!(
+        config.settings.http.listen,
+        Some(SocketAddr::from(([0, 0, 0, 0], 9464)))
+    );
+    let config = load_ok(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_HTTP__LISTEN", "")],
+    ));
+    assert_eq!(config.settings.http.listen, None, "\"\" turns it off");
+    let error = load_err(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_HTTP__LISTEN", "localhost")],
+    ));
+    assert!(
+        error.contains("http.listen") && error.contains("KAFKAD_HTTP__LISTEN"),
+        "{error}"
+    );
+    assert!(
+        error.contains("0.0.0.0:9464"),
+        "says what is allowed: {error}"
+    );
+}
+
+#[test]
+fn sizes_that_cannot_be_zero_refuse_zero() {
+    for (var, key) in [
+        ("KAFKAD_BATCH__MIN_SIZE", "batch.min_size"),
+        ("KAFKAD_BATCH__MAX_SIZE", "batch.max_size"),
+        ("KAFKAD_MAX_RECORD_BYTES", "max_record_bytes"),
+    ] {
+        let error = load_err(&request(Some(Role::Batch), None, &[(var, "0")]));
+        assert!(error.contains(key) && error.contains(var), "{error}");
+        assert!(error.contains("above 0"), "{error}");
+    }
 }
 
 #[test]

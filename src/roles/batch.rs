@@ -13,23 +13,24 @@
 //!
 //! The seed called this "exactly-once"; it is at-least-once, and here is precisely how:
 //!
-//! * After the sink returns `Ok` for a batch, kafkad commits, synchronously, the next offset
-//!   (last + 1) of every partition in the batch. Records that were dead-lettered count as
-//!   processed once their copy was acknowledged. Nothing is ever committed that was not
-//!   processed, so a crash at any point loses nothing.
+//! * After the sink returns `Ok` for a batch, kafkad stores the next offset (last + 1) of every
+//!   partition in the batch (`enable.auto.offset.store = false`: librdkafka stores nothing by
+//!   itself), then commits the stored offsets synchronously. Records that were dead-lettered
+//!   count as processed once their copy was acknowledged. Nothing is ever stored, and so
+//!   nothing committed, that was not processed, so a crash at any point loses nothing.
 //! * A crash after processing and before the commit redelivers the whole batch: duplicates.
 //!   Make the processing idempotent (e.g. keyed by `(producer_id, message_id)`) to get
 //!   effectively-once results.
-//! * A failed commit is kept and retried with the next batch's commit, and in the revoke
-//!   callback; if it never succeeds, the batch is redelivered.
+//! * A failed commit leaves the offsets stored, so the next commit (the next batch's, the one
+//!   in the revoke callback, or the one on the way out) carries them; if none succeeds, the
+//!   batch is redelivered.
 //! * On partition revocation (rebalance), inside the revoke callback and so before the
-//!   partitions move: processed-but-uncommitted positions of the revoked partitions are
+//!   partitions move: the stored offsets, those of the revoked partitions included, are
 //!   committed, and buffered unprocessed records of those partitions are dropped. Their next
 //!   owner receives them from the committed offset. Partitions that stay keep their buffer.
 //! * The sink failing stops the role without committing: the batch is redelivered.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -37,21 +38,11 @@ use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected, KafkadConsumer};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
-use crate::config::{BatchSettings, Role, Settings};
+use crate::config::{BatchSettings, Settings};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
-
-/// Runs the batch consumer until `shutdown` fires (or a sink or fatal error).
-pub async fn run(
-    settings: Arc<Settings>,
-    sink: Box<dyn Sink>,
-    metrics: ConsumerMetrics,
-    shutdown: Shutdown,
-) -> Result<ConsumerReport, RoleError> {
-    shared::run_role(Role::Batch, consume, settings, sink, metrics, shutdown).await
-}
 
 /// The records in hand.
 #[derive(Default)]
@@ -62,8 +53,8 @@ struct Batch {
     /// The partition of each dead-lettered record in the batch (their copies are
     /// acknowledged; they count as processed).
     dead_lettered: Vec<i32>,
-    /// Next offset to commit per partition, over every record in the batch, dead-lettered
-    /// ones included.
+    /// Next offset to store per partition once the batch is processed, over every record in
+    /// the batch, dead-lettered ones included.
     positions: HashMap<i32, i64>,
     /// When the oldest record arrived.
     started: Option<Instant>,
@@ -110,7 +101,7 @@ impl Batch {
 
     /// How long the next poll may block before the batch is due.
     fn poll_timeout(&self, limits: &BatchSettings) -> Duration {
-        if self.len() >= limits.min_size {
+        if self.len() >= limits.min_size.get() {
             return Duration::ZERO;
         }
         match self.started {
@@ -123,7 +114,8 @@ impl Batch {
     }
 }
 
-fn consume(
+/// The loop, on the consumer's own thread (see [`super::run_consumer`]).
+pub(super) fn consume(
     settings: &Settings,
     mut sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,
@@ -173,13 +165,13 @@ fn consume(
                     // batch, so the commit stops below it. Finish the rest and leave.
                     Err(_interrupted) => break Ok(true),
                 }
-                if batch.len() < limits.max_size && !batch.waited(limits.max_wait) {
+                if batch.len() < limits.max_size.get() && !batch.waited(limits.max_wait) {
                     // Take whatever else is already waiting before deciding (see poll_timeout).
                     continue;
                 }
             }
         }
-        let due = batch.len() >= limits.min_size || batch.waited(limits.max_wait);
+        let due = batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait);
         if due {
             if let Err(error) = process(consumer, &mut batch, sink.as_mut(), metrics) {
                 break Err(error);
@@ -199,7 +191,7 @@ fn consume(
     outcome.map(|()| ConsumerReport::from_metrics(metrics))
 }
 
-/// Processes the batch, then commits its positions; empties it.
+/// Processes the batch, stores its positions and commits them; empties it.
 fn process(
     consumer: &KafkadConsumer,
     batch: &mut Batch,
@@ -219,19 +211,23 @@ fn process(
     for record in &batch.records {
         shared::observe_latency(metrics, &record.message);
     }
-    consumer.context().commit(consumer, &batch.positions);
+    let hooks = consumer.context();
+    hooks.store(consumer, &batch.positions);
+    hooks.commit_stored(consumer, "batch");
     *batch = Batch::default();
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+
     use super::*;
 
     fn limits() -> BatchSettings {
         BatchSettings {
-            min_size: 3,
-            max_size: 5,
+            min_size: NonZeroUsize::new(3).expect("not 0"),
+            max_size: NonZeroUsize::new(5).expect("not 0"),
             max_wait: Duration::from_secs(60),
         }
     }

@@ -13,62 +13,70 @@
 //! loop look at the shutdown signal between messages.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{ConsumerReport, RoleError};
+use super::RoleError;
 use crate::client::ClientLog;
-use crate::config::{Role, Scope, Settings};
+use crate::config::{Scope, Settings};
 use crate::dlq::{self, DeadLetters, Interrupted};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
-use crate::sink::Sink;
 use crate::telemetry::metrics::ConsumerMetrics;
-use crate::telemetry::summary;
-use tracing::Instrument;
 
-/// Processed-but-uncommitted positions, and revocations the loop has not seen yet. Shared
+/// Revocations the loop has not seen yet, and how many partitions are assigned. Shared
 /// between the loop and the rebalance callback, which run on the same thread, one after the
 /// other (the callback runs inside `poll`): the mutex is never contended, it only satisfies
 /// the `Sync` bound on contexts.
 #[derive(Debug, Default)]
 struct PartitionState {
-    /// Next offset to commit per partition, for records processed but not yet committed
-    /// (a commit failed, or the batch role has not committed yet).
-    uncommitted: HashMap<i32, i64>,
     /// Partitions revoked since the loop last called [`ConsumerHooks::take_revoked`].
     revoked: Vec<i32>,
     /// Partitions currently assigned: the consumer is ready while it holds any.
     assigned: usize,
 }
 
-/// The consumer context: librdkafka logs into tracing, rebalances committed safely, commit
-/// results counted.
+/// The consumer context: librdkafka logs into tracing, stored offsets committed before
+/// partitions move, commit results counted.
+///
+/// Both consumer roles use one offset mechanism: an offset is stored (librdkafka's stored
+/// offset, `enable.auto.offset.store = false`) only once its record was processed, and
+/// commits only ever send stored offsets. A failed commit leaves them stored, so the next
+/// commit carries them again.
 pub(crate) struct ConsumerHooks {
     log: ClientLog,
     topic: String,
     metrics: ConsumerMetrics,
+    /// With auto commit off, nothing else commits the stored offsets of revoked partitions.
+    commit_on_revoke: bool,
     state: Mutex<PartitionState>,
 }
 
 impl ConsumerHooks {
-    pub fn new(log: ClientLog, topic: &str, metrics: ConsumerMetrics) -> Self {
+    pub fn new(
+        log: ClientLog,
+        topic: &str,
+        metrics: ConsumerMetrics,
+        commit_on_revoke: bool,
+    ) -> Self {
         ConsumerHooks {
             log,
             topic: topic.to_owned(),
             metrics,
+            commit_on_revoke,
             state: Mutex::default(),
         }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PartitionState> {
         // A poisoned lock means a panic mid-update on this very thread; the data is plain
-        // offsets, still usable.
+        // counts, still usable.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -84,56 +92,42 @@ impl ConsumerHooks {
         std::mem::take(&mut self.state().revoked)
     }
 
-    /// Commits `positions` (next offset per partition, i.e. last processed + 1) together with
-    /// any earlier positions whose commit failed, synchronously. On failure they are kept and
-    /// retried with the next commit, or in the revoke callback.
-    pub fn commit(&self, consumer: &BaseConsumer<ConsumerHooks>, positions: &HashMap<i32, i64>) {
-        let all = {
-            let mut state = self.state();
-            for (&partition, &next) in positions {
-                let entry = state.uncommitted.entry(partition).or_insert(next);
-                *entry = (*entry).max(next);
-            }
-            state.uncommitted.clone()
-        };
-        if all.is_empty() {
-            return;
-        }
-        if self.commit_now(consumer, &all, "batch") {
-            let mut state = self.state();
-            for (partition, next) in all {
-                if state.uncommitted.get(&partition) == Some(&next) {
-                    state.uncommitted.remove(&partition);
-                }
-            }
-        }
-    }
-
-    fn commit_now(
-        &self,
-        consumer: &BaseConsumer<ConsumerHooks>,
-        positions: &HashMap<i32, i64>,
-        when: &str,
-    ) -> bool {
+    /// Stores `positions` (next offset per partition, i.e. last processed + 1) as the
+    /// partitions' stored offsets, for the next commit to send.
+    pub fn store(&self, consumer: &BaseConsumer<ConsumerHooks>, positions: &HashMap<i32, i64>) {
         let mut list = TopicPartitionList::with_capacity(positions.len());
         for (&partition, &next) in positions {
             if let Err(error) =
                 list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
             {
-                tracing::error!(partition, next, %error, "cannot build the commit list");
-                return false;
+                tracing::error!(partition, next, %error, "cannot build the offset list");
+                return;
             }
         }
-        match consumer.commit(&list, CommitMode::Sync) {
+        // librdkafka answers per partition, and fails the call only when none was stored.
+        let _ = consumer.store_offsets(&list);
+        for element in list.elements() {
+            if let Err(error) = element.error() {
+                // A partition revoked meanwhile ("Erroneous state"): its new owner
+                // redelivers from the last commit. Expected during rebalances.
+                tracing::debug!(partition = element.partition(), offset = ?element.offset(), %error, "offset not stored");
+            }
+        }
+    }
+
+    /// Commits the stored offsets, synchronously. On failure they stay stored and the next
+    /// commit (after the next batch, in the revoke callback, or on the way out) carries them.
+    pub fn commit_stored(&self, consumer: &BaseConsumer<ConsumerHooks>, when: &str) {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {
                 self.metrics.commits.inc();
-                tracing::debug!(when, ?positions, "committed");
-                true
+                tracing::debug!(when, "committed the stored offsets");
             }
+            // Nothing stored since the last commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => {
                 self.metrics.commit_failures.inc();
-                tracing::warn!(when, ?positions, %error, "commit failed; the records will be redelivered unless a later commit succeeds");
-                false
+                tracing::warn!(when, %error, "commit failed; the offsets stay stored for the next commit, and the records are redelivered if none succeeds");
             }
         }
     }
@@ -142,9 +136,9 @@ impl ConsumerHooks {
 crate::delegate_client_context!(ConsumerHooks, log);
 
 impl ConsumerContext for ConsumerHooks {
-    /// Before partitions go: commit what was processed on them (only processed positions are
-    /// ever in `uncommitted`), and tell the loop to drop their unprocessed buffered records,
-    /// which the next owner will receive from the committed offset.
+    /// Before partitions go: commit what was processed on them (only processed records ever
+    /// have their offsets stored), and tell the loop to drop their unprocessed buffered
+    /// records, which the next owner will receive from the committed offset.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
@@ -154,19 +148,16 @@ impl ConsumerContext for ConsumerHooks {
                     .iter()
                     .map(|element| element.partition())
                     .collect();
-                let to_commit: HashMap<i32, i64> = {
+                {
                     let mut state = self.state();
                     state.assigned = state.assigned.saturating_sub(list.count());
                     self.metrics.health.set_ready(state.assigned > 0);
                     state.revoked.extend(&partitions);
-                    partitions
-                        .iter()
-                        .filter_map(|p| state.uncommitted.remove(p).map(|next| (*p, next)))
-                        .collect()
-                };
+                }
                 tracing::info!(?partitions, "partitions revoked");
-                if !to_commit.is_empty() {
-                    self.commit_now(consumer, &to_commit, "revoke");
+                // After this callback the partitions are gone and a commit for them fails.
+                if self.commit_on_revoke {
+                    self.commit_stored(consumer, "revoke");
                 }
             }
             Rebalance::Assign(_) => {}
@@ -188,13 +179,11 @@ impl ConsumerContext for ConsumerHooks {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        // Only auto commits (single role) are reported here without being counted elsewhere;
-        // "no offset to commit" is librdkafka telling us nothing new was stored.
-        // (Synchronous commits are answered on their own queue and counted in `commit_now`.)
+        // Only auto commits (single role) are reported here; "no offset to commit" is
+        // librdkafka telling us nothing new was stored. (Synchronous commits are answered on
+        // their own queue and counted in `commit_stored`.)
         match result {
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset,
-            )) => {}
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => {
                 self.metrics.commit_failures.inc();
                 tracing::warn!(%error, count = offsets.count(), "offset commit failed");
@@ -229,6 +218,7 @@ pub(crate) fn create(
             .with_stats(metrics.client.clone()),
         &settings.topic.name,
         metrics.clone(),
+        kafka.flag("enable.auto.commit") == Some(false),
     );
     let consumer: KafkadConsumer = kafka
         .client_config(Scope::Consumer)
@@ -271,7 +261,7 @@ pub(crate) fn inspect<'m>(
     dead_letters: &DeadLetters,
     shutdown: &Shutdown,
 ) -> Result<Inspected<'m>, Interrupted> {
-    match dlq::inspect(record.payload(), settings.max_record_bytes) {
+    match dlq::inspect(record.payload(), settings.max_record_bytes.get()) {
         Ok(message) => Ok(Inspected::Message(message)),
         Err(rejection) => dead_letters
             .send(record, &rejection, shutdown)
@@ -289,11 +279,7 @@ pub(crate) fn observe_latency(metrics: &ConsumerMetrics, message: &KafkaMessage<
 
 /// A poll error: transient ones (a broker went away) are logged and polling continues, as
 /// librdkafka recovers by itself; fatal ones stop the role.
-pub(crate) fn poll_error(
-    consumer: &KafkadConsumer,
-    error: rdkafka::error::KafkaError,
-) -> Result<(), RoleError> {
-    use rdkafka::types::RDKafkaErrorCode;
+pub(crate) fn poll_error(consumer: &KafkadConsumer, error: KafkaError) -> Result<(), RoleError> {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::Fatal) => Err(RoleError::FatalConsumer(error.to_string())),
         // `poll` hands back a bare code ("SSL error"); the client's error description or
@@ -315,8 +301,8 @@ pub(crate) fn poll_error(
 
 /// Leaves the group and closes, waiting at most `timeout`: librdkafka's close (what dropping
 /// the consumer does) has no bound and can hang while brokers are unreachable. Revocation
-/// callbacks run during the close, so the batch role's last processed offsets are committed on
-/// the way out. If the close does not finish in time, it is left running on its own thread;
+/// callbacks run during the close, so stored offsets are committed on the way out (by the
+/// revoke callback, or by librdkafka's auto commit). If the close does not finish in time, it is left running on its own thread;
 /// the process is exiting anyway.
 pub(crate) fn close(consumer: KafkadConsumer, timeout: Duration) {
     let (closed, wait) = std::sync::mpsc::channel();
@@ -337,41 +323,6 @@ pub(crate) fn close(consumer: KafkadConsumer, timeout: Duration) {
             "consumer did not close in time; exiting without waiting for it"
         ),
     }
-}
-
-/// A consumer role's loop, run on its own blocking thread.
-pub(crate) type ConsumeLoop =
-    fn(&Settings, Box<dyn Sink>, &ConsumerMetrics, &Shutdown) -> Result<ConsumerReport, RoleError>;
-
-/// Runs a consumer role: `consume` on a dedicated blocking thread inside the role's span,
-/// with its periodic summary alongside and its health kept up to date.
-pub(crate) async fn run_role(
-    role: Role,
-    consume: ConsumeLoop,
-    settings: Arc<Settings>,
-    sink: Box<dyn Sink>,
-    metrics: ConsumerMetrics,
-    shutdown: Shutdown,
-) -> Result<ConsumerReport, RoleError> {
-    let span = tracing::info_span!(
-        "role",
-        role = role.as_str(),
-        topic = %settings.topic.name,
-        group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
-    );
-    let summary = tokio::spawn(
-        summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
-    );
-    let health = Arc::clone(&metrics.health);
-    health.set_running(true);
-    let outcome = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))
-    })
-    .await
-    .map_err(|e| RoleError::Thread(e.to_string()));
-    health.set_running(false);
-    summary.abort();
-    outcome?
 }
 
 /// Whether the loop should stop; the first time it sees shutdown, health turns to 503 while

@@ -3,14 +3,18 @@
 //! * [`producer`]: sends `KafkaMessage`s at a rate, counts every delivery report, flushes on
 //!   the way out.
 //! * [`single`]: one message at a time; stores its offset only after processing.
-//! * [`batch`]: buffers, processes a batch, commits last+1 per partition synchronously.
+//! * [`batch`]: buffers, processes a batch, stores last+1 per partition and commits
+//!   synchronously.
 //!
-//! Each role is an `async fn` taking its settings, a [`Shutdown`] and its metrics, and returns a
-//! report or a [`RoleError`]. The consumer loops run on a dedicated blocking thread (see
-//! [`consumer`] for why); the producer runs on the async runtime.
+//! Each of those modules opens with the role's guarantee and its limits.
+//!
+//! [`run`] runs whichever role the settings name; [`producer::run`] and [`run_consumer`] run
+//! one role, each taking its settings, a [`Shutdown`] and its metrics, and return a report or
+//! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (`consumer.rs`,
+//! what the consumers share, says why); the producer runs on the async runtime.
 
 pub mod batch;
-pub(crate) mod consumer;
+mod consumer;
 pub mod producer;
 pub mod single;
 
@@ -22,9 +26,10 @@ use serde::Serialize;
 
 use crate::config::{Role, Settings};
 use crate::shutdown::Shutdown;
-use crate::sink::{self, SinkError};
-use crate::telemetry::health::Health;
-use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+use crate::sink::{self, Sink, SinkError};
+use crate::telemetry::metrics::{ConsumerMetrics, RoleMetrics};
+use crate::telemetry::summary;
+use tracing::Instrument;
 
 /// A role stopped with a failure. Every variant is exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,8 @@ pub enum RoleError {
     Connection(String),
     #[error("the role's thread failed: {0}")]
     Thread(String),
+    #[error("the {0} role was given another role's metrics")]
+    MetricsMismatch(Role),
 }
 
 /// What a producer did.
@@ -105,32 +112,27 @@ pub enum RoleReport {
     Consumer(ConsumerReport),
 }
 
-/// The metrics (and health) of whichever role runs.
-#[derive(Debug, Clone)]
-pub enum RoleMetrics {
-    Producer(ProducerMetrics),
-    Consumer(ConsumerMetrics),
+/// The two consumer loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerRole {
+    Single,
+    Batch,
 }
 
-impl RoleMetrics {
-    pub fn for_role(role: Role) -> Self {
+impl ConsumerRole {
+    /// The consumer loop of `role`; `None` for the producer.
+    pub fn of(role: Role) -> Option<Self> {
         match role {
-            Role::Producer => RoleMetrics::Producer(ProducerMetrics::default()),
-            Role::Single | Role::Batch => RoleMetrics::Consumer(ConsumerMetrics::default()),
+            Role::Producer => None,
+            Role::Single => Some(ConsumerRole::Single),
+            Role::Batch => Some(ConsumerRole::Batch),
         }
     }
 
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    pub fn role(self) -> Role {
         match self {
-            RoleMetrics::Producer(m) => m.register(registry),
-            RoleMetrics::Consumer(m) => m.register(registry),
-        }
-    }
-
-    pub fn health(&self) -> Arc<Health> {
-        match self {
-            RoleMetrics::Producer(m) => Arc::clone(&m.health),
-            RoleMetrics::Consumer(m) => Arc::clone(&m.health),
+            ConsumerRole::Single => Role::Single,
+            ConsumerRole::Batch => Role::Batch,
         }
     }
 }
@@ -143,19 +145,55 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<RoleReport, RoleError> {
     let role = settings.role.unwrap_or(Role::Producer);
-    match metrics {
-        RoleMetrics::Producer(metrics) => producer::run(settings, metrics, shutdown)
+    match (ConsumerRole::of(role), metrics) {
+        (None, RoleMetrics::Producer(metrics)) => producer::run(settings, metrics, shutdown)
             .await
             .map(RoleReport::Producer),
-        RoleMetrics::Consumer(metrics) => {
+        (Some(consumer), RoleMetrics::Consumer(metrics)) => {
             let sink = sink::from_settings(&settings.sink, role)?;
-            let report = match role {
-                Role::Batch => batch::run(settings, sink, metrics, shutdown).await?,
-                _ => single::run(settings, sink, metrics, shutdown).await?,
-            };
-            Ok(RoleReport::Consumer(report))
+            run_consumer(consumer, settings, sink, metrics, shutdown)
+                .await
+                .map(RoleReport::Consumer)
         }
+        _ => Err(RoleError::MetricsMismatch(role)),
     }
+}
+
+/// Runs a consumer role until `shutdown` fires (or a sink or fatal error), processing
+/// through `sink`: the one way every caller (daemon, demo, benchmark, tests) starts a consumer.
+///
+/// The role's loop runs on a dedicated blocking thread inside the role's span, with its
+/// periodic summary alongside and its health kept up to date.
+pub async fn run_consumer(
+    role: ConsumerRole,
+    settings: Arc<Settings>,
+    sink: Box<dyn Sink>,
+    metrics: ConsumerMetrics,
+    shutdown: Shutdown,
+) -> Result<ConsumerReport, RoleError> {
+    let consume = match role {
+        ConsumerRole::Single => single::consume,
+        ConsumerRole::Batch => batch::consume,
+    };
+    let span = tracing::info_span!(
+        "role",
+        role = role.role().as_str(),
+        topic = %settings.topic.name,
+        group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
+    );
+    let summary = tokio::spawn(
+        summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
+    );
+    let health = Arc::clone(&metrics.health);
+    health.set_running(true);
+    let outcome = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))
+    })
+    .await
+    .map_err(|e| RoleError::Thread(e.to_string()));
+    health.set_running(false);
+    summary.abort();
+    outcome?
 }
 
 /// How often blocking loops wake up to look at the shutdown signal.

@@ -81,8 +81,10 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-/// Builds each message's bytes into reused buffers: no allocation per message on the hot path.
-struct MessageFactory {
+/// Builds each message's key and value into reused buffers: no allocation per message on the
+/// hot path. The one place the producer's message shape is made: content template, padding,
+/// `{"source":"kafkad"}` metadata, a UTC timestamp of the moment it is built.
+pub struct MessageFactory {
     producer_id: String,
     template: Vec<Piece>,
     padding: String,
@@ -100,7 +102,7 @@ enum Piece {
 }
 
 impl MessageFactory {
-    fn new(settings: &ProducerSettings, producer_id: String) -> Self {
+    pub fn new(settings: &ProducerSettings, producer_id: String) -> Self {
         let mut template = Vec::new();
         let mut rest = settings.content.as_str();
         while let Some(start) = rest.find('{') {
@@ -133,8 +135,8 @@ impl MessageFactory {
         }
     }
 
-    /// Fills `key` and `value` for message `id`.
-    fn build(&mut self, id: i64) {
+    /// Builds message `id`: its [`key`](Self::key) and [`value`](Self::value).
+    pub fn build(&mut self, id: i64) {
         self.content.clear();
         for piece in &self.template {
             match piece {
@@ -157,6 +159,16 @@ impl MessageFactory {
         };
         self.value.clear();
         message.encode_into(&mut self.value);
+    }
+
+    /// The record key of the last message built: its id in decimal.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The record value of the last message built: the encoded `KafkaMessage`.
+    pub fn value(&self) -> &[u8] {
+        &self.value
     }
 }
 
@@ -190,89 +202,11 @@ async fn produce(
     metrics: ProducerMetrics,
     mut shutdown: Shutdown,
 ) -> Result<ProducerReport, RoleError> {
-    let kafka = &settings.resolved_kafka;
-    let counter = DeliveryCounter {
-        log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor())
-            .with_stats(metrics.client.clone()),
-        metrics: metrics.clone(),
-        failed_ids: Mutex::default(),
-        fatal: AtomicBool::new(false),
-    };
-    let producer: Arc<ThreadedProducer<DeliveryCounter>> = Arc::new(
-        kafka
-            .client_config(Scope::Producer)
-            .create_with_context(counter)
-            .map_err(|source| RoleError::Client {
-                client: "producer",
-                source,
-            })?,
-    );
+    let producer = create(&settings, &producer_id, &metrics)?;
     let config = &settings.producer;
     tracing::info!(count = config.count, rate = config.rate, "producer started");
-
-    let topic = settings.topic.name.as_str();
-    let mut factory = MessageFactory::new(config, producer_id.clone());
-    let started = Instant::now();
-    let mut sent: u64 = 0;
-    let mut stopped_by: Option<RoleError> = None;
-    while (config.count == 0 || sent < config.count) && !shutdown.is_triggered() {
-        if producer.context().fatal.load(Ordering::SeqCst) {
-            stopped_by = Some(fatal_error(&producer));
-            break;
-        }
-        if let Some(failure) = producer.context().log.failure() {
-            stopped_by = Some(RoleError::Connection(failure));
-            break;
-        }
-        if config.rate > 0.0 {
-            let due = started + Duration::from_secs_f64(sent as f64 / config.rate);
-            if due > Instant::now() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                    _ = shutdown.wait() => continue, // the loop condition sees it
-                }
-            }
-        } else if sent % YIELD_EVERY == 0 {
-            tokio::task::yield_now().await;
-        }
-        // Fatal errors do not always reach the error callback (PITFALLS 16): ask librdkafka.
-        if sent % YIELD_EVERY == 0 && producer.client().fatal_error().is_some() {
-            stopped_by = Some(fatal_error(&producer));
-            break;
-        }
-        let id = sent as i64 + 1;
-        factory.build(id);
-        loop {
-            let record = BaseRecord::to(topic)
-                .key(&factory.key)
-                .payload(&factory.value);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // librdkafka's queue is full: wait for deliveries to make room.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((error, _)) => {
-                    stopped_by = Some(
-                        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-                            fatal_error(&producer)
-                        } else {
-                            RoleError::Enqueue {
-                                message_id: id,
-                                source: error,
-                            }
-                        },
-                    );
-                    break;
-                }
-            }
-        }
-        if stopped_by.is_some() {
-            break;
-        }
-        metrics.accepted.inc();
-        sent += 1;
-    }
+    let factory = MessageFactory::new(config, producer_id.clone());
+    let sent = send_all(&producer, &settings, factory, &metrics, &mut shutdown).await;
 
     if shutdown.is_triggered() {
         metrics.health.begin_shutdown();
@@ -296,15 +230,135 @@ async fn produce(
         failed = report.failed,
         "producer stopped"
     );
-    if let Some(error) = stopped_by {
-        return Err(error);
+    sent?;
+    delivered(&producer, report)
+}
+
+/// The producer with its delivery counter.
+fn create(
+    settings: &Settings,
+    producer_id: &str,
+    metrics: &ProducerMetrics,
+) -> Result<Arc<ThreadedProducer<DeliveryCounter>>, RoleError> {
+    let kafka = &settings.resolved_kafka;
+    let counter = DeliveryCounter {
+        log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor())
+            .with_stats(metrics.client.clone()),
+        metrics: metrics.clone(),
+        failed_ids: Mutex::default(),
+        fatal: AtomicBool::new(false),
+    };
+    let producer = kafka
+        .client_config(Scope::Producer)
+        .create_with_context(counter)
+        .map_err(|source| RoleError::Client {
+            client: "producer",
+            source,
+        })?;
+    Ok(Arc::new(producer))
+}
+
+/// Sends messages `1..=count` (or on and on with `count = 0`), paced at `rate`, until done
+/// or shutdown; an error when a failure stops the producer first.
+async fn send_all(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    settings: &Settings,
+    mut factory: MessageFactory,
+    metrics: &ProducerMetrics,
+    shutdown: &mut Shutdown,
+) -> Result<(), RoleError> {
+    let config = &settings.producer;
+    let topic = settings.topic.name.as_str();
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    while (config.count == 0 || sent < config.count) && !shutdown.is_triggered() {
+        stopped_by_failure(producer)?;
+        if !pace(config.rate, started, sent, shutdown).await {
+            continue; // shutdown came while waiting: the loop condition sees it
+        }
+        // Fatal errors do not always reach the error callback: ask librdkafka.
+        if sent % YIELD_EVERY == 0 && producer.client().fatal_error().is_some() {
+            return Err(fatal_error(producer));
+        }
+        let id = sent as i64 + 1;
+        factory.build(id);
+        send(producer, topic, &factory, id).await?;
+        metrics.accepted.inc();
+        sent += 1;
     }
+    Ok(())
+}
+
+/// A failure reported since the last message: a fatal producer error, or a TLS or login
+/// failure.
+fn stopped_by_failure(producer: &ThreadedProducer<DeliveryCounter>) -> Result<(), RoleError> {
+    if producer.context().fatal.load(Ordering::SeqCst) {
+        return Err(fatal_error(producer));
+    }
+    match producer.context().log.failure() {
+        Some(failure) => Err(RoleError::Connection(failure)),
+        None => Ok(()),
+    }
+}
+
+/// Waits until message number `sent` is due at `rate` (0: no pacing, but a yield to the
+/// runtime now and then). Returns false when shutdown came first.
+async fn pace(rate: f64, started: Instant, sent: u64, shutdown: &mut Shutdown) -> bool {
+    if rate > 0.0 {
+        let due = started + Duration::from_secs_f64(sent as f64 / rate);
+        if due > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = shutdown.wait() => return false,
+            }
+        }
+    } else if sent % YIELD_EVERY == 0 {
+        tokio::task::yield_now().await;
+    }
+    true
+}
+
+/// Hands the message `factory` built to librdkafka, waiting while its queue is full.
+async fn send(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    topic: &str,
+    factory: &MessageFactory,
+    id: i64,
+) -> Result<(), RoleError> {
+    loop {
+        let record = BaseRecord::to(topic)
+            .key(factory.key())
+            .payload(factory.value());
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // librdkafka's queue is full: wait for deliveries to make room.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((error, _)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                return Err(fatal_error(producer));
+            }
+            Err((error, _)) => {
+                return Err(RoleError::Enqueue {
+                    message_id: id,
+                    source: error,
+                });
+            }
+        }
+    }
+}
+
+/// The report, once every accepted message was delivered; otherwise the reason why not.
+fn delivered(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    report: ProducerReport,
+) -> Result<ProducerReport, RoleError> {
     // A TLS or login failure explains any undelivered messages better than their count.
     if let Some(failure) = producer.context().log.failure() {
         return Err(RoleError::Connection(failure));
     }
     if producer.context().fatal.load(Ordering::SeqCst) {
-        return Err(fatal_error(&producer));
+        return Err(fatal_error(producer));
     }
     if report.delivered < report.accepted {
         return Err(RoleError::Undelivered {

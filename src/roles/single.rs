@@ -11,30 +11,20 @@
 //! finished, its offset stored, the stored offsets committed synchronously, and the group
 //! left.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
-use crate::config::{Role, Settings};
+use crate::config::Settings;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
 
-/// Runs the single consumer until `shutdown` fires (or a sink or fatal error).
-pub async fn run(
-    settings: Arc<Settings>,
-    sink: Box<dyn Sink>,
-    metrics: ConsumerMetrics,
-    shutdown: Shutdown,
-) -> Result<ConsumerReport, RoleError> {
-    shared::run_role(Role::Single, consume, settings, sink, metrics, shutdown).await
-}
-
-fn consume(
+/// The loop, on the consumer's own thread (see [`super::run_consumer`]).
+pub(super) fn consume(
     settings: &Settings,
     mut sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,
@@ -89,18 +79,7 @@ fn consume(
     };
 
     // Commit what was stored, explicitly and synchronously, rather than trusting close.
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {
-            metrics.commits.inc();
-        }
-        Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        )) => {}
-        Err(error) => {
-            metrics.commit_failures.inc();
-            tracing::warn!(%error, "final commit failed; messages since the last commit will be redelivered");
-        }
-    }
+    consumer.context().commit_stored(consumer, "shutdown");
     parts.dead_letters.flush(settings.shutdown_timeout);
     shared::close(parts.consumer, settings.shutdown_timeout);
     outcome.map(|()| ConsumerReport::from_metrics(metrics))

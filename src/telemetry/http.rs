@@ -13,8 +13,8 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
 use super::health::Health;
+use super::metrics::RoleMetrics;
 use crate::config::{Role, Settings};
-use crate::roles::RoleMetrics;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -122,16 +122,9 @@ pub async fn serve_role(
     role: Role,
     metrics: &RoleMetrics,
 ) -> Result<Option<Endpoint>, (SocketAddr, std::io::Error)> {
-    if settings.http.listen.is_empty() {
+    let Some(listen) = settings.http.listen else {
         return Ok(None);
-    }
-    // Validated when the configuration was loaded.
-    let listen: SocketAddr = settings.http.listen.parse().map_err(|_| {
-        (
-            SocketAddr::from(([0, 0, 0, 0], 0)),
-            std::io::Error::other("bad [http] listen"),
-        )
-    })?;
+    };
     let registry = Arc::new(role_registry(settings, role, metrics));
     serve(listen, registry, vec![metrics.health()])
         .await

@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 use super::health::Health;
 use super::stats::ClientStats;
+use crate::config::Role;
 
 /// A producer's counters, its librdkafka statistics and its health.
 #[derive(Debug, Clone)]
@@ -184,5 +185,35 @@ impl ConsumerMetrics {
             prometheus_client::registry::Unit::Seconds,
             self.processing_time.clone(),
         );
+    }
+}
+
+/// The metrics (and health) of whichever role runs.
+#[derive(Debug, Clone)]
+pub enum RoleMetrics {
+    Producer(ProducerMetrics),
+    Consumer(ConsumerMetrics),
+}
+
+impl RoleMetrics {
+    pub fn for_role(role: Role) -> Self {
+        match role {
+            Role::Producer => RoleMetrics::Producer(ProducerMetrics::default()),
+            Role::Single | Role::Batch => RoleMetrics::Consumer(ConsumerMetrics::default()),
+        }
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        match self {
+            RoleMetrics::Producer(m) => m.register(registry),
+            RoleMetrics::Consumer(m) => m.register(registry),
+        }
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        match self {
+            RoleMetrics::Producer(m) => Arc::clone(&m.health),
+            RoleMetrics::Consumer(m) => Arc::clone(&m.health),
+        }
     }
 }

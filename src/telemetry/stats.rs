@@ -1,6 +1,6 @@
 //! librdkafka statistics (`statistics.interval.ms`) turned into gauges: consumer lag per
 //! partition and broker connection state. The callback runs inside librdkafka's poll, so it
-//! only stores numbers (PITFALLS 19: the default handler would log the whole struct).
+//! only stores numbers (rdkafka's default handler would log the whole struct at INFO each time).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -91,7 +91,7 @@ impl ClientStats {
         for topic in statistics.topics.values() {
             for partition in topic.partitions.values() {
                 // Partition -1 is librdkafka's internal UA partition; only partitions being
-                // fetched have a meaningful lag, and -1 means "unknown yet" (PITFALLS 18).
+                // fetched have a meaningful lag, and -1 means "unknown yet".
                 if partition.partition < 0
                     || partition.fetch_state != "active"
                     || partition.consumer_lag < 0

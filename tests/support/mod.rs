@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkad::cluster::EmbeddedCluster;
-use kafkad::config::{self, LoadRequest, Role, Settings};
+use kafkad::config::{LoadRequest, Role, Settings};
 use kafkad::reconcile::MessageKey;
-use kafkad::roles::{batch, producer, single, ConsumerReport, ProducerReport, RoleError};
+use kafkad::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use kafkad::shutdown::{self, ShutdownTrigger};
 use kafkad::sink::{MemorySink, Sink};
 use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
@@ -52,20 +52,13 @@ impl MockTopology {
     /// The role's settings through the real configuration loader, pointed at the mock,
     /// with `extra` (`key`, `value`) overrides as `--set` would give them.
     pub fn settings(&self, role: Role, extra: &[(&str, &str)]) -> Settings {
-        let mut overrides = vec![("kafka.bootstrap.servers".to_owned(), self.bootstrap.clone())];
-        for (key, value) in kafkad::demo::mock_group_timing() {
-            overrides.push((key.to_owned(), value));
-        }
-        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let request = LoadRequest {
-            role: Some(role),
-            overrides,
-            role_required: true,
-            ..LoadRequest::default()
-        };
-        config::load(&request)
-            .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
-            .settings
+        kafkad::cluster::mock_settings(
+            &self.bootstrap,
+            role,
+            &LoadRequest::default(),
+            extra.iter().copied(),
+        )
+        .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
     }
 }
 
@@ -108,12 +101,14 @@ impl ConsumerRun {
 pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> ConsumerRun {
     let (stop, shutdown) = shutdown::channel();
     let metrics = ConsumerMetrics::default();
-    let settings = Arc::new(settings);
-    let task = match role {
-        Role::Single => tokio::spawn(single::run(settings, sink, metrics.clone(), shutdown)),
-        Role::Batch => tokio::spawn(batch::run(settings, sink, metrics.clone(), shutdown)),
-        Role::Producer => panic!("not a consumer role"),
-    };
+    let role = ConsumerRole::of(role).expect("a consumer role");
+    let task = tokio::spawn(roles::run_consumer(
+        role,
+        Arc::new(settings),
+        sink,
+        metrics.clone(),
+        shutdown,
+    ));
     ConsumerRun {
         metrics,
         stop,

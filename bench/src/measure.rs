@@ -1,6 +1,12 @@
 //! Measuring a run: CPU time, peak RSS, the window, deliveries seen from outside.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::BenchError;
 
 /// What one measured run reports (a child's last stdout line).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -21,7 +27,7 @@ pub struct PhaseResult {
 }
 
 impl PhaseResult {
-    pub(super) fn msgs_per_s(&self) -> f64 {
+    pub fn msgs_per_s(&self) -> f64 {
         if self.seconds > 0.0 {
             self.messages as f64 / self.seconds
         } else {
@@ -29,20 +35,20 @@ impl PhaseResult {
         }
     }
 
-    pub(super) fn cpu_s(&self) -> f64 {
+    pub fn cpu_s(&self) -> f64 {
         self.cpu_user_s + self.cpu_sys_s
     }
 }
 
 /// CPU time of this process so far.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Cpu {
+pub struct Cpu {
     user: f64,
     sys: f64,
 }
 
 impl Cpu {
-    pub(super) fn now() -> Self {
+    pub fn now() -> Self {
         // SAFETY: getrusage only writes into the struct we pass.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
@@ -58,7 +64,7 @@ impl Cpu {
 }
 
 /// The process's peak resident set size in MiB (`VmHWM`), 0 where /proc is unavailable.
-pub(super) fn peak_rss_mb() -> f64 {
+pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -79,15 +85,15 @@ pub(super) fn peak_rss_mb() -> f64 {
 
 /// A point in time with the CPU spent so far.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Mark {
-    pub(super) at: Instant,
+pub struct Mark {
+    pub at: Instant,
     /// The same moment on the wall clock (µs since the epoch), to compare with timestamps.
-    pub(super) unix_us: u64,
-    pub(super) cpu: Cpu,
+    pub unix_us: u64,
+    pub cpu: Cpu,
 }
 
 impl Mark {
-    pub(super) fn now() -> Self {
+    pub fn now() -> Self {
         Mark {
             at: Instant::now(),
             unix_us: unix_micros(),
@@ -98,7 +104,7 @@ impl Mark {
 
 /// Latencies of the messages sent from `since_us` on (µs since the epoch); all of them when
 /// none was (a run too short to get past the producer's start-up).
-pub(super) fn after_warmup(samples: Vec<(u64, u64)>, since_us: Option<u64>) -> Vec<u64> {
+pub fn after_warmup(samples: Vec<(u64, u64)>, since_us: Option<u64>) -> Vec<u64> {
     let since = since_us.unwrap_or(0);
     let kept: Vec<u64> = samples
         .iter()
@@ -113,7 +119,7 @@ pub(super) fn after_warmup(samples: Vec<(u64, u64)>, since_us: Option<u64>) -> V
 }
 
 /// The measured window of a run: from `start` to `end`, with `created` when the clients were.
-pub(super) fn window(created: Instant, start: Mark, end: Mark, messages: u64) -> PhaseResult {
+pub fn window(created: Instant, start: Mark, end: Mark, messages: u64) -> PhaseResult {
     PhaseResult {
         messages,
         seconds: end.at.duration_since(start.at).as_secs_f64(),
@@ -126,7 +132,7 @@ pub(super) fn window(created: Instant, start: Mark, end: Mark, messages: u64) ->
 }
 
 /// Microseconds since the Unix epoch.
-pub(super) fn unix_micros() -> u64 {
+pub fn unix_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -134,7 +140,7 @@ pub(super) fn unix_micros() -> u64 {
 }
 
 /// How long a run may take before the bench gives up on it.
-pub(super) fn run_deadline(messages: u64) -> Duration {
+pub fn run_deadline(messages: u64) -> Duration {
     Duration::from_secs(60) + Duration::from_millis(messages)
 }
 
@@ -142,21 +148,21 @@ pub(super) fn run_deadline(messages: u64) -> Duration {
 /// the last. A producer's first delivery waits for its connections and, with idempotence, its
 /// producer id (librdkafka retries that after 500 ms when no broker is up yet, so startup
 /// varies from run to run); the throughput window starts there, the rest is `startup_s`.
-pub(super) struct DeliveryWatch {
+pub struct DeliveryWatch {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<DeliveryMarks>,
 }
 
 #[derive(Debug, Default)]
-pub(super) struct DeliveryMarks {
+pub struct DeliveryMarks {
     /// The first sample that saw a delivery, and the count it saw.
-    pub(super) first: Option<(Mark, u64)>,
+    pub first: Option<(Mark, u64)>,
     /// The first sample that saw every message delivered.
-    pub(super) last: Option<Mark>,
+    pub last: Option<Mark>,
 }
 
 impl DeliveryWatch {
-    pub(super) fn start(counter: impl Fn() -> u64 + Send + 'static, target: u64) -> Self {
+    pub fn start(counter: impl Fn() -> u64 + Send + 'static, target: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -177,14 +183,14 @@ impl DeliveryWatch {
         DeliveryWatch { stop, thread }
     }
 
-    pub(super) fn finish(self) -> DeliveryMarks {
+    pub fn finish(self) -> DeliveryMarks {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_default()
     }
 }
 
 impl DeliveryMarks {
-    pub(super) fn window(
+    pub fn window(
         &self,
         created: Instant,
         messages: u64,

@@ -1,12 +1,25 @@
-//! The kafkad side: the real role code (`producer::run`, `single::run`, `batch::run`) with a
-//! sink that only counts.
+//! The kafkad side: the real role code (`producer::run`, `roles::run_consumer`) with a sink
+//! that only counts.
 
-use super::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafkad::config::Settings;
+use kafkad::roles::{self, producer, ConsumerRole};
+use kafkad::shutdown::{self, ShutdownTrigger};
+use kafkad::sink::{Record, Sink, SinkError};
+use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
+
+use crate::cli::Phase;
+use crate::measure::{
+    after_warmup, run_deadline, unix_micros, window, DeliveryWatch, Mark, PhaseResult,
+};
+use crate::BenchError;
 
 /// The sink of the kafkad side: counts, marks the window, records latencies (roundtrip), and
 /// stops its role once `target` messages were processed. Its state is local while it runs (no
 /// lock per message) and published once, when done.
-pub(super) struct CountingSink {
+pub struct CountingSink {
     target: u64,
     seen: u64,
     first: Option<Mark>,
@@ -17,14 +30,14 @@ pub(super) struct CountingSink {
 }
 
 #[derive(Default)]
-pub(super) struct SinkState {
+pub struct SinkState {
     first: Option<Mark>,
     done: Option<Mark>,
     latencies_us: Vec<(u64, u64)>,
 }
 
 impl CountingSink {
-    pub(super) fn new(
+    pub fn new(
         target: u64,
         stop: ShutdownTrigger,
         latencies: bool,
@@ -41,7 +54,7 @@ impl CountingSink {
         (sink, done)
     }
 
-    pub(super) fn note<'r>(&mut self, records: impl ExactSizeIterator<Item = &'r Record<'r>>) {
+    pub fn note<'r>(&mut self, records: impl ExactSizeIterator<Item = &'r Record<'r>>) {
         if self.first.is_none() {
             self.first = Some(Mark::now());
         }
@@ -77,10 +90,7 @@ impl Sink for CountingSink {
     }
 }
 
-pub(super) async fn kafkad_produce(
-    settings: Settings,
-    messages: u64,
-) -> Result<PhaseResult, BenchError> {
+pub async fn kafkad_produce(settings: Settings, messages: u64) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let metrics = ProducerMetrics::default();
     let delivered = metrics.delivered.clone();
@@ -102,7 +112,7 @@ pub(super) async fn kafkad_produce(
     marks.window(created, messages, "produce-kafkad")
 }
 
-pub(super) async fn kafkad_consume(
+pub async fn kafkad_consume(
     phase: Phase,
     settings: Settings,
     messages: u64,
@@ -112,10 +122,17 @@ pub(super) async fn kafkad_consume(
     let created = Instant::now();
     let metrics = ConsumerMetrics::default();
     let settings = Arc::new(settings);
-    let task = match phase {
-        Phase::BatchKafkad => tokio::spawn(batch::run(settings, Box::new(sink), metrics, shutdown)),
-        _ => tokio::spawn(single::run(settings, Box::new(sink), metrics, shutdown)),
+    let role = match phase {
+        Phase::BatchKafkad => ConsumerRole::Batch,
+        _ => ConsumerRole::Single,
     };
+    let task = tokio::spawn(roles::run_consumer(
+        role,
+        settings,
+        Box::new(sink),
+        metrics,
+        shutdown,
+    ));
     let outcome = tokio::time::timeout(run_deadline(messages), task).await;
     let outcome = match outcome {
         Ok(joined) => joined.map_err(|e| BenchError::Reference(e.to_string()))?,
@@ -141,7 +158,7 @@ pub(super) async fn kafkad_consume(
     }
 }
 
-pub(super) async fn kafkad_roundtrip(
+pub async fn kafkad_roundtrip(
     consumer_settings: Settings,
     producer_settings: Settings,
     messages: u64,
@@ -151,7 +168,8 @@ pub(super) async fn kafkad_roundtrip(
     let (sink, state) = CountingSink::new(messages, stop.clone(), true);
     let created = Instant::now();
     let metrics = ConsumerMetrics::default();
-    let consumer = tokio::spawn(single::run(
+    let consumer = tokio::spawn(roles::run_consumer(
+        ConsumerRole::Single,
         Arc::new(consumer_settings),
         Box::new(sink),
         metrics.clone(),

@@ -1,25 +1,22 @@
-//! `kafkad bench` end to end on the embedded mock cluster, small and quick: the command runs
+//! `kafkad-bench` end to end on the embedded mock cluster, small and quick: the command runs
 //! both sides, and its JSON line carries the figures and the ratios. No timing is asserted:
 //! speed is shown by `make bench`, not judged by tests on a shared machine.
 
 use std::process::Command;
 
 fn bench(args: &[&str]) -> serde_json::Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kafkad"));
-    command
-        .arg("bench")
-        .args(args)
-        .args(["--runs", "1", "--json"]);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kafkad-bench"));
+    command.args(args).args(["--runs", "1", "--json"]);
     for (name, _) in std::env::vars() {
         if name.starts_with("KAFKAD_") {
             command.env_remove(name);
         }
     }
-    let output = command.output().expect("kafkad runs");
+    let output = command.output().expect("kafkad-bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "kafkad bench {args:?} failed:\n{stdout}\n{}",
+        "kafkad-bench {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let last = stdout.lines().last().expect("a last line");

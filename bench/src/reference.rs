@@ -1,12 +1,29 @@
 //! The reference side: rdkafka called directly, with pre-serialized payloads and the role's
 //! client configuration; no codec, no sink, no metrics, no statistics parsing.
 
-use super::*;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafkad::config::{ProducerSettings, Scope, Settings};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::measure::{
+    after_warmup, run_deadline, unix_micros, window, DeliveryWatch, Mark, PhaseResult,
+};
+use crate::settings::message_factory;
+use crate::BenchError;
 
 /// The reference's client context: counts deliveries, and skips statistics parsing (kafkad
 /// parses them for its metrics; the reference has none).
 #[derive(Default, Clone)]
-pub(super) struct Reference {
+pub struct Reference {
     delivered: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
 }
@@ -27,16 +44,16 @@ impl ProducerContext for Reference {
 
 impl ConsumerContext for Reference {}
 
-/// Pre-serialized record values: 1024 seed-shaped payloads, ids spread over `1..=messages`
-/// so sizes (and lz4's view of them) match what the role sends.
-pub(super) fn payload_ring(settings: &ProducerSettings, messages: u64) -> Vec<Vec<u8>> {
+/// Pre-serialized record values: 1024 payloads from the producer role's message factory, ids
+/// spread over `1..=messages` so sizes (and lz4's view of them) match what the role sends.
+pub fn payload_ring(settings: &ProducerSettings, messages: u64) -> Vec<Vec<u8>> {
     let ring = 1024u64.min(messages.max(1));
+    let mut factory = message_factory(settings);
     (0..ring)
         .map(|k| {
             let id = 1 + (k * messages.max(1)) / ring;
-            let mut buf = Vec::new();
-            seed_payload(settings, id as i64, &mut buf);
-            buf
+            factory.build(id as i64);
+            factory.value().to_vec()
         })
         .collect()
 }
@@ -44,7 +61,7 @@ pub(super) fn payload_ring(settings: &ProducerSettings, messages: u64) -> Vec<Ve
 /// Sends `messages` records with the producer role's client configuration. With `rate`, paces
 /// them like the role and keys each with its send time (8 bytes, big-endian microseconds) for
 /// the latency measurement; otherwise keys them with the decimal id, as the role does.
-pub(super) fn reference_send(
+pub fn reference_send(
     settings: &Settings,
     messages: u64,
     rate: Option<f64>,
@@ -114,10 +131,7 @@ pub(super) fn reference_send(
     Ok(producer)
 }
 
-pub(super) fn reference_produce(
-    settings: &Settings,
-    messages: u64,
-) -> Result<PhaseResult, BenchError> {
+pub fn reference_produce(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let context = Reference::default();
     let delivered = Arc::clone(&context.delivered);
@@ -128,9 +142,7 @@ pub(super) fn reference_produce(
     marks.window(created, messages, "produce-reference")
 }
 
-pub(super) fn reference_consumer(
-    settings: &Settings,
-) -> Result<BaseConsumer<Reference>, BenchError> {
+pub fn reference_consumer(settings: &Settings) -> Result<BaseConsumer<Reference>, BenchError> {
     let consumer: BaseConsumer<Reference> = settings
         .resolved_kafka
         .client_config(Scope::Consumer)
@@ -143,10 +155,7 @@ pub(super) fn reference_consumer(
 }
 
 /// The single reference: poll, store the offset (as the role's guarantee needs), repeat.
-pub(super) fn reference_single(
-    settings: &Settings,
-    messages: u64,
-) -> Result<PhaseResult, BenchError> {
+pub fn reference_single(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let consumer = reference_consumer(settings)?;
     let deadline = created + run_deadline(messages);
@@ -171,11 +180,9 @@ pub(super) fn reference_single(
 }
 
 /// The batch reference: the role's batching rule (up to `max_size`; at least `min_size` and
-/// nothing more waiting; or `max_wait`), then a synchronous commit of last+1 per partition.
-pub(super) fn reference_batch(
-    settings: &Settings,
-    messages: u64,
-) -> Result<PhaseResult, BenchError> {
+/// nothing more waiting; or `max_wait`), then last+1 per partition stored and the stored
+/// offsets committed synchronously, as the role does.
+pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let consumer = reference_consumer(settings)?;
     let limits = &settings.batch;
@@ -192,7 +199,7 @@ pub(super) fn reference_batch(
                 "batch-reference: {seen} of {messages} messages in time"
             )));
         }
-        let timeout = if in_batch >= limits.min_size {
+        let timeout = if in_batch >= limits.min_size.get() {
             Duration::ZERO
         } else {
             Duration::from_millis(100)
@@ -203,12 +210,12 @@ pub(super) fn reference_batch(
             in_batch += 1;
             batch_started.get_or_insert_with(Instant::now);
             let waited = batch_started.is_some_and(|s| s.elapsed() >= limits.max_wait);
-            if in_batch < limits.max_size && !waited {
+            if in_batch < limits.max_size.get() && !waited {
                 continue;
             }
         }
         let waited = batch_started.is_some_and(|s| s.elapsed() >= limits.max_wait);
-        if in_batch > 0 && (in_batch >= limits.min_size || waited) {
+        if in_batch > 0 && (in_batch >= limits.min_size.get() || waited) {
             seen += in_batch as u64;
             if seen >= messages {
                 end = Some(Mark::now());
@@ -221,7 +228,8 @@ pub(super) fn reference_batch(
                     Offset::Offset(next),
                 );
             }
-            let _ = consumer.commit(&list, CommitMode::Sync);
+            let _ = consumer.store_offsets(&list);
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
             positions.clear();
             in_batch = 0;
             batch_started = None;
@@ -234,7 +242,7 @@ pub(super) fn reference_batch(
 
 /// The roundtrip reference: a consumer thread (joined before anything is sent) and a paced
 /// producer keying each record with its send time.
-pub(super) fn reference_roundtrip(
+pub fn reference_roundtrip(
     consumer_settings: &Settings,
     producer_settings: &Settings,
     messages: u64,

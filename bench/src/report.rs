@@ -1,37 +1,43 @@
-//! What a `kafkad bench` prints: the table, and the JSON line with every figure and ratio.
+//! What a comparison prints: the table, and the JSON line with every figure and ratio.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use kafkad::config::{self, Role, Scope, Settings};
+
+use crate::cli::Workload;
+use crate::measure::PhaseResult;
 
 /// A role measured on both sides.
 #[derive(Debug, Clone)]
-pub(super) struct Comparison {
+pub struct Comparison {
     /// Key prefix in the JSON (`""`, `single_`, `batch_`).
-    pub(super) prefix: &'static str,
-    pub(super) label: &'static str,
-    pub(super) kafkad: PhaseResult,
-    pub(super) reference: PhaseResult,
+    pub prefix: &'static str,
+    pub label: &'static str,
+    pub kafkad: PhaseResult,
+    pub reference: PhaseResult,
     /// Every run's throughput, for the record.
-    pub(super) kafkad_runs: Vec<f64>,
-    pub(super) reference_runs: Vec<f64>,
+    pub kafkad_runs: Vec<f64>,
+    pub reference_runs: Vec<f64>,
 }
 
-/// Everything one `kafkad bench` measured.
-pub(super) struct BenchReport {
-    pub(super) workload: Workload,
-    pub(super) brokers: String,
-    pub(super) mock: bool,
-    pub(super) messages: u64,
-    pub(super) runs: u32,
-    pub(super) partitions: i32,
-    pub(super) replication_factor: i32,
-    pub(super) value_bytes: f64,
-    pub(super) rate: Option<f64>,
-    pub(super) settings: BTreeMap<String, String>,
-    pub(super) comparisons: Vec<Comparison>,
+/// Everything one comparison measured.
+pub struct BenchReport {
+    pub workload: Workload,
+    pub brokers: String,
+    pub mock: bool,
+    pub messages: u64,
+    pub runs: u32,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub value_bytes: f64,
+    pub rate: Option<f64>,
+    pub settings: BTreeMap<String, String>,
+    pub comparisons: Vec<Comparison>,
 }
 
 /// Percentile `q` (0..1) of sorted `values`, nearest rank.
-pub(super) fn percentile(sorted: &[u64], q: f64) -> f64 {
+pub fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -40,7 +46,7 @@ pub(super) fn percentile(sorted: &[u64], q: f64) -> f64 {
 }
 
 /// The figures of one side, in display order: (key, unit, value).
-pub(super) fn figures(result: &PhaseResult, value_bytes: f64) -> Vec<(&'static str, f64)> {
+pub fn figures(result: &PhaseResult, value_bytes: f64) -> Vec<(&'static str, f64)> {
     let msgs_per_s = result.msgs_per_s();
     let mut figures = vec![
         ("msgs_per_s", msgs_per_s),
@@ -71,7 +77,7 @@ pub(super) fn figures(result: &PhaseResult, value_bytes: f64) -> Vec<(&'static s
     figures
 }
 
-pub(super) fn ratio(kafkad: f64, reference: f64) -> f64 {
+pub fn ratio(kafkad: f64, reference: f64) -> f64 {
     if reference > 0.0 {
         kafkad / reference
     } else {
@@ -80,11 +86,11 @@ pub(super) fn ratio(kafkad: f64, reference: f64) -> f64 {
 }
 
 impl BenchReport {
-    pub(super) fn table(&self) -> String {
+    pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "kafkad bench {}: {} messages of {:.0} bytes (mean value), {}, topic {} partitions RF {}, best of {} run(s) per side{}",
+            "kafkad-bench {}: {} messages of {:.0} bytes (mean value), {}, topic {} partitions RF {}, best of {} run(s) per side{}",
             serde_json::to_value(self.workload).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
             self.messages,
             self.value_bytes,
@@ -130,7 +136,7 @@ impl BenchReport {
         out
     }
 
-    pub(super) fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         let mut object = serde_json::Map::new();
         object.insert(
             "workload".into(),
@@ -188,11 +194,11 @@ impl BenchReport {
     }
 }
 
-pub(super) fn round(value: f64) -> f64 {
+pub fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-pub(super) fn format_figure(value: f64) -> String {
+pub fn format_figure(value: f64) -> String {
     if value >= 1000.0 {
         format!("{value:.0}")
     } else if value >= 10.0 {
@@ -203,7 +209,7 @@ pub(super) fn format_figure(value: f64) -> String {
 }
 
 /// The librdkafka settings that shape the figures, as the roles resolve them.
-pub(super) fn effective_settings(settings: &[&Settings]) -> BTreeMap<String, String> {
+pub fn effective_settings(settings: &[&Settings]) -> BTreeMap<String, String> {
     const SHOWN: &[&str] = &[
         "acks",
         "enable.idempotence",
@@ -253,4 +259,18 @@ pub(super) fn effective_settings(settings: &[&Settings]) -> BTreeMap<String, Str
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 0.50), 50.0);
+        assert_eq!(percentile(&values, 0.99), 99.0);
+        assert_eq!(percentile(&values, 1.0), 100.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
 }

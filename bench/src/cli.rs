@@ -1,0 +1,194 @@
+//! The command line of `kafkad-bench`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kafkad::config::{LoadRequest, Role};
+use serde::Serialize;
+
+/// kafkad-bench: what kafkad's roles cost on top of librdkafka. Each workload runs through
+/// kafkad's own role code and through a reference loop that calls rdkafka directly, each run
+/// in a process of its own; the table compares the two.
+#[derive(Debug, Parser)]
+#[command(name = "kafkad-bench", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub config: ConfigFlags,
+}
+
+/// The kafkad configuration both sides are built from (the `KAFKAD_*` environment applies
+/// too, as it does to kafkad).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigFlags {
+    /// TOML configuration file, as kafkad reads it.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "KAFKAD_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Overrides any key, as kafkad's `--set`, e.g. `--set kafka.fetch.wait.max.ms=5`.
+    /// Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = kafkad::cli::parse_key_value)]
+    pub overrides: Vec<(String, String)>,
+}
+
+impl ConfigFlags {
+    /// The load request these flags describe, reading the process environment.
+    pub fn request(&self) -> LoadRequest {
+        LoadRequest {
+            file: self.config.clone(),
+            overrides: self.overrides.clone(),
+            ..LoadRequest::default()
+        }
+        .with_process_env()
+    }
+
+    /// The same flags, for a child process.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args = Vec::new();
+        if let Some(file) = &self.config {
+            args.push("--config".into());
+            args.push(file.into());
+        }
+        for (key, value) in &self.overrides {
+            args.push("--set".into());
+            args.push(format!("{key}={value}").into());
+        }
+        args
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The producer role against a raw rdkafka producer, as fast as they go.
+    Produce(CompareArgs),
+    /// The single and batch consumer roles against raw rdkafka consumers, on a pre-filled
+    /// topic.
+    Consume(CompareArgs),
+    /// End-to-end latency at a fixed `--rate`: producer role to single consumer role.
+    Roundtrip(CompareArgs),
+    /// One measured run in this process, its result printed as one JSON line. The three
+    /// comparisons run each of their runs this way, as a child process.
+    Phase(PhaseArgs),
+}
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    Produce,
+    Consume,
+    Roundtrip,
+}
+
+/// The options of `produce`, `consume` and `roundtrip`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Brokers to measure against (e.g. 127.0.0.1:9092). Default: a fresh embedded mock
+    /// cluster of 3 brokers in this process. `[kafka] bootstrap.servers` is not used.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub bootstrap: Option<String>,
+    /// Messages per run. Default: 100000 (produce, consume), 3000 (roundtrip).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Bytes of padding added to each message's content (`producer.payload_bytes`); the
+    /// seed-shaped message is about 165 bytes without it.
+    #[arg(long, value_name = "BYTES")]
+    pub payload_bytes: Option<usize>,
+    /// Messages per second of the roundtrip producer.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Runs per side; each side reports its best.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+    /// Partitions of the bench topics (replication factor: `topic.replication_factor`, 2 by
+    /// default, as the seed's topic).
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Make the last line of stdout one JSON object with every figure and ratio.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The options of `phase`: everything one run needs, decided by the comparison that starts it.
+#[derive(Debug, Clone, Args)]
+pub struct PhaseArgs {
+    /// Which side of which workload.
+    #[arg(value_enum)]
+    pub phase: Phase,
+    /// The brokers.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub bootstrap: String,
+    /// The brokers are the embedded mock cluster (its short group timings apply).
+    #[arg(long)]
+    pub mock: bool,
+    /// The topic to produce to or consume from.
+    #[arg(long, value_name = "NAME")]
+    pub topic: String,
+    /// The consumer group (consumer phases).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Messages to produce or to consume.
+    #[arg(long)]
+    pub messages: u64,
+    /// As for the comparisons.
+    #[arg(long, value_name = "BYTES")]
+    pub payload_bytes: Option<usize>,
+    /// Messages per second of the roundtrip producer.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+}
+
+/// One measured run: a workload's kafkad or reference side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Phase {
+    ProduceKafkad,
+    ProduceReference,
+    SingleKafkad,
+    SingleReference,
+    BatchKafkad,
+    BatchReference,
+    RoundtripKafkad,
+    RoundtripReference,
+}
+
+impl Phase {
+    /// The name on the command line and in progress lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::ProduceKafkad => "produce-kafkad",
+            Phase::ProduceReference => "produce-reference",
+            Phase::SingleKafkad => "single-kafkad",
+            Phase::SingleReference => "single-reference",
+            Phase::BatchKafkad => "batch-kafkad",
+            Phase::BatchReference => "batch-reference",
+            Phase::RoundtripKafkad => "roundtrip-kafkad",
+            Phase::RoundtripReference => "roundtrip-reference",
+        }
+    }
+
+    /// The role whose settings the phase runs with.
+    pub fn role(self) -> Role {
+        match self {
+            Phase::ProduceKafkad | Phase::ProduceReference => Role::Producer,
+            Phase::SingleKafkad
+            | Phase::SingleReference
+            | Phase::RoundtripKafkad
+            | Phase::RoundtripReference => Role::Single,
+            Phase::BatchKafkad | Phase::BatchReference => Role::Batch,
+        }
+    }
+
+    /// Whether the phase paces its producer at `--rate`.
+    pub fn paced(self) -> bool {
+        matches!(self, Phase::RoundtripKafkad | Phase::RoundtripReference)
+    }
+}

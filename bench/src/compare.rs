@@ -1,0 +1,379 @@
+//! `kafkad-bench produce|consume|roundtrip`: the comparisons. Each run is a `phase` child
+//! process; the brokers (the mock cluster, when it is used) and the topics live here.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafkad::cluster::EmbeddedCluster;
+use kafkad::config::{LoadRequest, Role, Settings};
+use kafkad::roles::producer;
+use kafkad::shutdown::Shutdown;
+use kafkad::telemetry::metrics::ProducerMetrics;
+
+use crate::cli::{CompareArgs, ConfigFlags, Phase, Workload};
+use crate::measure::PhaseResult;
+use crate::report::{effective_settings, BenchReport, Comparison};
+use crate::settings::{mean_value_bytes, payload_override, role_settings, Target};
+use crate::BenchError;
+
+/// A role measured on both sides.
+struct Pair {
+    /// Key prefix in the JSON (`""`, `single_`, `batch_`).
+    prefix: &'static str,
+    label: &'static str,
+    kafkad: Phase,
+    reference: Phase,
+}
+
+const PRODUCER: Pair = Pair {
+    prefix: "",
+    label: "producer",
+    kafkad: Phase::ProduceKafkad,
+    reference: Phase::ProduceReference,
+};
+const SINGLE: Pair = Pair {
+    prefix: "single_",
+    label: "single consumer",
+    kafkad: Phase::SingleKafkad,
+    reference: Phase::SingleReference,
+};
+const BATCH: Pair = Pair {
+    prefix: "batch_",
+    label: "batch consumer",
+    kafkad: Phase::BatchKafkad,
+    reference: Phase::BatchReference,
+};
+const ROUNDTRIP: Pair = Pair {
+    prefix: "",
+    label: "roundtrip (single)",
+    kafkad: Phase::RoundtripKafkad,
+    reference: Phase::RoundtripReference,
+};
+
+/// Which topic a run reads or writes.
+enum Topics<'a> {
+    /// A new topic per run, named after this stem (producing runs).
+    Fresh(&'a str),
+    /// One pre-filled topic for every run (consuming runs).
+    Shared(&'a str),
+}
+
+/// Where the runs go: the mock cluster this process holds, or the user's brokers.
+struct Brokers {
+    cluster: Option<EmbeddedCluster>,
+    bootstrap: String,
+}
+
+impl Brokers {
+    fn start(bootstrap: Option<&str>) -> Result<Self, BenchError> {
+        if let Some(bootstrap) = bootstrap {
+            return Ok(Brokers {
+                cluster: None,
+                bootstrap: bootstrap.to_owned(),
+            });
+        }
+        let cluster = EmbeddedCluster::start(3).map_err(BenchError::Cluster)?;
+        // Fresh groups with one member each: no need to wait 3 s for more members.
+        cluster.set_initial_rebalance_delay(Duration::from_millis(100));
+        let bootstrap = cluster.bootstrap_servers().to_owned();
+        Ok(Brokers {
+            cluster: Some(cluster),
+            bootstrap,
+        })
+    }
+
+    fn mock(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    fn describe(&self) -> String {
+        match &self.cluster {
+            Some(_) => {
+                "embedded mock cluster (3 brokers, in the bench's parent process)".to_owned()
+            }
+            None => format!("brokers at {}", self.bootstrap),
+        }
+    }
+}
+
+/// One comparison run: its options, its brokers, and the settings both sides share.
+pub struct Bench<'a> {
+    workload: Workload,
+    args: &'a CompareArgs,
+    config: &'a ConfigFlags,
+    request: &'a LoadRequest,
+    brokers: Brokers,
+    messages: u64,
+    /// Names of this run's topics and groups start with it.
+    stem: String,
+}
+
+impl<'a> Bench<'a> {
+    /// Checks the options and starts the brokers (the mock cluster, unless `--bootstrap`).
+    pub fn start(
+        workload: Workload,
+        args: &'a CompareArgs,
+        config: &'a ConfigFlags,
+        request: &'a LoadRequest,
+    ) -> Result<Self, BenchError> {
+        if args.rate.is_nan() || args.rate <= 0.0 {
+            return Err(BenchError::Invalid("--rate must be above 0".to_owned()));
+        }
+        let messages = args.messages.unwrap_or(match workload {
+            Workload::Roundtrip => 3_000,
+            Workload::Produce | Workload::Consume => 100_000,
+        });
+        if messages == 0 {
+            return Err(BenchError::Invalid("--messages must be above 0".to_owned()));
+        }
+        Ok(Bench {
+            workload,
+            args,
+            config,
+            request,
+            brokers: Brokers::start(args.bootstrap.as_deref())?,
+            messages,
+            stem: format!("kafkad-bench-{}", std::process::id()),
+        })
+    }
+
+    /// Runs the workload's comparisons.
+    pub async fn run(&self) -> Result<BenchReport, BenchError> {
+        let with_payload = payload_override(self.args.payload_bytes);
+        let producer = self.settings(Role::Producer, &with_payload)?;
+        let single = self.settings(Role::Single, &[])?;
+        let batch = self.settings(Role::Batch, &[])?;
+        let (replication_factor, comparisons, shown) = match self.workload {
+            Workload::Produce => (
+                producer.topic.replication_factor,
+                vec![self.compare(&PRODUCER, Topics::Fresh(&self.stem)).await?],
+                vec![&producer],
+            ),
+            Workload::Consume => {
+                let topic = format!("{}-consume", self.stem);
+                let replication_factor = self.create_topic(&topic).await?;
+                eprintln!("bench: filling {topic} with {} messages ...", self.messages);
+                self.fill(&topic, &with_payload).await?;
+                let mut comparisons = Vec::new();
+                for pair in [&SINGLE, &BATCH] {
+                    comparisons.push(self.compare(pair, Topics::Shared(&topic)).await?);
+                }
+                (
+                    replication_factor,
+                    comparisons,
+                    vec![&producer, &single, &batch],
+                )
+            }
+            Workload::Roundtrip => (
+                producer.topic.replication_factor,
+                vec![self.compare(&ROUNDTRIP, Topics::Fresh(&self.stem)).await?],
+                vec![&producer, &single],
+            ),
+        };
+        Ok(BenchReport {
+            workload: self.workload,
+            brokers: self.brokers.describe(),
+            mock: self.brokers.mock(),
+            messages: self.messages,
+            runs: self.args.runs,
+            partitions: self.args.partitions,
+            replication_factor,
+            value_bytes: mean_value_bytes(&producer.producer, self.messages),
+            rate: (self.workload == Workload::Roundtrip).then_some(self.args.rate),
+            settings: effective_settings(&shown),
+            comparisons,
+        })
+    }
+
+    fn target<'t>(&'t self, topic: &'t str, group: Option<&'t str>) -> Target<'t> {
+        Target {
+            bootstrap: &self.brokers.bootstrap,
+            mock: self.brokers.mock(),
+            topic,
+            group,
+        }
+    }
+
+    /// A role's settings as the runs get them, for the report.
+    fn settings(&self, role: Role, extra: &[(&str, String)]) -> Result<Settings, BenchError> {
+        let target = self.target("t", Some("kafkad-bench"));
+        Ok(role_settings(self.request, role, &target, extra)?)
+    }
+
+    /// Runs both sides of `pair` `--runs` times each, alternating ABBA, and keeps each side's
+    /// best run (peak RSS: the highest of the side's runs).
+    async fn compare(&self, pair: &Pair, topics: Topics<'_>) -> Result<Comparison, BenchError> {
+        let mut kafkad_runs: Vec<PhaseResult> = Vec::new();
+        let mut reference_runs: Vec<PhaseResult> = Vec::new();
+        for run in 0..self.args.runs {
+            let order = if run % 2 == 0 {
+                [pair.reference, pair.kafkad]
+            } else {
+                [pair.kafkad, pair.reference]
+            };
+            for phase in order {
+                let result = self.measure(phase, run, &topics).await?;
+                if phase == pair.kafkad {
+                    kafkad_runs.push(result);
+                } else {
+                    reference_runs.push(result);
+                }
+            }
+        }
+        Ok(Comparison {
+            prefix: pair.prefix,
+            label: pair.label,
+            kafkad: best(&kafkad_runs),
+            reference: best(&reference_runs),
+            kafkad_runs: kafkad_runs.iter().map(PhaseResult::msgs_per_s).collect(),
+            reference_runs: reference_runs.iter().map(PhaseResult::msgs_per_s).collect(),
+        })
+    }
+
+    /// One run of `phase`: its topic (created for it, or the shared one), a fresh group, and
+    /// the child process that measures it.
+    async fn measure(
+        &self,
+        phase: Phase,
+        run: u32,
+        topics: &Topics<'_>,
+    ) -> Result<PhaseResult, BenchError> {
+        let topic = match topics {
+            Topics::Fresh(stem) => {
+                let name = format!("{stem}-{}-{run}", phase.as_str());
+                self.create_topic(&name).await?;
+                name
+            }
+            Topics::Shared(name) => (*name).to_owned(),
+        };
+        let group = format!("{}-{}-{run}", self.stem, phase.as_str());
+        let group = (phase.role() != Role::Producer).then_some(group.as_str());
+        eprintln!(
+            "bench: {} run {}/{} ...",
+            phase.as_str(),
+            run + 1,
+            self.args.runs
+        );
+        self.spawn_phase(phase, &topic, group).await
+    }
+
+    /// Runs one phase as a child process and reads its result.
+    async fn spawn_phase(
+        &self,
+        phase: Phase,
+        topic: &str,
+        group: Option<&str>,
+    ) -> Result<PhaseResult, BenchError> {
+        let child = |detail: String| BenchError::Child {
+            phase: phase.as_str(),
+            detail,
+        };
+        let exe = std::env::current_exe()
+            .map_err(|e| child(format!("cannot find the kafkad-bench executable: {e}")))?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .args(["phase", phase.as_str()])
+            .args(["--bootstrap", &self.brokers.bootstrap])
+            .args(["--topic", topic])
+            .args(["--messages", &self.messages.to_string()])
+            .args(["--rate", &self.args.rate.to_string()])
+            .args(self.config.to_args());
+        if let Some(bytes) = self.args.payload_bytes {
+            command.args(["--payload-bytes", &bytes.to_string()]);
+        }
+        if let Some(group) = group {
+            command.args(["--group", group]);
+        }
+        if self.brokers.mock() {
+            command.arg("--mock");
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // The child measures itself; waiting for it needs no async worker.
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .map_err(|e| BenchError::Reference(e.to_string()))?
+            .map_err(|e| child(format!("cannot run: {e}")))?;
+        if !output.status.success() {
+            return Err(child(format!(
+                "exited with {} (its error is above)",
+                output.status
+            )));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last).map_err(|e| child(format!("unreadable result `{last}`: {e}")))
+    }
+
+    /// Creates a bench topic: on the mock through its API, elsewhere as `kafkad topic ensure`
+    /// does. Returns its replication factor.
+    async fn create_topic(&self, name: &str) -> Result<i32, BenchError> {
+        let partitions = self.args.partitions;
+        let settings = role_settings(
+            self.request,
+            Role::Producer,
+            &self.target(name, None),
+            &[("topic.partitions", partitions.to_string())],
+        )?;
+        let replication = settings.topic.replication_factor;
+        match &self.brokers.cluster {
+            Some(cluster) => {
+                cluster
+                    .create_topic(name, partitions, replication)
+                    .map_err(BenchError::Cluster)?;
+                if let Some(dlq) = settings.dlq_topic() {
+                    cluster
+                        .create_topic(&dlq, 1, replication)
+                        .map_err(BenchError::Cluster)?;
+                }
+            }
+            None => {
+                kafkad::topic::ensure(&settings, Duration::from_secs(30)).await?;
+            }
+        }
+        Ok(replication)
+    }
+
+    /// Fills `topic` with `--messages` messages through the producer role (not measured).
+    async fn fill(&self, topic: &str, extra: &[(&'static str, String)]) -> Result<(), BenchError> {
+        let mut extra = extra.to_vec();
+        extra.push(("producer.count", self.messages.to_string()));
+        let settings = role_settings(
+            self.request,
+            Role::Producer,
+            &self.target(topic, None),
+            &extra,
+        )?;
+        let report = producer::run(
+            Arc::new(settings),
+            ProducerMetrics::default(),
+            Shutdown::never(),
+        )
+        .await
+        .map_err(|source| BenchError::Role {
+            phase: "fill",
+            source,
+        })?;
+        if report.delivered != self.messages {
+            return Err(BenchError::Invalid(format!(
+                "filling {topic}: {} of {} delivered",
+                report.delivered, self.messages
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A side's best run (highest throughput), with the highest peak RSS of all its runs.
+fn best(runs: &[PhaseResult]) -> PhaseResult {
+    let mut best = runs
+        .iter()
+        .max_by(|a, b| a.msgs_per_s().total_cmp(&b.msgs_per_s()))
+        .cloned()
+        .unwrap_or_default();
+    best.peak_rss_mb = runs.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max);
+    best
+}
