@@ -29,10 +29,10 @@ demo: deps
 # shown so the topic descriptions and reconciliation tables are in the log.
 test: test-deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --lib --bins --tests -- --skip real_broker::
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --lib --bins --tests -- --skip real_broker::
 	$(CARGO) test --benches
-	$(CARGO) test --tests -- --nocapture --test-threads=1 real_broker::
+	$(CARGO) test --workspace --tests -- --nocapture --test-threads=1 real_broker::
 
 # A local 3-broker Apache Kafka cluster on 127.0.0.1:9092-9094 (KRaft, like the seed's) for
 # trying config/*.toml by hand; Ctrl-C stops it.
