@@ -7,11 +7,28 @@
 //!
 //! The order matters: the source offset may only move past the record once the copy is
 //! acknowledged (`acks=all`). So [`DeadLetters::send`] blocks the consumer's thread until
-//! the broker confirmed, retrying with backoff while the dead-letter topic is unreachable, and
-//! gives up only on shutdown, leaving the record uncommitted for redelivery. Shutdown also
-//! ends the wait for a copy still in flight (a delivery can take up to 30 s to fail), so a
-//! stuck dead-letter topic never holds a consumer past `shutdown_timeout`; the abandoned copy
-//! is dropped, and made again when the record is redelivered.
+//! the broker confirmed. What happens when it does not depends on the error:
+//!
+//! * **Transient** (brokers unreachable, not enough in-sync replicas, a leader moving, a
+//!   timeout): retried with backoff, the record left uncommitted. While it retries the loop
+//!   makes no progress, so after `stall_timeout` `/healthz` answers 503 and the orchestrator
+//!   restarts the process; nothing is skipped.
+//! * **Permanent** (the copy is too large for the dead-letter topic, the principal may not
+//!   write it, the topic does not exist, the broker calls the record invalid): retrying cannot
+//!   help, so the role stops at once with exit 1 and one line naming the source topic,
+//!   partition and offset, the dead-letter topic and the cause. The record stays uncommitted:
+//!   after a restart the same record stops it again, which keeps the failure in front of an
+//!   operator (crash-looping, alerting) until the dead-letter topic is fixed, rather than
+//!   skipping data or freezing its partition behind green probes.
+//!
+//! Shutdown ends the wait for a copy still in flight (a delivery can take up to 30 s to
+//! fail), so a stuck dead-letter topic never holds a consumer past `shutdown_timeout`; the
+//! abandoned copy is dropped, and made again when the record is redelivered.
+//!
+//! The copy is compressed like the producer role's messages (`compression.type`, lz4 unless
+//! configured), so a record that reached the source topic only because its batch was
+//! compressed also fits in the dead-letter topic (`kafkad topic ensure` gives that topic a
+//! `max.message.bytes` no smaller than the source's).
 //!
 //! Headers added to the copy:
 //!
@@ -27,8 +44,10 @@
 use std::time::Duration;
 
 use futures::future::{self, Either};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
 use crate::client::ClientLog;
@@ -75,10 +94,48 @@ pub fn inspect(
     Ok(KafkaMessage::decode(bytes)?)
 }
 
-/// The dead-letter copy could not be made before shutdown; the record stays uncommitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("shutdown while the dead-letter copy was not yet acknowledged")]
-pub struct Interrupted;
+/// Why a dead-letter copy was not made; either way the record stays uncommitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeadLetterError {
+    /// Shutdown came before the copy was acknowledged.
+    #[error("shutdown while the dead-letter copy was not yet acknowledged")]
+    Interrupted,
+    /// The broker refused the copy for good (see [`is_permanent`]).
+    #[error("cannot dead-letter the record at {topic}/{partition}@{offset} to {dlq_topic}: {cause}; retrying cannot help, so the consumer stops with the record uncommitted (fix the dead-letter topic or its permissions, then restart)")]
+    Permanent {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        dlq_topic: String,
+        cause: String,
+    },
+}
+
+/// Whether a failed delivery will fail the same way however often it is retried: the record
+/// does not fit, the principal may not write the topic, the topic does not exist or the broker
+/// calls the record or request invalid. Everything else (transport, leadership, in-sync
+/// replicas, timeouts) can clear by itself.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | MessageBatchTooLarge
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | UnknownTopicOrPartition
+                | UnknownTopic
+                | InvalidTopic
+                | InvalidRecord
+                | InvalidMessage
+                | PolicyViolation
+                | InvalidRequiredAcks
+                | UnsupportedForMessageFormat
+                | InvalidMessageSize
+        )
+    )
+}
 
 /// How long one dead-letter delivery may take before it counts as failed and is retried.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,6 +174,12 @@ impl DeadLetters {
                     .set("acks", "all")
                     .set("enable.idempotence", "true")
                     .set("linger.ms", "0")
+                    // Compressed like the producer role's messages: what reached the source
+                    // topic only in a compressed batch must fit in the dead-letter topic too.
+                    .set(
+                        "compression.type",
+                        kafka.get("compression.type").unwrap_or("lz4"),
+                    )
                     .set(
                         "message.timeout.ms",
                         DELIVERY_TIMEOUT.as_millis().to_string(),
@@ -140,13 +203,14 @@ impl DeadLetters {
     }
 
     /// Copies `record` to the dead-letter topic and waits for the acknowledgement, retrying
-    /// with backoff until it succeeds or shutdown is asked for.
+    /// transient failures with backoff until it succeeds, fails permanently, or shutdown is
+    /// asked for.
     pub fn send(
         &self,
         record: &BorrowedMessage<'_>,
         rejection: &Rejection,
         shutdown: &Shutdown,
-    ) -> Result<(), Interrupted> {
+    ) -> Result<(), DeadLetterError> {
         self.metrics
             .decode_errors
             .get_or_create(&ReasonLabel {
@@ -182,13 +246,13 @@ impl DeadLetters {
                             dlq_topic = %topic,
                             "shutdown while the dead-letter copy was in flight; the record stays uncommitted for redelivery"
                         );
-                        return Err(Interrupted);
+                        return Err(DeadLetterError::Interrupted);
                     }
                     Some(Ok(Ok(_))) => Ok(()),
-                    Some(Ok(Err((error, _)))) => Err(error.to_string()),
-                    Some(Err(_)) => Err("producer dropped the delivery".to_owned()),
+                    Some(Ok(Err((error, _)))) => Err(Some(error)),
+                    Some(Err(_)) => Err(None),
                 },
-                Err((error, _)) => Err(error.to_string()),
+                Err((error, _)) => Err(Some(error)),
             };
             match outcome {
                 Ok(()) => {
@@ -200,7 +264,21 @@ impl DeadLetters {
                     );
                     return Ok(());
                 }
+                Err(Some(error)) if is_permanent(&error) => {
+                    self.metrics.dead_letter_failures.inc();
+                    return Err(DeadLetterError::Permanent {
+                        topic: record.topic().to_owned(),
+                        partition: record.partition(),
+                        offset: record.offset(),
+                        dlq_topic: topic.clone(),
+                        cause: error.to_string(),
+                    });
+                }
                 Err(error) => {
+                    let error = error.map_or_else(
+                        || "the producer dropped the delivery".to_owned(),
+                        |e| e.to_string(),
+                    );
                     self.metrics.dead_letter_failures.inc();
                     tracing::error!(
                         topic = record.topic(), partition = record.partition(), offset = record.offset(),
@@ -208,7 +286,7 @@ impl DeadLetters {
                         "dead-letter copy failed; the record stays uncommitted until it succeeds"
                     );
                     if shutdown.sleep_blocking(backoff) {
-                        return Err(Interrupted);
+                        return Err(DeadLetterError::Interrupted);
                     }
                     backoff = (backoff * 2).min(BACKOFF.1);
                 }

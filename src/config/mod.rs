@@ -71,6 +71,7 @@ impl std::fmt::Display for Role {
 const COMMON_DEFAULTS: &str = r#"
 shutdown_timeout = "30s"
 summary_interval = "10s"
+stall_timeout = "2m"
 max_record_bytes = 1048576
 
 [http]
@@ -109,7 +110,6 @@ kind = "log"
 const PRODUCER_DEFAULTS: &str = r#"
 [kafka]
 "acks" = "all"
-"retries" = "10"
 "enable.idempotence" = "true"
 "delivery.timeout.ms" = "120000"
 "max.in.flight.requests.per.connection" = "1"
@@ -181,6 +181,14 @@ pub struct Settings {
     /// How often each role logs a one-line summary (rates, totals, lag).
     #[serde(with = "humantime_serde")]
     pub summary_interval: Duration,
+    /// How long a role's loop may go without progress (a poll returned, a message or batch
+    /// finished, a message handed to the producer) before `/healthz` answers 503. The default,
+    /// 2 minutes, is longer than any one step a healthy loop takes (a commit or a dead-letter
+    /// delivery is bounded by librdkafka's 60 s `socket.timeout.ms`) and shorter than
+    /// `max.poll.interval.ms` (5 minutes), after which a stuck consumer silently leaves its
+    /// group: the orchestrator sees the stall before the group does.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// librdkafka properties, verbatim.
     #[serde(serialize_with = "serialize_kafka")]
     pub kafka: Map<String, KafkaValue>,
@@ -655,8 +663,28 @@ fn validate(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Config
 /// a log filter that parses.
 fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
     let fail = |key: &str, message: &str| Err(invalid(tree, key, message));
-    if settings.topic.name.trim().is_empty() {
-        return fail("topic.name", "must not be empty");
+    if let Err(why) = kafka_topic_name(&settings.topic.name) {
+        return fail("topic.name", &why);
+    }
+    if let Some(dlq) = settings.dlq_topic() {
+        if let Err(why) = kafka_topic_name(&dlq) {
+            return match settings.dlq_topic {
+                Some(_) => fail("dlq_topic", &why),
+                // The default name, `<topic>.dlq`, can be four characters too long.
+                None => fail(
+                    "topic.name",
+                    &format!(
+                        "gives the default dead-letter topic `{dlq}`, which {why}; set dlq_topic"
+                    ),
+                ),
+            };
+        }
+    }
+    if settings.dlq_topic() == Some(settings.topic.name.clone()) {
+        return fail(
+            "dlq_topic",
+            "must differ from topic.name: a bad record's dead-letter copy would be read again as a bad record, forever",
+        );
     }
     if settings.topic.partitions < 1 {
         return fail("topic.partitions", "must be at least 1");
@@ -667,6 +695,7 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     for (key, duration, example) in [
         ("shutdown_timeout", settings.shutdown_timeout, "30s"),
         ("summary_interval", settings.summary_interval, "10s"),
+        ("stall_timeout", settings.stall_timeout, "2m"),
         ("batch.max_wait", settings.batch.max_wait, "5s"),
     ] {
         if duration.is_zero() {
@@ -694,7 +723,33 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     Ok(())
 }
 
-/// Consumer settings that would silently turn at-least-once into at-most-once.
+/// A topic name Kafka accepts: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn kafka_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "is {} characters long; Kafka accepts at most 249",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("`{name}` is not a topic name Kafka accepts"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "contains {bad:?}; Kafka topic names use only ASCII letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Consumer settings that would silently turn at-least-once into at-most-once, or leave
+/// processed offsets uncommitted.
 fn check_guarantees(
     role: Option<Role>,
     kafka: &KafkaProperties,
@@ -716,6 +771,10 @@ fn check_guarantees(
         Some(Role::Batch) if kafka.flag("enable.auto.commit") != Some(false) => fail(
             "kafka.enable.auto.commit",
             "must be false: the batch consumer commits after each processed batch, auto commit would commit records still in the buffer",
+        ),
+        Some(Role::Single) if kafka.flag("enable.auto.commit") == Some(false) => fail(
+            "kafka.enable.auto.commit",
+            "must be true for the single consumer: it stores each offset after processing and auto commit is what commits the stored offsets (also on rebalance); with it off they would never be committed",
         ),
         _ => Ok(()),
     }

@@ -30,7 +30,12 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         ),
         None => out.push_str("# role: not set\n"),
     }
-    for key in ["shutdown_timeout", "summary_interval", "max_record_bytes"] {
+    for key in [
+        "shutdown_timeout",
+        "summary_interval",
+        "stall_timeout",
+        "max_record_bytes",
+    ] {
         if let Some(value) = document.get(key) {
             line(&mut out, key, &value.to_string(), &origin_of(tree, key));
         }
@@ -78,6 +83,18 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
                 &shown_key,
                 &shown_value,
                 &origin_of(tree, &format!("{table}.{key}")),
+            );
+        }
+        let retry_count_set = ["retries", "message.send.max.retries"]
+            .iter()
+            .any(|name| settings.resolved_kafka.get(name).is_some());
+        if table == "kafka"
+            && settings.role == Some(crate::config::Role::Producer)
+            && !retry_count_set
+        {
+            let _ = writeln!(
+                out,
+                "# \"retries\" is not set: librdkafka retries a message until delivery.timeout.ms; the seed's retries=10 would fail it after about ten retriable errors (a leader election, NOT_ENOUGH_REPLICAS), long before that"
             );
         }
         if table == "producer" && settings.producer.producer_id.is_none() {

@@ -43,7 +43,6 @@ fn producer_defaults_are_the_seed_settings() {
     let kafka = &config.settings.resolved_kafka;
     for (name, value) in [
         ("acks", "all"),
-        ("retries", "10"),
         ("enable.idempotence", "true"),
         ("delivery.timeout.ms", "120000"),
         ("max.in.flight.requests.per.connection", "1"),
@@ -52,11 +51,83 @@ fn producer_defaults_are_the_seed_settings() {
     ] {
         assert_eq!(kafka.get(name), Some(value), "{name}");
     }
+    // The seed's retries=10 is not a default: it would fail messages long before
+    // delivery.timeout.ms (see config/producer.toml).
+    assert_eq!(kafka.get("retries"), None);
     assert_eq!(config.settings.topic.name, "andrew-topic");
     assert_eq!(
         config.settings.dlq_topic().as_deref(),
         Some("andrew-topic.dlq")
     );
+}
+
+#[test]
+fn a_single_consumer_without_auto_commit_is_refused() {
+    let error = load_err(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_KAFKA__ENABLE_AUTO_COMMIT", "false")],
+    ));
+    assert!(
+        error.contains("kafka.enable.auto.commit")
+            && error.contains("KAFKAD_KAFKA__ENABLE_AUTO_COMMIT")
+            && error.contains("never be committed"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_dead_letter_topic_equal_to_the_topic_is_refused() {
+    let error = load_err(&request(
+        Some(Role::Batch),
+        None,
+        &[("KAFKAD_DLQ_TOPIC", "andrew-topic")],
+    ));
+    assert!(
+        error.contains("dlq_topic")
+            && error.contains("KAFKAD_DLQ_TOPIC")
+            && error.contains("must differ"),
+        "{error}"
+    );
+}
+
+#[test]
+fn topic_names_kafka_would_refuse_are_refused() {
+    let long = "t".repeat(250);
+    for (var, name, why) in [
+        ("KAFKAD_TOPIC__NAME", long.as_str(), "at most 249"),
+        ("KAFKAD_TOPIC__NAME", "orders/eu", "contains '/'"),
+        ("KAFKAD_TOPIC__NAME", "..", "not a topic name"),
+        ("KAFKAD_DLQ_TOPIC", long.as_str(), "at most 249"),
+        ("KAFKAD_DLQ_TOPIC", "dead letters", "contains ' '"),
+    ] {
+        let error = load_err(&request(Some(Role::Single), None, &[(var, name)]));
+        assert!(
+            error.contains(var) && error.contains(why),
+            "{name}: {error}"
+        );
+    }
+    // 249 characters is a name Kafka takes, but not with `.dlq` appended.
+    let longest = "a".repeat(249);
+    let error = load_err(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_TOPIC__NAME", &longest)],
+    ));
+    assert!(error.contains("default dead-letter topic"), "{error}");
+    load_ok(&request(
+        Some(Role::Single),
+        None,
+        &[
+            ("KAFKAD_TOPIC__NAME", &longest),
+            ("KAFKAD_DLQ_TOPIC", "dlq"),
+        ],
+    ));
+    load_ok(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_TOPIC__NAME", &"a".repeat(245))],
+    ));
 }
 
 #[test]

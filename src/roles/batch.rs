@@ -39,6 +39,7 @@ use rdkafka::Message;
 use super::consumer::{self as shared, Inspected, KafkadConsumer};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
 use crate::config::{BatchSettings, Settings};
+use crate::dlq::DeadLetterError;
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
@@ -130,6 +131,8 @@ pub(super) fn consume(
         if let Some(failure) = shared::connection_failure(consumer) {
             break Err(failure);
         }
+        // The previous turn finished (a poll returned, a batch was done): progress.
+        metrics.health.progress();
         if shared::stopping(shutdown, metrics) {
             break Ok(true);
         }
@@ -163,7 +166,10 @@ pub(super) fn consume(
                     }
                     // The record's copy was not acknowledged: its position stays out of the
                     // batch, so the commit stops below it. Finish the rest and leave.
-                    Err(_interrupted) => break Ok(true),
+                    Err(DeadLetterError::Interrupted) => break Ok(true),
+                    // The copy can never be made: finish the batch in hand (its records are
+                    // all before this one), then stop with this record uncommitted.
+                    Err(permanent) => break Err(RoleError::DeadLetter(permanent)),
                 }
                 if batch.len() < limits.max_size.get() && !batch.waited(limits.max_wait) {
                     // Take whatever else is already waiting before deciding (see poll_timeout).
@@ -184,6 +190,11 @@ pub(super) fn consume(
     let outcome = match outcome {
         Ok(true) if batch.len() > 0 => process(consumer, &mut batch, sink.as_mut(), metrics),
         Ok(_) => Ok(()),
+        // Every record in hand comes before the one that cannot be dead-lettered: finish
+        // them, so only that record (and what follows it) is redelivered.
+        Err(error @ RoleError::DeadLetter(_)) if batch.len() > 0 => {
+            process(consumer, &mut batch, sink.as_mut(), metrics).and(Err(error))
+        }
         Err(error) => Err(error),
     };
     parts.dead_letters.flush(settings.shutdown_timeout);

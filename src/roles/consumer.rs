@@ -25,7 +25,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::RoleError;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings};
-use crate::dlq::{self, DeadLetters, Interrupted};
+use crate::dlq::{self, DeadLetterError, DeadLetters};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ConsumerMetrics;
@@ -213,6 +213,10 @@ pub(crate) fn create(
 ) -> Result<ConsumerParts, RoleError> {
     let kafka = &settings.resolved_kafka;
     let group = kafka.get("group.id").unwrap_or_default().to_owned();
+    metrics.client.set_from_earliest(matches!(
+        kafka.get("auto.offset.reset"),
+        Some("earliest" | "smallest" | "beginning")
+    ));
     let hooks = ConsumerHooks::new(
         ClientLog::new(format!("consumer {group}"), kafka.redactor())
             .with_stats(metrics.client.clone()),
@@ -260,7 +264,7 @@ pub(crate) fn inspect<'m>(
     settings: &Settings,
     dead_letters: &DeadLetters,
     shutdown: &Shutdown,
-) -> Result<Inspected<'m>, Interrupted> {
+) -> Result<Inspected<'m>, DeadLetterError> {
     match dlq::inspect(record.payload(), settings.max_record_bytes.get()) {
         Ok(message) => Ok(Inspected::Message(message)),
         Err(rejection) => dead_letters

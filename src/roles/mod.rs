@@ -57,6 +57,8 @@ pub enum RoleError {
     FatalConsumer(String),
     #[error("cannot connect to the brokers, and retrying will not help: {0}")]
     Connection(String),
+    #[error(transparent)]
+    DeadLetter(crate::dlq::DeadLetterError),
     #[error("the role's thread failed: {0}")]
     Thread(String),
     #[error("the {0} role was given another role's metrics")]
@@ -185,6 +187,7 @@ pub async fn run_consumer(
         summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
     );
     let health = Arc::clone(&metrics.health);
+    health.set_stall_timeout(settings.stall_timeout);
     health.set_running(true);
     let outcome = tokio::task::spawn_blocking(move || {
         span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))

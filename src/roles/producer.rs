@@ -3,7 +3,8 @@
 //! # Guarantee
 //!
 //! With the seed's settings (`acks=all`, `enable.idempotence=true`,
-//! `max.in.flight.requests.per.connection=1`, `retries=10`, `delivery.timeout.ms=120000`) a
+//! `max.in.flight.requests.per.connection=1`, `delivery.timeout.ms=120000`, and no retry count,
+//! so librdkafka retries until `delivery.timeout.ms`) a
 //! message librdkafka accepted is either acknowledged by every in-sync replica, exactly once
 //! and in order per partition, or reported failed after `delivery.timeout.ms`. kafkad counts
 //! both outcomes from librdkafka's delivery reports, logs each failure with its error, and
@@ -187,6 +188,7 @@ pub async fn run(
     let summary = tokio::spawn(
         summary::producer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
     );
+    metrics.health.set_stall_timeout(settings.stall_timeout);
     metrics.health.set_running(true);
     let outcome = produce(settings, producer_id, metrics.clone(), shutdown)
         .instrument(span)
@@ -273,7 +275,7 @@ async fn send_all(
     let mut sent: u64 = 0;
     while (config.count == 0 || sent < config.count) && !shutdown.is_triggered() {
         stopped_by_failure(producer)?;
-        if !pace(config.rate, started, sent, shutdown).await {
+        if !pace(config.rate, started, sent, shutdown, metrics).await {
             continue; // shutdown came while waiting: the loop condition sees it
         }
         // Fatal errors do not always reach the error callback: ask librdkafka.
@@ -284,6 +286,7 @@ async fn send_all(
         factory.build(id);
         send(producer, topic, &factory, id).await?;
         metrics.accepted.inc();
+        metrics.health.progress();
         sent += 1;
     }
     Ok(())
@@ -302,13 +305,21 @@ fn stopped_by_failure(producer: &ThreadedProducer<DeliveryCounter>) -> Result<()
 }
 
 /// Waits until message number `sent` is due at `rate` (0: no pacing, but a yield to the
-/// runtime now and then). Returns false when shutdown came first.
-async fn pace(rate: f64, started: Instant, sent: u64, shutdown: &mut Shutdown) -> bool {
+/// runtime now and then). Returns false when shutdown came first. Waiting for the next
+/// message at a low rate is progress too: it is marked at least once a second.
+async fn pace(
+    rate: f64,
+    started: Instant,
+    sent: u64,
+    shutdown: &mut Shutdown,
+    metrics: &ProducerMetrics,
+) -> bool {
     if rate > 0.0 {
         let due = started + Duration::from_secs_f64(sent as f64 / rate);
-        if due > Instant::now() {
+        while due > Instant::now() {
+            let step = due.min(Instant::now() + Duration::from_secs(1));
             tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = tokio::time::sleep_until(step.into()) => metrics.health.progress(),
                 _ = shutdown.wait() => return false,
             }
         }

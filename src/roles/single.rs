@@ -19,6 +19,7 @@ use rdkafka::Message;
 use super::consumer::{self as shared, Inspected};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
 use crate::config::Settings;
+use crate::dlq::DeadLetterError;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
@@ -37,6 +38,8 @@ pub(super) fn consume(
         if let Some(failure) = shared::connection_failure(consumer) {
             break Err(failure);
         }
+        // The previous turn finished (a poll returned, a message was done): progress.
+        metrics.health.progress();
         if shared::stopping(shutdown, metrics) {
             break Ok(());
         }
@@ -69,7 +72,9 @@ pub(super) fn consume(
             }
             Ok(Inspected::DeadLettered) => {}
             // Shutdown before the dead-letter copy was acknowledged: leave it unstored.
-            Err(_interrupted) => break Ok(()),
+            Err(DeadLetterError::Interrupted) => break Ok(()),
+            // The copy can never be made: stop with the record unstored (see `dlq`).
+            Err(permanent) => break Err(RoleError::DeadLetter(permanent)),
         }
         if let Err(error) = consumer.store_offset_from_message(&record) {
             // The partition was revoked while we processed (librdkafka: "Erroneous state");

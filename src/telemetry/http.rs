@@ -54,6 +54,9 @@ pub async fn serve(
 }
 
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+    for health in &shared.health {
+        health.refresh();
+    }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
         Ok(()) => (
@@ -81,6 +84,9 @@ fn status(ok: bool, yes: &'static str, no: &'static str) -> (StatusCode, &'stati
 }
 
 async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
+    if shared.health.iter().any(|h| h.is_stalled()) {
+        return status(false, "", "stalled: no progress within stall_timeout\n");
+    }
     status(
         shared.health.iter().all(|h| h.is_alive()),
         "alive\n",

@@ -208,6 +208,11 @@ impl RoleMetrics {
             RoleMetrics::Producer(m) => m.register(registry),
             RoleMetrics::Consumer(m) => m.register(registry),
         }
+        registry.register(
+            "seconds_since_progress",
+            "Seconds since the role's loop last made progress (a poll returned, a message or batch finished, a message was sent); /healthz fails past stall_timeout",
+            self.health().since_progress_gauge(),
+        );
     }
 
     pub fn health(&self) -> Arc<Health> {

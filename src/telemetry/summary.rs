@@ -43,15 +43,31 @@ pub async fn consumer(interval: Duration, metrics: ConsumerMetrics) {
         let processed = metrics.processed.get();
         let rate = per_second(processed - last.1, last.0.elapsed());
         last = (Instant::now(), processed);
-        tracing::info!(
-            consumed = metrics.consumed.get(),
-            processed,
-            dead_lettered = metrics.dead_lettered.get(),
-            commits = metrics.commits.get(),
-            lag = metrics.client.total_lag(),
-            rate = format!("{rate:.0}/s"),
-            uptime = ?Duration::from_secs(started.elapsed().as_secs()),
-            "summary"
-        );
+        let uptime = Duration::from_secs(started.elapsed().as_secs());
+        // Statistics older than this no longer describe the consumer: its loop stopped
+        // polling, and the lag it last saw would pass for a current one.
+        let fresh = interval.max(Duration::from_secs(30));
+        match metrics.client.total_lag(fresh) {
+            Some(lag) => tracing::info!(
+                consumed = metrics.consumed.get(),
+                processed,
+                dead_lettered = metrics.dead_lettered.get(),
+                commits = metrics.commits.get(),
+                lag,
+                rate = format!("{rate:.0}/s"),
+                ?uptime,
+                "summary"
+            ),
+            None => tracing::info!(
+                consumed = metrics.consumed.get(),
+                processed,
+                dead_lettered = metrics.dead_lettered.get(),
+                commits = metrics.commits.get(),
+                lag = "unknown",
+                rate = format!("{rate:.0}/s"),
+                ?uptime,
+                "summary"
+            ),
+        }
     }
 }
