@@ -340,3 +340,70 @@ async fn json_logs_parse_and_carry_role_and_group() {
         "statistics must not be logged: {log}"
     );
 }
+
+/// Releases a hanging sink when dropped, also when the test fails: a sink left hanging would
+/// keep the runtime from shutting down, and the failure would look like a hang.
+struct Release(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A sink that blocks until released, like a downstream call that never returns.
+struct HangingSink {
+    entered: Arc<std::sync::atomic::AtomicBool>,
+    release: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl kafkad::sink::Sink for HangingSink {
+    fn process(&mut self, _: &kafkad::sink::Record<'_>) -> Result<(), kafkad::sink::SinkError> {
+        self.entered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        while !self.release.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+/// A hung sink makes no progress: `/healthz` fails once `stall_timeout` passed without it,
+/// not before, and recovers when the sink returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_sink_fails_liveness_after_stall_timeout() {
+    let mock = MockTopology::start(1);
+    let records: Vec<RawRecord> = (1..=3)
+        .map(|id| RawRecord::value(message("p", id)))
+        .collect();
+    produce_raw(&mock.bootstrap, TOPIC, &records).await;
+    let settings = mock.settings(Role::Single, &[("stall_timeout", "2s")]);
+    let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = HangingSink {
+        entered: Arc::clone(&entered),
+        release: Arc::clone(&release),
+    };
+    let run = spawn_consumer(Role::Single, settings, Box::new(sink));
+    let _release_on_failure = Release(Arc::clone(&release));
+    let health = Arc::clone(&run.metrics.health);
+    wait_until(WAIT, "the sink to be called", || {
+        entered.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    let hung = std::time::Instant::now();
+    assert!(health.is_alive(), "alive while within stall_timeout");
+    wait_until(WAIT, "liveness to fail", || !health.is_alive()).await;
+    let stalled_after = hung.elapsed();
+    assert!(
+        stalled_after >= Duration::from_millis(1900) && stalled_after < Duration::from_secs(4),
+        "stall reported {stalled_after:?} after the sink hung, stall_timeout is 2s"
+    );
+    health.refresh();
+    assert!(health.since_progress_gauge().get() >= 2.0);
+
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_until(WAIT, "liveness to recover", || health.is_alive()).await;
+    let report = run.stop().await.expect("stops cleanly");
+    assert_eq!(report.processed, 3);
+}

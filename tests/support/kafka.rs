@@ -50,12 +50,23 @@ fn binary_name() -> String {
 impl KafkaCluster {
     /// The test binary's shared 3-broker cluster, started on first use.
     pub fn shared() -> &'static KafkaCluster {
+        Self::shared_of(3)
+    }
+
+    /// The test binary's shared cluster of `brokers` brokers (1 or 3), started on first use;
+    /// a test binary uses one size.
+    pub fn shared_of(brokers: usize) -> &'static KafkaCluster {
         static SHARED: OnceLock<KafkaCluster> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let mut cluster = KafkaCluster::start_named("shared", 3, None);
+        let cluster = SHARED.get_or_init(|| {
+            let mut cluster = KafkaCluster::start_named("shared", brokers, None);
             cluster.stop_on_drop = false;
             cluster
-        })
+        });
+        assert_eq!(
+            cluster.brokers, brokers,
+            "one shared cluster size per test binary"
+        );
+        cluster
     }
 
     /// A cluster of its own (1 or 3 brokers), stopped when dropped.

@@ -164,12 +164,25 @@ impl RawRecord {
 
 /// Produces records exactly as given (bypassing the codec), in order, each acknowledged.
 pub async fn produce_raw(bootstrap: &str, topic: &str, records: &[RawRecord]) {
-    let producer: FutureProducer = ClientConfig::new()
+    produce_raw_with(bootstrap, topic, records, &[]).await
+}
+
+/// As [`produce_raw`], with extra producer properties (e.g. `compression.type`).
+pub async fn produce_raw_with(
+    bootstrap: &str,
+    topic: &str,
+    records: &[RawRecord],
+    properties: &[(&str, &str)],
+) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
-        .set("message.max.bytes", "20000000")
-        .create()
-        .expect("raw producer");
+        .set("message.max.bytes", "20000000");
+    for (name, value) in properties {
+        config.set(*name, *value);
+    }
+    let producer: FutureProducer = config.create().expect("raw producer");
     for record in records {
         let mut headers = OwnedHeaders::new();
         for (key, value) in &record.headers {

@@ -1,0 +1,286 @@
+//! Dead letters on Apache Kafka (one broker, shared by this binary's tests): a copy the broker
+//! refuses for good stops every member that meets the record, with one line naming it; a copy
+//! it refuses for now makes `/healthz` fail within `stall_timeout`; a record that reached the
+//! source topic only inside a compressed batch can still be dead-lettered. Each test ends by
+//! reconciling the good messages (lost = 0).
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use kafkad::reconcile::MessageKey;
+use rdkafka::message::{Headers, Message};
+use support::kafka::KafkaCluster;
+use support::scenario::*;
+use support::{http_get, message, produce_raw, produce_raw_with, read_topic, sample, RawRecord};
+
+fn cluster() -> &'static KafkaCluster {
+    KafkaCluster::shared_of(1)
+}
+
+/// A topic of one partition and one replica, made with Kafka's own tool.
+fn create_topic(cluster: &KafkaCluster, topic: &str, configs: &[&str]) {
+    let mut args = vec![
+        "--create",
+        "--topic",
+        topic,
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+    ];
+    for config in configs {
+        args.extend(["--config", config]);
+    }
+    cluster.tool("kafka-topics", &args);
+}
+
+/// Good messages `ids` from producer `p`, as raw records.
+fn good(p: &str, ids: std::ops::RangeInclusive<i64>) -> Vec<RawRecord> {
+    ids.map(|id| RawRecord::value(message(p, id))).collect()
+}
+
+/// Bytes that are neither JSON nor compressible.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8 | 0x80
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("runtime")
+}
+
+fn header(record: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {
+    let headers = record.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+mod real_broker {
+    use super::*;
+
+    /// Policy: a dead-letter copy refused for good (here: too large for the dead-letter topic)
+    /// stops the consumer with exit 1 and one line naming topic, partition, offset and cause,
+    /// the record uncommitted. The partition then moves to the other member, which meets the
+    /// same record and stops the same way: no member stays frozen behind green probes. Once
+    /// the dead-letter topic is fixed, a restarted consumer copies the record and goes on.
+    #[test]
+    fn a_copy_refused_for_good_stops_every_member_that_meets_the_record() {
+        let cluster = cluster();
+        let scenario = Scenario::isolated(cluster, "dlq-permanent")
+            .with("KAFKAD_KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .with("KAFKAD_KAFKA__HEARTBEAT_INTERVAL_MS", "500");
+        let dlq = format!("{}.dlq", scenario.topic);
+        create_topic(cluster, &scenario.topic, &[]);
+        create_topic(cluster, &dlq, &["max.message.bytes=1000"]);
+        let mut records = good("p", 1..=5);
+        records.push(RawRecord::value(noise(5000)));
+        records.extend(good("p", 6..=10));
+        runtime().block_on(produce_raw(&cluster.bootstrap, &scenario.topic, &records));
+
+        let mut members = vec![
+            scenario.consumer("single-1", "single-1"),
+            scenario.consumer("single-2", "single-2"),
+        ];
+        for member in &mut members {
+            let status = member.wait(CONSUME_TIMEOUT);
+            let log = member.log_text();
+            assert_eq!(status.code(), Some(1), "{}: {log}", member.name);
+            let line = format!(
+                "kafkad: cannot dead-letter the record at {}/0@5 to {dlq}:",
+                scenario.topic
+            );
+            let stopped: Vec<&str> = log.lines().filter(|l| l.starts_with(&line)).collect();
+            assert_eq!(stopped.len(), 1, "one line naming the record: {log}");
+            assert!(stopped[0].contains("too large"), "{}", stopped[0]);
+        }
+        let committed = committed(
+            &cluster.bootstrap,
+            &scenario.single_group,
+            &scenario.topic,
+            1,
+        );
+        assert_eq!(
+            committed,
+            vec![Some(5)],
+            "the bad record is not committed past"
+        );
+
+        // Fixed: the dead-letter topic takes records as large as the source topic.
+        cluster.tool(
+            "kafka-configs",
+            &[
+                "--alter",
+                "--entity-type",
+                "topics",
+                "--entity-name",
+                &dlq,
+                "--add-config",
+                "max.message.bytes=1048588",
+            ],
+        );
+        let produced: HashSet<MessageKey> = produced_ids("p", 10).collect();
+        let mut restarted = scenario.consumer("single-1", "single-1-restarted");
+        scenario.wait_for_group(
+            &scenario.single_group,
+            &["single-1", "single-2", "single-1-restarted"],
+            &produced,
+        );
+        stop_gracefully(std::slice::from_mut(&mut restarted));
+        let r = scenario.reconcile(&produced, &["single-1", "single-2", "single-1-restarted"]);
+        print_reconciliation(
+            "dead-letter copy refused for good, then the topic fixed",
+            produced.len(),
+            &[(scenario.single_group.clone(), r)].into(),
+        );
+        assert_eq!((r.lost, r.unexpected), (0, 0));
+        let copies = read_topic(&cluster.bootstrap, &dlq, 1);
+        assert_eq!(copies.len(), 1);
+        assert_eq!(
+            header(&copies[0], "kafkad.source.offset").as_deref(),
+            Some("5")
+        );
+    }
+
+    /// A dead-letter topic that refuses writes for now (too few in-sync replicas): the copy
+    /// is retried, the loop makes no progress, and `/healthz` answers 503 within
+    /// `stall_timeout`, with `kafkad_seconds_since_progress` past it. Once the topic accepts
+    /// writes the copy is made and the consumer is healthy again.
+    #[test]
+    fn a_copy_refused_for_now_turns_healthz_503_within_stall_timeout() {
+        let cluster = cluster();
+        let stall_timeout = Duration::from_secs(5);
+        let scenario =
+            Scenario::isolated(cluster, "dlq-transient").with("KAFKAD_STALL_TIMEOUT", "5s");
+        let dlq = format!("{}.dlq", scenario.topic);
+        create_topic(cluster, &scenario.topic, &[]);
+        // One replica can never satisfy two in-sync replicas: NOT_ENOUGH_REPLICAS, retriable.
+        create_topic(cluster, &dlq, &["min.insync.replicas=2"]);
+        let mut records = vec![RawRecord::value(b"not json".to_vec())];
+        records.extend(good("p", 1..=5));
+        runtime().block_on(produce_raw(&cluster.bootstrap, &scenario.topic, &records));
+
+        let mut consumer = scenario.consumer("batch-1", "batch-1");
+        wait_ready(&mut consumer);
+        let ready = Instant::now();
+        let addr = http_addr(&consumer).expect("endpoint address");
+        let deadline = ready + stall_timeout + Duration::from_secs(10);
+        let stalled_after = loop {
+            assert!(
+                Instant::now() < deadline,
+                "/healthz still 200 {:?} after the consumer got its partition:\n{}",
+                ready.elapsed(),
+                consumer.log_tail()
+            );
+            if http_get(&addr, "/healthz").is_some_and(|(status, _)| status == 503) {
+                break ready.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (_, body) = http_get(&addr, "/healthz").expect("healthz");
+        assert!(body.contains("stalled"), "{body}");
+        let (_, metrics) = http_get(&addr, "/metrics").expect("metrics");
+        let since = sample(&metrics, "kafkad_seconds_since_progress", &[]).expect("gauge");
+        assert!(since >= stall_timeout.as_secs_f64(), "{since} s: {metrics}");
+        println!("/healthz 503 {stalled_after:?} after the partition was assigned ({since:.1} s without progress)");
+        assert!(stalled_after >= stall_timeout - Duration::from_secs(1));
+        assert!(
+            consumer.running(),
+            "a transient refusal does not stop the consumer"
+        );
+
+        cluster.tool(
+            "kafka-configs",
+            &[
+                "--alter",
+                "--entity-type",
+                "topics",
+                "--entity-name",
+                &dlq,
+                "--add-config",
+                "min.insync.replicas=1",
+            ],
+        );
+        let produced: HashSet<MessageKey> = produced_ids("p", 5).collect();
+        scenario.wait_for_group(&scenario.batch_group, &["batch-1"], &produced);
+        let healthy = Instant::now() + CONSUME_TIMEOUT;
+        while http_get(&addr, "/healthz").is_none_or(|(status, _)| status != 200) {
+            assert!(Instant::now() < healthy, "never healthy again");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop_gracefully(std::slice::from_mut(&mut consumer));
+        let r = scenario.reconcile(&produced, &["batch-1"]);
+        assert_eq!((r.lost, r.unexpected, r.duplicates), (0, 0, 0));
+        assert_eq!(read_topic(&cluster.bootstrap, &dlq, 1).len(), 1);
+    }
+
+    /// A 1.5 MB record is in the source topic (limit 1 MiB) only because its batch was
+    /// compressed. It is too large for `max_record_bytes`, so it is dead-lettered; the copy is
+    /// compressed like the producer's messages and fits. With compression turned off for the
+    /// copy it cannot fit, and the consumer stops naming the record.
+    #[test]
+    fn a_too_large_record_that_fit_only_compressed_is_dead_lettered() {
+        let cluster = cluster();
+        let scenario = Scenario::isolated(cluster, "dlq-too-large")
+            .with("KAFKAD_TOPIC__REPLICATION_FACTOR", "1")
+            .with("KAFKAD_TOPIC__PARTITIONS", "1");
+        let log = scenario.ensure_topic();
+        assert!(log.contains("max.message.bytes=1048588"), "{log}");
+        let big = vec![b'x'; 1_500_000];
+        let mut records = good("p", 1..=2);
+        records.push(RawRecord::value(big.clone()));
+        records.extend(good("p", 3..=4));
+        runtime().block_on(produce_raw_with(
+            &cluster.bootstrap,
+            &scenario.topic,
+            &records,
+            &[("compression.type", "lz4")],
+        ));
+        let dlq = format!("{}.dlq", scenario.topic);
+
+        // Uncompressed, the copy cannot fit: a refusal for good, named.
+        let mut uncompressed = scenario.start(
+            "single-1",
+            "single-uncompressed",
+            &[("KAFKAD_KAFKA__COMPRESSION_TYPE", "none".to_owned())],
+        );
+        assert_eq!(uncompressed.wait(CONSUME_TIMEOUT).code(), Some(1));
+        let log = uncompressed.log_text();
+        assert!(
+            log.contains(&format!(
+                "cannot dead-letter the record at {}/0@2",
+                scenario.topic
+            )),
+            "{log}"
+        );
+
+        let mut consumer = scenario.consumer("single-1", "single-1");
+        let produced: HashSet<MessageKey> = produced_ids("p", 4).collect();
+        scenario.wait_for_group(
+            &scenario.single_group,
+            &["single-uncompressed", "single-1"],
+            &produced,
+        );
+        stop_gracefully(std::slice::from_mut(&mut consumer));
+        let r = scenario.reconcile(&produced, &["single-uncompressed", "single-1"]);
+        assert_eq!((r.lost, r.unexpected), (0, 0));
+        let copies = read_topic(&cluster.bootstrap, &dlq, 1);
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].payload().map(<[u8]>::len), Some(big.len()));
+        assert_eq!(
+            header(&copies[0], "kafkad.error.kind").as_deref(),
+            Some("too_large")
+        );
+    }
+}
