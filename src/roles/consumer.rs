@@ -52,15 +52,17 @@ struct PartitionState {
 pub(crate) struct ConsumerHooks {
     log: ClientLog,
     topic: String,
+    group: String,
     metrics: ConsumerMetrics,
     state: Mutex<PartitionState>,
 }
 
 impl ConsumerHooks {
-    pub fn new(log: ClientLog, topic: &str, metrics: ConsumerMetrics) -> Self {
+    pub fn new(log: ClientLog, topic: &str, group: &str, metrics: ConsumerMetrics) -> Self {
         ConsumerHooks {
             log,
             topic: topic.to_owned(),
+            group: group.to_owned(),
             metrics,
             state: Mutex::default(),
         }
@@ -228,6 +230,7 @@ pub(crate) fn create(
         ClientLog::new(format!("consumer {group}"), kafka.redactor())
             .with_stats(metrics.client.clone()),
         &settings.topic.name,
+        &group,
         metrics.clone(),
     );
     let consumer: KafkadConsumer = kafka
@@ -289,18 +292,31 @@ pub(crate) fn observe_latency(metrics: &ConsumerMetrics, message: &KafkaMessage<
 
 /// A poll error: transient ones (a broker went away) are logged and polling continues, as
 /// librdkafka recovers by itself; fatal ones stop the role.
+///
+/// A refused authorization of the group or the topic stops it too. librdkafka hands it to the
+/// application once and then keeps asking the broker quietly, so a consumer that carried on
+/// would sit idle behind green health checks until someone changed the ACLs; stopping makes
+/// the missing permission visible where the process is supervised.
 pub(crate) fn poll_error(
     consumer: &KafkadConsumer,
     error: rdkafka::error::KafkaError,
 ) -> Result<(), RoleError> {
     use rdkafka::types::RDKafkaErrorCode;
+    let hooks = consumer.context();
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::Fatal) => Err(RoleError::FatalConsumer(error.to_string())),
+        Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Err(RoleError::NotAuthorized {
+            resource: format!("consumer group {}", hooks.group),
+            reason: error.to_string(),
+        }),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(RoleError::NotAuthorized {
+            resource: format!("topic {}", hooks.topic),
+            reason: error.to_string(),
+        }),
         // `poll` hands back a bare code ("SSL error"); the client's error description or
         // librdkafka's last error line names the broker and the cause.
         code if crate::client::is_unrecoverable(code) => Err(RoleError::Connection(
-            consumer
-                .context()
+            hooks
                 .log
                 .failure_description()
                 .unwrap_or_else(|| error.to_string()),

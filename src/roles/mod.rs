@@ -52,6 +52,10 @@ pub enum RoleError {
     FatalConsumer(String),
     #[error("cannot connect to the brokers, and retrying will not help: {0}")]
     Connection(String),
+    #[error(
+        "not authorized to use {resource}: {reason}; the principal needs an ACL that allows it"
+    )]
+    NotAuthorized { resource: String, reason: String },
     #[error("the role's thread failed: {0}")]
     Thread(String),
 }
