@@ -149,6 +149,82 @@ impl ClientContext for ClientLog {
     }
 }
 
+/// Serves `client`'s main queue once, without waiting: librdkafka's log lines and error
+/// events go to the client's context, as a consumer's or producer's own poll does. rdkafka's
+/// `AdminClient` polls only its admin results; without this, an admin client never shows a
+/// librdkafka log line, and an untrusted certificate or a refused login never reaches
+/// [`ClientLog`]'s error handling, so it looks like a broker that is merely unreachable.
+pub fn serve_main_queue<C: ClientContext>(client: &rdkafka::client::Client<C>) {
+    use rdkafka::bindings as rdsys;
+    use std::ffi::CStr;
+
+    let text = |ptr: *const std::ffi::c_char| -> String {
+        if ptr.is_null() {
+            String::new()
+        } else {
+            // SAFETY: librdkafka hands out NUL-terminated strings owned by the event, which
+            // is alive here; the text is copied before the event is destroyed.
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .trim()
+                .to_owned()
+        }
+    };
+    // SAFETY: the native handle is alive as long as `client`. The queue reference and every
+    // event polled from it are destroyed here, each exactly once, after their last use.
+    unsafe {
+        let queue = rdsys::rd_kafka_queue_get_main(client.native_ptr());
+        if queue.is_null() {
+            return;
+        }
+        loop {
+            let event = rdsys::rd_kafka_queue_poll(queue, 0);
+            if event.is_null() {
+                break;
+            }
+            match rdsys::rd_kafka_event_type(event) {
+                rdsys::RD_KAFKA_EVENT_LOG => {
+                    let mut facility = std::ptr::null();
+                    let mut message = std::ptr::null();
+                    let mut level = 0;
+                    if rdsys::rd_kafka_event_log(event, &mut facility, &mut message, &mut level)
+                        == 0
+                    {
+                        client
+                            .context()
+                            .log(log_level(level), &text(facility), &text(message));
+                    }
+                }
+                rdsys::RD_KAFKA_EVENT_ERROR => {
+                    let code = rdsys::rd_kafka_event_error(event);
+                    let reason = text(rdsys::rd_kafka_event_error_string(event));
+                    client
+                        .context()
+                        .error(KafkaError::Global(code.into()), &reason);
+                }
+                // Statistics and anything else: nothing to do for an admin client.
+                _ => {}
+            }
+            rdsys::rd_kafka_event_destroy(event);
+        }
+        rdsys::rd_kafka_queue_destroy(queue);
+    }
+}
+
+/// A syslog level as librdkafka reports it.
+fn log_level(level: i32) -> RDKafkaLogLevel {
+    match level {
+        0 => RDKafkaLogLevel::Emerg,
+        1 => RDKafkaLogLevel::Alert,
+        2 => RDKafkaLogLevel::Critical,
+        3 => RDKafkaLogLevel::Error,
+        4 => RDKafkaLogLevel::Warning,
+        5 => RDKafkaLogLevel::Notice,
+        6 => RDKafkaLogLevel::Info,
+        _ => RDKafkaLogLevel::Debug,
+    }
+}
+
 /// Implements `ClientContext` for a context that wraps a [`ClientLog`] in the field `$field`:
 /// logs, errors and statistics all go through it. (A context that forgot `stats` would fall
 /// back to rdkafka's default, which logs the whole statistics struct at INFO: PITFALLS 19.)
