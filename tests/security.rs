@@ -106,10 +106,9 @@ mod real_broker {
         static SECURED: OnceLock<Secured> = OnceLock::new();
         SECURED.get_or_init(|| {
             let started = Instant::now();
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join("security")
-                .join(std::process::id().to_string());
-            let _ = std::fs::remove_dir_all(&dir);
+            let runs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("security");
+            remove_finished_runs(&runs);
+            let dir = runs.join(std::process::id().to_string());
             let pki = Pki::new(&dir.join("pki"), "kafkad test CA");
             // The broker's certificate names 127.0.0.1 and nothing else: `localhost` is a
             // host name it does not cover.
@@ -275,6 +274,26 @@ allow.everyone.if.no.acl.found=false
         })
     }
 
+    /// Removes what earlier runs of this test binary left under `runs` (one directory per
+    /// process id: certificates, and the logs of tests that failed), unless that run is still
+    /// going.
+    fn remove_finished_runs(runs: &Path) {
+        let Ok(entries) = std::fs::read_dir(runs) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let alive = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+                // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+                .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+            if !alive {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     /// Creates `topics` (name, partitions; one replica) over the PLAINTEXT listener.
     fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -396,20 +415,20 @@ allow.everyone.if.no.acl.found=false
         env.iter().chain(more).cloned().collect()
     }
 
-    /// `topic ensure`, a single consumer and a producer of `count` messages, all with `env`:
-    /// waits until the consumer processed everything, stops it gracefully, and reconciles.
+    /// `topic ensure`, a single consumer and a producer of `count` messages, all with `env`
+    /// and `RUST_LOG=log_filter`: waits until the consumer processed everything, stops it
+    /// gracefully, and reconciles.
     fn produce_and_consume(
         dir: &Path,
         env: &[(&'static str, String)],
+        log_filter: &str,
         count: u64,
     ) -> Reconciliation {
-        let (code, log) = run(
-            dir,
-            "topic-ensure",
-            &["topic", "ensure", "--wait", "30s"],
-            env,
-            WAIT,
-        );
+        let spawn = |name: &str, args: &[&str], env: &[(&'static str, String)]| {
+            Kafkad::spawn_with_log_filter(name, dir, args, env, log_filter)
+        };
+        let mut ensure = spawn("topic-ensure", &["topic", "ensure", "--wait", "30s"], env);
+        let (code, log) = (ensure.wait(WAIT).code(), ensure.log_text());
         assert_eq!(
             code,
             Some(0),
@@ -424,7 +443,7 @@ allow.everyone.if.no.acl.found=false
                 ("KAFKAD_SINK__PATH", sink.display().to_string()),
             ],
         );
-        let mut consumer = Kafkad::spawn("single", dir, &["--role", "single"], &consumer_env);
+        let mut consumer = spawn("single", &["--role", "single"], &consumer_env);
         wait_ready(&mut consumer);
 
         let producer_env = with(
@@ -435,7 +454,7 @@ allow.everyone.if.no.acl.found=false
                 ("KAFKAD_PRODUCER__PRODUCER_ID", "secure-producer".to_owned()),
             ],
         );
-        let mut producer = Kafkad::spawn("producer", dir, &["--role", "producer"], &producer_env);
+        let mut producer = spawn("producer", &["--role", "producer"], &producer_env);
         assert_eq!(
             producer.wait(WAIT).code(),
             Some(0),
@@ -535,7 +554,12 @@ allow.everyone.if.no.acl.found=false
             )
         };
 
-        let r = produce_and_consume(dir.path(), &tls(&s.ssl, &s.pki.ca), 500);
+        let r = produce_and_consume(
+            dir.path(),
+            &tls(&s.ssl, &s.pki.ca),
+            "info,librdkafka=warn",
+            500,
+        );
         println!(
             "TLS: consumed {} lost {} duplicates {}",
             r.consumed, r.lost, r.duplicates
@@ -601,8 +625,8 @@ allow.everyone.if.no.acl.found=false
     /// Mutual TLS: the broker requires a client certificate; kafkad presents one whose key is
     /// encrypted, the password read from a file. Messages go through with nothing lost, as the
     /// certificate's principal (`User:CN=kafkad-client`, allowed on `mtls-*` by ACL). Without
-    /// the certificate the broker refuses the handshake and kafkad stops at once; the key
-    /// password appears in nothing the processes wrote.
+    /// the certificate the broker refuses the handshake and kafkad stops at once. The key
+    /// password appears in nothing the processes wrote, librdkafka's `debug=all` included.
     #[test]
     fn mutual_tls_with_an_encrypted_key_loses_nothing() {
         let s = secured();
@@ -623,6 +647,7 @@ allow.everyone.if.no.acl.found=false
                     text(&s.client.key.display().to_string()),
                 ),
                 ("ssl.key.password", from_file(&password_file)),
+                ("debug", text("all")),
             ],
         );
         let env = with(
@@ -633,7 +658,7 @@ allow.everyone.if.no.acl.found=false
             ],
         );
 
-        let r = produce_and_consume(dir.path(), &env, 500);
+        let r = produce_and_consume(dir.path(), &env, "info,librdkafka=debug", 500);
         println!(
             "mutual TLS: consumed {} lost {} duplicates {}",
             r.consumed, r.lost, r.duplicates
@@ -716,9 +741,10 @@ allow.everyone.if.no.acl.found=false
     /// docker-compose environment plus the SASL settings: producer-1, single-1 and batch-1 log
     /// in as `app-file` with `sasl.password = { file = ... }`, producer-2, single-2 and batch-2
     /// as `app-env` with `{ env = "APP_KAFKA_PASSWORD" }`; topic-init as `topic-admin`, the
-    /// only one allowed to create topics. Nothing is lost in either group. librdkafka's debug
-    /// output (`debug=all`) is on in every process, and no password appears in anything they
-    /// wrote, nor in `config print`.
+    /// only one allowed to create topics, with every setting in the environment
+    /// (`KAFKAD_KAFKA__SASL_PASSWORD` holding the password itself), as a container would get
+    /// them. Nothing is lost in either group. librdkafka's debug output (`debug=all`) is on in
+    /// every process, and no password appears in anything they wrote, nor in `config print`.
     #[test]
     fn sasl_scram_seed_topology_with_file_and_env_credentials_loses_nothing() {
         let s = secured();
@@ -729,7 +755,6 @@ allow.everyone.if.no.acl.found=false
             .log_filter("info,librdkafka=debug");
         let dir = scenario.dir().to_owned();
         let password_file = secret_file(&dir, "app-file-password", s.password(APP_FILE));
-        let admin_file = secret_file(&dir, "admin-password", s.password(TOPIC_ADMIN));
         let config = |service: &str| -> String {
             let role = service.split('-').next().expect("service name");
             let (user, password) = if service.ends_with("-1") {
@@ -750,16 +775,20 @@ allow.everyone.if.no.acl.found=false
             ]
         };
 
-        let admin_config = toml_file(
-            &dir.join("topic-init.toml"),
-            None,
-            &sasl_entries(s, TOPIC_ADMIN, from_file(&admin_file)),
-        );
-        let mut ensure = scenario.start(
-            "topic-init",
-            "topic-init",
-            &[("KAFKAD_CONFIG", admin_config)],
-        );
+        let admin_env: Vec<(&str, String)> = vec![
+            ("KAFKAD_KAFKA__SECURITY_PROTOCOL", "SASL_SSL".to_owned()),
+            ("KAFKAD_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            (
+                "KAFKAD_KAFKA__SSL_CA_LOCATION",
+                s.pki.ca.display().to_string(),
+            ),
+            ("KAFKAD_KAFKA__SASL_USERNAME", TOPIC_ADMIN.to_owned()),
+            (
+                "KAFKAD_KAFKA__SASL_PASSWORD",
+                s.password(TOPIC_ADMIN).to_owned(),
+            ),
+        ];
+        let mut ensure = scenario.start("topic-init", "topic-init", &admin_env);
         assert_eq!(
             ensure.wait(EXIT_TIMEOUT).code(),
             Some(0),
@@ -842,24 +871,34 @@ allow.everyone.if.no.acl.found=false
                 process.name
             );
         }
-        for service in ["producer-1", "single-2"] {
+        for (service, shown) in [
+            ("producer-1", "\"sasl.password\" = { file = "),
+            (
+                "single-2",
+                "\"sasl.password\" = { env = \"APP_KAFKA_PASSWORD\" }",
+            ),
+            ("topic-init", "\"sasl.password\" = \"<redacted>\""),
+        ] {
             let mut env: Vec<(&str, String)> = scenario
                 .extra
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.clone()))
                 .collect();
-            env.extend(process_env(service));
+            if service == "topic-init" {
+                env.extend(admin_env.iter().cloned());
+                env.push(("KAFKAD_ROLE", "producer".to_owned()));
+            } else {
+                env.extend(process_env(service));
+            }
             let mut print = Kafkad::spawn(
                 &format!("config-print-{service}"),
                 &dir,
                 &["config", "print"],
                 &env,
             );
-            let printed = {
-                assert_eq!(print.wait(WAIT).code(), Some(0), "{}", print.log_text());
-                print.log_text()
-            };
-            assert!(printed.contains("\"sasl.password\" = {"), "{printed}");
+            assert_eq!(print.wait(WAIT).code(), Some(0), "{}", print.log_text());
+            let printed = print.log_text();
+            assert!(printed.contains(shown), "{service}: {printed}");
         }
         assert_no_secret_in(&dir, &s.secrets());
     }
