@@ -13,7 +13,8 @@
 #   scripts/kafka-cluster.sh restart I               start node I again (stopping it first if
 #                                                    it runs); waits until it serves again
 #   scripts/kafka-cluster.sh bootstrap [LISTENER]    print the bootstrap list (of PLAINTEXT, or
-#                                                    of another listener --listeners added)
+#                                                    of another listener --listeners added, by
+#                                                    its name)
 #   scripts/kafka-cluster.sh tool NAME ARGS...       run one of Kafka's tools against the cluster
 #                                                    (kafka-topics, kafka-consumer-groups,
 #                                                    kafka-configs, kafka-console-consumer,
@@ -26,7 +27,10 @@
 # Nodes are numbered 0..N-1. `--port P` puts the client listeners on P, P+1, ... (9092 makes the
 # shipped config/*.toml work as they are); without it every port is a free one. Every node has a
 # PLAINTEXT listener (brokers talk to each other over it); `--listeners SSL,SASL_SSL` adds more
-# on free ports, whose TLS and SASL settings come from KAFKA_NODE_CONFIG. A node that does
+# on free ports, whose TLS and SASL settings come from KAFKA_NODE_CONFIG. A listener is a
+# security protocol (SSL, SASL_SSL, SASL_PLAINTEXT), named after it, or NAME:PROTOCOL for a
+# second listener of the same protocol with settings of its own (`--listeners SSL,MTLS:SSL`,
+# then `listener.name.mtls.ssl.client.auth=required` in KAFKA_NODE_CONFIG). A node that does
 # not come up names its log file. Every node `start` started is stopped when the caller exits:
 # a watcher stops the cluster once the owner process (--owner, default the caller) is gone, so a
 # test binary that crashes leaves no Java process behind. `run` stops it through a trap.
@@ -194,12 +198,21 @@ start() {
     esac
   done
   [ "$brokers" = 1 ] || [ "$brokers" = 3 ] || fail "start: --brokers takes 1 or 3, not $brokers"
-  local listener
+  local listener name protocol protocol_map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  local named=() names=" PLAINTEXT CONTROLLER "
   for listener in $extra_listeners; do
-    case "$listener" in
+    name="${listener%%:*}"
+    protocol="${listener#*:}"
+    case "$protocol" in
       SSL | SASL_SSL | SASL_PLAINTEXT) ;;
-      *) fail "start: --listeners takes SSL, SASL_SSL and SASL_PLAINTEXT, not $listener" ;;
+      *) fail "start: --listeners takes SSL, SASL_SSL, SASL_PLAINTEXT or NAME:one of them, not $listener" ;;
     esac
+    [[ "$name" =~ ^[A-Z][A-Z0-9_]*$ ]] ||
+      fail "start: listener name $name: upper-case letters, digits and _ only"
+    [[ "$names" != *" $name "* ]] || fail "start: listener $name given twice (or reserved)"
+    names+="$name "
+    named+=("$name")
+    protocol_map+=",$name:$protocol"
   done
   need "$java" "a JDK 17 or newer runs the Kafka brokers (scripts/install-deps.sh test installs one)"
   need python3 "it picks free ports"
@@ -238,15 +251,15 @@ start() {
     listeners[$i]="PLAINTEXT://127.0.0.1:${client_ports[$i]}"
   done
   advertised=("${listeners[@]}")
-  for listener in $extra_listeners; do
+  for name in ${named[@]+"${named[@]}"}; do
     local list="" port
     for i in $(seq 0 $((brokers - 1))); do
       port="$(free_port)"
-      listeners[$i]+=",$listener://127.0.0.1:$port"
-      advertised[$i]+=",$listener://127.0.0.1:$port"
+      listeners[$i]+=",$name://127.0.0.1:$port"
+      advertised[$i]+=",$name://127.0.0.1:$port"
       list+="${list:+,}127.0.0.1:$port"
     done
-    echo "$list" >"$state/bootstrap-$listener"
+    echo "$list" >"$state/bootstrap-$name"
   done
   local scram_args=() user
   for user in ${KAFKA_SCRAM_USERS:-}; do
@@ -270,7 +283,7 @@ listeners=${listeners[$i]},CONTROLLER://127.0.0.1:${controller_ports[$i]}
 advertised.listeners=${advertised[$i]}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=$protocol_map
 log.dirs=$dir/data
 num.partitions=3
 default.replication.factor=$((brokers > 1 ? 2 : 1))

@@ -3,8 +3,9 @@
 //! errors that retrying cannot fix are kept for the role to stop on.
 //!
 //! librdkafka retries every connection failure forever, which is right for a broker that is
-//! down or restarting, and wrong for a TLS handshake that fails because the CA is not trusted
-//! or a SASL login with a wrong password: those would retry silently for ever. Such errors
+//! down or restarting, and wrong for a TLS handshake that fails because the CA is not trusted,
+//! a broker that refuses the client's certificate, or a SASL login with a wrong password: those
+//! would retry silently for ever. Such errors
 //! are recorded here; the roles check for one between messages and exit 1 with librdkafka's
 //! own description, which names the broker and the cause.
 
@@ -51,6 +52,14 @@ pub fn is_unrecoverable(code: Option<RDKafkaErrorCode>) -> bool {
                 | RDKafkaErrorCode::SaslAuthenticationFailed
         )
     )
+}
+
+/// Whether a transport failure is the broker refusing this client's side of the TLS
+/// handshake: a missing or untrusted client certificate where the listener requires one. The
+/// broker answers with a TLS alert and closes; librdkafka reports that as a transport failure
+/// carrying OpenSSL's "SSL alert number N". Retrying sends the same certificate again.
+pub fn is_refused_by_tls_alert(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
+    code == Some(RDKafkaErrorCode::BrokerTransportFailure) && reason.contains("SSL alert number")
 }
 
 impl ClientLog {
@@ -133,19 +142,96 @@ impl ClientContext for ClientLog {
         // librdkafka recovers by itself, so they are warnings. Anything else is an error.
         let reason = self.redactor.redact(reason);
         let code = error.rdkafka_error_code();
+        let fatal = is_unrecoverable(code) || is_refused_by_tls_alert(code, &reason);
         match code {
             Some(
                 RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::Resolve,
-            ) => {
+            ) if !fatal => {
                 tracing::warn!(client = %self.name, %error, "{reason}")
             }
             _ => tracing::error!(client = %self.name, %error, "{reason}"),
         }
-        if is_unrecoverable(code) {
+        if fatal {
             self.record_failure(reason.into_owned());
         }
+    }
+}
+
+/// Serves `client`'s main queue once, without waiting: librdkafka's log lines and error
+/// events go to the client's context, as a consumer's or producer's own poll does. rdkafka's
+/// `AdminClient` polls only its admin results; without this, an admin client never shows a
+/// librdkafka log line, and an untrusted certificate or a refused login never reaches
+/// [`ClientLog`]'s error handling, so it looks like a broker that is merely unreachable.
+pub fn serve_main_queue<C: ClientContext>(client: &rdkafka::client::Client<C>) {
+    use rdkafka::bindings as rdsys;
+    use std::ffi::CStr;
+
+    let text = |ptr: *const std::ffi::c_char| -> String {
+        if ptr.is_null() {
+            String::new()
+        } else {
+            // SAFETY: librdkafka hands out NUL-terminated strings owned by the event, which
+            // is alive here; the text is copied before the event is destroyed.
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .trim()
+                .to_owned()
+        }
+    };
+    // SAFETY: the native handle is alive as long as `client`. The queue reference and every
+    // event polled from it are destroyed here, each exactly once, after their last use.
+    unsafe {
+        let queue = rdsys::rd_kafka_queue_get_main(client.native_ptr());
+        if queue.is_null() {
+            return;
+        }
+        loop {
+            let event = rdsys::rd_kafka_queue_poll(queue, 0);
+            if event.is_null() {
+                break;
+            }
+            match rdsys::rd_kafka_event_type(event) {
+                rdsys::RD_KAFKA_EVENT_LOG => {
+                    let mut facility = std::ptr::null();
+                    let mut message = std::ptr::null();
+                    let mut level = 0;
+                    if rdsys::rd_kafka_event_log(event, &mut facility, &mut message, &mut level)
+                        == 0
+                    {
+                        client
+                            .context()
+                            .log(log_level(level), &text(facility), &text(message));
+                    }
+                }
+                rdsys::RD_KAFKA_EVENT_ERROR => {
+                    let code = rdsys::rd_kafka_event_error(event);
+                    let reason = text(rdsys::rd_kafka_event_error_string(event));
+                    client
+                        .context()
+                        .error(KafkaError::Global(code.into()), &reason);
+                }
+                // Statistics and anything else: nothing to do for an admin client.
+                _ => {}
+            }
+            rdsys::rd_kafka_event_destroy(event);
+        }
+        rdsys::rd_kafka_queue_destroy(queue);
+    }
+}
+
+/// A syslog level as librdkafka reports it.
+fn log_level(level: i32) -> RDKafkaLogLevel {
+    match level {
+        0 => RDKafkaLogLevel::Emerg,
+        1 => RDKafkaLogLevel::Alert,
+        2 => RDKafkaLogLevel::Critical,
+        3 => RDKafkaLogLevel::Error,
+        4 => RDKafkaLogLevel::Warning,
+        5 => RDKafkaLogLevel::Notice,
+        6 => RDKafkaLogLevel::Info,
+        _ => RDKafkaLogLevel::Debug,
     }
 }
 
@@ -169,4 +255,24 @@ macro_rules! delegate_client_context {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_alert_from_the_broker_is_a_refusal_a_lost_connection_is_not() {
+        let alert = "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42 (after 4ms in state APIVERSION_QUERY)";
+        let transport = Some(RDKafkaErrorCode::BrokerTransportFailure);
+        assert!(is_refused_by_tls_alert(transport, alert));
+        assert!(!is_refused_by_tls_alert(
+            transport,
+            "ssl://127.0.0.1:9093/bootstrap: Connect to ipv4#127.0.0.1:9093 failed: Connection refused"
+        ));
+        assert!(!is_refused_by_tls_alert(
+            Some(RDKafkaErrorCode::AllBrokersDown),
+            alert
+        ));
+    }
 }

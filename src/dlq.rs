@@ -112,9 +112,11 @@ pub enum DeadLetterError {
 }
 
 /// Whether a failed delivery will fail the same way however often it is retried: the record
-/// does not fit, the principal may not write the topic, the topic does not exist or the broker
-/// calls the record or request invalid. Everything else (transport, leadership, in-sync
-/// replicas, timeouts) can clear by itself.
+/// does not fit, the principal may not write the topic, the topic does not exist, the broker
+/// calls the record or request invalid, or the producer itself hit a fatal error (e.g. it was
+/// refused an idempotent producer id: every later send fails until a new producer is made,
+/// which a restart does). Everything else (transport, leadership, in-sync replicas,
+/// timeouts) can clear by itself.
 pub fn is_permanent(error: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
@@ -133,6 +135,7 @@ pub fn is_permanent(error: &KafkaError) -> bool {
                 | InvalidRequiredAcks
                 | UnsupportedForMessageFormat
                 | InvalidMessageSize
+                | Fatal
         )
     )
 }

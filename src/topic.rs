@@ -136,6 +136,12 @@ pub enum TopicError {
     },
     #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
+    #[error("not authorized to describe topic {topic}: {reason}; the principal needs Describe on it (and Create to create it)")]
+    NotAuthorized { topic: String, reason: String },
+    #[error(
+        "cannot connect to the Kafka brokers at {bootstrap}, and retrying will not help: {reason}"
+    )]
+    Connection { bootstrap: String, reason: String },
     #[error("cannot read the configuration of topic {topic}: {reason}")]
     Describe { topic: String, reason: String },
     #[error("cannot create the admin client: {0}")]
@@ -206,6 +212,7 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
             warnings,
         });
     }
+    crate::client::serve_main_queue(admin.inner());
     for ensured in &results {
         tracing::info!(topic = %ensured.topic, durability = %ensured.durability, "durability settings");
         for warning in &ensured.warnings {
@@ -265,13 +272,22 @@ impl Target<'_> {
                 Ok(None) => create(self.admin, name, expected, config)
                     .await
                     .map(|we_created| created = we_created),
-                Err(error) => Err(Failure::Transient(error)),
+                Err(failure) => Err(failure),
             };
+            crate::client::serve_main_queue(self.admin.inner());
             let Err(failure) = step else { continue };
             let error = match failure {
                 Failure::Permanent(error) => return Err(error),
                 Failure::Transient(error) => error,
             };
+            // An untrusted certificate or refused login looks like an unreachable broker to
+            // the request that failed; the client's error callback knows better.
+            if let Some(reason) = self.admin.inner().context().failure() {
+                return Err(TopicError::Connection {
+                    bootstrap: self.bootstrap.to_owned(),
+                    reason,
+                });
+            }
             if started.elapsed() >= self.wait {
                 return Err(TopicError::Unreachable {
                     bootstrap: self.bootstrap.to_owned(),
@@ -360,11 +376,12 @@ fn check(name: &str, actual: Shape, expected: Shape) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// The topic's shape, `None` if it does not exist, or a transient error's text.
+/// The topic's shape, `None` if it does not exist; an error worth retrying, or a refusal that
+/// retrying will not change.
 async fn describe(
     admin: &Arc<AdminClient<ClientLog>>,
     name: &str,
-) -> Result<Option<Shape>, String> {
+) -> Result<Option<Shape>, Failure> {
     let metadata = {
         // A blocking librdkafka call: off the async workers.
         let (admin, topic) = (Arc::clone(admin), name.to_owned());
@@ -372,8 +389,8 @@ async fn describe(
             admin.inner().fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Failure::Transient(e.to_string()))?
+        .map_err(|e| Failure::Transient(e.to_string()))?
     };
     let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
         return Ok(None);
@@ -393,10 +410,16 @@ async fn describe(
             }))
         }
         Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
-        Some(error) => Err(format!(
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) => {
+            Err(Failure::Permanent(TopicError::NotAuthorized {
+                topic: name.to_owned(),
+                reason: RDKafkaErrorCode::TopicAuthorizationFailed.to_string(),
+            }))
+        }
+        Some(error) => Err(Failure::Transient(format!(
             "metadata for {name}: {}",
             RDKafkaErrorCode::from(error)
-        )),
+        ))),
     }
 }
 

@@ -6,11 +6,12 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafkad::reconcile::MessageKey;
 use support::kafka::KafkaCluster;
 use support::scenario::*;
+use support::{http_get, message, produce_raw, read_topic, sample, RawRecord};
 
 /// How long the cluster may take to have every replica back in sync after a broker returns.
 const RESYNC_TIMEOUT: Duration = Duration::from_secs(180);
@@ -96,6 +97,86 @@ mod real_broker {
             produced.len(),
             &table,
         );
+    }
+
+    /// A dead-letter topic that refuses writes for now (a replica down, too few in sync): the copy
+    /// is retried, the loop makes no progress, and `/healthz` answers 503 within
+    /// `stall_timeout`, with `kafkad_seconds_since_progress` past it. Once the topic accepts
+    /// writes the copy is made and the consumer is healthy again.
+    #[test]
+    fn a_dead_letter_copy_refused_for_now_turns_healthz_503_within_stall_timeout() {
+        let cluster = KafkaCluster::start(3);
+        let stall_timeout = Duration::from_secs(5);
+        let scenario =
+            Scenario::isolated(&cluster, "dlq-transient").with("KAFKAD_STALL_TIMEOUT", "5s");
+        let dlq = format!("{}.dlq", scenario.topic);
+        for (topic, min_isr) in [(&scenario.topic, "1"), (&dlq, "2")] {
+            cluster.tool(
+                "kafka-topics",
+                &[
+                    "--create",
+                    "--topic",
+                    topic,
+                    "--partitions",
+                    "1",
+                    "--replication-factor",
+                    "2",
+                    "--config",
+                    &format!("min.insync.replicas={min_isr}"),
+                ],
+            );
+        }
+        // With one of its two replicas down the dead-letter topic refuses every write with
+        // NOT_ENOUGH_REPLICAS, an error that clears once the broker is back.
+        let down = cluster.partitions(&dlq)[0].replicas[0];
+        cluster.stop_broker(down);
+        let mut records = vec![RawRecord::value(b"not json".to_vec())];
+        records.extend((1..=5).map(|id| RawRecord::value(message("p", id))));
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(produce_raw(&cluster.bootstrap, &scenario.topic, &records));
+
+        let mut consumer = scenario.consumer("batch-1", "batch-1");
+        wait_ready(&mut consumer);
+        let ready = Instant::now();
+        let addr = http_addr(&consumer).expect("endpoint address");
+        let deadline = ready + stall_timeout + Duration::from_secs(10);
+        let stalled_after = loop {
+            assert!(
+                Instant::now() < deadline,
+                "/healthz still 200 {:?} after the consumer got its partition:\n{}",
+                ready.elapsed(),
+                consumer.log_tail()
+            );
+            if http_get(&addr, "/healthz").is_some_and(|(status, _)| status == 503) {
+                break ready.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (_, body) = http_get(&addr, "/healthz").expect("healthz");
+        assert!(body.contains("stalled"), "{body}");
+        let (_, metrics) = http_get(&addr, "/metrics").expect("metrics");
+        let since = sample(&metrics, "kafkad_seconds_since_progress", &[]).expect("gauge");
+        assert!(since >= stall_timeout.as_secs_f64(), "{since} s: {metrics}");
+        println!("/healthz 503 {stalled_after:?} after the partition was assigned ({since:.1} s without progress)");
+        assert!(stalled_after >= stall_timeout - Duration::from_secs(1));
+        assert!(
+            consumer.running(),
+            "a transient refusal does not stop the consumer"
+        );
+
+        cluster.restart(down);
+        let produced: HashSet<MessageKey> = produced_ids("p", 5).collect();
+        scenario.wait_for_group(&scenario.batch_group, &["batch-1"], &produced);
+        let healthy = Instant::now() + CONSUME_TIMEOUT;
+        while http_get(&addr, "/healthz").is_none_or(|(status, _)| status != 200) {
+            assert!(Instant::now() < healthy, "never healthy again");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop_gracefully(std::slice::from_mut(&mut consumer));
+        let r = scenario.reconcile(&produced, &["batch-1"]);
+        assert_eq!((r.lost, r.unexpected, r.duplicates), (0, 0, 0));
+        assert_eq!(read_topic(&cluster.bootstrap, &dlq, 1).len(), 1);
     }
 }
 

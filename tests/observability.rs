@@ -15,7 +15,6 @@ use kafkad::sink::MemorySink;
 use kafkad::telemetry::http;
 use kafkad::telemetry::metrics::{ProducerMetrics, RoleMetrics};
 use support::process::Kafkad;
-use support::tansu::free_port;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -52,6 +52,7 @@ struct PartitionState {
 pub(crate) struct ConsumerHooks {
     log: ClientLog,
     topic: String,
+    group: String,
     metrics: ConsumerMetrics,
     /// With auto commit off, nothing else commits the stored offsets of revoked partitions.
     commit_on_revoke: bool,
@@ -62,12 +63,14 @@ impl ConsumerHooks {
     pub fn new(
         log: ClientLog,
         topic: &str,
+        group: &str,
         metrics: ConsumerMetrics,
         commit_on_revoke: bool,
     ) -> Self {
         ConsumerHooks {
             log,
             topic: topic.to_owned(),
+            group: group.to_owned(),
             metrics,
             commit_on_revoke,
             state: Mutex::default(),
@@ -221,6 +224,7 @@ pub(crate) fn create(
         ClientLog::new(format!("consumer {group}"), kafka.redactor())
             .with_stats(metrics.client.clone()),
         &settings.topic.name,
+        &group,
         metrics.clone(),
         kafka.flag("enable.auto.commit") == Some(false),
     );
@@ -283,14 +287,27 @@ pub(crate) fn observe_latency(metrics: &ConsumerMetrics, message: &KafkaMessage<
 
 /// A poll error: transient ones (a broker went away) are logged and polling continues, as
 /// librdkafka recovers by itself; fatal ones stop the role.
+///
+/// A refused authorization of the group or the topic stops it too. librdkafka hands it to the
+/// application once and then keeps asking the broker quietly, so a consumer that carried on
+/// would sit idle behind green health checks until someone changed the ACLs; stopping makes
+/// the missing permission visible where the process is supervised.
 pub(crate) fn poll_error(consumer: &KafkadConsumer, error: KafkaError) -> Result<(), RoleError> {
+    let hooks = consumer.context();
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::Fatal) => Err(RoleError::FatalConsumer(error.to_string())),
+        Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Err(RoleError::NotAuthorized {
+            resource: format!("consumer group {}", hooks.group),
+            reason: error.to_string(),
+        }),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(RoleError::NotAuthorized {
+            resource: format!("topic {}", hooks.topic),
+            reason: error.to_string(),
+        }),
         // `poll` hands back a bare code ("SSL error"); the client's error description or
         // librdkafka's last error line names the broker and the cause.
         code if crate::client::is_unrecoverable(code) => Err(RoleError::Connection(
-            consumer
-                .context()
+            hooks
                 .log
                 .failure_description()
                 .unwrap_or_else(|| error.to_string()),

@@ -59,6 +59,10 @@ pub enum RoleError {
     Connection(String),
     #[error(transparent)]
     DeadLetter(crate::dlq::DeadLetterError),
+    #[error(
+        "not authorized to use {resource}: {reason}; the principal needs an ACL that allows it"
+    )]
+    NotAuthorized { resource: String, reason: String },
     #[error("the role's thread failed: {0}")]
     Thread(String),
     #[error("the {0} role was given another role's metrics")]

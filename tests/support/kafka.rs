@@ -22,6 +22,19 @@ pub struct KafkaCluster {
     stop_on_drop: bool,
 }
 
+/// What a cluster gets beyond the defaults (see scripts/kafka-cluster.sh).
+#[derive(Debug, Default)]
+pub struct ClusterOptions<'a> {
+    /// Server properties appended to every node's configuration (`@NODE@` and `@DIR@` stand
+    /// for the node number and its directory).
+    pub node_config: Option<&'a Path>,
+    /// Listeners beside PLAINTEXT: `SSL`, `SASL_SSL`, `SASL_PLAINTEXT`, or `NAME:PROTOCOL`.
+    pub listeners: &'a [&'a str],
+    /// SCRAM-SHA-512 users (name, password) written into the metadata at format time.
+    /// Names and passwords must not hold spaces, `=`, `,` or `]`.
+    pub scram_users: &'a [(&'a str, &'a str)],
+}
+
 /// One partition as `kafka-topics --describe` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
@@ -58,7 +71,8 @@ impl KafkaCluster {
     pub fn shared_of(brokers: usize) -> &'static KafkaCluster {
         static SHARED: OnceLock<KafkaCluster> = OnceLock::new();
         let cluster = SHARED.get_or_init(|| {
-            let mut cluster = KafkaCluster::start_named("shared", brokers, None);
+            let mut cluster =
+                KafkaCluster::start_named("shared", brokers, &ClusterOptions::default());
             cluster.stop_on_drop = false;
             cluster
         });
@@ -77,12 +91,23 @@ impl KafkaCluster {
     /// As [`start`](Self::start), with extra server properties appended to every node's
     /// configuration (`@NODE@` and `@DIR@` stand for the node number and its directory).
     pub fn start_with_config(brokers: usize, node_config: Option<&Path>) -> KafkaCluster {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self::start_named(&format!("own-{n}"), brokers, node_config)
+        Self::start_with_options(
+            brokers,
+            &ClusterOptions {
+                node_config,
+                ..ClusterOptions::default()
+            },
+        )
     }
 
-    fn start_named(name: &str, brokers: usize, node_config: Option<&Path>) -> KafkaCluster {
+    /// As [`start`](Self::start), with extra listeners, server properties and SCRAM users.
+    pub fn start_with_options(brokers: usize, options: &ClusterOptions<'_>) -> KafkaCluster {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self::start_named(&format!("own-{n}"), brokers, options)
+    }
+
+    fn start_named(name: &str, brokers: usize, options: &ClusterOptions<'_>) -> KafkaCluster {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("kafka-clusters")
             .join(format!("{}-{}-{name}", binary_name(), std::process::id()));
@@ -92,8 +117,19 @@ impl KafkaCluster {
             .args(["start", "--brokers", &brokers.to_string()])
             .env("KAFKA_CLUSTER_DIR", &dir)
             .stdin(Stdio::null());
-        if let Some(config) = node_config {
+        if let Some(config) = options.node_config {
             command.env("KAFKA_NODE_CONFIG", config);
+        }
+        if !options.listeners.is_empty() {
+            command.args(["--listeners", &options.listeners.join(",")]);
+        }
+        if !options.scram_users.is_empty() {
+            let users: Vec<String> = options
+                .scram_users
+                .iter()
+                .map(|(user, password)| format!("{user}={password}"))
+                .collect();
+            command.env("KAFKA_SCRAM_USERS", users.join(" "));
         }
         let output = command.output().expect("scripts/kafka-cluster.sh runs");
         assert!(
@@ -134,6 +170,11 @@ impl KafkaCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The bootstrap list of an extra listener (`SSL`, `SASL_SSL`, or a listener's own name).
+    pub fn listener_bootstrap(&self, listener: &str) -> String {
+        self.script_ok(&["bootstrap", listener]).trim().to_owned()
     }
 
     /// Runs one of Kafka's own tools (`kafka-topics`, `kafka-consumer-groups`, ...) against the

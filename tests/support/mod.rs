@@ -6,7 +6,6 @@ pub mod deploy;
 pub mod kafka;
 pub mod process;
 pub mod scenario;
-pub mod tansu;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -114,6 +113,14 @@ pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> Co
         stop,
         task,
     }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 /// Polls `condition` every 50 ms until it holds; panics naming `what` after `timeout`.

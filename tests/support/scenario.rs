@@ -31,6 +31,8 @@ pub struct Scenario<'c> {
     pub batch_group: String,
     /// Settings every process of this scenario gets on top of its compose environment.
     pub extra: Vec<(String, String)>,
+    /// `RUST_LOG` of every process.
+    log_filter: String,
     /// Sinks and process logs; kept under target/ when the test fails.
     dir: PathBuf,
     /// How many times `topic ensure` ran.
@@ -88,6 +90,7 @@ impl<'c> Scenario<'c> {
             single_group: single_group.to_owned(),
             batch_group: batch_group.to_owned(),
             extra: Vec::new(),
+            log_filter: "info,librdkafka=warn".to_owned(),
             dir,
             ensure_runs: std::cell::Cell::new(0),
         }
@@ -96,6 +99,13 @@ impl<'c> Scenario<'c> {
     /// Adds a setting every process of the scenario gets (e.g. `group.protocol`).
     pub fn with(mut self, key: &str, value: &str) -> Self {
         self.extra.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets `RUST_LOG` for every process (e.g. `info,librdkafka=debug` to keep librdkafka's
+    /// debug output in the logs).
+    pub fn log_filter(mut self, filter: &str) -> Self {
+        filter.clone_into(&mut self.log_filter);
         self
     }
 
@@ -162,7 +172,7 @@ impl<'c> Scenario<'c> {
             None => Vec::new(),
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Kafkad::spawn(name, &self.dir, &args, &env)
+        Kafkad::spawn_with_log_filter(name, &self.dir, &args, &env, &self.log_filter)
     }
 
     /// `kafkad topic ensure` under topic-init's environment, which must succeed; returns the
