@@ -77,14 +77,24 @@ pub struct ProducerReport {
     pub accepted: u64,
     pub delivered: u64,
     pub failed: u64,
-    /// Ids whose delivery failed (so `1..=accepted` minus these were delivered).
+    /// Ids whose delivery failed, the first [`FAILED_IDS_KEPT`] of them (`failed` counts
+    /// them all): a producer failing for hours keeps a bounded sample, not every id.
     pub failed_ids: Vec<i64>,
 }
 
+/// How many failed message ids a producer keeps for its report.
+pub const FAILED_IDS_KEPT: usize = 10_000;
+
 impl ProducerReport {
-    /// The ids the broker acknowledged.
+    /// The ids the broker acknowledged: `1..=accepted` minus the failed ones. Exact while no
+    /// more than [`FAILED_IDS_KEPT`] failed (see [`Self::failed_ids_complete`]).
     pub fn delivered_ids(&self) -> impl Iterator<Item = i64> + '_ {
         (1..=self.accepted as i64).filter(|id| !self.failed_ids.contains(id))
+    }
+
+    /// Whether `failed_ids` holds every failed id.
+    pub fn failed_ids_complete(&self) -> bool {
+        self.failed_ids.len() as u64 == self.failed
     }
 }
 

@@ -65,7 +65,9 @@ impl ProducerContext for DeliveryCounter {
                     .and_then(|key| key.parse::<i64>().ok());
                 if let Some(id) = id {
                     if let Ok(mut failed) = self.failed_ids.lock() {
-                        failed.push(id);
+                        if failed.len() < super::FAILED_IDS_KEPT {
+                            failed.push(id);
+                        }
                     }
                 }
                 if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
@@ -226,14 +228,41 @@ async fn produce(
             .map(|ids| ids.clone())
             .unwrap_or_default(),
     };
+    let undelivered = report
+        .accepted
+        .saturating_sub(report.delivered + report.failed);
     tracing::info!(
         accepted = report.accepted,
         delivered = report.delivered,
         failed = report.failed,
+        undelivered,
         "producer stopped"
     );
-    sent?;
-    delivered(&producer, report)
+    let outcome = sent.and_then(|()| delivered(&producer, report));
+    release(producer).await;
+    outcome
+}
+
+/// Time kept back from `shutdown_timeout` for the final report and the exit after the last
+/// flush, so that the report is always logged and the exit code always says what happened,
+/// before the outer deadline (the backstop at `shutdown_timeout`) gives up on the role.
+const REPORT_RESERVE: Duration = Duration::from_secs(2);
+
+/// How long the final flush may take within `shutdown_timeout`.
+fn flush_budget(shutdown_timeout: Duration) -> Duration {
+    shutdown_timeout.saturating_sub(REPORT_RESERVE.min(shutdown_timeout / 4))
+}
+
+/// Drops the producer off the async workers: librdkafka's destroy joins its threads and
+/// purges what is still queued, which blocks. Bounded: the process is about to exit anyway.
+async fn release(producer: Arc<ThreadedProducer<DeliveryCounter>>) {
+    let dropped = tokio::task::spawn_blocking(move || drop(producer));
+    if tokio::time::timeout(REPORT_RESERVE / 2, dropped)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the producer did not close in time; exiting without waiting for it");
+    }
 }
 
 /// The producer with its delivery counter.
@@ -284,7 +313,9 @@ async fn send_all(
         }
         let id = sent as i64 + 1;
         factory.build(id);
-        send(producer, topic, &factory, id).await?;
+        if !send(producer, topic, &factory, id, shutdown).await? {
+            break; // shutdown while librdkafka's queue was full: this message was not taken
+        }
         metrics.accepted.inc();
         metrics.health.progress();
         sent += 1;
@@ -329,22 +360,28 @@ async fn pace(
     true
 }
 
-/// Hands the message `factory` built to librdkafka, waiting while its queue is full.
+/// Hands the message `factory` built to librdkafka, waiting while its queue is full; `false`
+/// when shutdown came while waiting (the message was not taken).
 async fn send(
     producer: &ThreadedProducer<DeliveryCounter>,
     topic: &str,
     factory: &MessageFactory,
     id: i64,
-) -> Result<(), RoleError> {
+    shutdown: &mut Shutdown,
+) -> Result<bool, RoleError> {
     loop {
         let record = BaseRecord::to(topic)
             .key(factory.key())
             .payload(factory.value());
         match producer.send(record) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // librdkafka's queue is full: wait for deliveries to make room.
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // librdkafka's queue is full: wait for deliveries to make room, or for the
+                // brokers, which may never come back: shutdown must not wait for them.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    _ = shutdown.wait() => return Ok(false),
+                }
             }
             Err((error, _)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
                 return Err(fatal_error(producer));
@@ -393,7 +430,8 @@ fn fatal_error(producer: &ThreadedProducer<DeliveryCounter>) -> RoleError {
 
 /// Waits until every accepted message has a delivery report. Without shutdown this waits as
 /// long as librdkafka needs (`delivery.timeout.ms` bounds it); once shutdown is asked for, at
-/// most `shutdown_timeout` more. Flushing blocks, so it runs off the async workers.
+/// most [`flush_budget`] more, inside `shutdown_timeout`. Flushing blocks, so it runs off the
+/// async workers.
 async fn drain(
     producer: &Arc<ThreadedProducer<DeliveryCounter>>,
     shutdown: &mut Shutdown,
@@ -410,8 +448,9 @@ async fn drain(
             return;
         }
         if shutdown.is_triggered() {
-            tracing::info!(in_flight = producer.in_flight_count(), timeout = ?shutdown_timeout, "flushing before exit");
-            if let Ok(Err(error)) = flush(shutdown_timeout).await {
+            let budget = flush_budget(shutdown_timeout);
+            tracing::info!(in_flight = producer.in_flight_count(), timeout = ?budget, "flushing before exit");
+            if let Ok(Err(error)) = flush(budget).await {
                 tracing::error!(%error, in_flight = producer.in_flight_count(), "flush did not complete");
             }
             return;
