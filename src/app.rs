@@ -30,9 +30,10 @@ pub enum AppError {
     ShutdownTimeout(std::time::Duration),
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicError),
-    #[error("cannot serve HTTP on {addr}: {source}")]
+    #[error("cannot serve HTTP on {addr} ([http] listen from {origin}): {source}")]
     Listen {
         addr: SocketAddr,
+        origin: String,
         source: std::io::Error,
     },
     #[error("{0}")]
@@ -99,15 +100,14 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 async fn run_role(cli: &Cli) -> Result<(), AppError> {
     let loaded = config::load(&cli.config.request(true))?;
     logging::init(&loaded.settings.log);
+    let listen_origin = loaded.origin("http.listen");
     let settings = Arc::new(loaded.settings);
     let role = settings.role.ok_or(ConfigError::NoRole)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::listen_for_signals(trigger)?;
 
     let metrics = RoleMetrics::for_role(role);
-    let _endpoint = http::serve_role(&settings, role, &metrics)
-        .await
-        .map_err(|(addr, source)| AppError::Listen { addr, source })?;
+    let _endpoint = serve_endpoint(&settings, role, &metrics, listen_origin).await?;
     let timeout = settings.shutdown_timeout;
     let mut watcher = shutdown.clone();
     let run = roles::run(Arc::clone(&settings), metrics, shutdown);
@@ -137,6 +137,42 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
         ),
     }
     Ok(())
+}
+
+/// Serves the role's HTTP endpoint on `[http] listen`. Several kafkad processes on one host
+/// (the seed's six, run by hand) cannot all have the default port 9464: when the default is
+/// taken, the endpoint moves to a free port on the same interface and says where. A port the
+/// operator chose is never moved: taken, it is an error naming the setting's source.
+async fn serve_endpoint(
+    settings: &config::Settings,
+    role: config::Role,
+    metrics: &RoleMetrics,
+    listen_origin: String,
+) -> Result<Option<http::Endpoint>, AppError> {
+    let listen = settings.http.listen;
+    match http::serve_role(settings, role, metrics, listen).await {
+        Err((addr, source))
+            if source.kind() == std::io::ErrorKind::AddrInUse && listen_origin == "default" =>
+        {
+            let any_port = SocketAddr::new(addr.ip(), 0);
+            let endpoint = http::serve_role(settings, role, metrics, Some(any_port))
+                .await
+                .map_err(|(addr, source)| AppError::Listen {
+                    addr,
+                    origin: "a free port, the default being taken".to_owned(),
+                    source,
+                })?;
+            if let Some(endpoint) = &endpoint {
+                tracing::warn!(default = %addr, serving = %endpoint.addr, "the default HTTP port is taken (another kafkad on this host?); serving /metrics, /healthz and /readyz on a free port instead; set [http] listen to choose one");
+            }
+            Ok(endpoint)
+        }
+        other => other.map_err(|(addr, source)| AppError::Listen {
+            addr,
+            origin: listen_origin,
+            source,
+        }),
+    }
 }
 
 async fn run_demo(args: DemoArgs) -> Result<(), AppError> {

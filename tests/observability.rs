@@ -406,3 +406,70 @@ async fn a_hanging_sink_fails_liveness_after_stall_timeout() {
     let report = run.stop().await.expect("stops cleanly");
     assert_eq!(report.processed, 3);
 }
+
+/// The seed's six processes on one host with the shipped configuration: each would take the
+/// default HTTP port 9464. Every process after the first serves on a free port instead and
+/// says where, rather than dying.
+#[test]
+fn processes_on_one_host_with_the_default_port_all_serve() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Hold the default port, as a first kafkad on this host would (if something else holds
+    // it already, that does as well).
+    let _first = std::net::TcpListener::bind("0.0.0.0:9464");
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    let mut processes: Vec<Kafkad> = ["single", "batch"]
+        .iter()
+        .map(|role| {
+            Kafkad::spawn(
+                role,
+                dir.path(),
+                &["--role", role, "--config", &format!("config/{role}.toml")],
+                &[("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", unreachable.clone())],
+            )
+        })
+        .collect();
+    for process in &mut processes {
+        let deadline = std::time::Instant::now() + WAIT;
+        // The warning names the address it serves on instead.
+        let addr = loop {
+            let log = process.log_text();
+            let moved = log
+                .lines()
+                .find(|l| l.contains("the default HTTP port is taken"))
+                .and_then(|l| l.split("serving=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            if let Some(addr) = moved {
+                break addr;
+            }
+            assert!(process.running(), "{} died: {log}", process.name);
+            assert!(std::time::Instant::now() < deadline, "{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!addr.ends_with(":9464"), "{addr}");
+        assert_eq!(http_get(&addr, "/healthz").map(|(s, _)| s), Some(200));
+        process.signal(libc::SIGKILL);
+    }
+}
+
+/// A port the operator chose is never moved: taken, it is one line naming the setting's
+/// source, and exit 1.
+#[test]
+fn an_explicitly_configured_port_that_is_taken_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("address");
+    let mut process = Kafkad::spawn(
+        "explicit",
+        dir.path(),
+        &["--role", "single"],
+        &[("KAFKAD_HTTP__LISTEN", addr.to_string())],
+    );
+    let status = process.wait(WAIT);
+    let log = process.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let line = format!(
+        "kafkad: cannot serve HTTP on {addr} ([http] listen from env KAFKAD_HTTP__LISTEN): Address already in use"
+    );
+    assert!(log.lines().any(|l| l.starts_with(&line)), "{log}");
+}

@@ -781,6 +781,12 @@ fn check_guarantees(
 }
 
 impl LoadedConfig {
+    /// Where the value of `key` (`http.listen`, `kafka.acks`, ...) came from: `default`,
+    /// `file <path>`, `env <VAR>` or `flag <flag>`.
+    pub fn origin(&self, key: &str) -> String {
+        origin_of(&self.tree, key)
+    }
+
     /// `config print`: the effective configuration as TOML, each value followed by its source,
     /// secrets redacted.
     pub fn render(&self) -> String {

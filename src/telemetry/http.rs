@@ -122,13 +122,15 @@ pub fn role_registry(settings: &Settings, role: Role, metrics: &RoleMetrics) -> 
     registry
 }
 
-/// Serves a role's metrics and health on `[http] listen`; `None` when that is `""`.
+/// Serves a role's metrics and health on `listen` (`[http] listen`, or another address when
+/// that one is taken); `None` when there is none (`""`).
 pub async fn serve_role(
     settings: &Settings,
     role: Role,
     metrics: &RoleMetrics,
+    listen: Option<SocketAddr>,
 ) -> Result<Option<Endpoint>, (SocketAddr, std::io::Error)> {
-    let Some(listen) = settings.http.listen else {
+    let Some(listen) = listen else {
         return Ok(None);
     };
     let registry = Arc::new(role_registry(settings, role, metrics));

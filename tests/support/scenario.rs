@@ -301,7 +301,7 @@ pub fn http_addr(process: &Kafkad) -> Option<String> {
     let line = text
         .lines()
         .rev()
-        .find(|l| l.contains("serving /metrics"))?;
+        .find(|l| l.contains("serving /metrics") && l.contains("addr="))?;
     let start = line.find("addr=")? + "addr=".len();
     Some(
         line[start..]
