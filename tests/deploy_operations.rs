@@ -1,8 +1,10 @@
-//! Operating kafkad: the Grafana dashboard (deploy/grafana/kafkad.json) and the Prometheus
-//! alert rules (deploy/prometheus/).
+//! Operating kafkad: the Grafana dashboard (deploy/grafana/kafkad.json), the Prometheus alert
+//! rules (deploy/prometheus/), and the optional Prometheus-operator and KEDA component of the
+//! Kubernetes base (deploy/k8s/components/operator, used by deploy/overlays/operator).
 //!
-//! No broker: metric names are checked against the /metrics of a real `kafkad demo` (on its
-//! embedded mock cluster), the rules and the dashboard's queries with promtool.
+//! No broker and no cluster: metric names are checked against the /metrics of a real
+//! `kafkad demo` (on its embedded mock cluster), the rules with promtool, the manifests by
+//! parsing them and with `kubectl kustomize`.
 
 mod support;
 
@@ -20,8 +22,15 @@ use support::{http_get, produce_raw, RawRecord, TOPIC};
 const DASHBOARD: &str = "deploy/grafana/kafkad.json";
 const ALERTS: &str = "deploy/prometheus/alerts.yml";
 const ALERTS_TEST: &str = "deploy/prometheus/alerts_test.yml";
+const COMPONENT: &str = "deploy/k8s/components/operator";
+const OVERLAY: &str = "deploy/overlays/operator";
 /// Series Prometheus makes itself for every target, which no /metrics shows.
 const PROMETHEUS_SERIES: [&str; 1] = ["up"];
+/// The consumer Deployments KEDA scales, with their groups.
+const SCALED: [(&str, &str); 2] = [
+    ("kafkad-single", "single-message-group"),
+    ("kafkad-batch", "batch-message-group"),
+];
 
 // ---- PromQL ---------------------------------------------------------------------------------
 
@@ -819,4 +828,213 @@ fn dashboard_queries_parse_as_promql() {
         return;
     };
     assert_success(&format!("promtool check rules of\n{rules}"), &check);
+}
+
+// ---- (d) the operator component -------------------------------------------------------------
+
+fn component_file(name: &str) -> Value {
+    parse_yaml(
+        &read(&format!("{COMPONENT}/{name}")),
+        &format!("{COMPONENT}/{name}"),
+    )
+    .remove(0)
+}
+
+/// A role's config file as the pods mount it (the ConfigMap's copy), as TOML.
+fn mounted_config(role: &str) -> toml::Table {
+    read(&format!("deploy/k8s/config/{role}.toml"))
+        .parse()
+        .expect("valid TOML")
+}
+
+/// What every ScaledObject must say, checked on the files and on kustomize's output alike.
+fn assert_scaled_object(object: &Value, deployment: &str, group: &str, partitions: i64) {
+    let what = format!("ScaledObject {deployment}");
+    assert_eq!(text(object, &["apiVersion"]), "keda.sh/v1alpha1", "{what}");
+    assert_eq!(text(object, &["metadata", "name"]), deployment, "{what}");
+    assert_eq!(
+        text(object, &["spec", "scaleTargetRef", "name"]),
+        deployment,
+        "{what}"
+    );
+    assert_eq!(
+        int(object, &["spec", "maxReplicaCount"]),
+        partitions,
+        "{what}: capped at the partition count"
+    );
+    assert!(int(object, &["spec", "minReplicaCount"]) >= 1, "{what}");
+    let triggers = seq(object, &["spec", "triggers"]);
+    assert_eq!(triggers.len(), 1, "{what}");
+    let trigger = &triggers[0];
+    assert_eq!(text(trigger, &["type"]), "kafka", "{what}");
+    assert_eq!(
+        text(trigger, &["metadata", "consumerGroup"]),
+        group,
+        "{what}"
+    );
+    assert_eq!(text(trigger, &["metadata", "topic"]), TOPIC, "{what}");
+    assert_eq!(
+        text(trigger, &["metadata", "allowIdleConsumers"]),
+        "false",
+        "{what}"
+    );
+    let threshold: u64 = text(trigger, &["metadata", "lagThreshold"])
+        .parse()
+        .expect("lagThreshold is a number in a string");
+    assert!(threshold > 0, "{what}");
+}
+
+#[test]
+fn operator_component_matches_the_base_and_the_role_configs() {
+    let kustomization = component_file("kustomization.yaml");
+    assert_eq!(
+        text(&kustomization, &["apiVersion"]),
+        "kustomize.config.k8s.io/v1alpha1"
+    );
+    assert_eq!(text(&kustomization, &["kind"]), "Component");
+
+    // Max replicas: the partitions `kafkad topic ensure` creates (the topic-init Job's settings).
+    let base = parse_yaml(&read("deploy/k8s/kustomization.yaml"), "kustomization").remove(0);
+    let literals: BTreeMap<String, String> = seq(&base, &["configMapGenerator"])
+        .iter()
+        .find(|g| g["name"] == "kafkad-env")
+        .map(|g| strings(g, &["literals"]))
+        .expect("the kafkad-env generator")
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=VALUE");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let print = assert_config_valid("topic-init", &["--role", "producer"], &literals);
+    let partitions: i64 = printed(&print, "partitions").parse().expect("a number");
+
+    for (deployment, group) in SCALED {
+        let role = deployment.trim_start_matches("kafkad-");
+        let object = component_file(&format!("scaledobject-{role}.yaml"));
+        assert_scaled_object(&object, deployment, group, partitions);
+        // The group and topic are the ones the role's pods consume with, and KEDA reads the
+        // brokers the pods are pointed at.
+        let config = mounted_config(role);
+        assert_eq!(config["kafka"]["group.id"].as_str(), Some(group));
+        assert_eq!(config["topic"].as_str(), Some(TOPIC));
+        let metadata = at(&object, &["spec", "triggers"])[0]["metadata"].clone();
+        assert_eq!(
+            text(&metadata, &["bootstrapServers"]),
+            literals["KAFKAD_KAFKA__BOOTSTRAP_SERVERS"],
+            "{deployment}: bootstrapServers differs from the kafkad-env ConfigMap"
+        );
+        assert_eq!(
+            config["kafka"]["auto.offset.reset"].as_str(),
+            Some(text(&metadata, &["offsetResetPolicy"])),
+            "{deployment}"
+        );
+    }
+
+    // The PrometheusRule is alerts.yml, regenerated by `make k8s-rules`.
+    let rule = component_file("prometheusrule.yaml");
+    assert_eq!(text(&rule, &["kind"]), "PrometheusRule");
+    let alerts = parse_yaml(&read(ALERTS), ALERTS).remove(0);
+    assert_eq!(
+        at(&rule, &["spec"]),
+        &alerts,
+        "{COMPONENT}/prometheusrule.yaml differs from {ALERTS}: run `make k8s-rules`"
+    );
+}
+
+#[test]
+fn operator_overlay_renders_the_service_monitor_and_both_scaled_objects() {
+    let render = |dir: &str| -> Option<Vec<Value>> {
+        let output = match Command::new("kubectl")
+            .args(["kustomize", dir])
+            .current_dir(root())
+            .output()
+        {
+            Ok(output) => output,
+            Err(error) => {
+                eprintln!("SKIPPED: kubectl is not installed ({error})");
+                return None;
+            }
+        };
+        assert!(
+            output.status.success(),
+            "kubectl kustomize {dir}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some(parse_yaml(&String::from_utf8_lossy(&output.stdout), dir))
+    };
+    let Some(rendered) = render(OVERLAY) else {
+        return;
+    };
+    let find = |kind: &str, name: &str| -> &Value {
+        rendered
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{OVERLAY} renders no {kind} {name}"))
+    };
+
+    let partitions = 3;
+    for (deployment, group) in SCALED {
+        let object = find("ScaledObject", deployment);
+        assert_scaled_object(object, deployment, group, partitions);
+        // The target exists, and its replica count is left to KEDA's autoscaler.
+        let target = find("Deployment", deployment);
+        assert!(
+            at(target, &["spec"]).get("replicas").is_none(),
+            "{deployment}: spec.replicas would fight the autoscaler"
+        );
+        assert_eq!(
+            text(object, &["metadata", "labels", "app.kubernetes.io/part-of"]),
+            "kafkad"
+        );
+    }
+    // The producer is not autoscaled and keeps its replicas.
+    assert_eq!(
+        int(find("Deployment", "kafkad-producer"), &["spec", "replicas"]),
+        2
+    );
+
+    // The ServiceMonitor selects the kafkad-metrics Service by its labels, on a port it has;
+    // the scrape job is named after the Service, as KafkadTargetDown expects.
+    let monitor = find("ServiceMonitor", "kafkad");
+    let service = find("Service", "kafkad-metrics");
+    let service_labels = mapping(service, &["metadata", "labels"]);
+    for (key, value) in mapping(monitor, &["spec", "selector", "matchLabels"]) {
+        assert_eq!(service_labels.get(key), Some(value), "selector {key:?}");
+    }
+    assert!(
+        at(monitor, &["spec"]).get("jobLabel").is_none(),
+        "job = Service name"
+    );
+    let service_ports: BTreeSet<&str> = seq(service, &["spec", "ports"])
+        .iter()
+        .map(|p| text(p, &["name"]))
+        .collect();
+    for endpoint in seq(monitor, &["spec", "endpoints"]) {
+        assert!(service_ports.contains(text(endpoint, &["port"])));
+        assert_eq!(text(endpoint, &["path"]), "/metrics");
+    }
+    let up_rule = alert_rules()
+        .into_iter()
+        .find(|r| r["alert"] == "KafkadTargetDown")
+        .expect("KafkadTargetDown");
+    assert!(
+        text(&up_rule, &["expr"]).contains(r#"job=~"kafkad.*""#),
+        "KafkadTargetDown's job selector"
+    );
+    assert!(text(service, &["metadata", "name"]).starts_with("kafkad"));
+
+    // The rules arrive as a PrometheusRule.
+    find("PrometheusRule", "kafkad");
+
+    // Without the component nothing needs the operator's or KEDA's CRDs.
+    let base = render("deploy/k8s").expect("kubectl exists");
+    for object in &base {
+        let api = text(object, &["apiVersion"]);
+        assert!(
+            !api.starts_with("monitoring.coreos.com/") && !api.starts_with("keda.sh/"),
+            "the base needs a CRD: {api} {}",
+            text(object, &["kind"])
+        );
+    }
 }
