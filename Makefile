@@ -50,7 +50,7 @@ lint: deps
 fmt:
 	$(CARGO) fmt --all
 
-.PHONY: image k8s-config
+.PHONY: image k8s-config k8s-rules
 
 # The container image of deploy/Dockerfile (needs a Docker engine with BuildKit).
 image:
@@ -60,3 +60,14 @@ image:
 # of config/*.toml kept there; tests/deploy.rs fails while they differ.
 k8s-config:
 	cp config/producer.toml config/single.toml config/batch.toml deploy/k8s/config/
+
+# The same goes for the alert rules: the operator component's PrometheusRule is
+# deploy/prometheus/alerts.yml (less its header comment) under a PrometheusRule header;
+# tests/deploy_operations.rs fails while they differ.
+k8s-rules:
+	{ printf '%s\n' \
+	    '# Generated from deploy/prometheus/alerts.yml by `make k8s-rules`: edit that file instead.' \
+	    'apiVersion: monitoring.coreos.com/v1' 'kind: PrometheusRule' 'metadata:' '  name: kafkad' \
+	    '  labels:' '    app.kubernetes.io/name: kafkad' 'spec:'; \
+	  sed -e '/^#/d' -e 's/^\(.\)/  \1/' deploy/prometheus/alerts.yml; \
+	} > deploy/k8s/components/operator/prometheusrule.yaml

@@ -7,7 +7,11 @@
 #   scripts/install-deps.sh test   the build, and what `make test` runs beside it: a JDK (17 or
 #                                  newer) and Maven for the Apache Kafka test cluster
 #                                  (scripts/kafka-cluster.sh), docker-compose to validate
-#                                  docker-compose.yml (no engine needed).
+#                                  docker-compose.yml (no engine needed), promtool (Debian's
+#                                  prometheus package) for the alert rules and their unit tests,
+#                                  and kubectl where the apt sources have it, to render the
+#                                  kustomize overlays (Debian's own kubernetes-client 1.20
+#                                  predates kustomize components, so it is not a substitute).
 set -euo pipefail
 
 need_apt=()
@@ -25,6 +29,10 @@ if [ "${1:-}" = test ]; then
   fi
   command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  if ! command -v kubectl >/dev/null 2>&1 && apt-cache show kubectl >/dev/null 2>&1; then
+    need_apt+=(kubectl)
+  fi
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
