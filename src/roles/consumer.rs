@@ -157,6 +157,9 @@ impl ConsumerContext for ConsumerHooks {
                     self.metrics.health.set_ready(state.assigned > 0);
                     state.revoked.extend(&partitions);
                 }
+                // Their lag is the next owner's to report: a series left behind would freeze at
+                // its last value on this member.
+                self.metrics.client.forget_partitions(&partitions);
                 tracing::info!(?partitions, "partitions revoked");
                 // After this callback the partitions are gone and a commit for them fails.
                 if self.commit_on_revoke {

@@ -70,6 +70,13 @@ impl ClientStats {
         );
     }
 
+    /// Drops the lag series of partitions this consumer no longer holds.
+    pub fn forget_partitions(&self, partitions: &[i32]) {
+        for &partition in partitions {
+            self.consumer_lag.remove(&PartitionLabel { partition });
+        }
+    }
+
     /// Whether a partition without committed offsets starts at its beginning.
     pub fn set_from_earliest(&self, from_earliest: bool) {
         self.from_earliest.store(from_earliest, Ordering::Relaxed);
