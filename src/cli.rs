@@ -121,8 +121,10 @@ pub enum ConfigAction {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Messages to produce in total (split between the two producers).
-    #[arg(long, default_value_t = 10_000)]
+    /// Messages to produce in total (split between the two producers), at most 500000: the
+    /// embedded mock cluster keeps about 5 MB per partition and deletes older records once the
+    /// consumers fall that far behind, which larger runs do.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=500_000))]
     pub messages: u64,
     /// Make the last line of stdout one JSON object with the reconciliation.
     #[arg(long)]

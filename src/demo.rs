@@ -22,7 +22,7 @@ use crate::cluster::{self, EmbeddedCluster};
 use crate::config::{self, LoadRequest, Role};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
 use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::sink::MemorySink;
 use crate::telemetry::health::Health;
 use crate::telemetry::http;
@@ -90,6 +90,9 @@ impl DemoReport {
         for (instance, summary) in &self.instances {
             out.push_str(&format!("  {instance:<12} {summary}\n"));
         }
+        if self.groups.values().any(|g| g.duplicates > 0) {
+            out.push_str("duplicates are records processed again after a rebalance moved their partition before its offsets were committed (the mock cluster refuses commits while a group rebalances): at-least-once, nothing lost\n");
+        }
         out
     }
 }
@@ -100,6 +103,8 @@ pub enum DemoError {
     Cluster(rdkafka::error::KafkaError),
     #[error("demo configuration: {0}")]
     Config(#[from] config::ConfigError),
+    #[error("the consumer groups did not settle within {0:?}: some consumer never got partitions")]
+    Unsettled(Duration),
     #[error("{instance}: {source}")]
     Role {
         instance: String,
@@ -122,6 +127,8 @@ struct Consumer {
     name: String,
     group: &'static str,
     metrics: ConsumerMetrics,
+    /// Each consumer stops on its own signal, so the demo can stop them one at a time.
+    stop: ShutdownTrigger,
     task: JoinHandle<Result<ConsumerReport, RoleError>>,
 }
 
@@ -133,23 +140,30 @@ type GroupSinks = [(&'static str, MemorySink); 2];
 pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, DemoError> {
     let cluster = start_cluster()?;
     let bootstrap = cluster.bootstrap_servers().to_owned();
-    // The consumers stop when the demo is done, or at once on `stop`.
-    let (stop_consumers, consumer_shutdown) = shutdown::channel();
-    {
-        let mut stop = stop.clone();
-        let stop_consumers = stop_consumers.clone();
-        tokio::spawn(async move {
-            stop.wait().await;
-            stop_consumers.fire();
-        });
-    }
 
     let mut telemetry = DemoTelemetry::new();
     let sinks: GroupSinks = [
         (SINGLE_GROUP, MemorySink::default()),
         (BATCH_GROUP, MemorySink::default()),
     ];
-    let consumers = spawn_consumers(&bootstrap, &sinks, &consumer_shutdown, &mut telemetry)?;
+    let consumers = spawn_consumers(&bootstrap, &sinks, &mut telemetry)?;
+    // The consumers stop when the demo is done, or at once on `stop`.
+    {
+        let mut stop = stop.clone();
+        let triggers: Vec<ShutdownTrigger> = consumers.iter().map(|c| c.stop.clone()).collect();
+        tokio::spawn(async move {
+            stop.wait().await;
+            triggers.iter().for_each(ShutdownTrigger::fire);
+        });
+    }
+    let stop_consumers = || consumers.iter().for_each(|c| c.stop.fire());
+    // Produce only once both groups settled: a rebalance while records flow makes a member
+    // give up partitions whose offsets it could not commit (the mock refuses commits while
+    // its group rebalances), and their next owner processes them again.
+    if !groups_settled(&consumers, &stop, options.stall_timeout).await {
+        stop_consumers();
+        return Err(DemoError::Unsettled(options.stall_timeout));
+    }
     let producers = spawn_producers(&bootstrap, options.messages, &stop, &mut telemetry)?;
     let _endpoint = telemetry.serve(options.http).await?;
 
@@ -157,7 +171,7 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
     let producer_reports = match wait_for_producers(producers, &consumers, &mut progress).await {
         Ok(reports) => reports,
         Err(error) => {
-            stop_consumers.fire();
+            stop_consumers();
             return Err(error);
         }
     };
@@ -175,9 +189,8 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
     )
     .await;
 
-    stop_consumers.fire();
     let mut instances = producer_summaries(&producer_reports);
-    instances.extend(join_consumers(consumers).await?);
+    instances.extend(stop_one_at_a_time(consumers).await?);
     let groups = sinks
         .iter()
         .map(|(group, sink)| (group.to_string(), reconcile(&produced, processed(sink))))
@@ -252,7 +265,6 @@ impl DemoTelemetry {
 fn spawn_consumers(
     bootstrap: &str,
     sinks: &GroupSinks,
-    shutdown: &Shutdown,
     telemetry: &mut DemoTelemetry,
 ) -> Result<Vec<Consumer>, DemoError> {
     let mut consumers = Vec::new();
@@ -272,17 +284,19 @@ fn spawn_consumers(
                 &name,
                 RoleMetrics::Consumer(metrics.clone()),
             );
+            let (stop, shutdown) = shutdown::channel();
             let task = tokio::spawn(roles::run_consumer(
                 consumer_role,
                 Arc::new(settings),
                 Box::new(sink.clone()),
                 metrics.clone(),
-                shutdown.clone(),
+                shutdown,
             ));
             consumers.push(Consumer {
                 name,
                 group,
                 metrics,
+                stop,
                 task,
             });
         }
@@ -392,10 +406,33 @@ async fn wait_for_groups(
     progress.finish();
 }
 
-/// Waits for the (stopped) consumers and sums each one up.
-async fn join_consumers(consumers: Vec<Consumer>) -> Result<Vec<(String, String)>, DemoError> {
+/// Whether every consumer holds partitions and no assignment changed for a second (each
+/// group finished the rebalances of its members joining), before `timeout` or `stop`.
+async fn groups_settled(consumers: &[Consumer], stop: &Shutdown, timeout: Duration) -> bool {
+    let started = Instant::now();
+    let rebalances = || -> u64 { consumers.iter().map(|c| c.metrics.rebalances.get()).sum() };
+    let mut seen = (rebalances(), Instant::now());
+    while started.elapsed() < timeout && !stop.is_triggered() {
+        let now = rebalances();
+        if now != seen.0 {
+            seen = (now, Instant::now());
+        }
+        let all_assigned = consumers.iter().all(|c| c.metrics.health.is_ready());
+        if all_assigned && seen.1.elapsed() >= Duration::from_secs(1) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Stops the consumers one at a time and sums each one up. One at a time, because members of
+/// a group leaving at the same instant commit while their group rebalances, which the mock
+/// refuses: one of them would exit with its last offsets uncommitted.
+async fn stop_one_at_a_time(consumers: Vec<Consumer>) -> Result<Vec<(String, String)>, DemoError> {
     let mut instances = Vec::new();
     for c in consumers {
+        c.stop.fire();
         let report = outcome(c.name.clone(), c.task.await)?;
         instances.push((
             c.name,

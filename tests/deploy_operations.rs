@@ -390,7 +390,7 @@ fn scrape_a_demo_until(wanted: &BTreeSet<String>) -> (String, BTreeSet<String>) 
     let mut demo = Kafkad::spawn(
         "demo",
         dir.path(),
-        &["demo", "--http", "127.0.0.1:0", "--messages", "600000"],
+        &["demo", "--http", "127.0.0.1:0", "--messages", "500000"],
         &[],
     );
     let deadline = Instant::now() + Duration::from_secs(120);
