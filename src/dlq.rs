@@ -173,6 +173,17 @@ impl DeadLetters {
                 let mut config = kafka.client_config(Scope::Producer);
                 // The copy must survive like the original: every in-sync replica, no duplicates
                 // from retries. It is sent alone and awaited, so lingering buys nothing.
+                // One attempt may take DELIVERY_TIMEOUT, unless the operator set how long a
+                // message may wait (`message.timeout.ms` or its alias `delivery.timeout.ms` in
+                // `[kafka]`, which for a consumer only the dead-letter producer uses).
+                if kafka.get("message.timeout.ms").is_none()
+                    && kafka.get("delivery.timeout.ms").is_none()
+                {
+                    config.set(
+                        "message.timeout.ms",
+                        DELIVERY_TIMEOUT.as_millis().to_string(),
+                    );
+                }
                 config
                     .set("acks", "all")
                     .set("enable.idempotence", "true")
@@ -182,10 +193,6 @@ impl DeadLetters {
                     .set(
                         "compression.type",
                         kafka.get("compression.type").unwrap_or("lz4"),
-                    )
-                    .set(
-                        "message.timeout.ms",
-                        DELIVERY_TIMEOUT.as_millis().to_string(),
                     )
                     // A rejected record can be as large as anything the source topic held.
                     .set("message.max.bytes", "1000000000");

@@ -383,7 +383,10 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
         "every processing is either a first one or a counted duplicate"
     );
     // Assigned at start, revoked and re-assigned when batch-2 joined, and again when it left:
-    // at least two revocations ran through the commit-on-revoke path.
+    // five rebalance callbacks (assignments and revocations alike) at least. Whether the
+    // revoke-time commit succeeds cannot be shown here, the mock refuses commits while a group
+    // rebalances; tests/kafka_e2e.rs shows a rebalance under load on Apache Kafka with no
+    // failed commit and no record processed twice.
     assert!(
         batch_1_metrics.rebalances.get() >= 5,
         "batch-1 went through the join and the leave ({} rebalance callbacks)",

@@ -110,6 +110,84 @@ mod real_broker {
         rolling_restart(KafkaCluster::shared());
     }
 
+    /// A rebalance under load on Apache Kafka: batch-2 joins while batch-1 processes.
+    /// batch-1 gives up partitions (its revoke callback commits whatever it processed and had
+    /// not committed yet, and drops what it buffered); no commit fails (librdkafka's mock
+    /// refuses commits during a rebalance, so only a real broker can show this); committed
+    /// offsets, sampled throughout, are never ahead of what was processed; and since the new
+    /// owner starts exactly where processing stopped, nothing is processed twice.
+    #[test]
+    fn a_rebalance_commits_what_was_processed_and_never_more() {
+        let cluster = KafkaCluster::shared();
+        let scenario = Scenario::isolated(cluster, "rebalance");
+        scenario.ensure_topic();
+        let group = scenario.batch_group.clone();
+        let mut first = scenario.consumer("batch-1", "batch-1");
+        wait_ready(&mut first);
+        let total = 12_000;
+        let mut producer = scenario.producer("producer-1", "producer-1", total, 1500);
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        while count_jsonl(&scenario.sink("batch-1")) < 2000 {
+            assert!(Instant::now() < deadline, "{}", first.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let second = scenario.consumer("batch-2", "batch-2");
+        let members = ["batch-1", "batch-2"];
+        let produced: HashSet<MessageKey> = produced_ids("producer-1", total).collect();
+        // Committed offsets read first, processed offsets after: processing only moves on in
+        // between, so a commit ahead of processing would show.
+        let mut samples = 0;
+        while scenario.reconcile(&produced, &members).lost > 0 {
+            assert!(Instant::now() < deadline, "{}", scenario.diagnostics());
+            let committed = committed(&cluster.bootstrap, &group, &scenario.topic, 3);
+            let mut next_to_process = [0i64; 3];
+            for line in scenario.processed(&members) {
+                let next = &mut next_to_process[line.partition as usize];
+                *next = (*next).max(line.offset + 1);
+            }
+            for (partition, committed) in committed.iter().enumerate() {
+                if let Some(committed) = committed {
+                    assert!(
+                        *committed <= next_to_process[partition],
+                        "partition {partition}: committed {committed}, processed up to {}",
+                        next_to_process[partition]
+                    );
+                }
+            }
+            samples += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(producer.wait(CONSUME_TIMEOUT).code(), Some(0));
+        let mut consumers = vec![first, second];
+        stop_gracefully(&mut consumers);
+        let log = consumers[0].log_text();
+        let revocations = log
+            .lines()
+            .filter(|l| l.contains("partitions revoked"))
+            .count();
+        // After each batch its offsets are committed at once, so the revoke callback usually
+        // finds nothing new to commit; when it does, its commit is logged.
+        let revoke_commits = log
+            .lines()
+            .filter(|l| l.contains("committed the processed offsets before the partitions move"))
+            .count();
+        let r = scenario.reconcile(&produced, &members);
+        print_reconciliation(
+            &format!("batch-2 joined under load: batch-1 revoked {revocations} time(s), {revoke_commits} revoke-time commit(s), committed offsets sampled {samples} times"),
+            produced.len(),
+            &BTreeMap::from([(group.clone(), r)]),
+        );
+        assert!(revocations >= 1, "batch-1 gave up partitions: {log}");
+        assert_eq!((r.lost, r.unexpected, r.duplicates), (0, 0, 0));
+        for consumer in &consumers {
+            assert!(
+                !consumer.log_text().contains("commit failed"),
+                "{}",
+                consumer.log_text()
+            );
+        }
+    }
+
     /// A producer sending as fast as it can is stopped with SIGTERM: it stops generating,
     /// flushes, and exits 0 with every accepted message acknowledged and consumed.
     #[test]

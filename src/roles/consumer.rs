@@ -120,17 +120,20 @@ impl ConsumerHooks {
 
     /// Commits the stored offsets, synchronously. On failure they stay stored and the next
     /// commit (after the next batch, in the revoke callback, or on the way out) carries them.
-    pub fn commit_stored(&self, consumer: &BaseConsumer<ConsumerHooks>, when: &str) {
+    /// Whether a commit was made (not when nothing new was stored, nor when it failed).
+    pub fn commit_stored(&self, consumer: &BaseConsumer<ConsumerHooks>, when: &str) -> bool {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {
                 self.metrics.commits.inc();
                 tracing::debug!(when, "committed the stored offsets");
+                true
             }
             // Nothing stored since the last commit.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => false,
             Err(error) => {
                 self.metrics.commit_failures.inc();
                 tracing::warn!(when, %error, "commit failed; the offsets stay stored for the next commit, and the records are redelivered if none succeeds");
+                false
             }
         }
     }
@@ -162,8 +165,11 @@ impl ConsumerContext for ConsumerHooks {
                 self.metrics.client.forget_partitions(&partitions);
                 tracing::info!(?partitions, "partitions revoked");
                 // After this callback the partitions are gone and a commit for them fails.
-                if self.commit_on_revoke {
-                    self.commit_stored(consumer, "revoke");
+                if self.commit_on_revoke && self.commit_stored(consumer, "revoke") {
+                    tracing::info!(
+                        ?partitions,
+                        "committed the processed offsets before the partitions move"
+                    );
                 }
             }
             Rebalance::Assign(_) => {}
