@@ -292,7 +292,21 @@ async fn a_batch_tail_below_min_size_is_processed_after_max_wait() {
         ),
         Box::new(sink.clone()),
     );
+    // The tail arrives (consumed), waits out max_wait below min_size, then goes as one batch.
+    wait_until(WAIT, "the 3-message tail to arrive", || {
+        consumer.metrics.consumed.get() == 3
+    })
+    .await;
+    let arrived = std::time::Instant::now();
+    assert_eq!(sink.len(), 0, "held below min_size");
     wait_until(WAIT, "the 3-message tail", || sink.len() == 3).await;
+    let waited = arrived.elapsed();
+    // max_wait counts from the first record of the batch, which came at most a poll before
+    // the third; the batch may be late by a poll interval (100 ms) and scheduling.
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_millis(1300),
+        "the tail was processed {waited:?} after it arrived; max_wait is 300 ms"
+    );
     let report2 = consumer.stop().await.expect("stops");
     assert_eq!(report2.processed, 3);
     let ids: HashSet<i64> = sink.lines().iter().map(|l| l.message_id).collect();
