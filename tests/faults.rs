@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use kafkad::config::Role;
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, Reconciliation};
-use kafkad::shutdown::ShutdownTrigger;
 use kafkad::sink::MemorySink;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -34,16 +33,6 @@ const BRISK_BATCH: [(&str, &str); 2] = [
     ("batch.max_wait", "500ms"),
     ("kafka.fetch.wait.max.ms", "100"),
 ];
-
-/// Fires a consumer's shutdown when dropped: a failing assertion then stops the role's
-/// blocking thread, instead of leaving the test runtime waiting for it forever.
-struct StopOnDrop(ShutdownTrigger);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.fire();
-    }
-}
 
 /// The leader broker of each partition of the topic.
 fn leaders(bootstrap: &str) -> HashMap<i32, i32> {
@@ -165,7 +154,6 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
         mock.settings(Role::Single, &[]),
         Box::new(sink.clone()),
     );
-    let _stop_consumer = StopOnDrop(consumer.stop.clone());
     wait_until(WAIT, "the group to process every message", || {
         sink.len() >= 20000
     })
@@ -195,13 +183,11 @@ async fn partition_leaders_moving_mid_stream_lose_nothing() {
         mock.settings(Role::Single, &[]),
         Box::new(single_sink.clone()),
     );
-    let _stop_single = StopOnDrop(single.stop.clone());
     let batch = spawn_consumer(
         Role::Batch,
         mock.settings(Role::Batch, &BRISK_BATCH),
         Box::new(batch_sink.clone()),
     );
-    let _stop_batch = StopOnDrop(batch.stop.clone());
     let producer = spawn_producer(mock.settings(
         Role::Producer,
         &[
@@ -287,7 +273,6 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
         mock.settings(Role::Batch, &BRISK_BATCH),
         Box::new(sink_1.clone()),
     );
-    let _stop_batch_1 = StopOnDrop(batch_1.stop.clone());
     // An endless stream at 1000/s: it is still running when batch-2 joins and when it leaves,
     // and is stopped only once the group is back to one member.
     let producer = spawn_producer(mock.settings(
@@ -306,7 +291,6 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
         mock.settings(Role::Batch, &BRISK_BATCH),
         Box::new(sink_2.clone()),
     );
-    let _stop_batch_2 = StopOnDrop(batch_2.stop.clone());
     let joined_at = delivered.get();
     // The join costs a rebalance (the mock coordinator waits session.timeout - 1 s for the
     // members to rejoin); then batch-2 catches up on its partitions and stays on the live
@@ -420,7 +404,6 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
         ),
         Box::new(sink.clone()),
     );
-    let _stop_consumer = StopOnDrop(consumer.stop.clone());
     let producer = spawn_producer(mock.settings(
         Role::Producer,
         &[

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
-use kafkad::shutdown::ShutdownTrigger;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
 use rdkafka::consumer::Consumer;
@@ -360,22 +359,6 @@ fn start_groups(mock: &MockTopology, extra: &[(&str, &str)]) -> Vec<(MemorySink,
         .collect()
 }
 
-/// Fires a consumer's shutdown when dropped: a failing assertion then stops the role's
-/// blocking thread, instead of leaving the test runtime waiting for it forever.
-struct StopOnDrop(ShutdownTrigger);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.fire();
-    }
-}
-
-fn stop_on_drop(runs: &[(MemorySink, ConsumerRun)]) -> Vec<StopOnDrop> {
-    runs.iter()
-        .map(|(_, run)| StopOnDrop(run.stop.clone()))
-        .collect()
-}
-
 /// The suite's premise, checked without a broker: each bad record is rejected, with the kind
 /// its dead-letter copy must carry.
 #[test]
@@ -405,7 +388,6 @@ async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed(
     let produced: HashSet<(String, i64)> = (1..=GOOD).map(|id| (PRODUCER.to_owned(), id)).collect();
 
     let runs = start_groups(&mock, &[]);
-    let _stop_runs = stop_on_drop(&runs);
     let total_bad = 2 * bad.len() as i64;
     let bootstrap = mock.bootstrap.clone();
     let dlq_end = move || high_watermark(&bootstrap, DLQ, 0);
@@ -497,7 +479,6 @@ async fn with_the_dead_letter_topic_disabled_bad_records_are_counted_and_skipped
     produce_raw(&mock.bootstrap, TOPIC, &seed(&bad, GOOD, PARTITIONS)).await;
     let produced: HashSet<(String, i64)> = (1..=GOOD).map(|id| (PRODUCER.to_owned(), id)).collect();
     let runs = start_groups(&mock, &[("dlq_topic", "")]);
-    let _stop_runs = stop_on_drop(&runs);
     for (sink, run) in &runs {
         wait_until(WAIT, "every record consumed", || {
             run.metrics.dead_lettered.get() == bad.len() as u64 && sink.len() >= GOOD as usize
@@ -600,7 +581,6 @@ async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
         .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
         .expect("topic error");
     let runs = start_groups(&mock, &[("kafka.message.timeout.ms", "1000")]);
-    let _stop_runs = stop_on_drop(&runs);
     for (_, run) in &runs {
         wait_until(WAIT, "dead-letter attempts to fail and be retried", || {
             run.metrics.dead_letter_failures.get() >= 3
@@ -694,7 +674,6 @@ async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted
         .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
         .expect("topic error");
     let first = start_groups(&mock, &[("kafka.message.timeout.ms", "1000")]);
-    let _stop_first = stop_on_drop(&first);
     for (_, run) in &first {
         wait_until(WAIT, "a failed dead-letter attempt", || {
             run.metrics.dead_letter_failures.get() >= 1
@@ -729,7 +708,6 @@ async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted
         .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
         .expect("clear topic error");
     let second = start_groups(&mock, &[]);
-    let _stop_second = stop_on_drop(&second);
     for (sink, run) in &second {
         wait_until(WAIT, "the redelivered record dead-lettered", || {
             run.metrics.dead_lettered.get() == 1 && sink.len() >= 2
@@ -768,7 +746,6 @@ async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
     );
     let shutdown_timeout = Duration::from_secs(3);
     let runs = start_groups(&mock, &[("shutdown_timeout", "3s")]);
-    let _stop_runs = stop_on_drop(&runs);
     for (_, run) in &runs {
         wait_until(WAIT, "the bad record to be taken up", || {
             run.metrics.consumed.get() >= 3
@@ -805,7 +782,6 @@ async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
         .mock()
         .clear_request_errors(RDKafkaApiKey::Produce);
     let second = start_groups(&mock, &[]);
-    let _stop_second = stop_on_drop(&second);
     for &(_, group) in &GROUPS {
         wait_committed(&mock.bootstrap, group, vec![Some(5)]).await;
     }

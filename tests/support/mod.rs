@@ -84,6 +84,18 @@ pub struct ConsumerRun {
     pub metrics: ConsumerMetrics,
     pub stop: ShutdownTrigger,
     pub task: JoinHandle<Result<ConsumerReport, RoleError>>,
+    /// Stops the role when the run is dropped, also when a test fails: its blocking thread
+    /// would otherwise keep the test runtime from shutting down, and a failure would hang.
+    _stop_on_drop: StopOnDrop,
+}
+
+/// Fires a role's shutdown when dropped.
+pub struct StopOnDrop(pub ShutdownTrigger);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.fire();
+    }
 }
 
 impl ConsumerRun {
@@ -110,6 +122,7 @@ pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> Co
     ));
     ConsumerRun {
         metrics,
+        _stop_on_drop: StopOnDrop(stop.clone()),
         stop,
         task,
     }
