@@ -110,22 +110,8 @@ mod real_broker {
         let scenario =
             Scenario::isolated(&cluster, "dlq-transient").with("KAFKAD_STALL_TIMEOUT", "5s");
         let dlq = format!("{}.dlq", scenario.topic);
-        for (topic, min_isr) in [(&scenario.topic, "1"), (&dlq, "2")] {
-            cluster.tool(
-                "kafka-topics",
-                &[
-                    "--create",
-                    "--topic",
-                    topic,
-                    "--partitions",
-                    "1",
-                    "--replication-factor",
-                    "2",
-                    "--config",
-                    &format!("min.insync.replicas={min_isr}"),
-                ],
-            );
-        }
+        cluster.create_topic(&scenario.topic, 1, 2, &["min.insync.replicas=1"]);
+        cluster.create_topic(&dlq, 1, 2, &["min.insync.replicas=2"]);
         // With one of its two replicas down the dead-letter topic refuses every write with
         // NOT_ENOUGH_REPLICAS, an error that clears once the broker is back.
         let down = cluster.partitions(&dlq)[0].replicas[0];

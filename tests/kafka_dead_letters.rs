@@ -18,23 +18,6 @@ fn cluster() -> &'static KafkaCluster {
     KafkaCluster::shared_of(1)
 }
 
-/// A topic of one partition and one replica, made with Kafka's own tool.
-fn create_topic(cluster: &KafkaCluster, topic: &str, configs: &[&str]) {
-    let mut args = vec![
-        "--create",
-        "--topic",
-        topic,
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "1",
-    ];
-    for config in configs {
-        args.extend(["--config", config]);
-    }
-    cluster.tool("kafka-topics", &args);
-}
-
 /// Good messages `ids` from producer `p`, as raw records.
 fn good(p: &str, ids: std::ops::RangeInclusive<i64>) -> Vec<RawRecord> {
     ids.map(|id| RawRecord::value(message(p, id))).collect()
@@ -81,8 +64,8 @@ mod real_broker {
             .with("KAFKAD_KAFKA__SESSION_TIMEOUT_MS", "6000")
             .with("KAFKAD_KAFKA__HEARTBEAT_INTERVAL_MS", "500");
         let dlq = format!("{}.dlq", scenario.topic);
-        create_topic(cluster, &scenario.topic, &[]);
-        create_topic(cluster, &dlq, &["max.message.bytes=1000"]);
+        cluster.create_topic(&scenario.topic, 1, 1, &[]);
+        cluster.create_topic(&dlq, 1, 1, &["max.message.bytes=1000"]);
         let mut records = good("p", 1..=5);
         records.push(RawRecord::value(noise(5000)));
         records.extend(good("p", 6..=10));
@@ -117,18 +100,7 @@ mod real_broker {
         );
 
         // Fixed: the dead-letter topic takes records as large as the source topic.
-        cluster.tool(
-            "kafka-configs",
-            &[
-                "--alter",
-                "--entity-type",
-                "topics",
-                "--entity-name",
-                &dlq,
-                "--add-config",
-                "max.message.bytes=1048588",
-            ],
-        );
+        cluster.alter_topic(&dlq, "max.message.bytes=1048588");
         let produced: HashSet<MessageKey> = produced_ids("p", 10).collect();
         let mut restarted = scenario.consumer("single-1", "single-1-restarted");
         scenario.wait_for_group(

@@ -268,19 +268,12 @@ mod real_broker {
         let scenario = Scenario::isolated(cluster, "ensure-durability");
         // The source topic exists already, made by hand with a 2 MB record limit and
         // unclean leader election on.
-        cluster.tool(
-            "kafka-topics",
+        cluster.create_topic(
+            &scenario.topic,
+            3,
+            2,
             &[
-                "--create",
-                "--topic",
-                &scenario.topic,
-                "--partitions",
-                "3",
-                "--replication-factor",
-                "2",
-                "--config",
                 "max.message.bytes=2097152",
-                "--config",
                 "unclean.leader.election.enable=true",
             ],
         );
@@ -316,17 +309,9 @@ mod real_broker {
         // With min.insync.replicas=2 and clean elections, acks=all keeps its promise: no
         // warning about loss is left, only that with two replicas either broker down stops
         // the writes.
-        cluster.tool(
-            "kafka-configs",
-            &[
-                "--alter",
-                "--entity-type",
-                "topics",
-                "--entity-name",
-                &scenario.topic,
-                "--add-config",
-                "min.insync.replicas=2,unclean.leader.election.enable=false",
-            ],
+        cluster.alter_topic(
+            &scenario.topic,
+            "min.insync.replicas=2,unclean.leader.election.enable=false",
         );
         let log = scenario.ensure_topic();
         let warnings: Vec<&str> = log

@@ -184,6 +184,40 @@ impl KafkaCluster {
         self.script_ok(&all)
     }
 
+    /// Creates `topic` with Kafka's own tool, with `configs` (`key=value`) of its own.
+    pub fn create_topic(&self, topic: &str, partitions: u32, replicas: u32, configs: &[&str]) {
+        let (partitions, replicas) = (partitions.to_string(), replicas.to_string());
+        let mut args = vec![
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            &partitions,
+            "--replication-factor",
+            &replicas,
+        ];
+        for config in configs {
+            args.extend(["--config", config]);
+        }
+        self.tool("kafka-topics", &args);
+    }
+
+    /// Sets `configs` (`key=value,key=value`) on an existing topic with Kafka's own tool.
+    pub fn alter_topic(&self, topic: &str, configs: &str) {
+        self.tool(
+            "kafka-configs",
+            &[
+                "--alter",
+                "--entity-type",
+                "topics",
+                "--entity-name",
+                topic,
+                "--add-config",
+                configs,
+            ],
+        );
+    }
+
     /// SIGKILL broker `node` (a crash).
     pub fn kill(&self, node: i32) {
         self.script_ok(&["kill", &node.to_string()]);
