@@ -10,8 +10,8 @@
 # (Its variables avoid the KAFKAD_ prefix: kafkad reads every KAFKAD_* variable as
 # configuration and rejects unknown keys.)
 #
-# The Rust e2e tests start their own broker per test (tests/support/tansu.rs) through the same
-# command line; this script installs it for them and serves scripted runs (make bench).
+# The Rust tests that still use tansu (tests/security.rs) start their own broker per test
+# (tests/support/tansu.rs) through the same command line; this script installs it for them.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
