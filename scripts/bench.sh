@@ -8,8 +8,11 @@
 #   scripts/bench.sh            everything (about 15 minutes on 2 cores, after the build)
 #   scripts/bench.sh kafka      internal: the Apache Kafka part, run inside kafka-cluster.sh run
 #
-# Sizes can be changed with BENCH_MESSAGES (mock, produce/consume), BENCH_KAFKA_MESSAGES,
-# BENCH_RUNS. Raw outputs go to target/bench/. The seed's Python system runs from a virtual
+# Sizes can be changed with BENCH_MESSAGES (mock, consume), BENCH_PRODUCE_MESSAGES (mock,
+# produce), BENCH_KAFKA_MESSAGES (Kafka, consume), BENCH_KAFKA_PRODUCE_MESSAGES, BENCH_RUNS.
+# Producers send many more messages than librdkafka's queue holds (100,000): the window opens
+# at the first acknowledgement, and with fewer messages everything was already queued by then,
+# so it measured librdkafka draining its queue instead of the sending loop. Raw outputs go to target/bench/. The seed's Python system runs from a virtual
 # environment in target/bench-venv, with the confluent-kafka of bench/python/requirements.txt.
 set -euo pipefail
 
@@ -51,13 +54,14 @@ python_env() {
 
 if [ "${1:-}" = "kafka" ]; then
   bootstrap="${KAFKA_BOOTSTRAP:?run inside scripts/kafka-cluster.sh run}"
-  n="${BENCH_KAFKA_MESSAGES:-100000}"
+  n="${BENCH_KAFKA_MESSAGES:-200000}"
+  np="${BENCH_KAFKA_PRODUCE_MESSAGES:-1000000}"
   seed=(--seed-python "$venv/bin/python")
   # Freshly started brokers run their first requests in the JVM's interpreter: the first runs
   # were 2-4x slower than later ones. One unrecorded pass warms up produce and fetch.
   echo "== kafka warm-up (not recorded)" >&2
   clean "$bench" consume --bootstrap "$bootstrap" --messages "$n" --runs 1 >"$out/kafka-warmup.log" 2>&1
-  measure kafka-produce produce --bootstrap "$bootstrap" --messages "$n" --runs "$runs" "${seed[@]}"
+  measure kafka-produce produce --bootstrap "$bootstrap" --messages "$np" --runs "$runs" "${seed[@]}"
   measure kafka-consume consume --bootstrap "$bootstrap" --messages "$n" --runs "$runs" "${seed[@]}"
   measure kafka-roundtrip roundtrip --bootstrap "$bootstrap" --messages 3000 --rate 1000 \
     --runs "$runs" "${seed[@]}"
@@ -75,7 +79,7 @@ python_env
 cargo build --release --workspace
 
 n="${BENCH_MESSAGES:-300000}"
-measure mock-produce produce --messages "$n" --runs "$runs"
+measure mock-produce produce --messages "${BENCH_PRODUCE_MESSAGES:-600000}" --runs "$runs"
 measure mock-consume consume --messages "$n" --runs "$runs"
 measure mock-roundtrip roundtrip --messages 3000 --rate 1000 --runs 2
 # The mock answers a fetch only after fetch.wait.max.ms when no data waits (a real broker

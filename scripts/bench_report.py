@@ -80,7 +80,11 @@ def table(report, prefix):
             value = report.get(f"{ratio}{prefix}{key}")
             cells.append("-" if value is None else f"**{value:.3f}×**")
         rows.append("| " + " | ".join(cells + [better]) + " |")
-    for key, label in [("runs_msgs_per_s", "msgs/s of every run"), ("startup_s", "startup s (not in the window)")]:
+    for key, label in [
+        ("window_messages", "messages in the window"),
+        ("runs_msgs_per_s", "msgs/s of every run"),
+        ("startup_s", "startup s (not in the window)"),
+    ]:
         cells = [label] + [fmt(report.get(f"{side}{prefix}{key}")) for side, _, _ in sides]
         rows.append("| " + " | ".join(cells + [""] * (len(ratios) + 1)) + " |")
     return "\n".join(rows)

@@ -123,6 +123,11 @@ pub struct CompareArgs {
     /// The seed's system in Python, as `--seed-python` runs it.
     #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/python/seed_bench.py"))]
     pub seed_script: PathBuf,
+    /// Messages the seed's batch consumer handles per run (of the topic's `--messages`): it
+    /// commits synchronously every 10 messages, as the seed does, and so runs at about a
+    /// thousandth of the other sides' rate.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub seed_batch_messages: u64,
 }
 
 /// The options of `phase`: everything one run needs, decided by the comparison that starts it.

@@ -239,6 +239,10 @@ impl BenchReport {
                     }
                 }
                 object.insert(
+                    format!("{side_prefix}{p}window_messages"),
+                    side.best.messages.into(),
+                );
+                object.insert(
                     format!("{side_prefix}{p}startup_s"),
                     round(side.best.startup_s).into(),
                 );
