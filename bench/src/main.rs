@@ -27,7 +27,8 @@
 //!   live in the parent process, so their cost never lands on either side.
 //! * The sides run in turn, in an order reversed on every other run (reference, codec,
 //!   kafkad, Python, then Python, kafkad, codec, reference, …), and each side reports its best
-//!   run (highest throughput); peak RSS is the highest over that side's runs.
+//!   run (highest throughput; for the paced roundtrip, lowest p99 latency); peak RSS is the
+//!   highest over that side's runs.
 //! * Throughput windows: producer from client creation until every message is acknowledged
 //!   (both sides); consumers from the first record handed to processing until the N-th was
 //!   processed, excluding the group join (consumers read a topic pre-filled with N messages,
