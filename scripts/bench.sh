@@ -103,7 +103,7 @@ cargo bench --bench codec -- --warm-up-time 1 --measurement-time 5 | tee "$out/c
   echo "rustc=$(rustc -V)"
   echo "kafka=Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
   echo "java=$(java -version 2>&1 | head -1)"
-  echo "python=$("$venv/bin/python" -c 'import sys, confluent_kafka as c; print(f"Python {sys.version.split()[0]}, confluent-kafka {c.version()[0]} (librdkafka {c.libversion()[0]})")')"
+  echo "python=$("$venv/bin/python" -c 'import sys, confluent_kafka as c; v = c.version(); v = v if isinstance(v, str) else v[0]; print(f"Python {sys.version.split()[0]}, confluent-kafka {v} (librdkafka {c.libversion()[0]})")')"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
   echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes')"
 } >"$out/machine.txt"
