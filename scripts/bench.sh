@@ -5,7 +5,7 @@
 # (scripts/kafka-cluster.sh), plus the codec's criterion benchmarks; then writes BENCHMARKS.md
 # from what was measured.
 #
-#   scripts/bench.sh            everything (about 15 minutes on 2 cores, after the build)
+#   scripts/bench.sh            everything (10-15 minutes on 2 cores, after the build)
 #   scripts/bench.sh kafka      internal: the Apache Kafka part, run inside kafka-cluster.sh run
 #
 # Sizes can be changed with BENCH_MESSAGES (mock, consume), BENCH_PRODUCE_MESSAGES (mock,
