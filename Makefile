@@ -39,8 +39,10 @@ test: test-deps
 kafka: test-deps
 	scripts/kafka-cluster.sh run --port 9092
 
-# kafkad against a raw-librdkafka reference on the mock cluster and on tansu (kafkad-bench, the
-# bench/ crate), plus the codec's criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh).
+# kafkad against a raw-librdkafka reference, a codec-inclusive reference and the seed's Python
+# system (kafkad-bench, the bench/ crate), on the mock cluster and on a 3-broker Apache Kafka
+# cluster, plus the codec's criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh, which
+# installs a JDK, Maven, Kafka and the Python client as needed).
 bench: deps
 	scripts/bench.sh
 

@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# `make bench`: kafkad's roles against a raw-librdkafka reference (`kafkad-bench`, the bench/
-# crate), on librdkafka's mock cluster
-# and on a real Kafka-protocol broker (tansu, started on loopback by scripts/test-broker.sh),
-# plus the codec's criterion benchmarks; then writes BENCHMARKS.md from what was measured.
+# `make bench`: kafkad's roles against a raw-librdkafka reference, a codec-inclusive reference
+# and, on Apache Kafka, the seed's Python system (`kafkad-bench`, the bench/ crate), on
+# librdkafka's mock cluster and on a 3-broker Apache Kafka cluster on loopback
+# (scripts/kafka-cluster.sh), plus the codec's criterion benchmarks; then writes BENCHMARKS.md
+# from what was measured.
 #
-#   scripts/bench.sh            everything (about 5 minutes on 2 cores, after the build)
-#   scripts/bench.sh tansu      internal: the broker part, run inside test-broker.sh
+#   scripts/bench.sh            everything (10-15 minutes on 2 cores, after the build)
+#   scripts/bench.sh kafka      internal: the Apache Kafka part, run inside kafka-cluster.sh run
 #
-# Sizes can be changed with BENCH_MESSAGES (mock, produce/consume), BENCH_TANSU_MESSAGES,
-# BENCH_RUNS. Raw outputs go to target/bench/.
+# Sizes can be changed with BENCH_MESSAGES (mock, consume), BENCH_PRODUCE_MESSAGES (mock,
+# produce), BENCH_KAFKA_MESSAGES (Kafka, consume), BENCH_KAFKA_PRODUCE_MESSAGES, BENCH_RUNS.
+# Producers send many more messages than librdkafka's queue holds (100,000): the window opens
+# at the first acknowledgement, and with fewer messages everything was already queued by then,
+# so it measured librdkafka draining its queue instead of the sending loop. Raw outputs go to target/bench/. The seed's Python system runs from a virtual
+# environment in target/bench-venv, with the confluent-kafka of bench/python/requirements.txt.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/target/bench"
 kafkad="$root/target/release/kafkad"
 bench="$root/target/release/kafkad-bench"
+venv="$root/target/bench-venv"
+requirements="$root/bench/python/requirements.txt"
 runs="${BENCH_RUNS:-3}"
 
 # KAFKAD_* variables of the caller's shell would change the settings under measurement.
@@ -32,25 +39,47 @@ measure() {
   clean "$bench" "$@" --json | tee "$out/$name.txt"
 }
 
-if [ "${1:-}" = "tansu" ]; then
-  bootstrap="${TEST_BROKER_BOOTSTRAP:?run inside scripts/test-broker.sh run}"
-  n="${BENCH_TANSU_MESSAGES:-200000}"
-  measure tansu-produce produce --bootstrap "$bootstrap" --messages "$n" --runs "$runs"
-  measure tansu-consume consume --bootstrap "$bootstrap" --messages "$((n / 2))" --runs "$runs"
-  measure tansu-roundtrip roundtrip --bootstrap "$bootstrap" --messages 3000 --rate 1000 --runs 2
+# The seed's Python client, pinned, in a virtual environment of its own (made again when the
+# requirements change).
+python_env() {
+  if [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$venv/requirements.installed"; then
+    return 0
+  fi
+  echo "bench: installing the seed's Python client into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.installed"
+}
+
+if [ "${1:-}" = "kafka" ]; then
+  bootstrap="${KAFKA_BOOTSTRAP:?run inside scripts/kafka-cluster.sh run}"
+  n="${BENCH_KAFKA_MESSAGES:-200000}"
+  np="${BENCH_KAFKA_PRODUCE_MESSAGES:-1000000}"
+  seed=(--seed-python "$venv/bin/python")
+  # Freshly started brokers run their first requests in the JVM's interpreter: the first runs
+  # were 2-4x slower than later ones. One unrecorded pass warms up produce and fetch.
+  echo "== kafka warm-up (not recorded)" >&2
+  clean "$bench" consume --bootstrap "$bootstrap" --messages "$n" --runs 1 >"$out/kafka-warmup.log" 2>&1
+  measure kafka-produce produce --bootstrap "$bootstrap" --messages "$np" --runs "$runs" "${seed[@]}"
+  measure kafka-consume consume --bootstrap "$bootstrap" --messages "$n" --runs "$runs" "${seed[@]}"
+  measure kafka-roundtrip roundtrip --bootstrap "$bootstrap" --messages 3000 --rate 1000 \
+    --runs "$runs" "${seed[@]}"
   exit 0
 fi
 
 mkdir -p "$out"
 rm -f "$out"/*.txt
 cd "$root"
-scripts/install-deps.sh >/dev/null
-scripts/test-broker.sh install
+# The build toolchain, a JDK and Maven (for the Kafka brokers), python3's venv module.
+scripts/install-deps.sh bench >/dev/null
+scripts/kafka-cluster.sh install
+python_env
 # The daemon (for its version line) and the benchmark, the workspace's two binaries.
 cargo build --release --workspace
 
 n="${BENCH_MESSAGES:-300000}"
-measure mock-produce produce --messages "$n" --runs "$runs"
+measure mock-produce produce --messages "${BENCH_PRODUCE_MESSAGES:-600000}" --runs "$runs"
 measure mock-consume consume --messages "$n" --runs "$runs"
 measure mock-roundtrip roundtrip --messages 3000 --rate 1000 --runs 2
 # The mock answers a fetch only after fetch.wait.max.ms when no data waits (a real broker
@@ -59,7 +88,8 @@ measure mock-roundtrip roundtrip --messages 3000 --rate 1000 --runs 2
 measure mock-roundtrip-short-wait roundtrip --messages 3000 --rate 1000 --runs 2 \
   --set kafka.fetch.wait.max.ms=5
 
-scripts/test-broker.sh run -- "$0" tansu
+# Its own state directory: a cluster started by tests or by hand elsewhere is left alone.
+KAFKA_CLUSTER_DIR="$root/target/bench-kafka" scripts/kafka-cluster.sh run --brokers 3 -- "$0" kafka
 
 cargo bench --bench codec -- --warm-up-time 1 --measurement-time 5 | tee "$out/codec.txt"
 
@@ -71,7 +101,9 @@ cargo bench --bench codec -- --warm-up-time 1 --measurement-time 5 | tee "$out/c
   echo "kafkad=$("$kafkad" version | head -1)"
   echo "librdkafka=$("$kafkad" version | sed -n 2p)"
   echo "rustc=$(rustc -V)"
-  echo "tansu=$("${TANSU_BIN:-tansu}" --version 2>/dev/null | head -1)"
+  echo "kafka=Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
+  echo "java=$(java -version 2>&1 | head -1)"
+  echo "python=$("$venv/bin/python" -c 'import sys, confluent_kafka as c; v = c.version(); v = v if isinstance(v, str) else v[0]; print(f"Python {sys.version.split()[0]}, confluent-kafka {v} (librdkafka {c.libversion()[0]})")')"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
   echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes')"
 } >"$out/machine.txt"

@@ -53,26 +53,40 @@ FIGURES = [
 ]
 
 
+# The sides a comparison may have: (JSON prefix of its figures, column title, ratio prefix).
+SIDES = [
+    ("reference_", "reference (raw)", "ratio_"),
+    ("codec_reference_", "reference + codec", "ratio_codec_"),
+    ("", "kafkad", None),
+    ("python_", "Python seed", "ratio_python_"),
+]
+
+
+def sides_of(report, prefix):
+    return [side for side in SIDES if f"{side[0]}{prefix}msgs_per_s" in report]
+
+
 def table(report, prefix):
-    rows = [
-        "| figure | reference (raw rdkafka) | kafkad | ratio kafkad/ref | better |",
-        "|---|---:|---:|---:|---|",
-    ]
+    sides = sides_of(report, prefix)
+    ratios = [side for side in sides if side[2]]
+    head = ["figure"] + [title for _, title, _ in sides]
+    head += [f"kafkad ÷ {title}" for _, title, _ in ratios] + ["better"]
+    rows = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(sides) + len(ratios)) + "---|"]
     for key, label, better in FIGURES:
-        k = report.get(f"{prefix}{key}")
-        if k is None:
+        if report.get(f"{prefix}{key}") is None:
             continue
-        r = report.get(f"reference_{prefix}{key}")
-        ratio = report.get(f"ratio_{prefix}{key}")
-        rows.append(f"| {label} | {fmt(r)} | {fmt(k)} | **{ratio:.3f}×** | {better} |")
-    rows.append(
-        f"| msgs/s of every run | {fmt(report.get(f'reference_{prefix}runs_msgs_per_s'))} "
-        f"| {fmt(report.get(f'{prefix}runs_msgs_per_s'))} | | |"
-    )
-    rows.append(
-        f"| startup s (not in the window) | {fmt(report.get(f'reference_{prefix}startup_s'))} "
-        f"| {fmt(report.get(f'{prefix}startup_s'))} | | |"
-    )
+        cells = [label] + [fmt(report.get(f"{side}{prefix}{key}")) for side, _, _ in sides]
+        for _, _, ratio in ratios:
+            value = report.get(f"{ratio}{prefix}{key}")
+            cells.append("-" if value is None else f"**{value:.3f}×**")
+        rows.append("| " + " | ".join(cells + [better]) + " |")
+    for key, label in [
+        ("window_messages", "messages in the window"),
+        ("runs_msgs_per_s", "msgs/s of every run"),
+        ("startup_s", "startup s (not in the window)"),
+    ]:
+        cells = [label] + [fmt(report.get(f"{side}{prefix}{key}")) for side, _, _ in sides]
+        rows.append("| " + " | ".join(cells + [""] * (len(ratios) + 1)) + " |")
     return "\n".join(rows)
 
 
@@ -97,20 +111,83 @@ def section(name, title):
     return "\n\n".join(parts) + "\n"
 
 
+def ratio_cell(report, key):
+    value = report.get(key) if report else None
+    return "-" if value is None else f"{value:.3f}×"
+
+
+def roles(broker):
+    p, c = load(f"{broker}-produce"), load(f"{broker}-consume")
+    out = []
+    if p:
+        out.append(("producer", p, ""))
+    if c:
+        out += [("single", c, "single_"), ("batch", c, "batch_")]
+    return out
+
+
 def headline():
     rows = [
-        "| broker | producer msgs/s ratio | single msgs/s ratio | batch msgs/s ratio | peak RSS MiB kafkad (producer / single / batch) |",
-        "|---|---:|---:|---:|---|",
+        "| broker | role | kafkad msgs/s | ÷ raw reference | ÷ reference + codec | CPU µs/msg kafkad (raw, + codec) | peak RSS MiB kafkad |",
+        "|---|---|---:|---:|---:|---|---:|",
     ]
-    for broker, label in [("mock", "librdkafka mock cluster"), ("tansu", "tansu (real broker, loopback)")]:
-        p, c = load(f"{broker}-produce"), load(f"{broker}-consume")
-        if not p or not c:
+    for broker, label in [("mock", "librdkafka mock cluster"), ("kafka", "Apache Kafka, 3 brokers")]:
+        for role, report, p in roles(broker):
+            cpu = (
+                f"{fmt(report.get(f'{p}cpu_us_per_msg'))} "
+                f"({fmt(report.get(f'reference_{p}cpu_us_per_msg'))}, "
+                f"{fmt(report.get(f'codec_reference_{p}cpu_us_per_msg'))})"
+            )
+            rows.append(
+                f"| {label} | {role} | {fmt(report.get(f'{p}msgs_per_s'))} "
+                f"| **{ratio_cell(report, f'ratio_{p}msgs_per_s')}** "
+                f"| **{ratio_cell(report, f'ratio_codec_{p}msgs_per_s')}** "
+                f"| {cpu} | {fmt(report.get(f'{p}peak_rss_mb'))} |"
+            )
+    return "\n".join(rows)
+
+
+def python_headline():
+    rows = [
+        "| role | kafkad msgs/s | Python msgs/s | throughput kafkad ÷ Python | CPU µs/msg kafkad / Python | CPU per message kafkad ÷ Python | peak RSS MiB kafkad / Python | RSS kafkad ÷ Python |",
+        "|---|---:|---:|---:|---|---:|---|---:|",
+    ]
+    any_row = False
+    for role, report, p in roles("kafka") + [("roundtrip at 1,000 msgs/s", load("kafka-roundtrip"), "")]:
+        if not report or f"python_{p}msgs_per_s" not in report:
             continue
-        rss = " / ".join(fmt(v) for v in [p["peak_rss_mb"], c["single_peak_rss_mb"], c["batch_peak_rss_mb"]])
+        any_row = True
         rows.append(
-            f"| {label} | {p['ratio_msgs_per_s']:.3f}× | {c['ratio_single_msgs_per_s']:.3f}× "
-            f"| {c['ratio_batch_msgs_per_s']:.3f}× | {rss} |"
+            f"| {role} | {fmt(report.get(f'{p}msgs_per_s'))} | {fmt(report.get(f'python_{p}msgs_per_s'))} "
+            f"| **{ratio_cell(report, f'ratio_python_{p}msgs_per_s')}** "
+            f"| {fmt(report.get(f'{p}cpu_us_per_msg'))} / {fmt(report.get(f'python_{p}cpu_us_per_msg'))} "
+            f"| **{ratio_cell(report, f'ratio_python_{p}cpu_us_per_msg')}** "
+            f"| {fmt(report.get(f'{p}peak_rss_mb'))} / {fmt(report.get(f'python_{p}peak_rss_mb'))} "
+            f"| **{ratio_cell(report, f'ratio_python_{p}peak_rss_mb')}** |"
         )
+    return "\n".join(rows) if any_row else "not measured"
+
+
+def latency_headline():
+    rows = [
+        "| broker, settings | side | p50 ms | p99 ms | max ms | kafkad p99 ÷ reference p99 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, label in [
+        ("kafka-roundtrip", "Apache Kafka, role defaults"),
+        ("mock-roundtrip", "mock, role defaults"),
+        ("mock-roundtrip-short-wait", "mock, fetch.wait.max.ms=5"),
+    ]:
+        report = load(name)
+        if not report:
+            continue
+        for side, title, _ in sides_of(report, ""):
+            ratio = ratio_cell(report, "ratio_latency_p99_ms") if side == "" else ""
+            rows.append(
+                f"| {label} | {title} | {fmt(report.get(f'{side}latency_p50_ms'))} "
+                f"| {fmt(report.get(f'{side}latency_p99_ms'))} | {fmt(report.get(f'{side}latency_max_ms'))} "
+                f"| {'**' + ratio + '**' if ratio else ''} |"
+            )
     return "\n".join(rows)
 
 
@@ -137,7 +214,7 @@ def codec():
 
 def settings():
     merged = {}
-    for name in ["mock-produce", "mock-consume"]:
+    for name in ["kafka-produce", "kafka-consume"]:
         report = load(name)
         if report:
             merged.update(report.get("settings", {}))
@@ -149,17 +226,35 @@ def settings():
 print(f"""# Benchmarks
 
 Written by `make bench` ({machine.get('date', '?')}, {machine.get('commit', '?')}); every
-figure below is that run's output. The machine is shared and noisy: absolute numbers drift
-between runs, the ratios measured within one run are what to compare. How to reproduce and
-what each figure means are at the end; what was changed because of these figures, and what
-holds the ratios back where they miss the target, is in "Analysis".
+figure below is that run's output. The machine is shared and noisy (2 cores, shared with the
+brokers): absolute numbers drift between runs, the ratios measured within one run are what to
+compare. How to reproduce and what each figure means are at the end; what was changed because
+of these figures, and what holds the ratios back where they miss the target, is in "Analysis".
 
 ## Headline
 
-Ratios are kafkad ÷ the raw-rdkafka reference, measured in the same invocation. Targets:
-producer, single and batch consumer throughput ≥ 0.95×; peak RSS ≤ 64 MB per role.
+Each role runs beside two references in the same invocation, best of the runs per side:
+the **raw reference** calls librdkafka directly with pre-serialized payloads and never looks at
+what it consumes (the client's physical limit); the **codec reference** is the same loop that
+also encodes each `KafkaMessage` with serde_json into a reused buffer and decodes each consumed
+one. raw → codec is what the codec costs, codec → kafkad what kafkad's own loop costs. Targets:
+on Apache Kafka, producer and both consumers ≥ 0.95× the raw reference; on the mock cluster,
+every role ≥ 0.95× the codec reference; peak RSS ≤ 64 MB per role.
 
 {headline()}
+
+### Against the seed's Python system (Apache Kafka)
+
+The seed's three loops rebuilt in Python on confluent-kafka with the settings its README lists
+(`bench/python/seed_bench.py`), on the same cluster, in the same invocation. Throughput above 1×
+and CPU or RSS below 1× favour kafkad. The seed's batch consumer commits synchronously every 10
+messages, as the seed does, and is measured on the first 20,000 records of the topic.
+
+{python_headline()}
+
+### End-to-end latency at 1,000 msgs/s (producer role → single consumer role)
+
+{latency_headline()}
 
 ## Machine and versions
 
@@ -171,27 +266,29 @@ producer, single and batch consumer throughput ≥ 0.95×; peak RSS ≤ 64 MB pe
 | kafkad | {machine.get('kafkad', '?')} |
 | librdkafka | {machine.get('librdkafka', '?')} (rdkafka 0.39, bundled) |
 | rustc | {machine.get('rustc', '?')} |
-| tansu | {machine.get('tansu', '?')} (in-memory storage, one broker on loopback) |
+| brokers | {machine.get('kafka', '?')} (scripts/kafka-cluster.sh: 3 combined broker+controller nodes in KRaft mode on 127.0.0.1, 512 MB heap each, on the same 2 cores); {machine.get('java', '?')} |
+| Python seed | {machine.get('python', '?')} |
 
 ## Settings
 
-The roles' defaults, as `kafkad-bench` resolved them (both sides get the identical
-librdkafka configuration); on the mock, `session.timeout.ms=6000` and
+The roles' defaults, as `kafkad-bench` resolved them for Apache Kafka (every side but the
+Python seed gets the identical librdkafka configuration; the seed sets only what its README
+lists, and librdkafka's defaults apply to the rest). On the mock, `session.timeout.ms=6000` and
 `heartbeat.interval.ms=500` (`kafkad::cluster::mock_settings`).
 
 {settings()}
 
+## Apache Kafka 3 brokers (KRaft, loopback)
+
+{section('kafka-produce', 'Produce')}
+{section('kafka-consume', 'Consume')}
+{section('kafka-roundtrip', 'Roundtrip (role defaults)')}
 ## Mock cluster (librdkafka's, 3 brokers, in the bench's parent process)
 
 {section('mock-produce', 'Produce')}
 {section('mock-consume', 'Consume')}
-{section('mock-roundtrip', 'Roundtrip (default config)')}
+{section('mock-roundtrip', 'Roundtrip (role defaults)')}
 {section('mock-roundtrip-short-wait', 'Roundtrip with fetch.wait.max.ms=5')}
-## tansu (a Kafka-protocol broker in Rust, separate process, loopback)
-
-{section('tansu-produce', 'Produce')}
-{section('tansu-consume', 'Consume')}
-{section('tansu-roundtrip', 'Roundtrip (default config)')}
 ## Codec (criterion, `benches/codec.rs`)
 
 Target ≥ 1,000,000 messages/s per core for each of encode and decode of the seed message.

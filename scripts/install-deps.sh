@@ -12,6 +12,9 @@
 #                                  and kubectl where the apt sources have it, to render the
 #                                  kustomize overlays (Debian's own kubernetes-client 1.20
 #                                  predates kustomize components, so it is not a substitute).
+#   scripts/install-deps.sh bench  the build, and what `make bench` runs beside it: a JDK and
+#                                  Maven for the Apache Kafka cluster, and python3's venv module
+#                                  for the seed's Python client.
 set -euo pipefail
 
 need_apt=()
@@ -22,17 +25,23 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 
-if [ "${1:-}" = test ]; then
+if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1; }
   if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
     need_apt+=(openjdk-17-jre-headless)
   fi
   command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+fi
+if [ "${1:-}" = test ]; then
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   if ! command -v kubectl >/dev/null 2>&1 && apt-cache show kubectl >/dev/null 2>&1; then
     need_apt+=(kubectl)
   fi
+fi
+if [ "${1:-}" = bench ]; then
+  # Debian splits venv (and the pip it bootstraps) out of python3.
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

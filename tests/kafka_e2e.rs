@@ -547,10 +547,16 @@ fn run_seed_topology(scenario: &Scenario, protocol: &str, per_producer: u64) {
     for (group, members) in &groups {
         scenario.wait_for_group(group, members, &produced);
     }
+    // `--list --type` prints each group with its type: `single-message-group  Classic`.
     let listed = cluster.tool("kafka-consumer-groups", &["--list", "--type", protocol]);
     for (group, _) in &groups {
         assert!(
-            listed.lines().any(|l| l.trim() == group),
+            listed.lines().any(|l| {
+                let columns: Vec<&str> = l.split_whitespace().collect();
+                columns.len() == 2
+                    && columns[0] == group
+                    && columns[1].eq_ignore_ascii_case(protocol)
+            }),
             "{group} is not a {protocol} group: {listed}"
         );
     }

@@ -76,7 +76,7 @@ async fn metrics_counters_equal_the_reconciliation() {
         let sink = MemorySink::default();
         let run = spawn_consumer(role, settings.clone(), Box::new(sink.clone()));
         let addr = endpoint(&settings, role, RoleMetrics::Consumer(run.metrics.clone())).await;
-        consumers.push((role, addr, run.metrics, sink, run.stop, run.task));
+        consumers.push((role, addr, sink, run));
     }
 
     let (_stop, shutdown) = shutdown::channel();
@@ -116,9 +116,9 @@ async fn metrics_counters_equal_the_reconciliation() {
         Some(0.0)
     );
 
-    for (role, addr, consumer_metrics, sink, stop, task) in consumers {
+    for (role, addr, sink, run) in consumers {
         wait_until(WAIT, &format!("{role} to process {N}"), || {
-            consumer_metrics.processed.get() >= N
+            run.metrics.processed.get() >= N
         })
         .await;
         let group = if role == Role::Single {
@@ -171,8 +171,7 @@ async fn metrics_counters_equal_the_reconciliation() {
             );
             assert!(sample(&text, "kafkad_commits_total", &labels).is_some_and(|c| c >= 1.0));
         }
-        stop.fire();
-        let report = task.await.expect("task").expect("stops cleanly");
+        let report = run.stop().await.expect("stops cleanly");
         assert_eq!(report.processed, N);
         // The scraped count is the reconciliation's: every produced message, once.
         let r = reconcile(&produced, processed_keys(&sink));

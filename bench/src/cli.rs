@@ -116,6 +116,18 @@ pub struct CompareArgs {
     /// Make the last line of stdout one JSON object with every figure and ratio.
     #[arg(long)]
     pub json: bool,
+    /// A Python interpreter with confluent-kafka: also runs the seed's Python system
+    /// (`--seed-script`) as a third side, on the same brokers, and reports kafkad's ratio to it.
+    #[arg(long, value_name = "PYTHON")]
+    pub seed_python: Option<PathBuf>,
+    /// The seed's system in Python, as `--seed-python` runs it.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/python/seed_bench.py"))]
+    pub seed_script: PathBuf,
+    /// Messages the seed's batch consumer handles per run (of the topic's `--messages`): it
+    /// commits synchronously every 10 messages, as the seed does, and so runs at about a
+    /// thousandth of the other sides' rate.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub seed_batch_messages: u64,
 }
 
 /// The options of `phase`: everything one run needs, decided by the comparison that starts it.
@@ -152,10 +164,13 @@ pub struct PhaseArgs {
 pub enum Phase {
     ProduceKafkad,
     ProduceReference,
+    ProduceReferenceCodec,
     SingleKafkad,
     SingleReference,
+    SingleReferenceCodec,
     BatchKafkad,
     BatchReference,
+    BatchReferenceCodec,
     RoundtripKafkad,
     RoundtripReference,
 }
@@ -166,10 +181,13 @@ impl Phase {
         match self {
             Phase::ProduceKafkad => "produce-kafkad",
             Phase::ProduceReference => "produce-reference",
+            Phase::ProduceReferenceCodec => "produce-reference-codec",
             Phase::SingleKafkad => "single-kafkad",
             Phase::SingleReference => "single-reference",
+            Phase::SingleReferenceCodec => "single-reference-codec",
             Phase::BatchKafkad => "batch-kafkad",
             Phase::BatchReference => "batch-reference",
+            Phase::BatchReferenceCodec => "batch-reference-codec",
             Phase::RoundtripKafkad => "roundtrip-kafkad",
             Phase::RoundtripReference => "roundtrip-reference",
         }
@@ -178,12 +196,15 @@ impl Phase {
     /// The role whose settings the phase runs with.
     pub fn role(self) -> Role {
         match self {
-            Phase::ProduceKafkad | Phase::ProduceReference => Role::Producer,
+            Phase::ProduceKafkad | Phase::ProduceReference | Phase::ProduceReferenceCodec => {
+                Role::Producer
+            }
             Phase::SingleKafkad
             | Phase::SingleReference
+            | Phase::SingleReferenceCodec
             | Phase::RoundtripKafkad
             | Phase::RoundtripReference => Role::Single,
-            Phase::BatchKafkad | Phase::BatchReference => Role::Batch,
+            Phase::BatchKafkad | Phase::BatchReference | Phase::BatchReferenceCodec => Role::Batch,
         }
     }
 

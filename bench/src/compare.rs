@@ -13,17 +13,21 @@ use kafkad::telemetry::metrics::ProducerMetrics;
 
 use crate::cli::{CompareArgs, ConfigFlags, Phase, Workload};
 use crate::measure::PhaseResult;
-use crate::report::{effective_settings, BenchReport, Comparison};
+use crate::report::{effective_settings, BenchReport, Comparison, Side, SideKind};
 use crate::settings::{mean_value_bytes, payload_override, role_settings, Target};
 use crate::BenchError;
 
-/// A role measured on both sides.
+/// A role measured on every side.
 struct Pair {
     /// Key prefix in the JSON (`""`, `single_`, `batch_`).
     prefix: &'static str,
     label: &'static str,
     kafkad: Phase,
     reference: Phase,
+    /// The codec-inclusive reference, where there is one.
+    codec: Option<Phase>,
+    /// The seed's Python loop for this workload (`seed_bench.py WORKLOAD`).
+    python: &'static str,
 }
 
 const PRODUCER: Pair = Pair {
@@ -31,25 +35,63 @@ const PRODUCER: Pair = Pair {
     label: "producer",
     kafkad: Phase::ProduceKafkad,
     reference: Phase::ProduceReference,
+    codec: Some(Phase::ProduceReferenceCodec),
+    python: "produce",
 };
 const SINGLE: Pair = Pair {
     prefix: "single_",
     label: "single consumer",
     kafkad: Phase::SingleKafkad,
     reference: Phase::SingleReference,
+    codec: Some(Phase::SingleReferenceCodec),
+    python: "single",
 };
 const BATCH: Pair = Pair {
     prefix: "batch_",
     label: "batch consumer",
     kafkad: Phase::BatchKafkad,
     reference: Phase::BatchReference,
+    codec: Some(Phase::BatchReferenceCodec),
+    python: "batch",
 };
 const ROUNDTRIP: Pair = Pair {
     prefix: "",
     label: "roundtrip (single)",
     kafkad: Phase::RoundtripKafkad,
     reference: Phase::RoundtripReference,
+    codec: None,
+    python: "roundtrip",
 };
+
+impl Pair {
+    /// Whether its producer runs at a fixed `--rate`.
+    fn paced(&self) -> bool {
+        self.kafkad.paced()
+    }
+}
+
+/// What runs one side's run: a `kafkad-bench phase` child, or the seed's Python loop.
+#[derive(Debug, Clone, Copy)]
+enum Runner {
+    Phase(Phase),
+    Python(&'static str),
+}
+
+impl Runner {
+    fn name(self) -> String {
+        match self {
+            Runner::Phase(phase) => phase.as_str().to_owned(),
+            Runner::Python(workload) => format!("{workload}-python"),
+        }
+    }
+
+    fn consumes(self) -> bool {
+        match self {
+            Runner::Phase(phase) => phase.role() != Role::Producer,
+            Runner::Python(workload) => workload != "produce",
+        }
+    }
+}
 
 /// Which topic a run reads or writes.
 enum Topics<'a> {
@@ -201,33 +243,40 @@ impl<'a> Bench<'a> {
         Ok(role_settings(self.request, role, &target, extra)?)
     }
 
-    /// Runs both sides of `pair` `--runs` times each, alternating ABBA, and keeps each side's
-    /// best run (peak RSS: the highest of the side's runs).
+    /// Runs every side of `pair` `--runs` times each, in an order reversed on every other run
+    /// (A B C, C B A, ...), and keeps each side's best run (peak RSS: the highest of the side's
+    /// runs).
     async fn compare(&self, pair: &Pair, topics: Topics<'_>) -> Result<Comparison, BenchError> {
-        let mut kafkad_runs: Vec<PhaseResult> = Vec::new();
-        let mut reference_runs: Vec<PhaseResult> = Vec::new();
+        let mut sides = vec![(SideKind::Reference, Runner::Phase(pair.reference))];
+        if let Some(codec) = pair.codec {
+            sides.push((SideKind::Codec, Runner::Phase(codec)));
+        }
+        sides.push((SideKind::Kafkad, Runner::Phase(pair.kafkad)));
+        if self.args.seed_python.is_some() {
+            sides.push((SideKind::Python, Runner::Python(pair.python)));
+        }
+        let mut results: Vec<Vec<PhaseResult>> = vec![Vec::new(); sides.len()];
         for run in 0..self.args.runs {
-            let order = if run % 2 == 0 {
-                [pair.reference, pair.kafkad]
-            } else {
-                [pair.kafkad, pair.reference]
-            };
-            for phase in order {
-                let result = self.measure(phase, run, &topics).await?;
-                if phase == pair.kafkad {
-                    kafkad_runs.push(result);
-                } else {
-                    reference_runs.push(result);
-                }
+            let mut order: Vec<usize> = (0..sides.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                results[i].push(self.measure(sides[i].1, run, &topics).await?);
             }
         }
         Ok(Comparison {
             prefix: pair.prefix,
             label: pair.label,
-            kafkad: best(&kafkad_runs),
-            reference: best(&reference_runs),
-            kafkad_runs: kafkad_runs.iter().map(PhaseResult::msgs_per_s).collect(),
-            reference_runs: reference_runs.iter().map(PhaseResult::msgs_per_s).collect(),
+            sides: sides
+                .iter()
+                .zip(&results)
+                .map(|((kind, _), runs)| Side {
+                    kind: *kind,
+                    best: best(runs, pair.paced()),
+                    runs: runs.iter().map(PhaseResult::msgs_per_s).collect(),
+                })
+                .collect(),
         })
     }
 
@@ -235,27 +284,56 @@ impl<'a> Bench<'a> {
     /// the child process that measures it.
     async fn measure(
         &self,
-        phase: Phase,
+        runner: Runner,
         run: u32,
         topics: &Topics<'_>,
     ) -> Result<PhaseResult, BenchError> {
+        let name = runner.name();
         let topic = match topics {
             Topics::Fresh(stem) => {
-                let name = format!("{stem}-{}-{run}", phase.as_str());
-                self.create_topic(&name).await?;
-                name
+                let topic = format!("{stem}-{name}-{run}");
+                self.create_topic(&topic).await?;
+                topic
             }
-            Topics::Shared(name) => (*name).to_owned(),
+            Topics::Shared(topic) => (*topic).to_owned(),
         };
-        let group = format!("{}-{}-{run}", self.stem, phase.as_str());
-        let group = (phase.role() != Role::Producer).then_some(group.as_str());
-        eprintln!(
-            "bench: {} run {}/{} ...",
-            phase.as_str(),
-            run + 1,
-            self.args.runs
-        );
-        self.spawn_phase(phase, &topic, group).await
+        let group = format!("{}-{name}-{run}", self.stem);
+        let group = runner.consumes().then_some(group.as_str());
+        eprintln!("bench: {name} run {}/{} ...", run + 1, self.args.runs);
+        match runner {
+            Runner::Phase(phase) => self.spawn_phase(phase, &topic, group).await,
+            Runner::Python(workload) => self.spawn_python(workload, &topic, group).await,
+        }
+    }
+
+    /// Runs the seed's Python loop for `workload` as a child process and reads its result.
+    async fn spawn_python(
+        &self,
+        workload: &'static str,
+        topic: &str,
+        group: Option<&str>,
+    ) -> Result<PhaseResult, BenchError> {
+        let python = self
+            .args
+            .seed_python
+            .as_ref()
+            .ok_or_else(|| BenchError::Invalid("no --seed-python".to_owned()))?;
+        let messages = match workload {
+            "batch" => self.messages.min(self.args.seed_batch_messages.max(1)),
+            _ => self.messages,
+        };
+        let mut command = std::process::Command::new(python);
+        command
+            .arg(&self.args.seed_script)
+            .arg(workload)
+            .args(["--bootstrap", &self.brokers.bootstrap])
+            .args(["--topic", topic])
+            .args(["--messages", &messages.to_string()])
+            .args(["--rate", &self.args.rate.to_string()]);
+        if let Some(group) = group {
+            command.args(["--group", group]);
+        }
+        run_child("seed-python", command).await
     }
 
     /// Runs one phase as a child process and reads its result.
@@ -265,12 +343,10 @@ impl<'a> Bench<'a> {
         topic: &str,
         group: Option<&str>,
     ) -> Result<PhaseResult, BenchError> {
-        let child = |detail: String| BenchError::Child {
+        let exe = std::env::current_exe().map_err(|e| BenchError::Child {
             phase: phase.as_str(),
-            detail,
-        };
-        let exe = std::env::current_exe()
-            .map_err(|e| child(format!("cannot find the kafkad-bench executable: {e}")))?;
+            detail: format!("cannot find the kafkad-bench executable: {e}"),
+        })?;
         let mut command = std::process::Command::new(exe);
         command
             .args(["phase", phase.as_str()])
@@ -288,24 +364,7 @@ impl<'a> Bench<'a> {
         if self.brokers.mock() {
             command.arg("--mock");
         }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        // The child measures itself; waiting for it needs no async worker.
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .map_err(|e| BenchError::Reference(e.to_string()))?
-            .map_err(|e| child(format!("cannot run: {e}")))?;
-        if !output.status.success() {
-            return Err(child(format!(
-                "exited with {} (its error is above)",
-                output.status
-            )));
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let last = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(last).map_err(|e| child(format!("unreadable result `{last}`: {e}")))
+        run_child(phase.as_str(), command).await
     }
 
     /// Creates a bench topic: on the mock through its API, elsewhere as `kafkad topic ensure`
@@ -367,13 +426,47 @@ impl<'a> Bench<'a> {
     }
 }
 
-/// A side's best run (highest throughput), with the highest peak RSS of all its runs.
-fn best(runs: &[PhaseResult]) -> PhaseResult {
-    let mut best = runs
-        .iter()
-        .max_by(|a, b| a.msgs_per_s().total_cmp(&b.msgs_per_s()))
-        .cloned()
-        .unwrap_or_default();
+/// Runs one measured child and reads its result, the last line of its stdout.
+async fn run_child(
+    phase: &'static str,
+    mut command: std::process::Command,
+) -> Result<PhaseResult, BenchError> {
+    let child = |detail: String| BenchError::Child { phase, detail };
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // The child measures itself; waiting for it needs no async worker.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .map_err(|e| BenchError::Reference(e.to_string()))?
+        .map_err(|e| child(format!("cannot run: {e}")))?;
+    if !output.status.success() {
+        return Err(child(format!(
+            "exited with {} (its error is above)",
+            output.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| child(format!("unreadable result `{last}`: {e}")))
+}
+
+/// A side's best run, with the highest peak RSS of all its runs. Best is the highest
+/// throughput; for a paced workload, whose throughput is the pace, the lowest p99 latency.
+fn best(runs: &[PhaseResult], paced: bool) -> PhaseResult {
+    let p99 = |run: &PhaseResult| {
+        let mut sorted = run.latencies_us.clone();
+        sorted.sort_unstable();
+        crate::report::percentile(&sorted, 0.99)
+    };
+    let chosen = if paced {
+        runs.iter().min_by(|a, b| p99(a).total_cmp(&p99(b)))
+    } else {
+        runs.iter()
+            .max_by(|a, b| a.msgs_per_s().total_cmp(&b.msgs_per_s()))
+    };
+    let mut best = chosen.cloned().unwrap_or_default();
     best.peak_rss_mb = runs.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max);
     best
 }

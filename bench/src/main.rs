@@ -1,9 +1,14 @@
 //! `kafkad-bench produce|consume|roundtrip`: what kafkad costs on top of librdkafka.
 //!
-//! Each workload runs twice over: through kafkad's real role code (`producer::run`,
+//! Each workload runs through kafkad's real role code (`producer::run`,
 //! `roles::run_consumer`, with a sink that only counts) and through a *reference* loop
 //! that calls rdkafka directly with pre-serialized payloads: no codec, no sink, no metrics,
-//! no statistics parsing. Both get the identical librdkafka client configuration, built from
+//! no statistics parsing. A second, *codec* reference is the same loop plus kafkad's codec
+//! (each message encoded with serde_json into a reused buffer, each consumed one decoded), so
+//! the codec's cost and the cost of kafkad's own loop show apart. With `--seed-python`, the
+//! seed's own system (Python on confluent-kafka, `python/seed_bench.py`, with the seed's
+//! settings) runs as a further side on the same brokers. kafkad and the references get the
+//! identical librdkafka client configuration, built from
 //! the same `Settings` (`client_config(Scope::…)`), so the role's real settings apply:
 //! `acks=all`, idempotence, `max.in.flight=1`, lz4 and `linger.ms=5` for the producer;
 //! `enable.auto.offset.store=false` for both consumers, `enable.auto.commit=false` for batch.
@@ -20,8 +25,10 @@
 //!   (`getrusage(RUSAGE_SELF)` deltas over the measured window) and peak RSS (`VmHWM` from
 //!   `/proc/self/status`) belong to that run alone. The mock cluster (and the topic filling)
 //!   live in the parent process, so their cost never lands on either side.
-//! * Runs alternate reference, kafkad, kafkad, reference, … (ABBA) and each side reports its
-//!   best run (highest throughput); peak RSS is the highest over that side's runs.
+//! * The sides run in turn, in an order reversed on every other run (reference, codec,
+//!   kafkad, Python, then Python, kafkad, codec, reference, …), and each side reports its best
+//!   run (highest throughput; for the paced roundtrip, lowest p99 latency); peak RSS is the
+//!   highest over that side's runs.
 //! * Throughput windows: producer from client creation until every message is acknowledged
 //!   (both sides); consumers from the first record handed to processing until the N-th was
 //!   processed, excluding the group join (consumers read a topic pre-filled with N messages,

@@ -6,7 +6,9 @@ use kafkad::telemetry::logging;
 use crate::cli::{Phase, PhaseArgs};
 use crate::kafkad_side::{kafkad_consume, kafkad_produce, kafkad_roundtrip};
 use crate::measure::{peak_rss_mb, PhaseResult};
-use crate::reference::{reference_batch, reference_produce, reference_roundtrip, reference_single};
+use crate::reference::{
+    reference_batch, reference_produce, reference_roundtrip, reference_single, Kind,
+};
 use crate::settings::{payload_override, role_settings, Target};
 use crate::BenchError;
 
@@ -35,12 +37,21 @@ pub async fn run(args: &PhaseArgs, request: &LoadRequest) -> Result<PhaseResult,
     };
     let mut result = match args.phase {
         Phase::ProduceKafkad => kafkad_produce(settings, messages).await?,
-        Phase::ProduceReference => blocking(move || reference_produce(&settings, messages)).await?,
+        Phase::ProduceReference | Phase::ProduceReferenceCodec => {
+            let kind = kind_of(args.phase);
+            blocking(move || reference_produce(kind, &settings, messages)).await?
+        }
         Phase::SingleKafkad | Phase::BatchKafkad => {
             kafkad_consume(args.phase, settings, messages).await?
         }
-        Phase::SingleReference => blocking(move || reference_single(&settings, messages)).await?,
-        Phase::BatchReference => blocking(move || reference_batch(&settings, messages)).await?,
+        Phase::SingleReference | Phase::SingleReferenceCodec => {
+            let kind = kind_of(args.phase);
+            blocking(move || reference_single(kind, &settings, messages)).await?
+        }
+        Phase::BatchReference | Phase::BatchReferenceCodec => {
+            let kind = kind_of(args.phase);
+            blocking(move || reference_batch(kind, &settings, messages)).await?
+        }
         Phase::RoundtripKafkad => {
             kafkad_roundtrip(settings, producer_settings()?, messages).await?
         }
@@ -53,6 +64,16 @@ pub async fn run(args: &PhaseArgs, request: &LoadRequest) -> Result<PhaseResult,
     };
     result.peak_rss_mb = peak_rss_mb();
     Ok(result)
+}
+
+/// Which reference a reference phase runs.
+fn kind_of(phase: Phase) -> Kind {
+    match phase {
+        Phase::ProduceReferenceCodec | Phase::SingleReferenceCodec | Phase::BatchReferenceCodec => {
+            Kind::Codec
+        }
+        _ => Kind::Raw,
+    }
 }
 
 /// Runs a reference loop (blocking rdkafka calls) off the async workers.

@@ -1,5 +1,12 @@
-//! The reference side: rdkafka called directly, with pre-serialized payloads and the role's
-//! client configuration; no codec, no sink, no metrics, no statistics parsing.
+//! The reference side: rdkafka called directly with the role's client configuration; no sink,
+//! no metrics, no statistics parsing.
+//!
+//! It comes in two kinds. The *raw* reference sends pre-serialized payloads and never looks at
+//! what it consumes: the physical limit of the client. The *codec* reference does the same
+//! loops, and also encodes every message it sends as kafkad's `KafkaMessage` with serde_json
+//! into a reused buffer (stamped with the current time, like the role), and decodes every
+//! record it consumes. raw → codec is what the codec costs; codec → kafkad is what kafkad's own
+//! loop costs (metrics, the sink call, owned copies, its checks).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -8,17 +15,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkad::config::{ProducerSettings, Scope, Settings};
+use kafkad::message::{KafkaMessage, Timestamp};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde_json::value::RawValue;
 
 use crate::measure::{
     after_warmup, run_deadline, unix_micros, window, DeliveryWatch, Mark, PhaseResult,
 };
-use crate::settings::message_factory;
+use crate::settings::{message_factory, PRODUCER_ID};
 use crate::BenchError;
+
+/// Which reference: the raw client, or the raw client plus kafkad's codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Pre-serialized payloads out, payloads never read in.
+    Raw,
+    /// Every message encoded on the way out and decoded on the way in.
+    Codec,
+}
 
 /// The reference's client context: counts deliveries, and skips statistics parsing (kafkad
 /// parses them for its metrics; the reference has none).
@@ -58,10 +76,56 @@ pub fn payload_ring(settings: &ProducerSettings, messages: u64) -> Vec<Vec<u8>> 
         .collect()
 }
 
+/// The codec reference's encoder: the producer role's message, built into reused buffers.
+struct Encoder {
+    content: String,
+    padding: String,
+    metadata: Box<RawValue>,
+    value: Vec<u8>,
+}
+
+impl Encoder {
+    fn new(settings: &ProducerSettings) -> Self {
+        Encoder {
+            content: String::with_capacity(64 + settings.payload_bytes),
+            padding: "x".repeat(settings.payload_bytes),
+            metadata: RawValue::from_string(r#"{"source":"kafkad"}"#.to_owned())
+                .expect("valid JSON"),
+            value: Vec::with_capacity(256 + settings.payload_bytes),
+        }
+    }
+
+    /// Encodes message `id` as the role would send it; the value stays in `self.value`.
+    fn encode(&mut self, id: u64) {
+        self.content.clear();
+        let _ = write!(self.content, "Message {id} from {PRODUCER_ID}");
+        self.content.push_str(&self.padding);
+        let message = KafkaMessage {
+            message_id: id as i64,
+            content: self.content.as_str().into(),
+            producer_id: PRODUCER_ID.into(),
+            timestamp: Timestamp::now(),
+            metadata: std::borrow::Cow::Borrowed(&self.metadata),
+        };
+        self.value.clear();
+        message.encode_into(&mut self.value);
+    }
+}
+
+/// Decodes a consumed value as the codec reference does, keeping the result observable so the
+/// work is not optimized away.
+fn decode(kind: Kind, payload: Option<&[u8]>) {
+    if kind == Kind::Codec {
+        let decoded = payload.map(KafkaMessage::decode);
+        std::hint::black_box(&decoded);
+    }
+}
+
 /// Sends `messages` records with the producer role's client configuration. With `rate`, paces
 /// them like the role and keys each with its send time (8 bytes, big-endian microseconds) for
 /// the latency measurement; otherwise keys them with the decimal id, as the role does.
 pub fn reference_send(
+    kind: Kind,
     settings: &Settings,
     messages: u64,
     rate: Option<f64>,
@@ -72,7 +136,11 @@ pub fn reference_send(
         .client_config(Scope::Producer)
         .create_with_context(context)
         .map_err(|e| BenchError::Reference(format!("reference producer: {e}")))?;
-    let ring = payload_ring(&settings.producer, messages);
+    let ring = match kind {
+        Kind::Raw => payload_ring(&settings.producer, messages),
+        Kind::Codec => Vec::new(),
+    };
+    let mut encoder = Encoder::new(&settings.producer);
     let topic = settings.topic.name.as_str();
     let mut key = String::with_capacity(20);
     let started = Instant::now();
@@ -84,7 +152,13 @@ pub fn reference_send(
                 std::thread::sleep(due - now);
             }
         }
-        let payload = &ring[(n % ring.len() as u64) as usize];
+        let payload: &[u8] = match kind {
+            Kind::Raw => &ring[(n % ring.len() as u64) as usize],
+            Kind::Codec => {
+                encoder.encode(n + 1);
+                &encoder.value
+            }
+        };
         let time_key;
         let record_key: &[u8] = if rate.is_some() {
             time_key = unix_micros().to_be_bytes();
@@ -105,7 +179,9 @@ pub fn reference_send(
                     rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
                     _,
                 )) => {
-                    producer.poll(Duration::from_millis(100));
+                    // Serve delivery reports to make room. rdkafka's `BaseProducer::poll`
+                    // polls until its timeout ends, so this waits 1 ms, as the role does.
+                    producer.poll(Duration::from_millis(1));
                 }
                 Err((error, _)) => {
                     return Err(BenchError::Reference(format!("reference send: {error}")))
@@ -131,12 +207,16 @@ pub fn reference_send(
     Ok(producer)
 }
 
-pub fn reference_produce(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
+pub fn reference_produce(
+    kind: Kind,
+    settings: &Settings,
+    messages: u64,
+) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let context = Reference::default();
     let delivered = Arc::clone(&context.delivered);
     let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
-    let producer = reference_send(settings, messages, None, context);
+    let producer = reference_send(kind, settings, messages, None, context);
     let marks = watch.finish();
     drop(producer?);
     marks.window(created, messages, "produce-reference")
@@ -154,8 +234,13 @@ pub fn reference_consumer(settings: &Settings) -> Result<BaseConsumer<Reference>
     Ok(consumer)
 }
 
-/// The single reference: poll, store the offset (as the role's guarantee needs), repeat.
-pub fn reference_single(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
+/// The single reference: poll, (decode,) store the offset (as the role's guarantee needs),
+/// repeat.
+pub fn reference_single(
+    kind: Kind,
+    settings: &Settings,
+    messages: u64,
+) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let consumer = reference_consumer(settings)?;
     let deadline = created + run_deadline(messages);
@@ -170,6 +255,7 @@ pub fn reference_single(settings: &Settings, messages: u64) -> Result<PhaseResul
         if let Some(Ok(record)) = consumer.poll(Duration::from_millis(100)) {
             first.get_or_insert_with(Mark::now);
             seen += 1;
+            decode(kind, record.payload());
             let _ = consumer.store_offset_from_message(&record);
         }
     }
@@ -181,8 +267,13 @@ pub fn reference_single(settings: &Settings, messages: u64) -> Result<PhaseResul
 
 /// The batch reference: the role's batching rule (up to `max_size`; at least `min_size` and
 /// nothing more waiting; or `max_wait`), then last+1 per partition stored and the stored
-/// offsets committed synchronously, as the role does.
-pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult, BenchError> {
+/// offsets committed synchronously, as the role does. The codec kind decodes each record as it
+/// arrives.
+pub fn reference_batch(
+    kind: Kind,
+    settings: &Settings,
+    messages: u64,
+) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
     let consumer = reference_consumer(settings)?;
     let limits = &settings.batch;
@@ -206,6 +297,7 @@ pub fn reference_batch(settings: &Settings, messages: u64) -> Result<PhaseResult
         };
         if let Some(Ok(record)) = consumer.poll(timeout) {
             first.get_or_insert_with(Mark::now);
+            decode(kind, record.payload());
             positions.insert(record.partition(), record.offset() + 1);
             in_batch += 1;
             batch_started.get_or_insert_with(Instant::now);
@@ -297,7 +389,7 @@ pub fn reference_roundtrip(
     let context = Reference::default();
     let delivered = Arc::clone(&context.delivered);
     let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
-    let producer = reference_send(producer_settings, messages, Some(rate), context);
+    let producer = reference_send(Kind::Raw, producer_settings, messages, Some(rate), context);
     let warm = watch.finish().first.map(|(mark, _)| mark.unix_us);
     let producer = producer?;
     let latencies = reader

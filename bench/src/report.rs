@@ -8,17 +8,72 @@ use kafkad::config::{self, Role, Scope, Settings};
 use crate::cli::Workload;
 use crate::measure::PhaseResult;
 
-/// A role measured on both sides.
+/// Who ran a side of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideKind {
+    /// rdkafka called directly, pre-serialized payloads: the client's limit.
+    Reference,
+    /// The same loop with kafkad's codec: encode on the way out, decode on the way in.
+    Codec,
+    /// kafkad's role code.
+    Kafkad,
+    /// The seed's system: Python on confluent-kafka.
+    Python,
+}
+
+impl SideKind {
+    /// Key prefix of this side's figures in the JSON (kafkad's have none).
+    pub fn json_prefix(self) -> &'static str {
+        match self {
+            SideKind::Reference => "reference_",
+            SideKind::Codec => "codec_reference_",
+            SideKind::Kafkad => "",
+            SideKind::Python => "python_",
+        }
+    }
+
+    /// Key prefix of kafkad's ratio to this side (`ratio_` for the raw reference, as before).
+    fn ratio_prefix(self) -> Option<&'static str> {
+        match self {
+            SideKind::Reference => Some("ratio_"),
+            SideKind::Codec => Some("ratio_codec_"),
+            SideKind::Kafkad => None,
+            SideKind::Python => Some("ratio_python_"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            SideKind::Reference => "reference (raw)",
+            SideKind::Codec => "reference + codec",
+            SideKind::Kafkad => "kafkad",
+            SideKind::Python => "Python seed",
+        }
+    }
+}
+
+/// One side's best run, and every run's throughput for the record.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub kind: SideKind,
+    pub best: PhaseResult,
+    pub runs: Vec<f64>,
+}
+
+/// A role measured on every side (kafkad and the raw reference always; the codec reference
+/// and the Python seed where they ran).
 #[derive(Debug, Clone)]
 pub struct Comparison {
     /// Key prefix in the JSON (`""`, `single_`, `batch_`).
     pub prefix: &'static str,
     pub label: &'static str,
-    pub kafkad: PhaseResult,
-    pub reference: PhaseResult,
-    /// Every run's throughput, for the record.
-    pub kafkad_runs: Vec<f64>,
-    pub reference_runs: Vec<f64>,
+    pub sides: Vec<Side>,
+}
+
+impl Comparison {
+    fn side(&self, kind: SideKind) -> Option<&Side> {
+        self.sides.iter().find(|side| side.kind == kind)
+    }
 }
 
 /// Everything one comparison measured.
@@ -101,37 +156,44 @@ impl BenchReport {
             self.rate.map(|r| format!(", {r} msgs/s")).unwrap_or_default(),
         );
         for c in &self.comparisons {
-            let kafkad = figures(&c.kafkad, self.value_bytes);
-            let reference = figures(&c.reference, self.value_bytes);
-            let _ = write!(out, "{:<22}", c.label);
-            for (key, _) in &kafkad {
+            let Some(kafkad) = c.side(SideKind::Kafkad) else {
+                continue;
+            };
+            let kafkad_figures = figures(&kafkad.best, self.value_bytes);
+            let _ = write!(out, "{:<30}", c.label);
+            for (key, _) in &kafkad_figures {
                 let _ = write!(out, "{key:>16}");
             }
             out.push('\n');
-            for (side, values) in [("  reference", &reference), ("  kafkad", &kafkad)] {
-                let _ = write!(out, "{side:<22}");
-                for (_, value) in values.iter() {
-                    let _ = write!(out, "{:>16}", format_figure(*value));
+            for side in &c.sides {
+                let _ = write!(out, "{:<30}", format!("  {}", side.kind.label()));
+                for (_, value) in figures(&side.best, self.value_bytes) {
+                    let _ = write!(out, "{:>16}", format_figure(value));
                 }
                 out.push('\n');
             }
-            let _ = write!(out, "{:<22}", "  ratio kafkad/ref");
-            for ((_, k), (_, r)) in kafkad.iter().zip(&reference) {
-                let _ = write!(out, "{:>16}", format!("{:.3}x", ratio(*k, *r)));
+            for side in c.sides.iter().filter(|s| s.kind != SideKind::Kafkad) {
+                let other = figures(&side.best, self.value_bytes);
+                let _ = write!(out, "{:<30}", format!("  kafkad / {}", side.kind.label()));
+                for ((_, k), (_, r)) in kafkad_figures.iter().zip(&other) {
+                    let _ = write!(out, "{:>16}", format!("{:.3}x", ratio(*k, *r)));
+                }
+                out.push('\n');
             }
-            out.push('\n');
             let runs = |v: &[f64]| {
                 v.iter()
                     .map(|x| format!("{x:.0}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let _ = writeln!(
-                out,
-                "  msgs/s of every run: reference [{}], kafkad [{}]",
-                runs(&c.reference_runs),
-                runs(&c.kafkad_runs)
-            );
+            for side in &c.sides {
+                let _ = writeln!(
+                    out,
+                    "  msgs/s of every run, {}: [{}]",
+                    side.kind.label(),
+                    runs(&side.runs)
+                );
+            }
         }
         out
     }
@@ -157,38 +219,42 @@ impl BenchReport {
             serde_json::to_value(&self.settings).unwrap_or_default(),
         );
         for c in &self.comparisons {
-            let kafkad = figures(&c.kafkad, self.value_bytes);
-            let reference = figures(&c.reference, self.value_bytes);
-            for ((key, k), (_, r)) in kafkad.iter().zip(&reference) {
-                let p = c.prefix;
-                object.insert(format!("{p}{key}"), round(*k).into());
-                object.insert(format!("reference_{p}{key}"), round(*r).into());
-                object.insert(format!("ratio_{p}{key}"), round(ratio(*k, *r)).into());
+            let p = c.prefix;
+            let kafkad = c
+                .side(SideKind::Kafkad)
+                .map(|side| figures(&side.best, self.value_bytes))
+                .unwrap_or_default();
+            for side in &c.sides {
+                let side_prefix = side.kind.json_prefix();
+                let values = figures(&side.best, self.value_bytes);
+                for (key, value) in &values {
+                    object.insert(format!("{side_prefix}{p}{key}"), round(*value).into());
+                }
+                if let Some(ratio_prefix) = side.kind.ratio_prefix() {
+                    for ((key, k), (_, r)) in kafkad.iter().zip(&values) {
+                        object.insert(
+                            format!("{ratio_prefix}{p}{key}"),
+                            round(ratio(*k, *r)).into(),
+                        );
+                    }
+                }
+                object.insert(
+                    format!("{side_prefix}{p}window_messages"),
+                    side.best.messages.into(),
+                );
+                object.insert(
+                    format!("{side_prefix}{p}startup_s"),
+                    round(side.best.startup_s).into(),
+                );
+                object.insert(
+                    format!("{side_prefix}{p}runs_msgs_per_s"),
+                    side.runs
+                        .iter()
+                        .map(|v| round(*v))
+                        .collect::<Vec<_>>()
+                        .into(),
+                );
             }
-            object.insert(
-                format!("{}startup_s", c.prefix),
-                round(c.kafkad.startup_s).into(),
-            );
-            object.insert(
-                format!("reference_{}startup_s", c.prefix),
-                round(c.reference.startup_s).into(),
-            );
-            object.insert(
-                format!("{}runs_msgs_per_s", c.prefix),
-                c.kafkad_runs
-                    .iter()
-                    .map(|v| round(*v))
-                    .collect::<Vec<_>>()
-                    .into(),
-            );
-            object.insert(
-                format!("reference_{}runs_msgs_per_s", c.prefix),
-                c.reference_runs
-                    .iter()
-                    .map(|v| round(*v))
-                    .collect::<Vec<_>>()
-                    .into(),
-            );
         }
         serde_json::Value::Object(object)
     }

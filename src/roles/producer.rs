@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use serde_json::value::RawValue;
@@ -37,7 +37,14 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ProducerMetrics;
 use crate::telemetry::summary;
 
-/// Delivery reports, counted. Runs on librdkafka's polling thread.
+/// The role's client. Its delivery reports are served by the send loop itself (see
+/// [`serve`]), not by a polling thread of their own: a thread blocked in `poll` is woken
+/// for every report librdkafka queues, and those wake-ups cost the unpaced producer a fifth
+/// of its throughput on a CPU-bound client (the codec-inclusive reference, polled from a
+/// thread that way, lost as much).
+type RoleProducer = BaseProducer<DeliveryCounter>;
+
+/// Delivery reports, counted. Runs in the send loop's [`serve`] and in `flush`.
 pub struct DeliveryCounter {
     log: ClientLog,
     metrics: ProducerMetrics,
@@ -177,6 +184,30 @@ impl MessageFactory {
 
 /// How often the unpaced send loop yields to the runtime (signals, other tasks).
 const YIELD_EVERY: u64 = 512;
+/// How often the unpaced send loop serves delivery reports (a report covers a whole
+/// produce request, so one in this many messages keeps up).
+const SERVE_EVERY: u64 = 16;
+/// Delivery-report events served per [`serve`] call at most (each takes one poll).
+const SERVE_EVENTS: usize = 64;
+/// A paced producer waits for its next message in steps this long at most, serving
+/// delivery reports in between, so counts and failures never lag by more.
+const SERVE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Serves the delivery reports librdkafka has queued, up to [`SERVE_EVENTS`] of them, until
+/// a poll finds none; never blocks.
+fn serve(producer: &RoleProducer) {
+    let reported = || {
+        let metrics = &producer.context().metrics;
+        metrics.delivered.get() + metrics.failed.get()
+    };
+    for _ in 0..SERVE_EVENTS {
+        let before = reported();
+        producer.poll(Duration::ZERO);
+        if reported() == before {
+            return;
+        }
+    }
+}
 
 /// Runs the producer until `count` messages were sent (then flushes and returns), or until
 /// `shutdown` fires.
@@ -255,7 +286,7 @@ fn flush_budget(shutdown_timeout: Duration) -> Duration {
 
 /// Drops the producer off the async workers: librdkafka's destroy joins its threads and
 /// purges what is still queued, which blocks. Bounded: the process is about to exit anyway.
-async fn release(producer: Arc<ThreadedProducer<DeliveryCounter>>) {
+async fn release(producer: Arc<RoleProducer>) {
     let dropped = tokio::task::spawn_blocking(move || drop(producer));
     if tokio::time::timeout(REPORT_RESERVE / 2, dropped)
         .await
@@ -270,7 +301,7 @@ fn create(
     settings: &Settings,
     producer_id: &str,
     metrics: &ProducerMetrics,
-) -> Result<Arc<ThreadedProducer<DeliveryCounter>>, RoleError> {
+) -> Result<Arc<RoleProducer>, RoleError> {
     let kafka = &settings.resolved_kafka;
     let counter = DeliveryCounter {
         log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor())
@@ -292,7 +323,7 @@ fn create(
 /// Sends messages `1..=count` (or on and on with `count = 0`), paced at `rate`, until done
 /// or shutdown; an error when a failure stops the producer first.
 async fn send_all(
-    producer: &ThreadedProducer<DeliveryCounter>,
+    producer: &RoleProducer,
     settings: &Settings,
     mut factory: MessageFactory,
     metrics: &ProducerMetrics,
@@ -304,7 +335,7 @@ async fn send_all(
     let mut sent: u64 = 0;
     while (config.count == 0 || sent < config.count) && !shutdown.is_triggered() {
         stopped_by_failure(producer)?;
-        if !pace(config.rate, started, sent, shutdown, metrics).await {
+        if !pace(producer, config.rate, started, sent, shutdown, metrics).await {
             continue; // shutdown came while waiting: the loop condition sees it
         }
         // Fatal errors do not always reach the error callback: ask librdkafka.
@@ -319,13 +350,16 @@ async fn send_all(
         metrics.accepted.inc();
         metrics.health.progress();
         sent += 1;
+        if config.rate > 0.0 || sent % SERVE_EVERY == 0 {
+            serve(producer);
+        }
     }
     Ok(())
 }
 
 /// A failure reported since the last message: a fatal producer error, or a TLS or login
 /// failure.
-fn stopped_by_failure(producer: &ThreadedProducer<DeliveryCounter>) -> Result<(), RoleError> {
+fn stopped_by_failure(producer: &RoleProducer) -> Result<(), RoleError> {
     if producer.context().fatal.load(Ordering::SeqCst) {
         return Err(fatal_error(producer));
     }
@@ -336,9 +370,11 @@ fn stopped_by_failure(producer: &ThreadedProducer<DeliveryCounter>) -> Result<()
 }
 
 /// Waits until message number `sent` is due at `rate` (0: no pacing, but a yield to the
-/// runtime now and then). Returns false when shutdown came first. Waiting for the next
-/// message at a low rate is progress too: it is marked at least once a second.
+/// runtime now and then), serving delivery reports meanwhile. Returns false when shutdown
+/// came first. Waiting for the next message at a low rate is progress too: it is marked
+/// each time the wait wakes to serve reports.
 async fn pace(
+    producer: &RoleProducer,
     rate: f64,
     started: Instant,
     sent: u64,
@@ -347,12 +383,18 @@ async fn pace(
 ) -> bool {
     if rate > 0.0 {
         let due = started + Duration::from_secs_f64(sent as f64 / rate);
-        while due > Instant::now() {
-            let step = due.min(Instant::now() + Duration::from_secs(1));
+        loop {
+            let now = Instant::now();
+            if due <= now {
+                break;
+            }
             tokio::select! {
-                _ = tokio::time::sleep_until(step.into()) => metrics.health.progress(),
+                _ = tokio::time::sleep_until(due.min(now + SERVE_INTERVAL).into()) => {
+                    metrics.health.progress();
+                }
                 _ = shutdown.wait() => return false,
             }
+            serve(producer);
         }
     } else if sent % YIELD_EVERY == 0 {
         tokio::task::yield_now().await;
@@ -363,7 +405,7 @@ async fn pace(
 /// Hands the message `factory` built to librdkafka, waiting while its queue is full; `false`
 /// when shutdown came while waiting (the message was not taken).
 async fn send(
-    producer: &ThreadedProducer<DeliveryCounter>,
+    producer: &RoleProducer,
     topic: &str,
     factory: &MessageFactory,
     id: i64,
@@ -376,12 +418,15 @@ async fn send(
         match producer.send(record) {
             Ok(()) => return Ok(true),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // librdkafka's queue is full: wait for deliveries to make room, or for the
-                // brokers, which may never come back: shutdown must not wait for them.
+                // librdkafka's queue is full: serve the deliveries that make room, and wait
+                // for more, or for the brokers, which may never come back: shutdown must not
+                // wait for them.
+                serve(producer);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(1)) => {}
                     _ = shutdown.wait() => return Ok(false),
                 }
+                serve(producer);
             }
             Err((error, _)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
                 return Err(fatal_error(producer));
@@ -397,10 +442,7 @@ async fn send(
 }
 
 /// The report, once every accepted message was delivered; otherwise the reason why not.
-fn delivered(
-    producer: &ThreadedProducer<DeliveryCounter>,
-    report: ProducerReport,
-) -> Result<ProducerReport, RoleError> {
+fn delivered(producer: &RoleProducer, report: ProducerReport) -> Result<ProducerReport, RoleError> {
     // A TLS or login failure explains any undelivered messages better than their count.
     if let Some(failure) = producer.context().log.failure() {
         return Err(RoleError::Connection(failure));
@@ -418,7 +460,7 @@ fn delivered(
     Ok(report)
 }
 
-fn fatal_error(producer: &ThreadedProducer<DeliveryCounter>) -> RoleError {
+fn fatal_error(producer: &RoleProducer) -> RoleError {
     let detail = producer
         .client()
         .fatal_error()
@@ -432,11 +474,7 @@ fn fatal_error(producer: &ThreadedProducer<DeliveryCounter>) -> RoleError {
 /// long as librdkafka needs (`delivery.timeout.ms` bounds it); once shutdown is asked for, at
 /// most [`flush_budget`] more, inside `shutdown_timeout`. Flushing blocks, so it runs off the
 /// async workers.
-async fn drain(
-    producer: &Arc<ThreadedProducer<DeliveryCounter>>,
-    shutdown: &mut Shutdown,
-    shutdown_timeout: Duration,
-) {
+async fn drain(producer: &Arc<RoleProducer>, shutdown: &mut Shutdown, shutdown_timeout: Duration) {
     let flush = |timeout: Duration| {
         let producer = Arc::clone(producer);
         tokio::task::spawn_blocking(move || producer.flush(timeout))

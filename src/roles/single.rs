@@ -34,6 +34,7 @@ pub(super) fn consume(
     let parts = shared::create(settings, metrics)?;
     let consumer = &parts.consumer;
     tracing::info!(group = %parts.group, "single consumer started");
+    let mut tally = shared::Tally::new(metrics);
     let outcome = loop {
         if let Some(failure) = shared::connection_failure(consumer) {
             break Err(failure);
@@ -44,7 +45,10 @@ pub(super) fn consume(
             break Ok(());
         }
         let record = match consumer.poll(POLL_INTERVAL) {
-            None => continue,
+            None => {
+                tally.publish();
+                continue;
+            }
             Some(Err(error)) => match shared::poll_error(consumer, error) {
                 Ok(()) => continue,
                 Err(fatal) => break Err(fatal),
@@ -64,11 +68,7 @@ pub(super) fn consume(
                     // Not stored: this message and everything after it are redelivered.
                     break Err(error.into());
                 }
-                metrics
-                    .processing_time
-                    .observe(started.elapsed().as_secs_f64());
-                shared::observe_latency(metrics, &processed.message);
-                metrics.processed.inc();
+                tally.processed(&processed.message, started, Instant::now());
             }
             Ok(Inspected::DeadLettered) => {}
             // Shutdown before the dead-letter copy was acknowledged: leave it unstored.
@@ -83,6 +83,7 @@ pub(super) fn consume(
         }
     };
 
+    tally.publish();
     // Commit what was stored, explicitly and synchronously, rather than trusting close.
     consumer.context().commit_stored(consumer, "shutdown");
     parts.dead_letters.flush(settings.shutdown_timeout);

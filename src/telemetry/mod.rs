@@ -1,5 +1,6 @@
 //! Logging, metrics, librdkafka statistics, health, the HTTP endpoint and periodic summaries.
 pub mod health;
+pub mod histogram;
 pub mod http;
 pub mod logging;
 pub mod metrics;
