@@ -183,7 +183,7 @@ pub async fn run(
     }
 }
 
-/// Runs a consumer role until `shutdown` fires (or a sink or fatal error), processing
+/// Runs a consumer role until `shutdown` fires (or a fatal error, or a record the sink failed on with `on_exhausted = "stop"`), processing
 /// through `sink`: the one way every caller (daemon, demo, benchmark, tests) starts a consumer.
 ///
 /// The role's loop runs on a dedicated blocking thread inside the role's span, with its

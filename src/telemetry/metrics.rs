@@ -263,3 +263,39 @@ impl RoleMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processing_failure_metrics_have_the_documented_names() {
+        let metrics = ConsumerMetrics::default();
+        metrics
+            .processing_failures
+            .get_or_create(&KindLabel {
+                kind: "http_status",
+            })
+            .inc();
+        metrics
+            .dead_lettered_by_reason
+            .get_or_create(&ReasonLabel {
+                reason: "processing_failed",
+            })
+            .inc();
+        metrics.retries.inc();
+        metrics.paused_seconds.inc_by(1.5);
+        let mut registry = Registry::with_prefix("kafkad");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for line in [
+            "kafkad_processing_failures_total{kind=\"http_status\"} 1",
+            "kafkad_records_dead_lettered_by_reason_total{reason=\"processing_failed\"} 1",
+            "kafkad_processing_retries_total 1",
+            "kafkad_paused_seconds_total 1.5",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+}
