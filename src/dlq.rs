@@ -1,4 +1,5 @@
-//! Dead-letter routing: what happens to a record that is not a valid `KafkaMessage`.
+//! Dead-letter routing: what happens to a record that is not a valid `KafkaMessage`, or that
+//! the sink failed to process for good (see `roles::retry`).
 //!
 //! A bad record must neither crash a consumer nor block its partition. It is copied, with its
 //! original key, value and headers, to the dead-letter topic (default `<topic>.dlq`), with
@@ -40,12 +41,16 @@
 //! | `kafkad.source.partition`  | its partition (decimal)                          |
 //! | `kafkad.source.offset`     | its offset (decimal)                             |
 //! | `kafkad.consumer.group`    | the consumer group that rejected it              |
+//! | `kafkad.attempts`          | processing failures only: how often it was tried |
+//!
+//! A record the sink failed to process carries `kafkad.error.kind = processing_failed` and
+//! the sink's last error in `kafkad.error`.
 
 use std::time::Duration;
 
 use futures::future::{self, Either};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
@@ -65,6 +70,10 @@ pub enum Rejection {
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A valid message the sink could not process: a permanent failure, or retryable ones
+    /// until the attempts ran out.
+    #[error("processing failed after {attempts} attempt(s): {error}")]
+    ProcessingFailed { error: String, attempts: u32 },
 }
 
 impl Rejection {
@@ -74,6 +83,7 @@ impl Rejection {
             Rejection::Tombstone => "tombstone",
             Rejection::TooLarge { .. } => "too_large",
             Rejection::Decode(error) => error.kind(),
+            Rejection::ProcessingFailed { .. } => "processing_failed",
         }
     }
 }
@@ -215,25 +225,38 @@ impl DeadLetters {
     /// Copies `record` to the dead-letter topic and waits for the acknowledgement, retrying
     /// transient failures with backoff until it succeeds, fails permanently, or shutdown is
     /// asked for.
-    pub fn send(
+    pub fn send<M: Message>(
         &self,
-        record: &BorrowedMessage<'_>,
+        record: &M,
         rejection: &Rejection,
         shutdown: &Shutdown,
     ) -> Result<(), DeadLetterError> {
-        self.metrics
-            .decode_errors
-            .get_or_create(&ReasonLabel {
-                reason: rejection.kind(),
-            })
-            .inc();
+        if !matches!(rejection, Rejection::ProcessingFailed { .. }) {
+            self.metrics
+                .decode_errors
+                .get_or_create(&ReasonLabel {
+                    reason: rejection.kind(),
+                })
+                .inc();
+        }
+        let reason = ReasonLabel {
+            reason: rejection.kind(),
+        };
+        let what = match rejection {
+            Rejection::ProcessingFailed { .. } => "a record the sink could not process",
+            _ => "undecodable record",
+        };
         let Some((producer, topic)) = &self.target else {
             tracing::warn!(
                 topic = record.topic(), partition = record.partition(), offset = record.offset(),
                 kind = rejection.kind(), error = %rejection,
-                "skipping undecodable record (no dead-letter topic)"
+                "skipping {what} (no dead-letter topic)"
             );
             self.metrics.dead_lettered.inc();
+            self.metrics
+                .dead_lettered_by_reason
+                .get_or_create(&reason)
+                .inc();
             return Ok(());
         };
         let headers = self.headers(record, rejection);
@@ -267,10 +290,14 @@ impl DeadLetters {
             match outcome {
                 Ok(()) => {
                     self.metrics.dead_lettered.inc();
+                    self.metrics
+                        .dead_lettered_by_reason
+                        .get_or_create(&reason)
+                        .inc();
                     tracing::warn!(
                         topic = record.topic(), partition = record.partition(), offset = record.offset(),
                         kind = rejection.kind(), error = %rejection, dlq_topic = %topic,
-                        "dead-lettered undecodable record"
+                        "dead-lettered {what}"
                     );
                     return Ok(());
                 }
@@ -304,9 +331,9 @@ impl DeadLetters {
         }
     }
 
-    fn headers(&self, record: &BorrowedMessage<'_>, rejection: &Rejection) -> OwnedHeaders {
+    fn headers<M: Message>(&self, record: &M, rejection: &Rejection) -> OwnedHeaders {
         let original = record.headers();
-        let mut headers = OwnedHeaders::new_with_capacity(original.map_or(0, |h| h.count()) + 6);
+        let mut headers = OwnedHeaders::new_with_capacity(original.map_or(0, |h| h.count()) + 7);
         if let Some(original) = original {
             for header in original.iter() {
                 headers = headers.insert(header);
@@ -326,6 +353,12 @@ impl DeadLetters {
             headers = headers.insert(Header {
                 key,
                 value: Some(value),
+            });
+        }
+        if let Rejection::ProcessingFailed { attempts, .. } = rejection {
+            headers = headers.insert(Header {
+                key: "kafkad.attempts",
+                value: Some(attempts.to_string().as_str()),
             });
         }
         headers

@@ -85,6 +85,10 @@ async fn two_producers_reach_both_groups_with_nothing_lost() {
     }
 }
 
+/// A sink failure stops the role at once, as a crash would.
+const STOP_AT_ONCE: &[(&str, &str)] =
+    &[("retry.max_attempts", "1"), ("retry.on_exhausted", "stop")];
+
 /// A sink that records what it was given and then fails: the role must stop without
 /// committing, as if it had crashed between processing and commit.
 #[derive(Clone, Default)]
@@ -145,18 +149,25 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     let produced = delivered_keys(&[&report]);
     let batch_settings = [("batch.min_size", "10"), ("batch.max_size", "10")];
 
-    // The first consumer processes a batch, then "crashes" before committing it.
+    // The first consumer processes a batch, then "crashes" before committing it: a sink
+    // failure that stops the role at once (one attempt, on_exhausted = "stop").
     let failing = FailingSink::default();
     let first = spawn_consumer(
         Role::Batch,
-        mock.settings(Role::Batch, &batch_settings),
+        mock.settings(
+            Role::Batch,
+            &[batch_settings.as_slice(), STOP_AT_ONCE].concat(),
+        ),
         Box::new(failing.clone()),
     );
     let outcome = tokio::time::timeout(WAIT, first.task)
         .await
         .expect("stops")
         .expect("no panic");
-    assert!(matches!(outcome, Err(RoleError::Sink(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RoleError::ProcessingFailed { .. })),
+        "{outcome:?}"
+    );
     let attempted: Vec<i64> = failing
         .seen
         .lock()
@@ -222,14 +233,17 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
     };
     let first = spawn_consumer(
         Role::Single,
-        mock.settings(Role::Single, &[]),
+        mock.settings(Role::Single, STOP_AT_ONCE),
         Box::new(failing.clone()),
     );
     let outcome = tokio::time::timeout(WAIT, first.task)
         .await
         .expect("stops")
         .expect("no panic");
-    assert!(matches!(outcome, Err(RoleError::Sink(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RoleError::ProcessingFailed { .. })),
+        "{outcome:?}"
+    );
     assert_eq!(
         committed_offset(&mock.bootstrap, "single-message-group"),
         Some(4)

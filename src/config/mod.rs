@@ -18,8 +18,9 @@ mod librdkafka_properties;
 mod render;
 pub mod sources;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -104,6 +105,14 @@ max_wait = "5s"
 
 [sink]
 kind = "log"
+
+[retry]
+max_attempts = 5
+initial = "1s"
+max = "1m"
+multiplier = 2.0
+jitter = 0.2
+on_exhausted = "dead_letter"
 "#;
 
 /// The seed's producer: acks from all in-sync replicas, idempotence, ordered retries, lz4.
@@ -200,11 +209,27 @@ pub struct Settings {
     pub producer: ProducerSettings,
     pub batch: BatchSettings,
     pub sink: SinkSettings,
+    pub retry: RetrySettings,
     pub http: HttpSettings,
     pub log: LogSettings,
     /// `[kafka]` with secret references resolved; filled in by [`load`].
     #[serde(skip)]
     pub resolved_kafka: KafkaProperties,
+    /// The http sink's `headers` with secret references resolved; filled in by [`load`].
+    #[serde(skip)]
+    pub resolved_sink_headers: ResolvedHeaders,
+}
+
+/// Header names and values ready to send; `Debug` never shows the values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ResolvedHeaders(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for ResolvedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, _)| (name, kafka::REDACTED)))
+            .finish()
+    }
 }
 
 fn serialize_kafka<S: serde::Serializer>(
@@ -291,7 +316,7 @@ pub struct BatchSettings {
 
 /// Where processed messages go: `[sink]`, its `kind` choosing the variant, each variant with
 /// its own keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkSettings {
     /// Logs each message (single) or a summary per batch.
@@ -301,6 +326,132 @@ pub enum SinkSettings {
         /// The file to append to; created if missing.
         path: PathBuf,
     },
+    /// POSTs each message (single) or each batch as a JSON array (batch) to `url`; any 2xx
+    /// answer means processed.
+    Http {
+        /// `http://` or `https://` address to POST to.
+        url: String,
+        /// How long one request may take, connecting included, before it counts as a
+        /// (retryable) failure.
+        #[serde(default = "default_sink_timeout", with = "humantime_serde")]
+        timeout: Duration,
+        /// Extra request headers. A value may be `{ file = "/path" }` or `{ env = "VAR" }` so
+        /// a token stays out of the file; `config print` and logs never show the values of
+        /// references, nor of headers whose names look secret (authorization, token, key...).
+        #[serde(default)]
+        headers: SinkHeaders,
+    },
+    /// Runs `command` (program and arguments) per message or batch, writing the messages to
+    /// its standard input as JSON lines; exit status 0 means processed.
+    Command {
+        /// The program and its arguments, e.g. `["sh", "-c", "cat >> /data/out.jsonl"]`.
+        command: Vec<String>,
+        /// How long one run may take before it is killed (a retryable failure).
+        #[serde(default = "default_sink_timeout", with = "humantime_serde")]
+        timeout: Duration,
+    },
+}
+
+fn default_sink_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Whether an http sink header carries a credential by its name.
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// The http sink's extra headers as written. Serialized (`config print`) and debug-printed
+/// without secrets: references show where the value comes from, plain values of secret-looking
+/// names show as redacted, and `Debug` shows no value at all.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct SinkHeaders(pub BTreeMap<String, KafkaValue>);
+
+impl std::fmt::Debug for SinkHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, kafka::REDACTED)))
+            .finish()
+    }
+}
+
+impl Serialize for SinkHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_headers(&self.0, serializer)
+    }
+}
+
+fn serialize_headers<S: serde::Serializer>(
+    headers: &BTreeMap<String, KafkaValue>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = serializer.serialize_map(Some(headers.len()))?;
+    for (name, value) in headers {
+        match value {
+            KafkaValue::Text(_) if is_secret_header(name) => {
+                out.serialize_entry(name, kafka::REDACTED)?
+            }
+            KafkaValue::Text(text) => out.serialize_entry(name, text)?,
+            KafkaValue::FromFile(path) => out.serialize_entry(
+                name,
+                &Map::from([("file".to_owned(), path.display().to_string())]),
+            )?,
+            KafkaValue::FromEnv(var) => {
+                out.serialize_entry(name, &Map::from([("env".to_owned(), var.clone())]))?
+            }
+        }
+    }
+    out.end()
+}
+
+/// What a consumer does when the sink fails to process a record or batch: `[retry]`.
+///
+/// A retryable failure (timeout, connection refused, HTTP 408/429/5xx, a command killed by its
+/// timeout) is tried again after `initial`, then after each delay times `multiplier`, never
+/// more than `max`, each delay varied by up to `jitter` (a fraction) either way so a fleet of
+/// consumers does not retry in step. The record's partition is paused meanwhile while the
+/// consumer keeps polling, so it stays in its group however long the outage. After
+/// `max_attempts` attempts, or at once for a permanent failure (an HTTP 4xx, a record the
+/// downstream rejects), `on_exhausted` decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per record (single) or batch (batch), the first included.
+    pub max_attempts: NonZeroU32,
+    /// The delay before the second attempt.
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    /// The longest delay between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    /// Each delay is the previous one times this (at least 1).
+    pub multiplier: f64,
+    /// Each delay varies randomly by up to this fraction of itself (0 to 1).
+    pub jitter: f64,
+    /// What happens to a record whose attempts are used up.
+    pub on_exhausted: OnExhausted,
+}
+
+/// What happens to a record the sink failed to process `max_attempts` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// Copy it to the dead-letter topic (`kafkad.error.kind = processing_failed`) and move on.
+    DeadLetter,
+    /// Stop the consumer with exit 1, the record uncommitted.
+    Stop,
 }
 
 /// The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
@@ -468,6 +619,7 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         .map_err(|e| deserialize_error(e, &tree))?;
     settings.role = role;
     settings.resolved_kafka = resolve_kafka(&settings.kafka, &request.env, &tree)?;
+    settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
     validate(&settings, &tree)?;
     Ok(LoadedConfig { settings, tree })
 }
@@ -544,7 +696,8 @@ fn deserialize_error(error: config::ConfigError, tree: &Map<String, Value>) -> C
     };
     let message = message
         .replace('\n', " ")
-        .replace("a nonzero usize", "a whole number above 0");
+        .replace("a nonzero usize", "a whole number above 0")
+        .replace("a nonzero u32", "a whole number above 0");
     let within = |field: &str| match &table {
         Some(table) => format!("{table}.{field}"),
         None => field.to_owned(),
@@ -637,6 +790,46 @@ fn resolve_kafka(
     Ok(KafkaProperties::new(resolved))
 }
 
+/// The http sink's headers with `{ file }` and `{ env }` references read.
+fn resolve_sink_headers(
+    sink: &SinkSettings,
+    env: &[(String, String)],
+    tree: &Map<String, Value>,
+) -> Result<ResolvedHeaders, ConfigError> {
+    let SinkSettings::Http { headers, .. } = sink else {
+        return Ok(ResolvedHeaders::default());
+    };
+    let mut resolved = Vec::with_capacity(headers.0.len());
+    for (name, value) in &headers.0 {
+        let key = format!("sink.headers.{name}");
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin_of(tree, &key),
+            key: key.clone(),
+            message,
+        };
+        let text = match value {
+            KafkaValue::Text(text) => text.clone(),
+            KafkaValue::FromFile(path) => read_secret_file(path)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?,
+            KafkaValue::FromEnv(var) => env
+                .iter()
+                .find(|(name, _)| name == var)
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| invalid(format!("environment variable {var} is not set")))?,
+        };
+        if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid("is not a valid HTTP header name".to_owned()));
+        }
+        if ureq::http::HeaderValue::from_str(&text).is_err() {
+            return Err(invalid(
+                "the value is not a valid HTTP header value (control characters?)".to_owned(),
+            ));
+        }
+        resolved.push((name.clone(), text));
+    }
+    Ok(ResolvedHeaders(resolved))
+}
+
 /// A secret file's content without the trailing newline editors and `echo` add.
 fn read_secret_file(path: &Path) -> std::io::Result<String> {
     let text = std::fs::read_to_string(path)?;
@@ -725,7 +918,100 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     if let Err(error) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
         return fail("log.level", &format!("not a log filter: {error}"));
     }
+    check_retry(&settings.retry, tree)?;
+    check_sink(&settings.sink, tree)
+}
+
+/// The backoff in order: delays above 0, `max` not below `initial`, a growing multiplier, a
+/// jitter fraction.
+fn check_retry(retry: &RetrySettings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| Err(invalid(tree, key, message));
+    if retry.initial.is_zero() {
+        return fail("retry.initial", "must be above 0 (e.g. \"1s\")".to_owned());
+    }
+    if retry.max < retry.initial {
+        return fail(
+            "retry.max",
+            format!(
+                "must be at least retry.initial ({})",
+                humantime::format_duration(retry.initial)
+            ),
+        );
+    }
+    if !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
+        return fail(
+            "retry.multiplier",
+            "must be a number of at least 1 (1 keeps the delay constant)".to_owned(),
+        );
+    }
+    if !(0.0..=1.0).contains(&retry.jitter) {
+        return fail(
+            "retry.jitter",
+            "must be a fraction from 0 to 1 (0.2 varies each delay by up to 20%)".to_owned(),
+        );
+    }
     Ok(())
+}
+
+/// What can be known about a sink before it runs: the URL parses, the command exists.
+fn check_sink(sink: &SinkSettings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| Err(invalid(tree, key, message));
+    match sink {
+        SinkSettings::Log {} | SinkSettings::Jsonl { .. } => Ok(()),
+        SinkSettings::Http { url, timeout, .. } => {
+            if timeout.is_zero() {
+                return fail("sink.timeout", "must be above 0 (e.g. \"30s\")".to_owned());
+            }
+            match url.parse::<ureq::http::Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some_and(|h| !h.is_empty()) =>
+                {
+                    Ok(())
+                }
+                Ok(_) => fail(
+                    "sink.url",
+                    format!("`{url}` is not an http:// or https:// address with a host"),
+                ),
+                Err(error) => fail("sink.url", format!("`{url}` is not a URL: {error}")),
+            }
+        }
+        SinkSettings::Command { command, timeout } => {
+            if timeout.is_zero() {
+                return fail("sink.timeout", "must be above 0 (e.g. \"30s\")".to_owned());
+            }
+            let Some(program) = command.first().filter(|p| !p.is_empty()) else {
+                return fail(
+                    "sink.command",
+                    "must name a program, e.g. [\"sh\", \"-c\", \"cat >> out.jsonl\"]".to_owned(),
+                );
+            };
+            match find_program(program) {
+                Some(_) => Ok(()),
+                None => fail(
+                    "sink.command",
+                    format!("program `{program}` not found (not an executable file, nor on PATH)"),
+                ),
+            }
+        }
+    }
+}
+
+/// Where `program` would be run from: itself when it holds a `/`, else the first executable
+/// of that name on `PATH`.
+fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
 }
 
 /// A topic name Kafka accepts: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -60,7 +60,9 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         ),
     }
 
-    for table in ["topic", "kafka", "producer", "batch", "sink", "http", "log"] {
+    for table in [
+        "topic", "kafka", "producer", "batch", "sink", "retry", "http", "log",
+    ] {
         let _ = writeln!(out, "\n[{table}]");
         let Some(toml::Value::Table(values)) = document.get(table) else {
             continue;

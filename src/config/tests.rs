@@ -523,3 +523,115 @@ fn shipped_config_files_are_valid() {
         );
     }
 }
+
+#[test]
+fn retry_defaults_are_documented_values() {
+    let retry = load_ok(&request(Some(Role::Single), None, &[]))
+        .settings
+        .retry;
+    assert_eq!(retry.max_attempts.get(), 5);
+    assert_eq!(retry.initial, Duration::from_secs(1));
+    assert_eq!(retry.max, Duration::from_secs(60));
+    assert_eq!(retry.multiplier, 2.0);
+    assert_eq!(retry.jitter, 0.2);
+    assert_eq!(retry.on_exhausted, OnExhausted::DeadLetter);
+}
+
+#[test]
+fn bad_retry_settings_name_the_key_and_its_source() {
+    let file = toml_file("[retry]\nmax_attempts = 0\n");
+    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
+    assert!(error.contains("retry.max_attempts"), "{error}");
+    assert!(
+        error.contains(&file.path().display().to_string()),
+        "{error}"
+    );
+
+    let error = load_err(&request(
+        Some(Role::Batch),
+        None,
+        &[
+            ("KAFKAD_RETRY__INITIAL", "10s"),
+            ("KAFKAD_RETRY__MAX", "5s"),
+        ],
+    ));
+    assert!(
+        error.contains("retry.max") && error.contains("KAFKAD_RETRY__MAX"),
+        "{error}"
+    );
+
+    let error = load_err(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_RETRY__ON_EXHAUSTED", "ignore")],
+    ));
+    assert!(error.contains("retry"), "{error}");
+    let error = load_err(&request(
+        Some(Role::Single),
+        None,
+        &[("KAFKAD_RETRY__JITTER", "1.5")],
+    ));
+    assert!(error.contains("retry.jitter"), "{error}");
+}
+
+#[test]
+fn http_sink_urls_must_parse_and_header_secrets_stay_hidden() {
+    let file = toml_file("[sink]\nkind = \"http\"\nurl = \"not a url\"\n");
+    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
+    assert!(
+        error.contains("sink.url") && error.contains(&file.path().display().to_string()),
+        "{error}"
+    );
+    let file = toml_file("[sink]\nkind = \"http\"\nurl = \"ftp://host/x\"\n");
+    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
+    assert!(error.contains("sink.url"), "{error}");
+
+    let file = toml_file(
+        "[sink]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/in\"\ntimeout = \"2s\"\n\
+         [sink.headers]\nAuthorization = { env = \"SINK_TOKEN\" }\nX-Api-Key = \"plain-secret\"\nX-Source = \"kafkad\"\n",
+    );
+    let mut req = request(Some(Role::Single), Some(file.path()), &[]);
+    let error = load_err(&req);
+    assert!(
+        error.contains("sink.headers.Authorization") && error.contains("SINK_TOKEN"),
+        "{error}"
+    );
+    req.env
+        .push(("SINK_TOKEN".to_owned(), "Bearer very-secret".to_owned()));
+    let config = load_ok(&req);
+    assert!(config
+        .settings
+        .resolved_sink_headers
+        .0
+        .contains(&("Authorization".to_owned(), "Bearer very-secret".to_owned())));
+    let printed = config.render();
+    for secret in ["very-secret", "plain-secret"] {
+        assert!(!printed.contains(secret), "{printed}");
+        assert!(
+            !format!("{:?}", config.settings).contains(secret),
+            "Debug hides {secret}"
+        );
+    }
+    assert!(
+        printed.contains("SINK_TOKEN") && printed.contains("kafkad"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_command_sink_needs_a_program_that_exists() {
+    let file = toml_file("[sink]\nkind = \"command\"\ncommand = [\"no-such-program-kafkad\"]\n");
+    let error = load_err(&request(Some(Role::Batch), Some(file.path()), &[]));
+    assert!(
+        error.contains("sink.command")
+            && error.contains("no-such-program-kafkad")
+            && error.contains(&file.path().display().to_string()),
+        "{error}"
+    );
+    let file = toml_file("[sink]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat\"]\n");
+    let config = load_ok(&request(Some(Role::Batch), Some(file.path()), &[]));
+    assert!(matches!(
+        config.settings.sink,
+        SinkSettings::Command { timeout, .. } if timeout == Duration::from_secs(30)
+    ));
+}

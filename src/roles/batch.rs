@@ -28,47 +28,47 @@
 //!   partitions move: the stored offsets, those of the revoked partitions included, are
 //!   committed, and buffered unprocessed records of those partitions are dropped. Their next
 //!   owner receives them from the committed offset. Partitions that stay keep their buffer.
-//! * The sink failing stops the role without committing: the batch is redelivered.
+//!
+//! # When the sink fails
+//!
+//! A batch the sink fails on is retried whole after the backoff delay (`[retry]`, see
+//! `retry`). Meanwhile every assigned partition is paused and the loop keeps polling: the
+//! consumer stays in its group, and records already fetched are dropped and read again after
+//! the pause (the loop seeks back), since this consumer holds one batch at a time and new
+//! records would only pile up behind it. Once the attempts are used up, or at once for a
+//! permanent failure, the batch is taken apart: its records go to the sink one at a time,
+//! and those that fail are dead-lettered (`processing_failed`); then the batch is committed
+//! like any other. With `on_exhausted = "stop"` the role stops instead, the batch
+//! uncommitted. A batch waiting for a retry at shutdown is left uncommitted and redelivered.
+//! A rebalance during the wait drops the records of revoked partitions as above; the rest
+//! are retried.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
+use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 
 use super::consumer::{self as shared, Inspected, KafkadConsumer};
+use super::retry::{self, Next, RetryPolicy};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
 use crate::config::{BatchSettings, Settings};
-use crate::dlq::DeadLetterError;
-use crate::message::{KafkaMessage, Timestamp};
+use crate::dlq::{DeadLetterError, DeadLetters, Rejection};
+use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
-use serde_json::value::RawValue;
-
-/// A decoded record of the batch, owned; its text lives in the batch's `text`.
-struct Owned {
-    partition: i32,
-    offset: i64,
-    message_id: i64,
-    timestamp: Timestamp,
-    content: Range<usize>,
-    producer_id: Range<usize>,
-    metadata: Box<RawValue>,
-}
 
 /// The records in hand.
 #[derive(Default)]
 struct Batch {
     /// Decoded records for the sink, owned: a borrowed librdkafka message would pin its
     /// whole fetch buffer for as long as the batch waits.
-    records: Vec<Owned>,
-    /// The content and producer id of every record, one after the other: one buffer for the
-    /// whole batch, kept for the next one, where owned strings cost two allocations (and
-    /// frees) per record.
-    text: String,
+    records: Vec<Record<'static>>,
+    /// Each of `records` as received (same index): the dead-letter copy of a record the sink
+    /// fails on carries the original key, value and headers.
+    raw: Vec<OwnedMessage>,
     /// The partition of each dead-lettered record in the batch (their copies are
     /// acknowledged; they count as processed).
     dead_lettered: Vec<i32>,
@@ -85,20 +85,20 @@ impl Batch {
         self.records.len() + self.dead_lettered.len()
     }
 
-    fn push(&mut self, partition: i32, offset: i64, message: Option<&KafkaMessage<'_>>) {
+    fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        message: Option<(KafkaMessage<'static>, OwnedMessage)>,
+    ) {
         match message {
-            Some(message) => {
-                let content = self.keep(&message.content);
-                let producer_id = self.keep(&message.producer_id);
-                self.records.push(Owned {
+            Some((message, raw)) => {
+                self.records.push(Record {
                     partition,
                     offset,
-                    message_id: message.message_id,
-                    timestamp: message.timestamp,
-                    content,
-                    producer_id,
-                    metadata: message.metadata.as_ref().to_owned(),
+                    message,
                 });
+                self.raw.push(raw);
             }
             None => self.dead_lettered.push(partition),
         }
@@ -106,34 +106,16 @@ impl Batch {
         self.started.get_or_insert_with(Instant::now);
     }
 
-    /// Copies `text` into the batch's text; returns where it is.
-    fn keep(&mut self, text: &str) -> Range<usize> {
-        let start = self.text.len();
-        self.text.push_str(text);
-        start..self.text.len()
-    }
-
-    /// The records as the sink takes them, borrowing from the batch.
-    fn records(&self) -> Vec<Record<'_>> {
-        self.records
-            .iter()
-            .map(|owned| Record {
-                partition: owned.partition,
-                offset: owned.offset,
-                message: KafkaMessage {
-                    message_id: owned.message_id,
-                    content: Cow::Borrowed(&self.text[owned.content.clone()]),
-                    producer_id: Cow::Borrowed(&self.text[owned.producer_id.clone()]),
-                    timestamp: owned.timestamp,
-                    metadata: Cow::Borrowed(&owned.metadata),
-                },
-            })
-            .collect()
-    }
-
     /// Forgets the records of revoked partitions; returns how many were dropped.
     fn drop_partitions(&mut self, revoked: &[i32]) -> usize {
         let before = self.len();
+        let keep: Vec<bool> = self
+            .records
+            .iter()
+            .map(|r| !revoked.contains(&r.partition))
+            .collect();
+        let mut kept = keep.iter();
+        self.raw.retain(|_| kept.next().copied().unwrap_or(true));
         self.records.retain(|r| !revoked.contains(&r.partition));
         self.dead_lettered.retain(|p| !revoked.contains(p));
         for partition in revoked {
@@ -141,19 +123,9 @@ impl Batch {
         }
         let dropped = before - self.len();
         if self.positions.is_empty() {
-            self.clear();
+            *self = Batch::default();
         }
         dropped
-    }
-
-    /// Empties the batch for the next one, keeping its allocations: growing a fresh `Vec`
-    /// to `max_size` records for every batch cost a reallocation and copy per doubling.
-    fn clear(&mut self) {
-        self.records.clear();
-        self.text.clear();
-        self.dead_lettered.clear();
-        self.positions.clear();
-        self.started = None;
     }
 
     fn waited(&self, max_wait: Duration) -> bool {
@@ -176,18 +148,79 @@ impl Batch {
     }
 }
 
+/// A batch the sink failed on, waiting for its next attempt with the assignment paused.
+struct Backoff {
+    /// Failed attempts so far.
+    attempts: u32,
+    due: Instant,
+    paused: Vec<i32>,
+    paused_at: Instant,
+    /// Per partition, the first offset dropped while paused: where to read again.
+    dropped: HashMap<i32, i64>,
+}
+
+impl Backoff {
+    /// Where each partition reads on after the pause: after the last record taken from it,
+    /// or, for a partition nothing was taken from yet, at the first record dropped.
+    fn read_on(&self, next_offset: &HashMap<i32, i64>) -> HashMap<i32, i64> {
+        self.paused
+            .iter()
+            .chain(self.dropped.keys())
+            .filter_map(|p| {
+                next_offset
+                    .get(p)
+                    .or_else(|| self.dropped.get(p))
+                    .map(|&offset| (*p, offset))
+            })
+            .collect()
+    }
+}
+
+/// What a batch attempt came to.
+enum Step {
+    /// Processed (records that failed alone dead-lettered), stored, committed; batch emptied.
+    Done,
+    /// Failed; try again after the delay.
+    RetryIn(Duration),
+    /// Shutdown while a dead-letter copy was not yet acknowledged: nothing stored.
+    Interrupted,
+}
+
+/// What one consumer's batches go through.
+struct Processor<'a> {
+    consumer: &'a KafkadConsumer,
+    sink: Box<dyn Sink>,
+    metrics: &'a ConsumerMetrics,
+    dead_letters: &'a DeadLetters,
+    shutdown: &'a Shutdown,
+    policy: RetryPolicy,
+}
+
 /// The loop, on the consumer's own thread (see [`super::run_consumer`]).
 pub(super) fn consume(
     settings: &Settings,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,
     shutdown: &Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
     let parts = shared::create(settings, metrics)?;
     let consumer = &parts.consumer;
+    let topic = settings.topic.name.as_str();
     let limits = &settings.batch;
     tracing::info!(group = %parts.group, min_size = limits.min_size, max_size = limits.max_size, max_wait = ?limits.max_wait, "batch consumer started");
+    let mut processor = Processor {
+        consumer,
+        sink,
+        metrics,
+        dead_letters: &parts.dead_letters,
+        shutdown,
+        policy: RetryPolicy::new(&settings.retry),
+    };
     let mut batch = Batch::default();
+    let mut backoff: Option<Backoff> = None;
+    // Per partition, the offset after the last record taken from librdkafka: where a paused
+    // partition must read on from, whatever librdkafka fetched and discarded meanwhile.
+    let mut next_offset: HashMap<i32, i64> = HashMap::new();
     let outcome = loop {
         if let Some(failure) = shared::connection_failure(consumer) {
             break Err(failure);
@@ -197,7 +230,41 @@ pub(super) fn consume(
         if shared::stopping(shutdown, metrics) {
             break Ok(true);
         }
-        let polled = consumer.poll(batch.poll_timeout(limits));
+        if let Some(waiting) = backoff.take_if(|b| b.due <= Instant::now()) {
+            metrics.retries.inc();
+            let step = processor.attempt(&mut batch, waiting.attempts);
+            match step {
+                Ok(Step::RetryIn(delay)) => {
+                    backoff = Some(Backoff {
+                        attempts: waiting.attempts + 1,
+                        due: Instant::now() + delay,
+                        ..waiting
+                    });
+                    continue;
+                }
+                Ok(Step::Done) => {
+                    retry::resume(
+                        consumer,
+                        topic,
+                        &waiting.paused,
+                        &waiting.read_on(&next_offset),
+                        waiting.paused_at,
+                        metrics,
+                    );
+                    continue;
+                }
+                Ok(Step::Interrupted) => break Ok(false),
+                Err(error) => break Err(error),
+            }
+        }
+        let timeout = match &backoff {
+            Some(waiting) => waiting
+                .due
+                .saturating_duration_since(Instant::now())
+                .min(POLL_INTERVAL),
+            None => batch.poll_timeout(limits),
+        };
+        let polled = consumer.poll(timeout);
         // Rebalance callbacks ran inside that poll, before any record it returns: drop what
         // was revoked now, so a record from a re-assigned partition is never dropped with it.
         let revoked = consumer.context().take_revoked();
@@ -205,6 +272,27 @@ pub(super) fn consume(
             let dropped = batch.drop_partitions(&revoked);
             if dropped > 0 {
                 tracing::info!(?revoked, dropped, "dropped unprocessed records of revoked partitions; their next owner receives them");
+            }
+            for partition in &revoked {
+                next_offset.remove(partition);
+            }
+            if let Some(waiting) = &mut backoff {
+                for partition in &revoked {
+                    waiting.dropped.remove(partition);
+                }
+                if batch.len() == 0 {
+                    tracing::info!("every partition of the batch waiting for a retry was revoked; their next owners receive its records");
+                    if let Some(waiting) = backoff.take() {
+                        retry::resume(
+                            consumer,
+                            topic,
+                            &waiting.paused,
+                            &waiting.read_on(&next_offset),
+                            waiting.paused_at,
+                            metrics,
+                        );
+                    }
+                }
             }
         }
         match polled {
@@ -215,11 +303,24 @@ pub(super) fn consume(
                 }
             }
             Some(Ok(record)) => {
+                if let Some(waiting) = &mut backoff {
+                    // Fetched before the pause (or from a partition assigned since): read it
+                    // again once the batch in hand is done.
+                    waiting
+                        .dropped
+                        .entry(record.partition())
+                        .and_modify(|first| *first = (*first).min(record.offset()))
+                        .or_insert(record.offset());
+                    continue;
+                }
                 metrics.consumed.inc();
+                next_offset.insert(record.partition(), record.offset() + 1);
                 match shared::inspect(&record, settings, &parts.dead_letters, shutdown) {
-                    Ok(Inspected::Message(message)) => {
-                        batch.push(record.partition(), record.offset(), Some(&message))
-                    }
+                    Ok(Inspected::Message(message)) => batch.push(
+                        record.partition(),
+                        record.offset(),
+                        Some((message.into_owned(), record.detach())),
+                    ),
                     Ok(Inspected::DeadLettered) => {
                         batch.push(record.partition(), record.offset(), None)
                     }
@@ -236,64 +337,191 @@ pub(super) fn consume(
                 }
             }
         }
+        if backoff.is_some() {
+            continue;
+        }
         let due = batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait);
         if due {
-            if let Err(error) = process(consumer, &mut batch, sink.as_mut(), metrics) {
-                break Err(error);
+            match processor.attempt(&mut batch, 0) {
+                Ok(Step::Done) => {}
+                Ok(Step::RetryIn(delay)) => {
+                    let paused: Vec<i32> = match consumer.assignment() {
+                        Ok(list) => list
+                            .elements_for_topic(topic)
+                            .iter()
+                            .map(|e| e.partition())
+                            .collect(),
+                        Err(_) => batch.positions.keys().copied().collect(),
+                    };
+                    let paused_at = retry::pause(consumer, topic, &paused);
+                    backoff = Some(Backoff {
+                        attempts: 1,
+                        due: paused_at + delay,
+                        paused,
+                        paused_at,
+                        dropped: HashMap::new(),
+                    });
+                }
+                Ok(Step::Interrupted) => break Ok(false),
+                Err(error) => break Err(error),
             }
         }
     };
 
-    // Graceful stop: the batch in hand is processed and committed. A failed sink is not
-    // retried here: its batch stays uncommitted and is redelivered.
-    let outcome = match outcome {
-        Ok(true) if batch.len() > 0 => process(consumer, &mut batch, sink.as_mut(), metrics),
-        Ok(_) => Ok(()),
-        // Every record in hand comes before the one that cannot be dead-lettered: finish
-        // them, so only that record (and what follows it) is redelivered.
-        Err(error @ RoleError::DeadLetter(_)) if batch.len() > 0 => {
-            process(consumer, &mut batch, sink.as_mut(), metrics).and(Err(error))
+    // Graceful stop: the batch in hand is processed and committed, once. A batch waiting for
+    // a retry, or one that fails now, stays uncommitted and is redelivered.
+    let finish = |processor: &mut Processor<'_>, batch: &mut Batch| match processor.last(batch) {
+        Ok(Step::Done | Step::Interrupted) => Ok(()),
+        Ok(Step::RetryIn(_)) => {
+            tracing::info!(
+                records = batch.len(),
+                "stopping with the batch unprocessed; it stays uncommitted and is redelivered"
+            );
+            Ok(())
         }
         Err(error) => Err(error),
     };
+    let outcome = match outcome {
+        Ok(true) if backoff.is_some() => {
+            tracing::info!(
+                records = batch.len(),
+                "stopping while the batch waits for a retry; it stays uncommitted and is redelivered"
+            );
+            Ok(())
+        }
+        Ok(true) if batch.len() > 0 => finish(&mut processor, &mut batch),
+        Ok(_) => Ok(()),
+        // Every record in hand comes before the one that cannot be dead-lettered: finish
+        // them, so only that record (and what follows it) is redelivered.
+        Err(error @ RoleError::DeadLetter(_)) if batch.len() > 0 && backoff.is_none() => {
+            finish(&mut processor, &mut batch).and(Err(error))
+        }
+        Err(error) => Err(error),
+    };
+    drop(processor);
     parts.dead_letters.flush(settings.shutdown_timeout);
     shared::close(parts.consumer, settings.shutdown_timeout);
     outcome.map(|()| ConsumerReport::from_metrics(metrics))
 }
 
-/// Processes the batch, stores its positions and commits them; empties it.
-fn process(
-    consumer: &KafkadConsumer,
-    batch: &mut Batch,
-    sink: &mut dyn Sink,
-    metrics: &ConsumerMetrics,
-) -> Result<(), RoleError> {
-    let started = Instant::now();
-    let records = batch.records();
-    if !records.is_empty() {
-        sink.process_batch(&records)?;
+impl Processor<'_> {
+    /// One attempt at the batch, `failed` attempts having failed before: processed, stored
+    /// and committed; or taken apart once the attempts are used up; or a delay to wait.
+    fn attempt(&mut self, batch: &mut Batch, failed: u32) -> Result<Step, RoleError> {
+        let started = Instant::now();
+        let outcome = match batch.records.is_empty() {
+            true => Ok(()),
+            false => self.sink.process_batch(&batch.records),
+        };
+        let error = match outcome {
+            Ok(()) => {
+                self.metrics
+                    .processing_time
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.processed.inc_by(batch.records.len() as u64);
+                for record in &batch.records {
+                    shared::observe_latency(self.metrics, &record.message);
+                }
+                self.commit(batch);
+                return Ok(Step::Done);
+            }
+            Err(error) => error,
+        };
+        let attempt = failed + 1;
+        let next = self.policy.next(&error, attempt);
+        let (partition, offset) = batch
+            .records
+            .first()
+            .map_or((-1, -1), |r| (r.partition, r.offset));
+        let what = format!("a batch of {} records", batch.records.len());
+        retry::report_failure(
+            self.metrics,
+            &what,
+            batch.raw.first().map_or("", |r| r.topic()),
+            partition,
+            offset,
+            attempt,
+            &error,
+            next,
+        );
+        match next {
+            Next::RetryIn(delay) => Ok(Step::RetryIn(delay)),
+            Next::Stop => Err(RoleError::ProcessingFailed {
+                what: format!("{what} (first at partition {partition}, offset {offset})"),
+                attempts: attempt,
+                source: error,
+            }),
+            Next::DeadLetter => self.isolate(batch, attempt),
+        }
     }
-    metrics
-        .processing_time
-        .observe(started.elapsed().as_secs_f64());
-    // The whole batch was processed at this one moment: one clock read and one histogram
-    // lock for all its records, observed before the count so that whoever sees `processed`
-    // reach N also finds N latencies.
-    let now = shared::unix_micros_now();
-    metrics.end_to_end_latency.observe_all(
-        records
-            .iter()
-            .filter_map(|record| shared::latency(&record.message, now)),
-    );
-    metrics.batches.inc();
-    metrics.batch_size.observe(batch.len() as f64);
-    metrics.processed.inc_by(records.len() as u64);
-    drop(records);
-    let hooks = consumer.context();
-    hooks.store(consumer, &batch.positions);
-    hooks.commit_stored(consumer, "batch");
-    batch.clear();
-    Ok(())
+
+    /// Once at shutdown: the batch in hand gets one attempt, and no wait.
+    fn last(&mut self, batch: &mut Batch) -> Result<Step, RoleError> {
+        self.attempt(batch, 0)
+    }
+
+    /// The batch's records one at a time: the ones that fail are dead-lettered, the rest
+    /// processed; then the batch is committed. `attempts` is what the batch already had.
+    fn isolate(&mut self, batch: &mut Batch, attempts: u32) -> Result<Step, RoleError> {
+        tracing::info!(
+            records = batch.records.len(),
+            "processing the failed batch one record at a time to find the failing ones"
+        );
+        let mut failed = 0;
+        for (record, raw) in batch.records.iter().zip(&batch.raw) {
+            self.metrics.health.progress();
+            let started = Instant::now();
+            match self.sink.process(record) {
+                Ok(()) => {
+                    self.metrics
+                        .processing_time
+                        .observe(started.elapsed().as_secs_f64());
+                    shared::observe_latency(self.metrics, &record.message);
+                    self.metrics.processed.inc();
+                }
+                Err(error) => {
+                    failed += 1;
+                    retry::report_failure(
+                        self.metrics,
+                        "a record alone",
+                        raw.topic(),
+                        raw.partition(),
+                        raw.offset(),
+                        attempts + 1,
+                        &error,
+                        Next::DeadLetter,
+                    );
+                    let rejection = Rejection::ProcessingFailed {
+                        error: error.to_string(),
+                        attempts: attempts + 1,
+                    };
+                    match self.dead_letters.send(raw, &rejection, self.shutdown) {
+                        Ok(()) => {}
+                        // Nothing of the batch is stored: it is redelivered whole.
+                        Err(DeadLetterError::Interrupted) => return Ok(Step::Interrupted),
+                        Err(permanent) => return Err(RoleError::DeadLetter(permanent)),
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            records = batch.records.len(),
+            failed,
+            "batch taken apart: the failing records dead-lettered, the rest processed"
+        );
+        self.commit(batch);
+        Ok(Step::Done)
+    }
+
+    /// Counts the batch, stores its positions and commits them; empties it.
+    fn commit(&self, batch: &mut Batch) {
+        self.metrics.batches.inc();
+        self.metrics.batch_size.observe(batch.len() as f64);
+        let hooks = self.consumer.context();
+        hooks.store(self.consumer, &batch.positions);
+        hooks.commit_stored(self.consumer, "batch");
+        *batch = Batch::default();
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +529,20 @@ mod tests {
     use std::num::NonZeroUsize;
 
     use super::*;
+
+    fn message(id: i64, content: &str) -> Option<(KafkaMessage<'static>, OwnedMessage)> {
+        let message = KafkaMessage::new(id, content, "p").into_owned();
+        let raw = OwnedMessage::new(
+            Some(message.encode()),
+            None,
+            "t".to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            id,
+            None,
+        );
+        Some((message, raw))
+    }
 
     fn limits() -> BatchSettings {
         BatchSettings {
@@ -311,29 +553,11 @@ mod tests {
     }
 
     #[test]
-    fn records_come_back_as_they_were_pushed() {
-        let mut batch = Batch::default();
-        let messages = [
-            KafkaMessage::new(1, "a \"quoted\" text", "p-1"),
-            KafkaMessage::new(2, "", "p-2"),
-            KafkaMessage::new(3, "Сообщение", "p-1"),
-        ];
-        for (offset, message) in messages.iter().enumerate() {
-            batch.push(offset as i32 % 2, offset as i64, Some(message));
-        }
-        batch.drop_partitions(&[1]);
-        let records = batch.records();
-        let kept: Vec<_> = records.iter().map(|r| &r.message).collect();
-        assert_eq!(kept, [&messages[0], &messages[2]]);
-        assert_eq!((records[1].partition, records[1].offset), (0, 2));
-    }
-
-    #[test]
     fn positions_cover_dead_lettered_records() {
         let mut batch = Batch::default();
-        batch.push(0, 10, Some(&KafkaMessage::new(1, "a", "p")));
+        batch.push(0, 10, message(1, "a"));
         batch.push(0, 11, None);
-        batch.push(1, 4, Some(&KafkaMessage::new(2, "b", "p")));
+        batch.push(1, 4, message(2, "b"));
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.records.len(), 2);
         assert_eq!(batch.positions, HashMap::from([(0, 12), (1, 5)]));
@@ -342,9 +566,9 @@ mod tests {
     #[test]
     fn revoked_partitions_leave_the_batch_entirely() {
         let mut batch = Batch::default();
-        batch.push(0, 10, Some(&KafkaMessage::new(1, "a", "p")));
-        batch.push(1, 4, Some(&KafkaMessage::new(2, "b", "p")));
-        batch.push(1, 5, Some(&KafkaMessage::new(3, "c", "p")));
+        batch.push(0, 10, message(1, "a"));
+        batch.push(1, 4, message(2, "b"));
+        batch.push(1, 5, message(3, "c"));
         assert_eq!(batch.drop_partitions(&[1]), 2);
         assert_eq!(batch.len(), 1);
         assert_eq!(batch.positions, HashMap::from([(0, 11)]));

@@ -301,6 +301,13 @@ pub(crate) fn latency(message: &KafkaMessage<'_>, now: i64) -> Option<f64> {
     (age >= 0).then(|| age as f64 / 1e6)
 }
 
+/// Records the end-to-end latency of a message being processed now.
+pub(crate) fn observe_latency(metrics: &ConsumerMetrics, message: &KafkaMessage<'_>) {
+    if let Some(latency) = latency(message, unix_micros_now()) {
+        metrics.end_to_end_latency.observe(latency);
+    }
+}
+
 /// Publish what a [`Tally`] gathered at least this often...
 const PUBLISH_EVERY: u64 = 256;
 /// ...and at least this often while messages keep coming.

@@ -16,6 +16,7 @@
 pub mod batch;
 mod consumer;
 pub mod producer;
+mod retry;
 pub mod single;
 
 use std::sync::Arc;
@@ -43,6 +44,13 @@ pub enum RoleError {
     Subscribe { topic: String, source: KafkaError },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error("processing {what} failed after {attempts} attempt(s): {source}; on_exhausted = \"stop\", so the consumer stops with it uncommitted")]
+    ProcessingFailed {
+        /// The record (`topic/partition@offset`) or batch.
+        what: String,
+        attempts: u32,
+        source: SinkError,
+    },
     #[error("fatal producer error: {0}")]
     FatalProducer(String),
     #[error("cannot enqueue message {message_id}: {source}")]
@@ -166,7 +174,7 @@ pub async fn run(
             .await
             .map(RoleReport::Producer),
         (Some(consumer), RoleMetrics::Consumer(metrics)) => {
-            let sink = sink::from_settings(&settings.sink, role)?;
+            let sink = sink::from_settings(&settings, role)?;
             run_consumer(consumer, settings, sink, metrics, shutdown)
                 .await
                 .map(RoleReport::Consumer)
@@ -175,7 +183,7 @@ pub async fn run(
     }
 }
 
-/// Runs a consumer role until `shutdown` fires (or a sink or fatal error), processing
+/// Runs a consumer role until `shutdown` fires (or a fatal error, or a record the sink failed on with `on_exhausted = "stop"`), processing
 /// through `sink`: the one way every caller (daemon, demo, benchmark, tests) starts a consumer.
 ///
 /// The role's loop runs on a dedicated blocking thread inside the role's span, with its

@@ -479,19 +479,33 @@ async fn drain(producer: &Arc<RoleProducer>, shutdown: &mut Shutdown, shutdown_t
         let producer = Arc::clone(producer);
         tokio::task::spawn_blocking(move || producer.flush(timeout))
     };
-    while producer.in_flight_count() > 0 {
+    // Accepted messages without a delivery report yet. Not `in_flight_count`: librdkafka's
+    // out-queue length also counts statistics and error events waiting to be served, which
+    // keep arriving while nothing is being sent.
+    let unreported = || {
+        let metrics = &producer.context().metrics;
+        metrics
+            .accepted
+            .get()
+            .saturating_sub(metrics.delivered.get() + metrics.failed.get())
+    };
+    let mut deadline: Option<Instant> = None;
+    while unreported() > 0 {
         if producer.context().log.failure().is_some() {
             // Nothing queued can be delivered with a failing TLS or login; do not wait for
             // delivery.timeout.ms. The queued messages are reported undelivered.
             return;
         }
         if shutdown.is_triggered() {
-            let budget = flush_budget(shutdown_timeout);
-            tracing::info!(in_flight = producer.in_flight_count(), timeout = ?budget, "flushing before exit");
-            if let Ok(Err(error)) = flush(budget).await {
-                tracing::error!(%error, in_flight = producer.in_flight_count(), "flush did not complete");
+            let deadline = *deadline.get_or_insert_with(|| {
+                let budget = flush_budget(shutdown_timeout);
+                tracing::info!(unreported = unreported(), timeout = ?budget, "flushing before exit");
+                Instant::now() + budget
+            });
+            if Instant::now() >= deadline {
+                tracing::error!(unreported = unreported(), "flush did not complete");
+                return;
             }
-            return;
         }
         let _ = flush(Duration::from_millis(100)).await;
     }

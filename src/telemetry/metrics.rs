@@ -69,6 +69,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// What kind of sink failure, as a label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 /// A consumer's counters and histograms, its librdkafka statistics and its health.
 #[derive(Debug, Clone)]
 pub struct ConsumerMetrics {
@@ -86,6 +92,16 @@ pub struct ConsumerMetrics {
     pub decode_errors: Family<ReasonLabel, Counter>,
     /// Dead-letter produce attempts that failed (and were retried).
     pub dead_letter_failures: Counter,
+    /// Records copied to the dead-letter topic (or skipped), by reason: a decode error's kind,
+    /// or `processing_failed`.
+    pub dead_lettered_by_reason: Family<ReasonLabel, Counter>,
+    /// Failed sink calls, by the error's kind (`http_status`, `command_exit`, ...).
+    pub processing_failures: Family<KindLabel, Counter>,
+    /// Sink calls repeated after a retryable failure.
+    pub retries: Counter,
+    /// Seconds partitions spent paused while a record or batch waited for its next attempt
+    /// (once per backoff, however many partitions it paused).
+    pub paused_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     /// Batches processed (batch role).
     pub batches: Counter,
     /// Records per processed batch.
@@ -111,6 +127,10 @@ impl Default for ConsumerMetrics {
             dead_lettered: Counter::default(),
             decode_errors: Family::default(),
             dead_letter_failures: Counter::default(),
+            dead_lettered_by_reason: Family::default(),
+            processing_failures: Family::default(),
+            retries: Counter::default(),
+            paused_seconds: Counter::default(),
             batches: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commits: Counter::default(),
@@ -152,6 +172,27 @@ impl ConsumerMetrics {
             "dead_letter_failures",
             "Failed dead-letter produce attempts (retried)",
             self.dead_letter_failures.clone(),
+        );
+        registry.register(
+            "records_dead_lettered_by_reason",
+            "Records copied to the dead-letter topic, by reason (a decode error kind, or processing_failed)",
+            self.dead_lettered_by_reason.clone(),
+        );
+        registry.register(
+            "processing_failures",
+            "Failed sink calls (a record or a batch), by error kind",
+            self.processing_failures.clone(),
+        );
+        registry.register(
+            "processing_retries",
+            "Sink calls repeated after a retryable failure",
+            self.retries.clone(),
+        );
+        registry.register_with_unit(
+            "paused",
+            "Time spent with partitions paused, waiting to retry a failed record or batch",
+            prometheus_client::registry::Unit::Seconds,
+            self.paused_seconds.clone(),
         );
         registry.register(
             "batches_processed",
@@ -220,6 +261,42 @@ impl RoleMetrics {
         match self {
             RoleMetrics::Producer(m) => Arc::clone(&m.health),
             RoleMetrics::Consumer(m) => Arc::clone(&m.health),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processing_failure_metrics_have_the_documented_names() {
+        let metrics = ConsumerMetrics::default();
+        metrics
+            .processing_failures
+            .get_or_create(&KindLabel {
+                kind: "http_status",
+            })
+            .inc();
+        metrics
+            .dead_lettered_by_reason
+            .get_or_create(&ReasonLabel {
+                reason: "processing_failed",
+            })
+            .inc();
+        metrics.retries.inc();
+        metrics.paused_seconds.inc_by(1.5);
+        let mut registry = Registry::with_prefix("kafkad");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for line in [
+            "kafkad_processing_failures_total{kind=\"http_status\"} 1",
+            "kafkad_records_dead_lettered_by_reason_total{reason=\"processing_failed\"} 1",
+            "kafkad_processing_retries_total 1",
+            "kafkad_paused_seconds_total 1.5",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod deploy;
+pub mod http_server;
 pub mod kafka;
 pub mod process;
 pub mod scenario;

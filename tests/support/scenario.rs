@@ -158,7 +158,17 @@ impl<'c> Scenario<'c> {
     /// name so its log and sink stay apart) with `extra` settings on top.
     pub fn start(&self, service: &str, name: &str, extra: &[(&str, String)]) -> Kafkad {
         let mut extra = extra.to_vec();
-        if !service.starts_with("producer") && service != "topic-init" {
+        // The sink path belongs to the jsonl sink only (an http or command sink refuses it).
+        let sink_kind = extra
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .find(|(k, _)| *k == "KAFKAD_SINK__KIND")
+            .map(|(_, v)| v.to_owned());
+        if !service.starts_with("producer")
+            && service != "topic-init"
+            && sink_kind.as_deref().is_none_or(|kind| kind == "jsonl")
+        {
             extra.push(("KAFKAD_SINK__PATH", self.sink(name).display().to_string()));
         }
         let env = self.env(service, &extra);

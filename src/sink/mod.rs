@@ -3,8 +3,16 @@
 //! A [`Sink`] is synchronous on purpose: it runs on the consumer's own blocking thread (see
 //! `roles::consumer`), so a slow sink slows that consumer only, never the async runtime.
 //! When `process` or `process_batch` returns `Ok`, the output must be durable enough that the
-//! offset can be committed: the consumer stores or commits right after, and an `Err` stops the
-//! role without committing, so the records are redelivered.
+//! offset can be committed: the consumer stores or commits right after. An `Err` says whether
+//! trying again may help ([`SinkError::is_retryable`]); the consumer retries or dead-letters
+//! per `[retry]` (see `roles::retry`), and commits past a record only once it was processed or
+//! its dead-letter copy acknowledged.
+//!
+//! Sinks: [`LogSink`], [`JsonlSink`], [`http::HttpSink`], [`command::CommandSink`], and
+//! [`MemorySink`] for the demo and tests.
+
+pub mod command;
+pub mod http;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -13,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::{Role, SinkSettings};
+use crate::config::{Role, Settings, SinkSettings};
 use crate::message::KafkaMessage;
 
 /// One decoded record with its position.
@@ -35,7 +43,8 @@ pub trait Sink: Send {
     }
 }
 
-/// A sink could not process; the consumer stops without committing.
+/// A sink could not process a record or batch; [`SinkError::is_retryable`] tells whether
+/// trying again may succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot open sink file {}: {source}", path.display())]
@@ -48,13 +57,92 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The server answered, but not with a 2xx.
+    #[error("POST {url} answered HTTP {status}: {body}")]
+    HttpStatus {
+        url: String,
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
+    /// No answer: connection refused or reset, a name that does not resolve, a timeout.
+    #[error("POST {url} failed: {reason}")]
+    HttpTransport { url: String, reason: String },
+    #[error("cannot start the sink command `{command}`: {source}")]
+    CommandSpawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("the sink command `{command}` did not finish within {} and was killed", humantime::format_duration(*timeout))]
+    CommandTimeout {
+        command: String,
+        timeout: std::time::Duration,
+    },
+    /// The command ran and failed; `code` is `None` when a signal ended it.
+    #[error("the sink command `{command}` exited with {}{}", code.map_or("a signal".to_owned(), |c| format!("status {c}")), if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    CommandExit {
+        command: String,
+        code: Option<i32>,
+        /// The end of what it wrote to standard error.
+        stderr: String,
+    },
+    /// The downstream refused the record itself: trying it again gives the same answer.
+    #[error("the record was rejected: {0}")]
+    Rejected(String),
+}
+
+/// The exit status with which a sink command says "this input is bad, do not retry it"
+/// (`EX_DATAERR` of sysexits.h). Every other failing status counts as retryable.
+pub const COMMAND_REJECTS: i32 = 65;
+
+impl SinkError {
+    /// Whether the same call may succeed later: timeouts, refused or broken connections,
+    /// HTTP 408 (request timeout), 429 (too many requests) and 5xx, a command that could not
+    /// start, was killed by its timeout or exited with a status other than
+    /// [`COMMAND_REJECTS`], a file write (a full disk clears). Permanent: any other HTTP 4xx
+    /// (and 1xx/3xx, which a POST does not expect), a record the downstream rejects, a sink
+    /// file that cannot be opened.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SinkError::Open { .. } | SinkError::Rejected(_) => false,
+            SinkError::HttpStatus { status, .. } => {
+                matches!(status, 408 | 429) || (500..600).contains(status)
+            }
+            SinkError::CommandExit { code, .. } => *code != Some(COMMAND_REJECTS),
+            SinkError::Write { .. }
+            | SinkError::HttpTransport { .. }
+            | SinkError::CommandSpawn { .. }
+            | SinkError::CommandTimeout { .. } => true,
+        }
+    }
+
+    /// A short name for the failure: the `kind` label of the processing-failure metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Open { .. } | SinkError::Write { .. } => "io",
+            SinkError::HttpStatus { .. } => "http_status",
+            SinkError::HttpTransport { .. } => "http_transport",
+            SinkError::CommandSpawn { .. } => "command_spawn",
+            SinkError::CommandTimeout { .. } => "command_timeout",
+            SinkError::CommandExit { .. } => "command_exit",
+            SinkError::Rejected(_) => "rejected",
+        }
+    }
 }
 
 /// The sink `[sink]` asks for.
-pub fn from_settings(settings: &SinkSettings, role: Role) -> Result<Box<dyn Sink>, SinkError> {
-    match settings {
+pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, SinkError> {
+    match &settings.sink {
         SinkSettings::Log {} => Ok(Box::new(LogSink { role })),
         SinkSettings::Jsonl { path } => Ok(Box::new(JsonlSink::create(path)?)),
+        SinkSettings::Http { url, timeout, .. } => Ok(Box::new(http::HttpSink::new(
+            url,
+            *timeout,
+            settings.resolved_sink_headers.0.clone(),
+        ))),
+        SinkSettings::Command { command, timeout } => {
+            Ok(Box::new(command::CommandSink::new(command, *timeout)))
+        }
     }
 }
 
@@ -261,6 +349,40 @@ mod tests {
             .err()
             .expect("cannot open");
         assert!(error.to_string().contains("/nonexistent-dir/x.jsonl"));
+    }
+
+    #[test]
+    fn errors_say_whether_to_retry() {
+        let status = |status| SinkError::HttpStatus {
+            url: "http://x".into(),
+            status,
+            body: String::new(),
+        };
+        for retryable in [408, 429, 500, 502, 503, 504] {
+            assert!(status(retryable).is_retryable(), "{retryable}");
+        }
+        for permanent in [400, 401, 403, 404, 409, 413, 422, 301] {
+            assert!(!status(permanent).is_retryable(), "{permanent}");
+        }
+        assert!(SinkError::HttpTransport {
+            url: "http://x".into(),
+            reason: "connection refused".into()
+        }
+        .is_retryable());
+        assert!(SinkError::CommandTimeout {
+            command: "x".into(),
+            timeout: std::time::Duration::from_secs(1)
+        }
+        .is_retryable());
+        let exit = |code| SinkError::CommandExit {
+            command: "x".into(),
+            code,
+            stderr: String::new(),
+        };
+        assert!(exit(Some(1)).is_retryable());
+        assert!(exit(None).is_retryable());
+        assert!(!exit(Some(COMMAND_REJECTS)).is_retryable());
+        assert!(!SinkError::Rejected("no".into()).is_retryable());
     }
 
     #[test]

@@ -1,0 +1,108 @@
+//! The `http` sink: POSTs each message (single consumer) or each batch as one JSON array
+//! (batch consumer) to a URL. Any 2xx answer means processed.
+//!
+//! A blocking client on purpose ([`ureq`]): sinks run on the consumer's own thread, which may
+//! block, and a blocking call needs no runtime. The agent keeps idle connections open
+//! (keep-alive), so one consumer reuses one connection call after call.
+//!
+//! Failures say whether to retry (see [`SinkError::is_retryable`]): no answer (refused,
+//! reset, timed out) and HTTP 408, 429 and 5xx are retryable; any other answer is the server
+//! refusing the request for good.
+
+use std::io::Read;
+use std::time::Duration;
+
+use super::{Record, Sink, SinkError};
+
+/// How much of an error answer's body the error keeps.
+const BODY_KEPT: usize = 512;
+
+/// POSTs messages as JSON.
+pub struct HttpSink {
+    agent: ureq::Agent,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpSink {
+    /// A sink posting to `url` (checked when the configuration was loaded), each request
+    /// bounded by `timeout` from connecting to the end of the answer, with `headers` added.
+    pub fn new(url: &str, timeout: Duration, headers: Vec<(String, String)>) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            // Statuses are the sink's to judge (retryable or not), not transport errors.
+            .http_status_as_error(false)
+            .build()
+            .into();
+        HttpSink {
+            agent,
+            url: url.to_owned(),
+            headers,
+            body: Vec::with_capacity(4096),
+        }
+    }
+
+    fn post(&mut self) -> Result<(), SinkError> {
+        let transport = |error: ureq::Error| SinkError::HttpTransport {
+            url: self.url.clone(),
+            reason: error.to_string(),
+        };
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json");
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let mut answer = request.send(&self.body[..]).map_err(transport)?;
+        let status = answer.status().as_u16();
+        // Read the answer to its end: only then can the connection serve the next request.
+        let mut body = Vec::new();
+        answer
+            .body_mut()
+            .as_reader()
+            .take(64 * 1024)
+            .read_to_end(&mut body)
+            .map_err(|e| SinkError::HttpTransport {
+                url: self.url.clone(),
+                reason: format!("reading the answer: {e}"),
+            })?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&body);
+        let cut = text
+            .char_indices()
+            .nth(BODY_KEPT)
+            .map_or(text.len(), |(i, _)| i);
+        Err(SinkError::HttpStatus {
+            url: self.url.clone(),
+            status,
+            body: text[..cut].trim().to_owned(),
+        })
+    }
+}
+
+impl Sink for HttpSink {
+    /// The message as the JSON object it was produced as.
+    fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
+        self.body.clear();
+        record.message.encode_into(&mut self.body);
+        self.post()
+    }
+
+    /// The batch as one JSON array of messages, in batch order.
+    fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
+        self.body.clear();
+        self.body.push(b'[');
+        for (n, record) in batch.iter().enumerate() {
+            if n > 0 {
+                self.body.push(b',');
+            }
+            record.message.encode_into(&mut self.body);
+        }
+        self.body.push(b']');
+        self.post()
+    }
+}
