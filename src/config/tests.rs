@@ -616,6 +616,10 @@ fn http_sink_urls_must_parse_and_header_secrets_stay_hidden() {
         printed.contains("SINK_TOKEN") && printed.contains("kafkad"),
         "{printed}"
     );
+    assert!(
+        printed.contains("[retry]") && printed.contains("on_exhausted = \"dead_letter\""),
+        "config print shows the retry policy: {printed}"
+    );
 }
 
 #[test]

@@ -183,8 +183,9 @@ pub async fn run(
     }
 }
 
-/// Runs a consumer role until `shutdown` fires (or a fatal error, or a record the sink failed on with `on_exhausted = "stop"`), processing
-/// through `sink`: the one way every caller (daemon, demo, benchmark, tests) starts a consumer.
+/// Runs a consumer role until `shutdown` fires (or a fatal error, or a record the sink failed
+/// on with `on_exhausted = "stop"`), processing through `sink`: the one way every caller
+/// (daemon, demo, benchmark, tests) starts a consumer.
 ///
 /// The role's loop runs on a dedicated blocking thread inside the role's span, with its
 /// periodic summary alongside and its health kept up to date.
