@@ -1,19 +1,10 @@
 //! The `kafkad` binary as an operator runs it: exit codes, one-line errors, layering.
 
-use std::process::{Command, Output};
+mod support;
 
-fn kafkad(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kafkad"));
-    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    // A clean environment: no KAFKAD_* from the developer's shell.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("KAFKAD_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
-    command.output().expect("kafkad runs")
-}
+use std::process::Output;
+
+use support::process::run_kafkad as kafkad;
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

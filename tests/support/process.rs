@@ -1,7 +1,7 @@
 //! The real `kafkad` binary as OS processes, the way operators run it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kafkad::sink::ProcessedLine;
@@ -34,13 +34,7 @@ impl Kafkad {
             .append(true)
             .open(&log)
             .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kafkad"));
-        command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (var, _) in std::env::vars() {
-            if var.starts_with("KAFKAD_") || var == "RUST_LOG" {
-                command.env_remove(var);
-            }
-        }
+        let mut command = kafkad_command(args);
         command
             .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
             .env("RUST_LOG", filter)
@@ -126,6 +120,27 @@ pub fn count_jsonl(path: &Path) -> usize {
     std::fs::read(path)
         .map(|bytes| bytes.iter().filter(|b| **b == b'\n').count())
         .unwrap_or(0)
+}
+
+/// `kafkad <args>` from the repository root, without the `KAFKAD_*` settings and `RUST_LOG` of
+/// the shell running the tests: a test states every setting its process gets.
+pub fn kafkad_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kafkad"));
+    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (var, _) in std::env::vars() {
+        if var.starts_with("KAFKAD_") || var == "RUST_LOG" {
+            command.env_remove(var);
+        }
+    }
+    command
+}
+
+/// Runs `kafkad <args>` with `env` (see [`kafkad_command`]) to completion.
+pub fn run_kafkad(args: &[&str], env: &[(&str, &str)]) -> Output {
+    kafkad_command(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("kafkad runs")
 }
 
 /// Every line of a jsonl sink file (empty if it does not exist yet).
