@@ -232,17 +232,19 @@ impl std::fmt::Debug for ResolvedHeaders {
     }
 }
 
-fn serialize_kafka<S: serde::Serializer>(
-    map: &Map<String, KafkaValue>,
+/// `{ name = value }` entries as `config print` shows them: secret text (`is_secret` decides)
+/// redacted, `{ file = ... }` and `{ env = ... }` references as written.
+fn serialize_values<'a, S: serde::Serializer>(
+    entries: impl Iterator<Item = (&'a String, &'a KafkaValue)>,
+    len: usize,
+    is_secret: fn(&str) -> bool,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut out = serializer.serialize_map(Some(map.len()))?;
-    for (name, value) in map {
+    let mut out = serializer.serialize_map(Some(len))?;
+    for (name, value) in entries {
         match value {
-            KafkaValue::Text(text) if kafka::is_secret(name) => {
-                out.serialize_entry(name, kafka::REDACTED)?
-            }
+            KafkaValue::Text(_) if is_secret(name) => out.serialize_entry(name, kafka::REDACTED)?,
             KafkaValue::Text(text) => out.serialize_entry(name, text)?,
             KafkaValue::FromFile(path) => out.serialize_entry(
                 name,
@@ -254,6 +256,13 @@ fn serialize_kafka<S: serde::Serializer>(
         }
     }
     out.end()
+}
+
+fn serialize_kafka<S: serde::Serializer>(
+    map: &Map<String, KafkaValue>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serialize_values(map.iter(), map.len(), kafka::is_secret, serializer)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -396,24 +405,7 @@ fn serialize_headers<S: serde::Serializer>(
     headers: &BTreeMap<String, KafkaValue>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut out = serializer.serialize_map(Some(headers.len()))?;
-    for (name, value) in headers {
-        match value {
-            KafkaValue::Text(_) if is_secret_header(name) => {
-                out.serialize_entry(name, kafka::REDACTED)?
-            }
-            KafkaValue::Text(text) => out.serialize_entry(name, text)?,
-            KafkaValue::FromFile(path) => out.serialize_entry(
-                name,
-                &Map::from([("file".to_owned(), path.display().to_string())]),
-            )?,
-            KafkaValue::FromEnv(var) => {
-                out.serialize_entry(name, &Map::from([("env".to_owned(), var.clone())]))?
-            }
-        }
-    }
-    out.end()
+    serialize_values(headers.iter(), headers.len(), is_secret_header, serializer)
 }
 
 /// What a consumer does when the sink fails to process a record or batch: `[retry]`.
