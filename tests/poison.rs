@@ -186,24 +186,6 @@ fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
         .1
 }
 
-/// Waits until `group` has committed exactly `expected` on every partition.
-async fn wait_committed(bootstrap: &str, group: &str, expected: Vec<Option<i64>>) {
-    let partitions = expected.len() as i32;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (b, g) = (bootstrap.to_owned(), group.to_owned());
-        let now = blocking(move || committed_offsets(&plain_consumer(&b, &g), partitions)).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{group}: committed {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Where each seeded record landed: key -> (partition, offset).
 async fn source_offsets(bootstrap: &str, partitions: i32) -> HashMap<Vec<u8>, (i32, i64)> {
     let b = bootstrap.to_owned();

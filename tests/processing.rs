@@ -149,24 +149,6 @@ fn dead_lettered_for_processing(metrics: &ConsumerMetrics) -> u64 {
         .get()
 }
 
-/// Waits until `group` committed `expected` on every partition of the topic.
-async fn wait_committed(bootstrap: &str, group: &str, expected: Vec<Option<i64>>) {
-    let partitions = expected.len() as i32;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (b, g) = (bootstrap.to_owned(), group.to_owned());
-        let now = blocking(move || committed_offsets(&plain_consumer(&b, &g), partitions)).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "committed {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Per partition (`id % partitions`), the accepted ids must come in increasing order.
 fn assert_partition_order(accepted: &[MessageKey], partitions: i64) {
     let mut last: HashMap<i64, i64> = HashMap::new();

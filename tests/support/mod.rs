@@ -331,6 +331,25 @@ pub fn committed_offsets(consumer: &BaseConsumer, partitions: i32) -> Vec<Option
     committed_offsets_of(consumer, TOPIC, partitions)
 }
 
+/// Waits until `group` has committed exactly `expected` on every partition of the test topic
+/// (`expected.len()` partitions).
+pub async fn wait_committed(bootstrap: &str, group: &str, expected: Vec<Option<i64>>) {
+    let partitions = expected.len() as i32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (b, g) = (bootstrap.to_owned(), group.to_owned());
+        let now = blocking(move || committed_offsets(&plain_consumer(&b, &g), partitions)).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group}: committed {now:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// As [`committed_offsets`], for any topic.
 pub fn committed_offsets_of(
     consumer: &BaseConsumer,
