@@ -43,98 +43,216 @@
 //! A rebalance during the wait drops the records of revoked partitions as above; the rest
 //! are retried.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
+use serde_json::value::RawValue;
 
 use super::consumer::{self as shared, Inspected, KafkadConsumer};
 use super::retry::{self, Next, RetryPolicy};
 use super::{ConsumerReport, RoleError, POLL_INTERVAL};
 use crate::config::{BatchSettings, Settings};
 use crate::dlq::{DeadLetterError, DeadLetters, Rejection};
-use crate::message::KafkaMessage;
+use crate::message::{KafkaMessage, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
 use crate::telemetry::metrics::ConsumerMetrics;
 
-/// The records in hand.
-#[derive(Default)]
-struct Batch {
-    /// Decoded records for the sink, owned: a borrowed librdkafka message would pin its
-    /// whole fetch buffer for as long as the batch waits.
-    records: Vec<Record<'static>>,
-    /// Each of `records` as received (same index): the dead-letter copy of a record the sink
-    /// fails on carries the original key, value and headers.
-    raw: Vec<OwnedMessage>,
+/// A record of the batch: librdkafka's record as received (for its dead-letter copy, with
+/// its original key, value and headers) and its decoded message, whose text lives in the
+/// batch's `text` buffer (kept from one batch to the next). Copying the record out of
+/// librdkafka's buffer instead (`detach`: key, value, headers, topic) cost more per record
+/// than the loop's other work on it; holding it keeps its fetch buffer alive until the batch
+/// is committed, a few hundred kilobytes per partition in the batch.
+struct Entry<M> {
+    record: M,
+    decoded: Decoded,
+}
+
+/// A decoded message, its text in the batch's `text`.
+struct Decoded {
+    message_id: i64,
+    timestamp: Timestamp,
+    content: Range<usize>,
+    producer_id: Range<usize>,
+    metadata: Box<RawValue>,
+}
+
+/// The next offset to store per partition. Records come in runs from one partition (a fetch's
+/// worth at a time), so the partition touched last is looked at first: no hashing per record,
+/// and a short scan when the run changes.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Positions {
+    next: Vec<(i32, i64)>,
+    last: usize,
+}
+
+impl Positions {
+    fn set(&mut self, partition: i32, next: i64) {
+        if let Some(slot) = self.next.get_mut(self.last) {
+            if slot.0 == partition {
+                slot.1 = next;
+                return;
+            }
+        }
+        match self.next.iter().position(|&(p, _)| p == partition) {
+            Some(index) => {
+                self.next[index].1 = next;
+                self.last = index;
+            }
+            None => {
+                self.last = self.next.len();
+                self.next.push((partition, next));
+            }
+        }
+    }
+
+    fn get(&self, partition: i32) -> Option<i64> {
+        self.next
+            .iter()
+            .find(|&&(p, _)| p == partition)
+            .map(|&(_, next)| next)
+    }
+
+    fn remove(&mut self, partition: i32) {
+        self.next.retain(|&(p, _)| p != partition);
+        self.last = 0;
+    }
+
+    fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.next.iter().map(|&(p, _)| p)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.next.clear();
+        self.last = 0;
+    }
+}
+
+/// The records in hand. `M` is librdkafka's record, borrowed from the consumer.
+struct Batch<M> {
+    /// The topic every record comes from.
+    topic: String,
+    /// The records for the sink.
+    entries: Vec<Entry<M>>,
+    /// The content and producer id of every record, one after the other.
+    text: String,
     /// The partition of each dead-lettered record in the batch (their copies are
     /// acknowledged; they count as processed).
     dead_lettered: Vec<i32>,
     /// Next offset to store per partition once the batch is processed, over every record in
     /// the batch, dead-lettered ones included.
-    positions: HashMap<i32, i64>,
+    positions: Positions,
     /// When the oldest record arrived.
     started: Option<Instant>,
 }
 
-impl Batch {
-    /// Records in the batch, dead-lettered ones included: what the size limits count.
-    fn len(&self) -> usize {
-        self.records.len() + self.dead_lettered.len()
+impl<M: Message> Batch<M> {
+    fn new(topic: &str) -> Self {
+        Batch {
+            topic: topic.to_owned(),
+            entries: Vec::new(),
+            text: String::new(),
+            dead_lettered: Vec::new(),
+            positions: Positions::default(),
+            started: None,
+        }
     }
 
-    fn push(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        message: Option<(KafkaMessage<'static>, OwnedMessage)>,
-    ) {
-        match message {
-            Some((message, raw)) => {
-                self.records.push(Record {
-                    partition,
-                    offset,
-                    message,
-                });
-                self.raw.push(raw);
-            }
-            None => self.dead_lettered.push(partition),
+    /// Records in the batch, dead-lettered ones included: what the size limits count.
+    fn len(&self) -> usize {
+        self.entries.len() + self.dead_lettered.len()
+    }
+
+    /// Copies what the sink needs of `message` into the batch, so that the record it borrows
+    /// from can then be [`push`](Self::push)ed.
+    fn keep(&mut self, message: &KafkaMessage<'_>) -> Decoded {
+        Decoded {
+            message_id: message.message_id,
+            timestamp: message.timestamp,
+            content: keep_text(&mut self.text, &message.content),
+            producer_id: keep_text(&mut self.text, &message.producer_id),
+            metadata: message.metadata.as_ref().to_owned(),
         }
-        self.positions.insert(partition, offset + 1);
+    }
+
+    /// Adds `record`, decoded as `decoded` (see [`keep`](Self::keep)).
+    fn push(&mut self, record: M, decoded: Decoded) {
+        self.advance(record.partition(), record.offset());
+        self.entries.push(Entry { record, decoded });
+    }
+
+    /// Adds a record that was dead-lettered: it counts as processed.
+    fn push_dead_lettered(&mut self, partition: i32, offset: i64) {
+        self.advance(partition, offset);
+        self.dead_lettered.push(partition);
+    }
+
+    fn advance(&mut self, partition: i32, offset: i64) {
+        self.positions.set(partition, offset + 1);
         self.started.get_or_insert_with(Instant::now);
+    }
+
+    /// The records as the sink takes them, borrowing from the batch.
+    fn records(&self) -> Vec<Record<'_>> {
+        self.entries
+            .iter()
+            .map(|Entry { record, decoded }| Record {
+                partition: record.partition(),
+                offset: record.offset(),
+                message: KafkaMessage {
+                    message_id: decoded.message_id,
+                    content: Cow::Borrowed(&self.text[decoded.content.clone()]),
+                    producer_id: Cow::Borrowed(&self.text[decoded.producer_id.clone()]),
+                    timestamp: decoded.timestamp,
+                    metadata: Cow::Borrowed(&decoded.metadata),
+                },
+            })
+            .collect()
     }
 
     /// Forgets the records of revoked partitions; returns how many were dropped.
     fn drop_partitions(&mut self, revoked: &[i32]) -> usize {
         let before = self.len();
-        let keep: Vec<bool> = self
-            .records
-            .iter()
-            .map(|r| !revoked.contains(&r.partition))
-            .collect();
-        let mut kept = keep.iter();
-        self.raw.retain(|_| kept.next().copied().unwrap_or(true));
-        self.records.retain(|r| !revoked.contains(&r.partition));
+        self.entries
+            .retain(|e| !revoked.contains(&e.record.partition()));
         self.dead_lettered.retain(|p| !revoked.contains(p));
-        for partition in revoked {
+        for &partition in revoked {
             self.positions.remove(partition);
         }
         let dropped = before - self.len();
         if self.positions.is_empty() {
-            *self = Batch::default();
+            self.clear();
         }
         dropped
     }
 
-    fn waited(&self, max_wait: Duration) -> bool {
-        self.started
-            .is_some_and(|started| started.elapsed() >= max_wait)
+    /// Empties the batch for the next one, keeping its allocations: growing fresh buffers to
+    /// `max_size` records for every batch cost a reallocation and copy per doubling.
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.text.clear();
+        self.dead_lettered.clear();
+        self.positions.clear();
+        self.started = None;
     }
 
-    /// How long the next poll may block before the batch is due.
-    fn poll_timeout(&self, limits: &BatchSettings) -> Duration {
+    /// Whether the oldest record has waited `max_wait` at `now`.
+    fn waited(&self, max_wait: Duration, now: Instant) -> bool {
+        self.started
+            .is_some_and(|started| now.saturating_duration_since(started) >= max_wait)
+    }
+
+    /// How long a poll at `now` may block before the batch is due.
+    fn poll_timeout(&self, limits: &BatchSettings, now: Instant) -> Duration {
         if self.len() >= limits.min_size.get() {
             return Duration::ZERO;
         }
@@ -142,10 +260,17 @@ impl Batch {
             None => POLL_INTERVAL,
             Some(started) => limits
                 .max_wait
-                .saturating_sub(started.elapsed())
+                .saturating_sub(now.saturating_duration_since(started))
                 .min(POLL_INTERVAL),
         }
     }
+}
+
+/// Appends `text` to `buffer`; returns where it is.
+fn keep_text(buffer: &mut String, text: &str) -> Range<usize> {
+    let start = buffer.len();
+    buffer.push_str(text);
+    start..buffer.len()
 }
 
 /// A batch the sink failed on, waiting for its next attempt with the assignment paused.
@@ -162,15 +287,15 @@ struct Backoff {
 impl Backoff {
     /// Where each partition reads on after the pause: after the last record taken from it,
     /// or, for a partition nothing was taken from yet, at the first record dropped.
-    fn read_on(&self, next_offset: &HashMap<i32, i64>) -> HashMap<i32, i64> {
+    fn read_on(&self, next_offset: &Positions) -> HashMap<i32, i64> {
         self.paused
             .iter()
             .chain(self.dropped.keys())
-            .filter_map(|p| {
+            .filter_map(|&p| {
                 next_offset
                     .get(p)
-                    .or_else(|| self.dropped.get(p))
-                    .map(|&offset| (*p, offset))
+                    .or_else(|| self.dropped.get(&p).copied())
+                    .map(|offset| (p, offset))
             })
             .collect()
     }
@@ -216,21 +341,24 @@ pub(super) fn consume(
         shutdown,
         policy: RetryPolicy::new(&settings.retry),
     };
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(topic);
     let mut backoff: Option<Backoff> = None;
     // Per partition, the offset after the last record taken from librdkafka: where a paused
     // partition must read on from, whatever librdkafka fetched and discarded meanwhile.
-    let mut next_offset: HashMap<i32, i64> = HashMap::new();
+    let mut next_offset = Positions::default();
     let outcome = loop {
         if let Some(failure) = shared::connection_failure(consumer) {
             break Err(failure);
         }
-        // The previous turn finished (a poll returned, a batch was done): progress.
-        metrics.health.progress();
+        // The previous turn finished (a poll returned, a batch was done): progress. This
+        // turn's one clock reading (it may be older than a poll that returns a record, by
+        // at most that poll's timeout, which ends no later than the batch is due).
+        let now = Instant::now();
+        metrics.health.progress_at(now);
         if shared::stopping(shutdown, metrics) {
             break Ok(true);
         }
-        if let Some(waiting) = backoff.take_if(|b| b.due <= Instant::now()) {
+        if let Some(waiting) = backoff.take_if(|b| b.due <= now) {
             metrics.retries.inc();
             let step = processor.attempt(&mut batch, waiting.attempts);
             match step {
@@ -260,9 +388,9 @@ pub(super) fn consume(
         let timeout = match &backoff {
             Some(waiting) => waiting
                 .due
-                .saturating_duration_since(Instant::now())
+                .saturating_duration_since(now)
                 .min(POLL_INTERVAL),
-            None => batch.poll_timeout(limits),
+            None => batch.poll_timeout(limits, now),
         };
         let polled = consumer.poll(timeout);
         // Rebalance callbacks ran inside that poll, before any record it returns: drop what
@@ -273,7 +401,7 @@ pub(super) fn consume(
             if dropped > 0 {
                 tracing::info!(?revoked, dropped, "dropped unprocessed records of revoked partitions; their next owner receives them");
             }
-            for partition in &revoked {
+            for &partition in &revoked {
                 next_offset.remove(partition);
             }
             if let Some(waiting) = &mut backoff {
@@ -314,15 +442,14 @@ pub(super) fn consume(
                     continue;
                 }
                 metrics.consumed.inc();
-                next_offset.insert(record.partition(), record.offset() + 1);
+                next_offset.set(record.partition(), record.offset() + 1);
                 match shared::inspect(&record, settings, &parts.dead_letters, shutdown) {
-                    Ok(Inspected::Message(message)) => batch.push(
-                        record.partition(),
-                        record.offset(),
-                        Some((message.into_owned(), record.detach())),
-                    ),
+                    Ok(Inspected::Message(message)) => {
+                        let decoded = batch.keep(&message);
+                        batch.push(record, decoded);
+                    }
                     Ok(Inspected::DeadLettered) => {
-                        batch.push(record.partition(), record.offset(), None)
+                        batch.push_dead_lettered(record.partition(), record.offset())
                     }
                     // The record's copy was not acknowledged: its position stays out of the
                     // batch, so the commit stops below it. Finish the rest and leave.
@@ -331,7 +458,7 @@ pub(super) fn consume(
                     // all before this one), then stop with this record uncommitted.
                     Err(permanent) => break Err(RoleError::DeadLetter(permanent)),
                 }
-                if batch.len() < limits.max_size.get() && !batch.waited(limits.max_wait) {
+                if batch.len() < limits.max_size.get() && !batch.waited(limits.max_wait, now) {
                     // Take whatever else is already waiting before deciding (see poll_timeout).
                     continue;
                 }
@@ -340,7 +467,8 @@ pub(super) fn consume(
         if backoff.is_some() {
             continue;
         }
-        let due = batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait);
+        let due =
+            batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait, Instant::now());
         if due {
             match processor.attempt(&mut batch, 0) {
                 Ok(Step::Done) => {}
@@ -351,7 +479,7 @@ pub(super) fn consume(
                             .iter()
                             .map(|e| e.partition())
                             .collect(),
-                        Err(_) => batch.positions.keys().copied().collect(),
+                        Err(_) => batch.positions.partitions().collect(),
                     };
                     let paused_at = retry::pause(consumer, topic, &paused);
                     backoff = Some(Backoff {
@@ -370,7 +498,7 @@ pub(super) fn consume(
 
     // Graceful stop: the batch in hand is processed and committed, once. A batch waiting for
     // a retry, or one that fails now, stays uncommitted and is redelivered.
-    let finish = |processor: &mut Processor<'_>, batch: &mut Batch| match processor.last(batch) {
+    let finish = |processor: &mut Processor<'_>, batch: &mut Batch<_>| match processor.last(batch) {
         Ok(Step::Done | Step::Interrupted) => Ok(()),
         Ok(Step::RetryIn(_)) => {
             tracing::info!(
@@ -399,6 +527,9 @@ pub(super) fn consume(
         Err(error) => Err(error),
     };
     drop(processor);
+    // The batch holds librdkafka's records, which must be gone before the client is: the
+    // borrow checker does not see it (a record's drop does not use its borrow).
+    drop(batch);
     parts.dead_letters.flush(settings.shutdown_timeout);
     shared::close(parts.consumer, settings.shutdown_timeout);
     outcome.map(|()| ConsumerReport::from_metrics(metrics))
@@ -407,21 +538,25 @@ pub(super) fn consume(
 impl Processor<'_> {
     /// One attempt at the batch, `failed` attempts having failed before: processed, stored
     /// and committed; or taken apart once the attempts are used up; or a delay to wait.
-    fn attempt(&mut self, batch: &mut Batch, failed: u32) -> Result<Step, RoleError> {
-        let started = Instant::now();
-        let outcome = match batch.records.is_empty() {
-            true => Ok(()),
-            false => self.sink.process_batch(&batch.records),
+    fn attempt<M: Message>(
+        &mut self,
+        batch: &mut Batch<M>,
+        failed: u32,
+    ) -> Result<Step, RoleError> {
+        let outcome = {
+            let records = batch.records();
+            let started = Instant::now();
+            let outcome = match records.is_empty() {
+                true => Ok(()),
+                false => self.sink.process_batch(&records),
+            };
+            if outcome.is_ok() {
+                self.processed(&records, started);
+            }
+            outcome
         };
         let error = match outcome {
             Ok(()) => {
-                self.metrics
-                    .processing_time
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.processed.inc_by(batch.records.len() as u64);
-                for record in &batch.records {
-                    shared::observe_latency(self.metrics, &record.message);
-                }
                 self.commit(batch);
                 return Ok(Step::Done);
             }
@@ -430,14 +565,14 @@ impl Processor<'_> {
         let attempt = failed + 1;
         let next = self.policy.next(&error, attempt);
         let (partition, offset) = batch
-            .records
+            .entries
             .first()
-            .map_or((-1, -1), |r| (r.partition, r.offset));
-        let what = format!("a batch of {} records", batch.records.len());
+            .map_or((-1, -1), |e| (e.record.partition(), e.record.offset()));
+        let what = format!("a batch of {} records", batch.entries.len());
         retry::report_failure(
             self.metrics,
             &what,
-            batch.raw.first().map_or("", |r| r.topic()),
+            &batch.topic,
             partition,
             offset,
             attempt,
@@ -455,72 +590,94 @@ impl Processor<'_> {
         }
     }
 
+    /// Counts `records`, processed together since `started`: one processing time, and one
+    /// clock read and one histogram lock for all their latencies (they were all processed at
+    /// this one moment), observed before the count so that whoever sees `processed` reach N
+    /// also finds N latencies.
+    fn processed(&self, records: &[Record<'_>], started: Instant) {
+        self.metrics
+            .processing_time
+            .observe(started.elapsed().as_secs_f64());
+        let now = shared::unix_micros_now();
+        self.metrics.end_to_end_latency.observe_all(
+            records
+                .iter()
+                .filter_map(|record| shared::latency(&record.message, now)),
+        );
+        self.metrics.processed.inc_by(records.len() as u64);
+    }
+
     /// Once at shutdown: the batch in hand gets one attempt, and no wait.
-    fn last(&mut self, batch: &mut Batch) -> Result<Step, RoleError> {
+    fn last<M: Message>(&mut self, batch: &mut Batch<M>) -> Result<Step, RoleError> {
         self.attempt(batch, 0)
     }
 
     /// The batch's records one at a time: the ones that fail are dead-lettered, the rest
     /// processed; then the batch is committed. `attempts` is what the batch already had.
-    fn isolate(&mut self, batch: &mut Batch, attempts: u32) -> Result<Step, RoleError> {
+    fn isolate<M: Message>(
+        &mut self,
+        batch: &mut Batch<M>,
+        attempts: u32,
+    ) -> Result<Step, RoleError> {
+        let records = batch.records();
         tracing::info!(
-            records = batch.records.len(),
+            records = records.len(),
             "processing the failed batch one record at a time to find the failing ones"
         );
         let mut failed = 0;
-        for (record, raw) in batch.records.iter().zip(&batch.raw) {
+        for (record, entry) in records.iter().zip(&batch.entries) {
             self.metrics.health.progress();
             let started = Instant::now();
-            match self.sink.process(record) {
+            let error = match self.sink.process(record) {
                 Ok(()) => {
-                    self.metrics
-                        .processing_time
-                        .observe(started.elapsed().as_secs_f64());
-                    shared::observe_latency(self.metrics, &record.message);
-                    self.metrics.processed.inc();
+                    self.processed(std::slice::from_ref(record), started);
+                    continue;
                 }
-                Err(error) => {
-                    failed += 1;
-                    retry::report_failure(
-                        self.metrics,
-                        "a record alone",
-                        raw.topic(),
-                        raw.partition(),
-                        raw.offset(),
-                        attempts + 1,
-                        &error,
-                        Next::DeadLetter,
-                    );
-                    let rejection = Rejection::ProcessingFailed {
-                        error: error.to_string(),
-                        attempts: attempts + 1,
-                    };
-                    match self.dead_letters.send(raw, &rejection, self.shutdown) {
-                        Ok(()) => {}
-                        // Nothing of the batch is stored: it is redelivered whole.
-                        Err(DeadLetterError::Interrupted) => return Ok(Step::Interrupted),
-                        Err(permanent) => return Err(RoleError::DeadLetter(permanent)),
-                    }
-                }
+                Err(error) => error,
+            };
+            failed += 1;
+            retry::report_failure(
+                self.metrics,
+                "a record alone",
+                &batch.topic,
+                entry.record.partition(),
+                entry.record.offset(),
+                attempts + 1,
+                &error,
+                Next::DeadLetter,
+            );
+            let rejection = Rejection::ProcessingFailed {
+                error: error.to_string(),
+                attempts: attempts + 1,
+            };
+            match self
+                .dead_letters
+                .send(&entry.record, &rejection, self.shutdown)
+            {
+                Ok(()) => {}
+                // Nothing of the batch is stored: it is redelivered whole.
+                Err(DeadLetterError::Interrupted) => return Ok(Step::Interrupted),
+                Err(permanent) => return Err(RoleError::DeadLetter(permanent)),
             }
         }
         tracing::info!(
-            records = batch.records.len(),
+            records = records.len(),
             failed,
             "batch taken apart: the failing records dead-lettered, the rest processed"
         );
+        drop(records);
         self.commit(batch);
         Ok(Step::Done)
     }
 
     /// Counts the batch, stores its positions and commits them; empties it.
-    fn commit(&self, batch: &mut Batch) {
+    fn commit<M: Message>(&self, batch: &mut Batch<M>) {
         self.metrics.batches.inc();
         self.metrics.batch_size.observe(batch.len() as f64);
         let hooks = self.consumer.context();
-        hooks.store(self.consumer, &batch.positions);
+        hooks.store(self.consumer, batch.positions.next.iter().copied());
         hooks.commit_stored(self.consumer, "batch");
-        *batch = Batch::default();
+        batch.clear();
     }
 }
 
@@ -528,20 +685,33 @@ impl Processor<'_> {
 mod tests {
     use std::num::NonZeroUsize;
 
+    use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+
     use super::*;
 
-    fn message(id: i64, content: &str) -> Option<(KafkaMessage<'static>, OwnedMessage)> {
-        let message = KafkaMessage::new(id, content, "p").into_owned();
+    /// A record of partition `partition` at `offset`, as received, and its decoded message.
+    fn record(partition: i32, offset: i64, content: &str) -> (OwnedMessage, KafkaMessage<'static>) {
+        let message = KafkaMessage::new(offset, content, "p").into_owned();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some(format!("t-{offset}").as_str()),
+        });
         let raw = OwnedMessage::new(
             Some(message.encode()),
-            None,
+            Some(format!("key-{offset}").into_bytes()),
             "t".to_owned(),
-            rdkafka::Timestamp::NotAvailable,
-            0,
-            id,
-            None,
+            rdkafka::Timestamp::CreateTime(1_700_000_000_000 + offset),
+            partition,
+            offset,
+            Some(headers),
         );
-        Some((message, raw))
+        (raw, message)
+    }
+
+    fn push(batch: &mut Batch<OwnedMessage>, partition: i32, offset: i64, content: &str) {
+        let (raw, message) = record(partition, offset, content);
+        let decoded = batch.keep(&message);
+        batch.push(raw, decoded);
     }
 
     fn limits() -> BatchSettings {
@@ -553,42 +723,89 @@ mod tests {
     }
 
     #[test]
+    fn records_come_back_as_they_were_pushed_with_their_originals() {
+        let mut batch = Batch::<OwnedMessage>::new("t");
+        let pushed: Vec<_> = ["a \"quoted\" text", "", "Сообщение", "last"]
+            .iter()
+            .enumerate()
+            .map(|(offset, content)| record(offset as i32 % 2, offset as i64, content))
+            .collect();
+        for (raw, message) in &pushed {
+            let decoded = batch.keep(message);
+            batch.push(raw.clone(), decoded);
+        }
+        batch.drop_partitions(&[1]);
+        let records = batch.records();
+        let kept: Vec<_> = records.iter().map(|r| &r.message).collect();
+        assert_eq!(kept, [&pushed[0].1, &pushed[2].1]);
+        assert_eq!((records[1].partition, records[1].offset), (0, 2));
+        let expected = &pushed[2].0;
+
+        let original = &batch.entries[1].record;
+        assert_eq!(original.payload(), expected.payload());
+        assert_eq!(original.key(), expected.key());
+        assert_eq!(original.topic(), "t");
+        assert_eq!(original.timestamp(), expected.timestamp());
+        assert_eq!((original.partition(), original.offset()), (0, 2));
+        let header = original.headers().map(|h| h.get(0));
+        assert_eq!(
+            header.map(|h| (h.key, h.value)),
+            Some(("trace", Some(&b"t-2"[..])))
+        );
+    }
+
+    #[test]
     fn positions_cover_dead_lettered_records() {
-        let mut batch = Batch::default();
-        batch.push(0, 10, message(1, "a"));
-        batch.push(0, 11, None);
-        batch.push(1, 4, message(2, "b"));
+        let mut batch = Batch::<OwnedMessage>::new("t");
+        push(&mut batch, 0, 10, "a");
+        batch.push_dead_lettered(0, 11);
+        push(&mut batch, 1, 4, "b");
         assert_eq!(batch.len(), 3);
-        assert_eq!(batch.records.len(), 2);
-        assert_eq!(batch.positions, HashMap::from([(0, 12), (1, 5)]));
+        assert_eq!(batch.entries.len(), 2);
+        assert_eq!(batch.positions.next, [(0, 12), (1, 5)]);
+    }
+
+    #[test]
+    fn positions_follow_runs_and_interleaving() {
+        let mut positions = Positions::default();
+        for (partition, next) in [(2, 1), (2, 2), (0, 7), (2, 3), (1, 5), (0, 8), (0, 9)] {
+            positions.set(partition, next);
+        }
+        assert_eq!(positions.next, [(2, 3), (0, 9), (1, 5)]);
+        assert_eq!(positions.get(0), Some(9));
+        positions.remove(0);
+        assert_eq!(positions.get(0), None);
+        positions.set(1, 6);
+        assert_eq!(positions.next, [(2, 3), (1, 6)]);
     }
 
     #[test]
     fn revoked_partitions_leave_the_batch_entirely() {
-        let mut batch = Batch::default();
-        batch.push(0, 10, message(1, "a"));
-        batch.push(1, 4, message(2, "b"));
-        batch.push(1, 5, message(3, "c"));
+        let mut batch = Batch::<OwnedMessage>::new("t");
+        push(&mut batch, 0, 10, "a");
+        push(&mut batch, 1, 4, "b");
+        push(&mut batch, 1, 5, "c");
         assert_eq!(batch.drop_partitions(&[1]), 2);
         assert_eq!(batch.len(), 1);
-        assert_eq!(batch.positions, HashMap::from([(0, 11)]));
+        assert_eq!(batch.positions.next, [(0, 11)]);
         assert_eq!(batch.drop_partitions(&[0]), 1);
         assert!(
             batch.started.is_none(),
             "an emptied batch starts its wait afresh"
         );
+        assert!(batch.text.is_empty());
     }
 
     #[test]
     fn poll_timeout_follows_the_limits() {
-        let mut batch = Batch::default();
-        assert_eq!(batch.poll_timeout(&limits()), POLL_INTERVAL);
-        batch.push(0, 1, None);
-        assert!(batch.poll_timeout(&limits()) <= POLL_INTERVAL);
-        batch.push(0, 2, None);
-        batch.push(0, 3, None);
+        let mut batch = Batch::<OwnedMessage>::new("t");
+        assert_eq!(batch.poll_timeout(&limits(), Instant::now()), POLL_INTERVAL);
+        batch.push_dead_lettered(0, 1);
+        assert!(batch.poll_timeout(&limits(), Instant::now()) <= POLL_INTERVAL);
+        batch.push_dead_lettered(0, 2);
+        batch.push_dead_lettered(0, 3);
         assert_eq!(
-            batch.poll_timeout(&limits()),
+            batch.poll_timeout(&limits(), Instant::now()),
             Duration::ZERO,
             "min_size reached: only take what is waiting"
         );

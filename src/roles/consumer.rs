@@ -12,7 +12,7 @@
 //! close; the async side only waits for it to finish. Polling with a short timeout lets the
 //! loop look at the shutdown signal between messages.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +58,9 @@ pub(crate) struct ConsumerHooks {
     /// With auto commit off, nothing else commits the stored offsets of revoked partitions.
     commit_on_revoke: bool,
     state: Mutex<PartitionState>,
+    /// Whether `state.revoked` holds anything: the loop asks after every poll, and this
+    /// spares it the lock.
+    any_revoked: AtomicBool,
 }
 
 impl ConsumerHooks {
@@ -75,6 +78,7 @@ impl ConsumerHooks {
             metrics,
             commit_on_revoke,
             state: Mutex::default(),
+            any_revoked: AtomicBool::new(false),
         }
     }
 
@@ -93,14 +97,21 @@ impl ConsumerHooks {
 
     /// Partitions revoked since the last call. The batch loop drops their buffered records.
     pub fn take_revoked(&self) -> Vec<i32> {
+        if !self.any_revoked.swap(false, Ordering::Relaxed) {
+            return Vec::new();
+        }
         std::mem::take(&mut self.state().revoked)
     }
 
     /// Stores `positions` (next offset per partition, i.e. last processed + 1) as the
     /// partitions' stored offsets, for the next commit to send.
-    pub fn store(&self, consumer: &BaseConsumer<ConsumerHooks>, positions: &HashMap<i32, i64>) {
-        let mut list = TopicPartitionList::with_capacity(positions.len());
-        for (&partition, &next) in positions {
+    pub fn store(
+        &self,
+        consumer: &BaseConsumer<ConsumerHooks>,
+        positions: impl IntoIterator<Item = (i32, i64)>,
+    ) {
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in positions {
             if let Err(error) =
                 list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
             {
@@ -160,6 +171,7 @@ impl ConsumerContext for ConsumerHooks {
                     state.assigned = state.assigned.saturating_sub(list.count());
                     self.metrics.health.set_ready(state.assigned > 0);
                     state.revoked.extend(&partitions);
+                    self.any_revoked.store(true, Ordering::Relaxed);
                 }
                 // Their lag is the next owner's to report: a series left behind would freeze at
                 // its last value on this member.
@@ -299,13 +311,6 @@ pub(crate) fn unix_micros_now() -> i64 {
 pub(crate) fn latency(message: &KafkaMessage<'_>, now: i64) -> Option<f64> {
     let age = now - message.timestamp.unix_micros();
     (age >= 0).then(|| age as f64 / 1e6)
-}
-
-/// Records the end-to-end latency of a message being processed now.
-pub(crate) fn observe_latency(metrics: &ConsumerMetrics, message: &KafkaMessage<'_>) {
-    if let Some(latency) = latency(message, unix_micros_now()) {
-        metrics.end_to_end_latency.observe(latency);
-    }
 }
 
 /// Publish what a [`Tally`] gathered at least this often...

@@ -75,11 +75,11 @@ pub(super) fn consume(
             break Err(failure);
         }
         // The previous turn finished (a poll returned, a message was done): progress.
-        metrics.health.progress();
+        let now = Instant::now();
+        metrics.health.progress_at(now);
         if shared::stopping(shutdown, metrics) {
             break Ok(());
         }
-        let now = Instant::now();
         if let Some(partition) = pending
             .iter()
             .find(|(_, p)| p.due <= now)
@@ -108,9 +108,7 @@ pub(super) fn consume(
             match settled {
                 Ok(Settled::Done) => {
                     let next = waiting.record.offset + 1;
-                    consumer
-                        .context()
-                        .store(consumer, &HashMap::from([(partition, next)]));
+                    consumer.context().store(consumer, [(partition, next)]);
                     retry::resume(
                         consumer,
                         topic,

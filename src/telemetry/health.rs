@@ -61,8 +61,18 @@ impl Health {
     /// The loop made progress: a poll returned, a message or batch was finished, a message
     /// was handed to the producer. Cheap: one relaxed store.
     pub fn progress(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_progress.store(now, Ordering::Relaxed);
+        self.progress_at(Instant::now());
+    }
+
+    /// [`progress`](Self::progress) at `now`, a clock reading the loop took anyway: a loop
+    /// turn per message cannot afford a second one.
+    pub fn progress_at(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.epoch);
+        let millis = since
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(since.subsec_millis()));
+        self.last_progress.store(millis, Ordering::Relaxed);
     }
 
     /// Time since the loop last made progress.
