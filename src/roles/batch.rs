@@ -60,6 +60,7 @@ use crate::dlq::{DeadLetterError, DeadLetters, Rejection};
 use crate::message::{KafkaMessage, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::sink::{Record, Sink};
+use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
 /// A record of the batch: librdkafka's record as received (for its dead-letter copy, with
@@ -152,7 +153,7 @@ struct Batch<M> {
     /// the batch, dead-lettered ones included.
     positions: Positions,
     /// When the oldest record arrived.
-    started: Option<Instant>,
+    started: Option<Tick>,
 }
 
 impl<M: Message> Batch<M> {
@@ -198,7 +199,7 @@ impl<M: Message> Batch<M> {
 
     fn advance(&mut self, partition: i32, offset: i64) {
         self.positions.set(partition, offset + 1);
-        self.started.get_or_insert_with(Instant::now);
+        self.started.get_or_insert_with(Tick::now);
     }
 
     /// The records as the sink takes them, borrowing from the batch.
@@ -246,13 +247,13 @@ impl<M: Message> Batch<M> {
     }
 
     /// Whether the oldest record has waited `max_wait` at `now`.
-    fn waited(&self, max_wait: Duration, now: Instant) -> bool {
+    fn waited(&self, max_wait: Duration, now: Tick) -> bool {
         self.started
-            .is_some_and(|started| now.saturating_duration_since(started) >= max_wait)
+            .is_some_and(|started| now.passed(started, max_wait))
     }
 
     /// How long a poll at `now` may block before the batch is due.
-    fn poll_timeout(&self, limits: &BatchSettings, now: Instant) -> Duration {
+    fn poll_timeout(&self, limits: &BatchSettings, now: Tick) -> Duration {
         if self.len() >= limits.min_size.get() {
             return Duration::ZERO;
         }
@@ -260,7 +261,7 @@ impl<M: Message> Batch<M> {
             None => POLL_INTERVAL,
             Some(started) => limits
                 .max_wait
-                .saturating_sub(now.saturating_duration_since(started))
+                .saturating_sub(now.duration_since(started))
                 .min(POLL_INTERVAL),
         }
     }
@@ -277,7 +278,7 @@ fn keep_text(buffer: &mut String, text: &str) -> Range<usize> {
 struct Backoff {
     /// Failed attempts so far.
     attempts: u32,
-    due: Instant,
+    due: Tick,
     paused: Vec<i32>,
     paused_at: Instant,
     /// Per partition, the first offset dropped while paused: where to read again.
@@ -353,7 +354,7 @@ pub(super) fn consume(
         // The previous turn finished (a poll returned, a batch was done): progress. This
         // turn's one clock reading (it may be older than a poll that returns a record, by
         // at most that poll's timeout, which ends no later than the batch is due).
-        let now = Instant::now();
+        let now = Tick::now();
         metrics.health.progress_at(now);
         if shared::stopping(shutdown, metrics) {
             break Ok(true);
@@ -365,7 +366,7 @@ pub(super) fn consume(
                 Ok(Step::RetryIn(delay)) => {
                     backoff = Some(Backoff {
                         attempts: waiting.attempts + 1,
-                        due: Instant::now() + delay,
+                        due: Tick::now().after(delay),
                         ..waiting
                     });
                     continue;
@@ -386,10 +387,7 @@ pub(super) fn consume(
             }
         }
         let timeout = match &backoff {
-            Some(waiting) => waiting
-                .due
-                .saturating_duration_since(now)
-                .min(POLL_INTERVAL),
+            Some(waiting) => waiting.due.duration_since(now).min(POLL_INTERVAL),
             None => batch.poll_timeout(limits, now),
         };
         let polled = consumer.poll(timeout);
@@ -468,7 +466,7 @@ pub(super) fn consume(
             continue;
         }
         let due =
-            batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait, Instant::now());
+            batch.len() >= limits.min_size.get() || batch.waited(limits.max_wait, Tick::now());
         if due {
             match processor.attempt(&mut batch, 0) {
                 Ok(Step::Done) => {}
@@ -484,7 +482,7 @@ pub(super) fn consume(
                     let paused_at = retry::pause(consumer, topic, &paused);
                     backoff = Some(Backoff {
                         attempts: 1,
-                        due: paused_at + delay,
+                        due: Tick::now().after(delay),
                         paused,
                         paused_at,
                         dropped: HashMap::new(),
@@ -545,7 +543,7 @@ impl Processor<'_> {
     ) -> Result<Step, RoleError> {
         let outcome = {
             let records = batch.records();
-            let started = Instant::now();
+            let started = Tick::now();
             let outcome = match records.is_empty() {
                 true => Ok(()),
                 false => self.sink.process_batch(&records),
@@ -594,10 +592,10 @@ impl Processor<'_> {
     /// clock read and one histogram lock for all their latencies (they were all processed at
     /// this one moment), observed before the count so that whoever sees `processed` reach N
     /// also finds N latencies.
-    fn processed(&self, records: &[Record<'_>], started: Instant) {
+    fn processed(&self, records: &[Record<'_>], started: Tick) {
         self.metrics
             .processing_time
-            .observe(started.elapsed().as_secs_f64());
+            .observe(Tick::now().seconds_since(started));
         let now = shared::unix_micros_now();
         self.metrics.end_to_end_latency.observe_all(
             records
@@ -627,7 +625,7 @@ impl Processor<'_> {
         let mut failed = 0;
         for (record, entry) in records.iter().zip(&batch.entries) {
             self.metrics.health.progress();
-            let started = Instant::now();
+            let started = Tick::now();
             let error = match self.sink.process(record) {
                 Ok(()) => {
                     self.processed(std::slice::from_ref(record), started);
@@ -799,13 +797,13 @@ mod tests {
     #[test]
     fn poll_timeout_follows_the_limits() {
         let mut batch = Batch::<OwnedMessage>::new("t");
-        assert_eq!(batch.poll_timeout(&limits(), Instant::now()), POLL_INTERVAL);
+        assert_eq!(batch.poll_timeout(&limits(), Tick::now()), POLL_INTERVAL);
         batch.push_dead_lettered(0, 1);
-        assert!(batch.poll_timeout(&limits(), Instant::now()) <= POLL_INTERVAL);
+        assert!(batch.poll_timeout(&limits(), Tick::now()) <= POLL_INTERVAL);
         batch.push_dead_lettered(0, 2);
         batch.push_dead_lettered(0, 3);
         assert_eq!(
-            batch.poll_timeout(&limits(), Instant::now()),
+            batch.poll_timeout(&limits(), Tick::now()),
             Duration::ZERO,
             "min_size reached: only take what is waiting"
         );

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -28,6 +28,7 @@ use crate::config::{Scope, Settings};
 use crate::dlq::{self, DeadLetterError, DeadLetters};
 use crate::message::KafkaMessage;
 use crate::shutdown::Shutdown;
+use crate::telemetry::clock::Tick;
 use crate::telemetry::histogram::LocalHistogram;
 use crate::telemetry::metrics::ConsumerMetrics;
 
@@ -329,10 +330,10 @@ pub(crate) struct Tally<'m> {
     processed: u64,
     latency: LocalHistogram,
     processing: LocalHistogram,
-    /// The last publish, on both clocks: a message's processing end (an `Instant`, read anyway
+    /// The last publish, on both clocks: a message's processing end (a [`Tick`], read anyway
     /// for the processing time) gives its wall-clock time without another clock read. Taken
     /// again at every publish, so it is never more than [`PUBLISH_INTERVAL`] old when used.
-    published: Instant,
+    published: Tick,
     published_unix_micros: i64,
 }
 
@@ -343,24 +344,20 @@ impl<'m> Tally<'m> {
             processed: 0,
             latency: metrics.end_to_end_latency.local(),
             processing: metrics.processing_time.local(),
-            published: Instant::now(),
+            published: Tick::now(),
             published_unix_micros: unix_micros_now(),
         }
     }
 
     /// One message processed from `started` to `ended`.
-    pub fn processed(&mut self, message: &KafkaMessage<'_>, started: Instant, ended: Instant) {
-        let mut since = ended.saturating_duration_since(self.published);
-        if since >= PUBLISH_INTERVAL {
+    pub fn processed(&mut self, message: &KafkaMessage<'_>, started: Tick, ended: Tick) {
+        let mut since = ended.nanos_since(self.published);
+        if u128::from(since) >= PUBLISH_INTERVAL.as_nanos() {
             self.publish_now();
-            since = Duration::ZERO;
+            since = 0;
         }
-        self.processing
-            .observe(ended.saturating_duration_since(started).as_secs_f64());
-        // Whole seconds and microseconds apart: `as_micros` divides a u128.
-        let now = self.published_unix_micros
-            + since.as_secs() as i64 * 1_000_000
-            + i64::from(since.subsec_micros());
+        self.processing.observe(ended.seconds_since(started));
+        let now = self.published_unix_micros + i64::try_from(since / 1000).unwrap_or(i64::MAX);
         if let Some(latency) = latency(message, now) {
             self.latency.observe(latency);
         }
@@ -384,7 +381,7 @@ impl<'m> Tally<'m> {
         self.metrics.processing_time.add(&mut self.processing);
         self.metrics.processed.inc_by(self.processed);
         self.processed = 0;
-        self.published = Instant::now();
+        self.published = Tick::now();
         self.published_unix_micros = unix_micros_now();
     }
 }

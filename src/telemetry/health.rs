@@ -12,9 +12,11 @@
 //! to (and stops counting on) a process that is draining.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
+
+use super::clock::Tick;
 
 #[derive(Debug)]
 pub struct Health {
@@ -22,8 +24,8 @@ pub struct Health {
     ready: AtomicBool,
     stopping: AtomicBool,
     /// What `last_progress` counts from.
-    epoch: Instant,
-    /// Milliseconds from `epoch` to the loop's last progress.
+    epoch: Tick,
+    /// Nanoseconds from `epoch` to the loop's last progress.
     last_progress: AtomicU64,
     /// No progress for longer than this (milliseconds) means not alive; 0: never set.
     stall_timeout: AtomicU64,
@@ -37,7 +39,7 @@ impl Default for Health {
             running: AtomicBool::default(),
             ready: AtomicBool::default(),
             stopping: AtomicBool::default(),
-            epoch: Instant::now(),
+            epoch: Tick::now(),
             last_progress: AtomicU64::default(),
             stall_timeout: AtomicU64::default(),
             since_progress: Gauge::default(),
@@ -61,24 +63,21 @@ impl Health {
     /// The loop made progress: a poll returned, a message or batch was finished, a message
     /// was handed to the producer. Cheap: one relaxed store.
     pub fn progress(&self) {
-        self.progress_at(Instant::now());
+        self.progress_at(Tick::now());
     }
 
     /// [`progress`](Self::progress) at `now`, a clock reading the loop took anyway: a loop
     /// turn per message cannot afford a second one.
-    pub fn progress_at(&self, now: Instant) {
-        let since = now.saturating_duration_since(self.epoch);
-        let millis = since
-            .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(since.subsec_millis()));
-        self.last_progress.store(millis, Ordering::Relaxed);
+    pub fn progress_at(&self, now: Tick) {
+        self.last_progress
+            .store(now.nanos_since(self.epoch), Ordering::Relaxed);
     }
 
     /// Time since the loop last made progress.
     pub fn since_progress(&self) -> Duration {
-        let last = Duration::from_millis(self.last_progress.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
+        let last = self.last_progress.load(Ordering::Relaxed);
+        let now = Tick::now().nanos_since(self.epoch);
+        Duration::from_nanos(now.saturating_sub(last))
     }
 
     /// The gauge of seconds since the last progress, for the role's registry.

@@ -1,4 +1,5 @@
 //! Logging, metrics, librdkafka statistics, health, the HTTP endpoint and periodic summaries.
+pub mod clock;
 pub mod health;
 pub mod histogram;
 pub mod http;
