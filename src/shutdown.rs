@@ -6,6 +6,8 @@
 //! message or batch in hand, commit and close; [`listen_for_signals`] makes a second signal
 //! exit at once, for an operator who does not want to wait.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,23 +16,33 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ShutdownTrigger {
     sender: watch::Sender<bool>,
+    fired: Arc<AtomicBool>,
 }
 
 /// A handle on the shutdown, cheap to clone, one per task.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     receiver: watch::Receiver<bool>,
+    /// The same fact as the channel's value, for [`Shutdown::is_triggered`]: reading the
+    /// channel takes a lock, and a consumer loop asks once per message.
+    fired: Arc<AtomicBool>,
 }
 
 /// A new trigger and the handle it controls.
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (sender, receiver) = watch::channel(false);
-    (ShutdownTrigger { sender }, Shutdown { receiver })
+    let fired = Arc::new(AtomicBool::new(false));
+    let trigger = ShutdownTrigger {
+        sender,
+        fired: Arc::clone(&fired),
+    };
+    (trigger, Shutdown { receiver, fired })
 }
 
 impl ShutdownTrigger {
     /// Asks every holder of a [`Shutdown`] to stop. Idempotent.
     pub fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
         self.sender.send_replace(true);
     }
 
@@ -38,6 +50,7 @@ impl ShutdownTrigger {
     pub fn subscribe(&self) -> Shutdown {
         Shutdown {
             receiver: self.sender.subscribe(),
+            fired: Arc::clone(&self.fired),
         }
     }
 }
@@ -53,7 +66,7 @@ impl Shutdown {
 
     /// Whether shutdown was asked for. Cheap: a blocking consumer loop calls it per poll.
     pub fn is_triggered(&self) -> bool {
-        *self.receiver.borrow()
+        self.fired.load(Ordering::Acquire)
     }
 
     /// Completes once shutdown is asked for (at once if it already was).
