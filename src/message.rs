@@ -13,8 +13,8 @@
 //!
 //! [`KafkaMessage`] borrows from the record it was decoded from (`Cow` strings, raw `metadata`),
 //! so the consumer hot path decodes without copying the payload. [`KafkaMessage::into_owned`]
-//! detaches it from the buffer, which is what the batch consumer does before buffering
-//! (a borrowed librdkafka message pins its whole fetch buffer).
+//! detaches it from the buffer, for a message kept after its record is gone (the single
+//! consumer's message waiting for a retry).
 
 use std::borrow::Cow;
 use std::cell::Cell;
