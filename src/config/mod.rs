@@ -204,8 +204,7 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
     /// librdkafka properties, verbatim.
-    #[serde(serialize_with = "serialize_kafka")]
-    pub kafka: Map<String, KafkaValue>,
+    pub kafka: KafkaTable,
     pub producer: ProducerSettings,
     pub batch: BatchSettings,
     pub sink: SinkSettings,
@@ -258,11 +257,34 @@ fn serialize_values<'a, S: serde::Serializer>(
     out.end()
 }
 
-fn serialize_kafka<S: serde::Serializer>(
-    map: &Map<String, KafkaValue>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serialize_values(map.iter(), map.len(), kafka::is_secret, serializer)
+/// The `[kafka]` table as written. Neither `config print` (see `serialize_values`) nor
+/// `Debug` shows a secret: logging the settings is safe.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct KafkaTable(pub Map<String, KafkaValue>);
+
+impl std::fmt::Debug for KafkaTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |name: &str, value: &KafkaValue| match value {
+            KafkaValue::Text(_) if kafka::is_secret(name) => kafka::REDACTED.to_owned(),
+            KafkaValue::Text(text) => text.clone(),
+            KafkaValue::FromFile(path) => format!("{{ file = {} }}", path.display()),
+            KafkaValue::FromEnv(var) => format!("{{ env = {var} }}"),
+        };
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(name, value)| (name, shown(name, value))),
+            )
+            .finish()
+    }
+}
+
+impl Serialize for KafkaTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_values(self.0.iter(), self.0.len(), kafka::is_secret, serializer)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -610,7 +632,7 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         .try_deserialize()
         .map_err(|e| deserialize_error(e, &tree))?;
     settings.role = role;
-    settings.resolved_kafka = resolve_kafka(&settings.kafka, &request.env, &tree)?;
+    settings.resolved_kafka = resolve_kafka(&settings.kafka.0, &request.env, &tree)?;
     settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
     validate(&settings, &tree)?;
     Ok(LoadedConfig { settings, tree })

@@ -250,6 +250,14 @@ topic = "orders"
     assert!(line_of("\"ssl.key.password\"").contains("{ file = "));
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(!printed.contains("s3cr3t"), "{printed}");
+    let debugged = format!("{:?}", config.settings);
+    for secret in ["hunter2", "s3cr3t"] {
+        assert!(
+            !debugged.contains(secret),
+            "Debug shows {secret}: {debugged}"
+        );
+    }
+    assert!(debugged.contains("env-client"), "{debugged}");
     // The printed configuration is itself valid TOML.
     toml::from_str::<toml::Table>(&printed).expect("config print emits TOML");
 }
