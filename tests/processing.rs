@@ -58,24 +58,6 @@ fn keys(ids: impl IntoIterator<Item = i64>) -> HashSet<MessageKey> {
 }
 
 /// The messages in request bodies: one JSON object (single) or an array (batch) each.
-fn ids_in(bodies: &[Vec<u8>]) -> Vec<MessageKey> {
-    let mut keys = Vec::new();
-    for body in bodies {
-        let value: serde_json::Value = serde_json::from_slice(body).expect("a JSON body");
-        let messages = match value {
-            serde_json::Value::Array(items) => items,
-            object => vec![object],
-        };
-        for m in messages {
-            keys.push((
-                m["producer_id"].as_str().expect("producer_id").to_owned(),
-                m["message_id"].as_i64().expect("message_id"),
-            ));
-        }
-    }
-    keys
-}
-
 fn contains_id(body: &[u8], id: i64) -> bool {
     let needle = format!("\"message_id\":{id},");
     body.windows(needle.len()).any(|w| w == needle.as_bytes())
@@ -184,7 +166,7 @@ async fn http_failures_are_retried_until_every_message_is_processed_once() {
     let metrics = consumer.metrics.clone();
     consumer.stop().await.expect("stops cleanly");
 
-    let accepted = ids_in(&server.accepted());
+    let accepted = sent_keys(&server.accepted());
     let r = reconcile(&keys(1..=30), accepted.clone());
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_partition_order(&accepted, 3);
@@ -216,7 +198,7 @@ async fn a_record_answered_400_is_dead_lettered_at_once_and_the_rest_processed()
     let metrics = consumer.metrics.clone();
     consumer.stop().await.expect("stops cleanly");
 
-    let accepted = ids_in(&server.accepted());
+    let accepted = sent_keys(&server.accepted());
     let r = reconcile(&keys((1..=30).filter(|&id| id != 7)), accepted.clone());
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_partition_order(&accepted, 3);
@@ -311,7 +293,7 @@ async fn a_downstream_outage_keeps_the_partitions_and_the_backlog_drains_after()
     assert!(metrics.paused_seconds.get() >= 15.0, "paused while down");
     consumer.stop().await.expect("stops cleanly");
 
-    let accepted = ids_in(&server.accepted());
+    let accepted = sent_keys(&server.accepted());
     let r = reconcile(&keys(1..=60), accepted.clone());
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_partition_order(&accepted, 2);
@@ -342,7 +324,7 @@ async fn a_failing_batch_is_retried_then_its_bad_record_isolated_and_dead_letter
     let metrics = consumer.metrics.clone();
     consumer.stop().await.expect("stops cleanly");
 
-    let accepted = ids_in(&server.accepted());
+    let accepted = sent_keys(&server.accepted());
     let r = reconcile(&keys((1..=30).filter(|&id| id != 7)), accepted.clone());
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_partition_order(&accepted, 1);
@@ -399,7 +381,7 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
         .lines()
         .map(|l| l.as_bytes().to_vec())
         .collect();
-    let r = reconcile(&keys((1..=20).filter(|&id| id != 5)), ids_in(&lines));
+    let r = reconcile(&keys((1..=20).filter(|&id| id != 5)), sent_keys(&lines));
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_eq!(failures(&metrics, "command_exit"), 2);
     assert_eq!(metrics.retries.get(), 1);
@@ -440,7 +422,7 @@ async fn the_command_sink_takes_a_batch_as_json_lines() {
         .lines()
         .map(|l| l.as_bytes().to_vec())
         .collect();
-    let r = reconcile(&keys(1..=20), ids_in(&lines));
+    let r = reconcile(&keys(1..=20), sent_keys(&lines));
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_eq!(metrics.batches.get(), 4);
 }

@@ -165,6 +165,27 @@ pub fn processed_keys(sink: &MemorySink) -> Vec<MessageKey> {
         .collect()
 }
 
+/// Keys of the messages in sink output, duplicates included: each text is one JSON message
+/// (an http sink's single post, a command sink's line) or an array of them (an http sink's
+/// batch post).
+pub fn sent_keys(texts: &[Vec<u8>]) -> Vec<MessageKey> {
+    let mut keys = Vec::new();
+    for text in texts {
+        let value: serde_json::Value = serde_json::from_slice(text).expect("JSON sink output");
+        let messages = match value {
+            serde_json::Value::Array(items) => items,
+            object => vec![object],
+        };
+        for m in messages {
+            keys.push((
+                m["producer_id"].as_str().expect("producer_id").to_owned(),
+                m["message_id"].as_i64().expect("message_id"),
+            ));
+        }
+    }
+    keys
+}
+
 /// One hand-made record for [`produce_raw`].
 #[derive(Debug, Clone, Default)]
 pub struct RawRecord {
