@@ -49,6 +49,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
+use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::Message;
 use serde_json::value::RawValue;
 
@@ -63,15 +64,28 @@ use crate::sink::{Record, Sink};
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
-/// A record of the batch: librdkafka's record as received (for its dead-letter copy, with
-/// its original key, value and headers) and its decoded message, whose text lives in the
-/// batch's `text` buffer (kept from one batch to the next). Copying the record out of
-/// librdkafka's buffer instead (`detach`: key, value, headers, topic) cost more per record
-/// than the loop's other work on it; holding it keeps its fetch buffer alive until the batch
-/// is committed, a few hundred kilobytes per partition in the batch.
-struct Entry<M> {
-    record: M,
+/// A record of the batch, owned: its decoded text and its original key and value live in the
+/// batch's two buffers, which are kept from one batch to the next. A buffered librdkafka record
+/// would keep the whole fetch buffer it came in alive for as long as the batch waits (a retry
+/// can take minutes); an owned message plus a detached record cost six allocations and frees
+/// per record, more than the loop's other work on it.
+struct Entry {
+    partition: i32,
+    offset: i64,
     decoded: Decoded,
+    original: Original,
+}
+
+/// What a dead-letter copy repeats of a record as received, besides its position (its
+/// timestamp is the copy's own).
+struct Original {
+    /// In the batch's `bytes`.
+    key: Option<Range<usize>>,
+    /// In the batch's `bytes`.
+    value: Option<Range<usize>>,
+    /// Looked up for every record, though few have any: the one field of librdkafka's
+    /// record the loop would not otherwise touch, and a measurable part of its cost.
+    headers: Option<OwnedHeaders>,
 }
 
 /// A decoded message, its text in the batch's `text`.
@@ -138,14 +152,16 @@ impl Positions {
     }
 }
 
-/// The records in hand. `M` is librdkafka's record, borrowed from the consumer.
-struct Batch<M> {
+/// The records in hand.
+struct Batch {
     /// The topic every record comes from.
     topic: String,
     /// The records for the sink.
-    entries: Vec<Entry<M>>,
+    entries: Vec<Entry>,
     /// The content and producer id of every record, one after the other.
     text: String,
+    /// The original key and value of every record, one after the other.
+    bytes: Vec<u8>,
     /// The partition of each dead-lettered record in the batch (their copies are
     /// acknowledged; they count as processed).
     dead_lettered: Vec<i32>,
@@ -156,12 +172,13 @@ struct Batch<M> {
     started: Option<Tick>,
 }
 
-impl<M: Message> Batch<M> {
+impl Batch {
     fn new(topic: &str) -> Self {
         Batch {
             topic: topic.to_owned(),
             entries: Vec::new(),
             text: String::new(),
+            bytes: Vec::new(),
             dead_lettered: Vec::new(),
             positions: Positions::default(),
             started: None,
@@ -173,22 +190,31 @@ impl<M: Message> Batch<M> {
         self.entries.len() + self.dead_lettered.len()
     }
 
-    /// Copies what the sink needs of `message` into the batch, so that the record it borrows
-    /// from can then be [`push`](Self::push)ed.
-    fn keep(&mut self, message: &KafkaMessage<'_>) -> Decoded {
-        Decoded {
+    /// Adds `record`, decoded as `message`.
+    fn push<M: Message>(&mut self, record: &M, message: &KafkaMessage<'_>) {
+        let original = Original {
+            key: record.key().map(|key| keep(&mut self.bytes, key)),
+            value: record.payload().map(|value| keep(&mut self.bytes, value)),
+            headers: record.headers().map(|headers| {
+                let copy = OwnedHeaders::new_with_capacity(headers.count());
+                headers.iter().fold(copy, OwnedHeaders::insert)
+            }),
+        };
+        let decoded = Decoded {
             message_id: message.message_id,
             timestamp: message.timestamp,
             content: keep_text(&mut self.text, &message.content),
             producer_id: keep_text(&mut self.text, &message.producer_id),
             metadata: message.metadata.as_ref().to_owned(),
-        }
-    }
-
-    /// Adds `record`, decoded as `decoded` (see [`keep`](Self::keep)).
-    fn push(&mut self, record: M, decoded: Decoded) {
-        self.advance(record.partition(), record.offset());
-        self.entries.push(Entry { record, decoded });
+        };
+        let (partition, offset) = (record.partition(), record.offset());
+        self.advance(partition, offset);
+        self.entries.push(Entry {
+            partition,
+            offset,
+            decoded,
+            original,
+        });
     }
 
     /// Adds a record that was dead-lettered: it counts as processed.
@@ -206,25 +232,45 @@ impl<M: Message> Batch<M> {
     fn records(&self) -> Vec<Record<'_>> {
         self.entries
             .iter()
-            .map(|Entry { record, decoded }| Record {
-                partition: record.partition(),
-                offset: record.offset(),
-                message: KafkaMessage {
-                    message_id: decoded.message_id,
-                    content: Cow::Borrowed(&self.text[decoded.content.clone()]),
-                    producer_id: Cow::Borrowed(&self.text[decoded.producer_id.clone()]),
-                    timestamp: decoded.timestamp,
-                    metadata: Cow::Borrowed(&decoded.metadata),
+            .map(
+                |Entry {
+                     partition,
+                     offset,
+                     decoded,
+                     ..
+                 }| Record {
+                    partition: *partition,
+                    offset: *offset,
+                    message: KafkaMessage {
+                        message_id: decoded.message_id,
+                        content: Cow::Borrowed(&self.text[decoded.content.clone()]),
+                        producer_id: Cow::Borrowed(&self.text[decoded.producer_id.clone()]),
+                        timestamp: decoded.timestamp,
+                        metadata: Cow::Borrowed(&decoded.metadata),
+                    },
                 },
-            })
+            )
             .collect()
+    }
+
+    /// `entry` as it was received, for its dead-letter copy.
+    fn original(&self, entry: &Entry) -> OwnedMessage {
+        let bytes = |range: &Option<Range<usize>>| range.clone().map(|r| self.bytes[r].to_vec());
+        OwnedMessage::new(
+            bytes(&entry.original.value),
+            bytes(&entry.original.key),
+            self.topic.clone(),
+            rdkafka::Timestamp::NotAvailable,
+            entry.partition,
+            entry.offset,
+            entry.original.headers.clone(),
+        )
     }
 
     /// Forgets the records of revoked partitions; returns how many were dropped.
     fn drop_partitions(&mut self, revoked: &[i32]) -> usize {
         let before = self.len();
-        self.entries
-            .retain(|e| !revoked.contains(&e.record.partition()));
+        self.entries.retain(|e| !revoked.contains(&e.partition));
         self.dead_lettered.retain(|p| !revoked.contains(p));
         for &partition in revoked {
             self.positions.remove(partition);
@@ -241,6 +287,7 @@ impl<M: Message> Batch<M> {
     fn clear(&mut self) {
         self.entries.clear();
         self.text.clear();
+        self.bytes.clear();
         self.dead_lettered.clear();
         self.positions.clear();
         self.started = None;
@@ -265,6 +312,13 @@ impl<M: Message> Batch<M> {
                 .min(POLL_INTERVAL),
         }
     }
+}
+
+/// Appends `data` to `buffer`; returns where it is.
+fn keep(buffer: &mut Vec<u8>, data: &[u8]) -> Range<usize> {
+    let start = buffer.len();
+    buffer.extend_from_slice(data);
+    start..buffer.len()
 }
 
 /// Appends `text` to `buffer`; returns where it is.
@@ -442,10 +496,7 @@ pub(super) fn consume(
                 metrics.consumed.inc();
                 next_offset.set(record.partition(), record.offset() + 1);
                 match shared::inspect(&record, settings, &parts.dead_letters, shutdown) {
-                    Ok(Inspected::Message(message)) => {
-                        let decoded = batch.keep(&message);
-                        batch.push(record, decoded);
-                    }
+                    Ok(Inspected::Message(message)) => batch.push(&record, &message),
                     Ok(Inspected::DeadLettered) => {
                         batch.push_dead_lettered(record.partition(), record.offset())
                     }
@@ -496,7 +547,7 @@ pub(super) fn consume(
 
     // Graceful stop: the batch in hand is processed and committed, once. A batch waiting for
     // a retry, or one that fails now, stays uncommitted and is redelivered.
-    let finish = |processor: &mut Processor<'_>, batch: &mut Batch<_>| match processor.last(batch) {
+    let finish = |processor: &mut Processor<'_>, batch: &mut Batch| match processor.last(batch) {
         Ok(Step::Done | Step::Interrupted) => Ok(()),
         Ok(Step::RetryIn(_)) => {
             tracing::info!(
@@ -525,9 +576,6 @@ pub(super) fn consume(
         Err(error) => Err(error),
     };
     drop(processor);
-    // The batch holds librdkafka's records, which must be gone before the client is: the
-    // borrow checker does not see it (a record's drop does not use its borrow).
-    drop(batch);
     parts.dead_letters.flush(settings.shutdown_timeout);
     shared::close(parts.consumer, settings.shutdown_timeout);
     outcome.map(|()| ConsumerReport::from_metrics(metrics))
@@ -536,11 +584,7 @@ pub(super) fn consume(
 impl Processor<'_> {
     /// One attempt at the batch, `failed` attempts having failed before: processed, stored
     /// and committed; or taken apart once the attempts are used up; or a delay to wait.
-    fn attempt<M: Message>(
-        &mut self,
-        batch: &mut Batch<M>,
-        failed: u32,
-    ) -> Result<Step, RoleError> {
+    fn attempt(&mut self, batch: &mut Batch, failed: u32) -> Result<Step, RoleError> {
         let outcome = {
             let records = batch.records();
             let started = Tick::now();
@@ -565,7 +609,7 @@ impl Processor<'_> {
         let (partition, offset) = batch
             .entries
             .first()
-            .map_or((-1, -1), |e| (e.record.partition(), e.record.offset()));
+            .map_or((-1, -1), |e| (e.partition, e.offset));
         let what = format!("a batch of {} records", batch.entries.len());
         retry::report_failure(
             self.metrics,
@@ -606,17 +650,13 @@ impl Processor<'_> {
     }
 
     /// Once at shutdown: the batch in hand gets one attempt, and no wait.
-    fn last<M: Message>(&mut self, batch: &mut Batch<M>) -> Result<Step, RoleError> {
+    fn last(&mut self, batch: &mut Batch) -> Result<Step, RoleError> {
         self.attempt(batch, 0)
     }
 
     /// The batch's records one at a time: the ones that fail are dead-lettered, the rest
     /// processed; then the batch is committed. `attempts` is what the batch already had.
-    fn isolate<M: Message>(
-        &mut self,
-        batch: &mut Batch<M>,
-        attempts: u32,
-    ) -> Result<Step, RoleError> {
+    fn isolate(&mut self, batch: &mut Batch, attempts: u32) -> Result<Step, RoleError> {
         let records = batch.records();
         tracing::info!(
             records = records.len(),
@@ -638,8 +678,8 @@ impl Processor<'_> {
                 self.metrics,
                 "a record alone",
                 &batch.topic,
-                entry.record.partition(),
-                entry.record.offset(),
+                entry.partition,
+                entry.offset,
                 attempts + 1,
                 &error,
                 Next::DeadLetter,
@@ -650,7 +690,7 @@ impl Processor<'_> {
             };
             match self
                 .dead_letters
-                .send(&entry.record, &rejection, self.shutdown)
+                .send(&batch.original(entry), &rejection, self.shutdown)
             {
                 Ok(()) => {}
                 // Nothing of the batch is stored: it is redelivered whole.
@@ -669,7 +709,7 @@ impl Processor<'_> {
     }
 
     /// Counts the batch, stores its positions and commits them; empties it.
-    fn commit<M: Message>(&self, batch: &mut Batch<M>) {
+    fn commit(&self, batch: &mut Batch) {
         self.metrics.batches.inc();
         self.metrics.batch_size.observe(batch.len() as f64);
         let hooks = self.consumer.context();
@@ -683,7 +723,7 @@ impl Processor<'_> {
 mod tests {
     use std::num::NonZeroUsize;
 
-    use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+    use rdkafka::message::Header;
 
     use super::*;
 
@@ -706,10 +746,9 @@ mod tests {
         (raw, message)
     }
 
-    fn push(batch: &mut Batch<OwnedMessage>, partition: i32, offset: i64, content: &str) {
+    fn push(batch: &mut Batch, partition: i32, offset: i64, content: &str) {
         let (raw, message) = record(partition, offset, content);
-        let decoded = batch.keep(&message);
-        batch.push(raw, decoded);
+        batch.push(&raw, &message);
     }
 
     fn limits() -> BatchSettings {
@@ -722,15 +761,14 @@ mod tests {
 
     #[test]
     fn records_come_back_as_they_were_pushed_with_their_originals() {
-        let mut batch = Batch::<OwnedMessage>::new("t");
+        let mut batch = Batch::new("t");
         let pushed: Vec<_> = ["a \"quoted\" text", "", "Сообщение", "last"]
             .iter()
             .enumerate()
             .map(|(offset, content)| record(offset as i32 % 2, offset as i64, content))
             .collect();
         for (raw, message) in &pushed {
-            let decoded = batch.keep(message);
-            batch.push(raw.clone(), decoded);
+            batch.push(raw, message);
         }
         batch.drop_partitions(&[1]);
         let records = batch.records();
@@ -739,11 +777,10 @@ mod tests {
         assert_eq!((records[1].partition, records[1].offset), (0, 2));
         let expected = &pushed[2].0;
 
-        let original = &batch.entries[1].record;
+        let original = batch.original(&batch.entries[1]);
         assert_eq!(original.payload(), expected.payload());
         assert_eq!(original.key(), expected.key());
         assert_eq!(original.topic(), "t");
-        assert_eq!(original.timestamp(), expected.timestamp());
         assert_eq!((original.partition(), original.offset()), (0, 2));
         let header = original.headers().map(|h| h.get(0));
         assert_eq!(
@@ -754,7 +791,7 @@ mod tests {
 
     #[test]
     fn positions_cover_dead_lettered_records() {
-        let mut batch = Batch::<OwnedMessage>::new("t");
+        let mut batch = Batch::new("t");
         push(&mut batch, 0, 10, "a");
         batch.push_dead_lettered(0, 11);
         push(&mut batch, 1, 4, "b");
@@ -779,7 +816,7 @@ mod tests {
 
     #[test]
     fn revoked_partitions_leave_the_batch_entirely() {
-        let mut batch = Batch::<OwnedMessage>::new("t");
+        let mut batch = Batch::new("t");
         push(&mut batch, 0, 10, "a");
         push(&mut batch, 1, 4, "b");
         push(&mut batch, 1, 5, "c");
@@ -791,12 +828,12 @@ mod tests {
             batch.started.is_none(),
             "an emptied batch starts its wait afresh"
         );
-        assert!(batch.text.is_empty());
+        assert!(batch.text.is_empty() && batch.bytes.is_empty());
     }
 
     #[test]
     fn poll_timeout_follows_the_limits() {
-        let mut batch = Batch::<OwnedMessage>::new("t");
+        let mut batch = Batch::new("t");
         assert_eq!(batch.poll_timeout(&limits(), Tick::now()), POLL_INTERVAL);
         batch.push_dead_lettered(0, 1);
         assert!(batch.poll_timeout(&limits(), Tick::now()) <= POLL_INTERVAL);
