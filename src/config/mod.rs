@@ -784,24 +784,29 @@ fn resolve_kafka(
 ) -> Result<KafkaProperties, ConfigError> {
     let mut resolved = std::collections::BTreeMap::new();
     for (name, value) in kafka {
-        let invalid = |message: String| ConfigError::Invalid {
-            key: format!("kafka.{name}"),
-            origin: origin_of(tree, &format!("kafka.{name}")),
-            message,
-        };
-        let text = match value {
-            KafkaValue::Text(text) => text.clone(),
-            KafkaValue::FromFile(path) => read_secret_file(path)
-                .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?,
-            KafkaValue::FromEnv(var) => env
-                .iter()
-                .find(|(name, _)| name == var)
-                .map(|(_, value)| value.clone())
-                .ok_or_else(|| invalid(format!("environment variable {var} is not set")))?,
-        };
+        let text = resolve_value(value, &format!("kafka.{name}"), env, tree)?;
         resolved.insert(name.clone(), text);
     }
     Ok(KafkaProperties::new(resolved))
+}
+
+/// `value` (configured at `key`) as text: a `{ file }` or `{ env }` reference read.
+fn resolve_value(
+    value: &KafkaValue,
+    key: &str,
+    env: &[(String, String)],
+    tree: &Map<String, Value>,
+) -> Result<String, ConfigError> {
+    match value {
+        KafkaValue::Text(text) => Ok(text.clone()),
+        KafkaValue::FromFile(path) => read_secret_file(path)
+            .map_err(|e| invalid(tree, key, format!("cannot read {}: {e}", path.display()))),
+        KafkaValue::FromEnv(var) => env
+            .iter()
+            .find(|(name, _)| name == var)
+            .map(|(_, value)| value.clone())
+            .ok_or_else(|| invalid(tree, key, format!("environment variable {var} is not set"))),
+    }
 }
 
 /// The http sink's headers with `{ file }` and `{ env }` references read.
@@ -816,27 +821,15 @@ fn resolve_sink_headers(
     let mut resolved = Vec::with_capacity(headers.0.len());
     for (name, value) in &headers.0 {
         let key = format!("sink.headers.{name}");
-        let invalid = |message: String| ConfigError::Invalid {
-            origin: origin_of(tree, &key),
-            key: key.clone(),
-            message,
-        };
-        let text = match value {
-            KafkaValue::Text(text) => text.clone(),
-            KafkaValue::FromFile(path) => read_secret_file(path)
-                .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?,
-            KafkaValue::FromEnv(var) => env
-                .iter()
-                .find(|(name, _)| name == var)
-                .map(|(_, value)| value.clone())
-                .ok_or_else(|| invalid(format!("environment variable {var} is not set")))?,
-        };
+        let text = resolve_value(value, &key, env, tree)?;
         if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(invalid("is not a valid HTTP header name".to_owned()));
+            return Err(invalid(tree, &key, "is not a valid HTTP header name"));
         }
         if ureq::http::HeaderValue::from_str(&text).is_err() {
             return Err(invalid(
-                "the value is not a valid HTTP header value (control characters?)".to_owned(),
+                tree,
+                &key,
+                "the value is not a valid HTTP header value (control characters?)",
             ));
         }
         resolved.push((name.clone(), text));
