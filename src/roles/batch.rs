@@ -342,6 +342,25 @@ struct Backoff {
 impl Backoff {
     /// Where each partition reads on after the pause: after the last record taken from it,
     /// or, for a partition nothing was taken from yet, at the first record dropped.
+    /// The wait is over: resumes the paused partitions where each reads on.
+    fn end(
+        self,
+        consumer: &KafkadConsumer,
+        topic: &str,
+        next_offset: &Positions,
+        metrics: &ConsumerMetrics,
+    ) {
+        let read_on = self.read_on(next_offset);
+        retry::resume(
+            consumer,
+            topic,
+            &self.paused,
+            &read_on,
+            self.paused_at,
+            metrics,
+        );
+    }
+
     fn read_on(&self, next_offset: &Positions) -> HashMap<i32, i64> {
         self.paused
             .iter()
@@ -426,14 +445,7 @@ pub(super) fn consume(
                     continue;
                 }
                 Ok(Step::Done) => {
-                    retry::resume(
-                        consumer,
-                        topic,
-                        &waiting.paused,
-                        &waiting.read_on(&next_offset),
-                        waiting.paused_at,
-                        metrics,
-                    );
+                    waiting.end(consumer, topic, &next_offset, metrics);
                     continue;
                 }
                 Ok(Step::Interrupted) => break Ok(false),
@@ -463,14 +475,7 @@ pub(super) fn consume(
                 if batch.len() == 0 {
                     tracing::info!("every partition of the batch waiting for a retry was revoked; their next owners receive its records");
                     if let Some(waiting) = backoff.take() {
-                        retry::resume(
-                            consumer,
-                            topic,
-                            &waiting.paused,
-                            &waiting.read_on(&next_offset),
-                            waiting.paused_at,
-                            metrics,
-                        );
+                        waiting.end(consumer, topic, &next_offset, metrics);
                     }
                 }
             }
