@@ -23,6 +23,7 @@ use super::{Record, Sink, SinkError};
 const STDERR_KEPT: usize = 512;
 
 /// Runs a program per call.
+#[derive(Debug, Clone)]
 pub struct CommandSink {
     program: String,
     args: Vec<String>,
@@ -131,6 +132,11 @@ impl CommandSink {
 }
 
 impl Sink for CommandSink {
+    /// Every run is a process of its own: workers can run them side by side.
+    fn another(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
         let mut input = record.message.encode();
         input.push(b'\n');

@@ -92,6 +92,16 @@ impl Sink for HttpSink {
         self.post()
     }
 
+    /// Another worker shares the agent, and with it the pool of kept-alive connections.
+    fn another(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(HttpSink {
+            agent: self.agent.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: Vec::with_capacity(4096),
+        }))
+    }
+
     /// The batch as one JSON array of messages, in batch order.
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
         self.body.clear();
