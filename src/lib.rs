@@ -2,7 +2,8 @@
 //! binary. See README.md for the tour; the modules, from the outside in:
 //!
 //! * [`cli`], [`app`]: the command line and what each command does.
-//! * [`roles`]: the producer, single and batch consumer loops.
+//! * [`roles`]: the roles: the producer, and the two consumer roles run on the consumer
+//!   engine (`consume`).
 //! * [`message`]: the `KafkaMessage` codec, the one place the wire format lives.
 //! * [`config`]: layered configuration and librdkafka property handling.
 //! * [`sink`], [`dlq`]: where processed and rejected records go.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+mod consume;
 pub mod demo;
 pub mod dlq;
 pub mod message;

@@ -98,6 +98,11 @@ rate = 0.0
 content = "Message {id} from {producer_id}"
 payload_bytes = 0
 
+[consumer]
+concurrency = 1
+ordering = "partition"
+drain_timeout = "5s"
+
 [batch]
 min_size = 10
 max_size = 500
@@ -112,6 +117,7 @@ initial = "1s"
 max = "1m"
 multiplier = 2.0
 jitter = 0.2
+max_elapsed = "24h"
 on_exhausted = "dead_letter"
 "#;
 
@@ -206,6 +212,7 @@ pub struct Settings {
     /// librdkafka properties, verbatim.
     pub kafka: KafkaTable,
     pub producer: ProducerSettings,
+    pub consumer: ConsumerSettings,
     pub batch: BatchSettings,
     pub sink: SinkSettings,
     pub retry: RetrySettings,
@@ -333,6 +340,39 @@ fn host_name() -> String {
         .unwrap_or_else(|| "kafkad".to_owned())
 }
 
+/// How a consumer hands records to its sink: `[consumer]`.
+///
+/// The thread that polls Kafka never calls the sink: `concurrency` workers do, each with a
+/// sink of its own, while the poll loop keeps serving rebalances and heartbeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Sink calls in flight at once: a record (single) or a batch (batch) each. 1 (the
+    /// default) processes one at a time, as the seed does; more pays off when the sink waits
+    /// on a slow downstream.
+    pub concurrency: NonZeroUsize,
+    /// What keeps its order when several calls run at once: `partition` (the records of one
+    /// partition reach the sink one after another) or `key` (the records of one key do; one
+    /// partition's keys run side by side).
+    pub ordering: ProcessingOrder,
+    /// How long a rebalance waits for work in flight on the partitions it takes away, so that
+    /// it can be committed before they move; what is still running then is processed again
+    /// by the next owner.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+/// Which records the sink receives in the order they have in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingOrder {
+    /// The records of one partition, one after another.
+    Partition,
+    /// The records of one key, one after another (records without a key count as one key
+    /// per partition).
+    Key,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSettings {
@@ -434,11 +474,16 @@ fn serialize_headers<S: serde::Serializer>(
 ///
 /// A retryable failure (timeout, connection refused, HTTP 408/429/5xx, a command killed by its
 /// timeout) is tried again after `initial`, then after each delay times `multiplier`, never
-/// more than `max`, each delay varied by up to `jitter` (a fraction) either way so a fleet of
-/// consumers does not retry in step. The record's partition is paused meanwhile while the
-/// consumer keeps polling, so it stays in its group however long the outage. After
-/// `max_attempts` attempts, or at once for a permanent failure (an HTTP 4xx, a record the
-/// downstream rejects), `on_exhausted` decides.
+/// more than `max` (a downstream's `Retry-After` is honoured as the least delay), each delay
+/// varied by up to `jitter` (a fraction) either way so a fleet of consumers does not retry in
+/// step. The record's partition waits meanwhile while the consumer keeps polling, so it stays
+/// in its group however long the outage.
+///
+/// A permanent failure (an HTTP 4xx, a record the downstream rejects) goes to `on_exhausted`
+/// at once. A retryable one does after `max_attempts` attempts; but before a dead-letter copy
+/// is made, the sink must have accepted other records meanwhile (the downstream is up: this
+/// record is the problem). While it accepts nothing (an outage), attempts go on every `max`
+/// until `max_elapsed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
@@ -454,6 +499,13 @@ pub struct RetrySettings {
     pub multiplier: f64,
     /// Each delay varies randomly by up to this fraction of itself (0 to 1).
     pub jitter: f64,
+    /// How long a record (or batch) may keep failing with retryable errors while the sink
+    /// accepts nothing else, before it is given up. A downstream outage is waited out, not
+    /// dead-lettered, for this long: 24 hours by default, longer than any outage someone is
+    /// alerted to and fixes, and well inside Kafka's default 7-day retention, so the records
+    /// waited for are still there when it ends.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed: Duration,
     /// What happens to a record whose attempts are used up.
     pub on_exhausted: OnExhausted,
 }
@@ -935,6 +987,12 @@ fn check_retry(retry: &RetrySettings, tree: &Map<String, Value>) -> Result<(), C
     let fail = |key: &str, message: String| Err(invalid(tree, key, message));
     if retry.initial.is_zero() {
         return fail("retry.initial", "must be above 0 (e.g. \"1s\")".to_owned());
+    }
+    if retry.max_elapsed.is_zero() {
+        return fail(
+            "retry.max_elapsed",
+            "must be above 0 (e.g. \"24h\")".to_owned(),
+        );
     }
     if retry.max < retry.initial {
         return fail(

@@ -13,19 +13,15 @@
 //! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (`consumer.rs`,
 //! what the consumers share, says why); the producer runs on the async runtime.
 
-pub mod batch;
-mod consumer;
 pub mod producer;
-mod retry;
-pub mod single;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 
 use crate::config::{Role, Settings};
+use crate::consume::Strategy;
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Sink, SinkError};
 use crate::telemetry::metrics::{ConsumerMetrics, RoleMetrics};
@@ -75,6 +71,8 @@ pub enum RoleError {
     Thread(String),
     #[error("the {0} role was given another role's metrics")]
     MetricsMismatch(Role),
+    #[error("[consumer] concurrency = {concurrency} needs a sink that can serve several workers, and this one cannot; set concurrency = 1")]
+    SinkNotShareable { concurrency: usize },
 }
 
 /// What a producer did.
@@ -117,7 +115,7 @@ pub struct ConsumerReport {
 }
 
 impl ConsumerReport {
-    fn from_metrics(metrics: &ConsumerMetrics) -> Self {
+    pub(crate) fn from_metrics(metrics: &ConsumerMetrics) -> Self {
         ConsumerReport {
             consumed: metrics.consumed.get(),
             processed: metrics.processed.get(),
@@ -196,9 +194,9 @@ pub async fn run_consumer(
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let consume = match role {
-        ConsumerRole::Single => single::consume,
-        ConsumerRole::Batch => batch::consume,
+    let strategy = match role {
+        ConsumerRole::Single => Strategy::Single,
+        ConsumerRole::Batch => Strategy::Batch(settings.batch.clone()),
     };
     let span = tracing::info_span!(
         "role",
@@ -213,7 +211,7 @@ pub async fn run_consumer(
     health.set_stall_timeout(settings.stall_timeout);
     health.set_running(true);
     let outcome = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| consume(&settings, sink, &metrics, &shutdown))
+        span.in_scope(|| crate::consume::consume(strategy, &settings, sink, &metrics, &shutdown))
     })
     .await
     .map_err(|e| RoleError::Thread(e.to_string()));
@@ -221,6 +219,3 @@ pub async fn run_consumer(
     summary.abort();
     outcome?
 }
-
-/// How often blocking loops wake up to look at the shutdown signal.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);

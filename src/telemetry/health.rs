@@ -1,12 +1,18 @@
 //! Liveness and readiness, as `/healthz` and `/readyz` report them.
 //!
-//! * alive: the role's loop is running, not shutting down, and making progress: it finished
-//!   a poll, a message, a batch or a send within the last `stall_timeout`. A loop stuck on
-//!   anything (a sink that hangs, a dead-letter copy the broker keeps refusing, a commit that
-//!   never returns) stops making progress, and the process reports itself dead so that the
-//!   orchestrator restarts it instead of trusting it;
-//! * ready: alive, and able to do its work: the producer reached a broker, the consumer holds
-//!   at least one partition.
+//! * alive: the role's loop is running, not shutting down, and making progress. For the
+//!   producer, progress is a message handed to librdkafka or a flush step. For a consumer it
+//!   is finished work, not a poll returning: while work is out with its workers (a sink call,
+//!   a dead-letter copy), one of them must finish within `stall_timeout`; the poll loop must
+//!   turn within it; and a partition it should be reading, with records behind it, must
+//!   deliver within it. A sink that hangs, a dead-letter copy the broker keeps refusing, a
+//!   commit that never returns, or a partition librdkafka left paused all stop progress, and
+//!   the process reports itself dead so that the orchestrator restarts it instead of trusting
+//!   it. A consumer with nothing to do, or one whose records wait for a retry (a downstream
+//!   outage, which a restart cannot fix), is alive;
+//! * ready: alive, and able to do its work: the producer reached a broker, the consumer
+//!   joined its group. A member that holds no partition (a fourth member of a
+//!   three-partition group) is ready: it takes over as soon as another member leaves.
 //!
 //! Both turn false the moment shutdown begins, so a load balancer or Kubernetes stops routing
 //! to (and stops counting on) a process that is draining.
@@ -31,6 +37,13 @@ pub struct Health {
     stall_timeout: AtomicU64,
     /// `kafkad_seconds_since_progress`, brought up to date whenever it is read.
     since_progress: Gauge<f64, AtomicU64>,
+    /// Whether work is out that must finish (a consumer's workers are busy): only then does
+    /// time without progress count. Always true for the producer.
+    busy: AtomicBool,
+    /// Nanoseconds from `epoch` to the consumer loop's last turn; `u64::MAX`: not tracked.
+    last_turn: AtomicU64,
+    /// Nanoseconds a partition that should deliver has gone without (consumer).
+    fetch_wait: AtomicU64,
 }
 
 impl Default for Health {
@@ -43,6 +56,9 @@ impl Default for Health {
             last_progress: AtomicU64::default(),
             stall_timeout: AtomicU64::default(),
             since_progress: Gauge::default(),
+            busy: AtomicBool::new(true),
+            last_turn: AtomicU64::new(u64::MAX),
+            fetch_wait: AtomicU64::default(),
         }
     }
 }
@@ -73,11 +89,40 @@ impl Health {
             .store(now.nanos_since(self.epoch), Ordering::Relaxed);
     }
 
-    /// Time since the loop last made progress.
+    /// Whether work is out that must finish (see `busy`); a consumer's engine says.
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
+    /// The consumer loop turned at `now`.
+    pub fn turn_at(&self, now: Tick) {
+        self.last_turn
+            .store(now.nanos_since(self.epoch), Ordering::Relaxed);
+    }
+
+    /// The longest a partition that should deliver records has gone without (zero when each
+    /// delivers, or has nothing to deliver).
+    pub fn set_fetch_wait(&self, wait: Duration) {
+        let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.fetch_wait.store(nanos, Ordering::Relaxed);
+    }
+
+    /// How long the role has gone without the progress it owes: the longest of time since
+    /// work last finished (while work is out), since the loop last turned, and a partition's
+    /// wait for records. What `/healthz` and `kafkad_seconds_since_progress` report.
     pub fn since_progress(&self) -> Duration {
-        let last = self.last_progress.load(Ordering::Relaxed);
         let now = Tick::now().nanos_since(self.epoch);
-        Duration::from_nanos(now.saturating_sub(last))
+        let since = |at: u64| now.saturating_sub(at);
+        let work = match self.busy.load(Ordering::Relaxed) {
+            true => since(self.last_progress.load(Ordering::Relaxed)),
+            false => 0,
+        };
+        let turn = match self.last_turn.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            last => since(last),
+        };
+        let fetch = self.fetch_wait.load(Ordering::Relaxed);
+        Duration::from_nanos(work.max(turn).max(fetch))
     }
 
     /// The gauge of seconds since the last progress, for the role's registry.
@@ -131,6 +176,28 @@ mod tests {
         assert!(health.is_ready());
         health.begin_shutdown();
         assert!(!health.is_alive() && !health.is_ready());
+    }
+
+    #[test]
+    fn a_consumer_is_stalled_only_while_work_is_out() {
+        let health = Health::default();
+        health.set_stall_timeout(Duration::from_millis(50));
+        health.set_running(true);
+        health.set_busy(false);
+        health.turn_at(Tick::now());
+        std::thread::sleep(Duration::from_millis(80));
+        health.turn_at(Tick::now());
+        assert!(health.is_alive(), "nothing to do is not a stall");
+        health.set_busy(true);
+        assert!(!health.is_alive(), "work out, none finished");
+        health.progress();
+        assert!(health.is_alive());
+        health.set_fetch_wait(Duration::from_millis(60));
+        assert!(!health.is_alive(), "a partition not delivering");
+        health.set_fetch_wait(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(80));
+        health.progress();
+        assert!(!health.is_alive(), "the loop stopped turning");
     }
 
     #[test]

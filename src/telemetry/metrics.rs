@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
@@ -111,6 +112,8 @@ pub struct ConsumerMetrics {
     pub commit_failures: Counter,
     /// Partition assignments and revocations.
     pub rebalances: Counter,
+    /// Partitions this member holds now.
+    pub assigned_partitions: Gauge,
     /// Now minus the message's own timestamp, at processing time.
     pub end_to_end_latency: Histogram,
     /// Time spent in the sink, per message or per batch.
@@ -136,6 +139,7 @@ impl Default for ConsumerMetrics {
             commits: Counter::default(),
             commit_failures: Counter::default(),
             rebalances: Counter::default(),
+            assigned_partitions: Gauge::default(),
             // 100 µs .. ~100 s
             end_to_end_latency: Histogram::new(exponential_buckets(0.0001, 2.5, 16)),
             // 1 µs .. ~30 s
@@ -214,6 +218,11 @@ impl ConsumerMetrics {
             "rebalances",
             "Partition assignments and revocations",
             self.rebalances.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Partitions this member of the group holds (0 for a member with none, which is still ready)",
+            self.assigned_partitions.clone(),
         );
         registry.register_with_unit(
             "end_to_end_latency",

@@ -1,6 +1,11 @@
-//! librdkafka statistics (`statistics.interval.ms`) turned into gauges: consumer lag per
-//! partition and broker connection state. The callback runs inside librdkafka's poll, so it
-//! only stores numbers (rdkafka's default handler would log the whole struct at INFO each time).
+//! librdkafka statistics (`statistics.interval.ms`) turned into gauges: broker connection
+//! state, and for a consumer whether it joined its group; and the consumer lag its engine
+//! computes. The callback runs inside librdkafka's poll, so it only stores numbers (rdkafka's
+//! default handler would log the whole struct at INFO each time).
+//!
+//! Lag is not taken from statistics: their end offsets come from fetch responses only, so a
+//! partition that is not fetched (paused while a record waits for a retry) would show a lag
+//! frozen at its last value. The consumer engine measures it instead (see `consume::watch`).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,19 +32,17 @@ pub struct BrokerLabel {
 /// Gauges fed by librdkafka statistics.
 #[derive(Debug, Clone, Default)]
 pub struct ClientStats {
-    /// Records not yet processed in each assigned partition: from the next one to process
-    /// (see [`unprocessed`]) to the end of the partition.
+    /// Records not yet processed in each assigned partition: from the next one to process to
+    /// the end of the partition.
     pub consumer_lag: Family<PartitionLabel, Gauge>,
     /// 1 while the connection to a broker is up, else 0.
     pub broker_connected: Family<BrokerLabel, Gauge>,
-    /// Sum of `consumer_lag` over assigned partitions at the last statistics, and when those
-    /// came (statistics are served by the consumer's poll: a loop that stopped polling stops
-    /// them, and its last figure must not pass for a current one).
+    /// Sum of `consumer_lag` over assigned partitions when last measured, and when that was
+    /// (a loop that stopped measuring must not have its last figure pass for a current one).
     total_lag: Arc<AtomicI64>,
     lag_at: Arc<Mutex<Option<Instant>>>,
-    /// The consumer starts a partition without committed offsets at its beginning
-    /// (`auto.offset.reset = earliest`): then everything from the low watermark is unprocessed.
-    from_earliest: Arc<AtomicBool>,
+    /// The consumer's group membership is up (statistics say the group is joined).
+    joined: Arc<AtomicBool>,
     /// When set, readiness follows "connected to at least one broker" (the producer's
     /// readiness; a consumer's follows its assignment instead).
     readiness: Option<Arc<Health>>,
@@ -65,7 +68,7 @@ impl ClientStats {
     pub fn register_lag(&self, registry: &mut Registry) {
         registry.register(
             "consumer_lag",
-            "Messages from the committed offset to the end of the partition (librdkafka statistics)",
+            "Records not yet processed: from the next record to process (the commit point) to the end of the partition",
             self.consumer_lag.clone(),
         );
     }
@@ -77,13 +80,33 @@ impl ClientStats {
         }
     }
 
-    /// Whether a partition without committed offsets starts at its beginning.
-    pub fn set_from_earliest(&self, from_earliest: bool) {
-        self.from_earliest.store(from_earliest, Ordering::Relaxed);
+    /// The lag of `partition`.
+    pub fn set_lag(&self, partition: i32, lag: i64) {
+        self.consumer_lag
+            .get_or_create(&PartitionLabel { partition })
+            .set(lag);
     }
 
-    /// Total lag over assigned partitions, if statistics came within `fresh`; `None` before
-    /// the first statistics or once they stopped coming.
+    /// The total lag over assigned partitions, measured now; `None` when some partition's
+    /// could not be (brokers unreachable, nothing known yet).
+    pub fn set_total_lag(&self, total: Option<i64>) {
+        let mut at = self.lag_at.lock().unwrap_or_else(|p| p.into_inner());
+        match total {
+            Some(total) => {
+                self.total_lag.store(total, Ordering::Relaxed);
+                *at = Some(Instant::now());
+            }
+            None => *at = None,
+        }
+    }
+
+    /// Whether the consumer has joined its group, by statistics.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    /// Total lag over assigned partitions, if measured within `fresh`; `None` before the
+    /// first measure or once measuring stopped.
     pub fn total_lag(&self, fresh: Duration) -> Option<i64> {
         let at = *self.lag_at.lock().unwrap_or_else(|p| p.into_inner());
         at.filter(|at| at.elapsed() <= fresh)
@@ -110,88 +133,10 @@ impl ClientStats {
             health.set_ready(any_up);
         }
 
-        let from_earliest = self.from_earliest.load(Ordering::Relaxed);
-        let mut total = 0;
-        let mut any = false;
-        for topic in statistics.topics.values() {
-            for partition in topic.partitions.values() {
-                // Partition -1 is librdkafka's internal UA partition; only partitions being
-                // fetched have a meaningful lag.
-                if partition.partition < 0 || partition.fetch_state != "active" {
-                    continue;
-                }
-                let Some(lag) = unprocessed(partition, from_earliest) else {
-                    continue;
-                };
-                any = true;
-                total += lag;
-                self.consumer_lag
-                    .get_or_create(&PartitionLabel {
-                        partition: partition.partition,
-                    })
-                    .set(lag);
+        if let Some(group) = &statistics.cgrp {
+            if group.state == "up" && group.join_state == "steady" {
+                self.joined.store(true, Ordering::Relaxed);
             }
         }
-        if any || statistics.topics.is_empty() {
-            self.total_lag.store(total, Ordering::Relaxed);
-            *self.lag_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        }
-    }
-}
-
-/// Records of a partition not yet processed: from the next one to process to the high
-/// watermark. The next one to process is the offset kafkad stored after processing (both
-/// roles store before they commit), else the group's committed offset, else, for a partition
-/// the group never committed, its low watermark when the consumer starts from the earliest
-/// record. librdkafka's own `consumer_lag` counts from the committed offset only and is -1
-/// before the group's first commit, which made a consumer stuck on its first record report
-/// no lag at all. `None` where the position is unknown.
-fn unprocessed(partition: &rdkafka::statistics::Partition, from_earliest: bool) -> Option<i64> {
-    if partition.hi_offset < 0 {
-        return None;
-    }
-    let next = if partition.stored_offset >= 0 {
-        partition.stored_offset
-    } else if partition.committed_offset >= 0 {
-        partition.committed_offset
-    } else if from_earliest && partition.lo_offset >= 0 {
-        partition.lo_offset
-    } else {
-        return None;
-    };
-    Some((partition.hi_offset - next).max(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn partition(stored: i64, committed: i64, lo: i64, hi: i64) -> rdkafka::statistics::Partition {
-        let mut p: rdkafka::statistics::Partition =
-            serde_json::from_str(PARTITION_JSON).expect("statistics partition");
-        p.stored_offset = stored;
-        p.committed_offset = committed;
-        p.lo_offset = lo;
-        p.hi_offset = hi;
-        p
-    }
-
-    const PARTITION_JSON: &str = r#"{"partition":0,"broker":1,"leader":1,"desired":true,
-        "unknown":false,"msgq_cnt":0,"msgq_bytes":0,"xmit_msgq_cnt":0,"xmit_msgq_bytes":0,
-        "fetchq_cnt":0,"fetchq_size":0,"fetch_state":"active","query_offset":-1001,
-        "next_offset":0,"app_offset":-1001,"stored_offset":-1001,"committed_offset":-1001,
-        "eof_offset":-1001,"lo_offset":0,"hi_offset":0,"ls_offset":0,"consumer_lag":-1,
-        "consumer_lag_stored":-1,"txmsgs":0,"txbytes":0,"rxmsgs":0,"rxbytes":0,"msgs":0,
-        "rx_ver_drops":0,"msgs_inflight":0,"next_ack_seq":0,"next_err_seq":0,"acked_msgid":0}"#;
-
-    #[test]
-    fn lag_counts_from_the_next_record_to_process() {
-        // Stuck on the first record of a group that never committed: all six wait.
-        assert_eq!(unprocessed(&partition(-1001, -1001, 0, 6), true), Some(6));
-        // Stored after processing counts before the commit does.
-        assert_eq!(unprocessed(&partition(4, 2, 0, 6), true), Some(2));
-        assert_eq!(unprocessed(&partition(-1001, 3, 0, 6), false), Some(3));
-        // Starting from the latest record with nothing committed: unknown, not zero.
-        assert_eq!(unprocessed(&partition(-1001, -1001, 0, 6), false), None);
     }
 }

@@ -1,0 +1,166 @@
+//! Records in hand, owned, in one buffer per chunk.
+//!
+//! A record travels from the polling thread to a worker, and may wait there for minutes (a
+//! retry, an outage). A librdkafka record (`BorrowedMessage`) cannot cross threads freely and
+//! keeps its whole fetch buffer alive for as long as it is held; a detached copy costs an
+//! allocation per key, value, topic and header list. A chunk instead copies the key and value
+//! of each record into one byte buffer that grows once and is reused: a record costs a copy of
+//! its bytes, and headers (which few records have) are copied only where there are any.
+//!
+//! Decoding happens on the worker, from the chunk's bytes, so the polling thread only copies.
+
+use std::ops::Range;
+
+use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::Message;
+
+/// One record's place in its chunk.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub partition: i32,
+    pub offset: i64,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// Records of one lane (see `partitions`), in the order they were received.
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    entries: Vec<Entry>,
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    /// Appends `record`.
+    pub fn push<M: Message>(&mut self, record: &M) {
+        let key = record.key().map(|key| keep(&mut self.bytes, key));
+        let value = record.payload().map(|value| keep(&mut self.bytes, value));
+        let headers = record.headers().map(|headers| {
+            let copy = OwnedHeaders::new_with_capacity(headers.count());
+            headers.iter().fold(copy, OwnedHeaders::insert)
+        });
+        self.entries.push(Entry {
+            partition: record.partition(),
+            offset: record.offset(),
+            key,
+            value,
+            headers,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Key and value bytes of record `index`: what it holds in memory.
+    pub fn size(&self, index: usize) -> usize {
+        let entry = &self.entries[index];
+        let len = |range: &Option<Range<usize>>| range.as_ref().map_or(0, |r| r.len());
+        len(&entry.key) + len(&entry.value)
+    }
+
+    /// The value of record `index`; `None` for a tombstone.
+    pub fn value(&self, index: usize) -> Option<&[u8]> {
+        self.entries[index].value.clone().map(|r| &self.bytes[r])
+    }
+
+    /// Record `index` as it was received, from `topic`, for its dead-letter copy (its
+    /// timestamp is the copy's own).
+    pub fn original(&self, topic: &str, index: usize) -> OwnedMessage {
+        let entry = &self.entries[index];
+        let bytes = |range: &Option<Range<usize>>| range.clone().map(|r| self.bytes[r].to_vec());
+        OwnedMessage::new(
+            bytes(&entry.value),
+            bytes(&entry.key),
+            topic.to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            entry.partition,
+            entry.offset,
+            entry.headers.clone(),
+        )
+    }
+
+    /// Moves the records from `at` on into a chunk of their own.
+    pub fn split_off(&mut self, at: usize) -> Chunk {
+        let mut rest = Chunk::default();
+        for index in at..self.entries.len() {
+            let entry = &self.entries[index];
+            let moved = |range: &Option<Range<usize>>, into: &mut Vec<u8>| {
+                range.clone().map(|r| keep(into, &self.bytes[r]))
+            };
+            let key = moved(&entry.key, &mut rest.bytes);
+            let value = moved(&entry.value, &mut rest.bytes);
+            rest.entries.push(Entry {
+                partition: entry.partition,
+                offset: entry.offset,
+                key,
+                value,
+                headers: entry.headers.clone(),
+            });
+        }
+        self.entries.truncate(at);
+        rest
+    }
+}
+
+/// Appends `data` to `buffer`; returns where it is.
+fn keep(buffer: &mut Vec<u8>, data: &[u8]) -> Range<usize> {
+    let start = buffer.len();
+    buffer.extend_from_slice(data);
+    start..buffer.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Header;
+
+    use super::*;
+
+    fn record(partition: i32, offset: i64, headers: bool) -> OwnedMessage {
+        let headers = headers.then(|| {
+            OwnedHeaders::new().insert(Header {
+                key: "trace",
+                value: Some(format!("t-{offset}").as_str()),
+            })
+        });
+        OwnedMessage::new(
+            Some(format!("value-{offset}").into_bytes()),
+            (offset % 2 == 0).then(|| format!("key-{offset}").into_bytes()),
+            "t".to_owned(),
+            rdkafka::Timestamp::CreateTime(1_700_000_000_000 + offset),
+            partition,
+            offset,
+            headers,
+        )
+    }
+
+    #[test]
+    fn records_come_back_as_they_were_received() {
+        let mut chunk = Chunk::default();
+        let received: Vec<_> = (0..5).map(|o| record(1, o, o == 3)).collect();
+        received.iter().for_each(|r| chunk.push(r));
+        let rest = chunk.split_off(2);
+        assert_eq!((chunk.len(), rest.len()), (2, 3));
+        for (index, expected) in received[2..].iter().enumerate() {
+            let original = rest.original("t", index);
+            assert_eq!(original.payload(), expected.payload());
+            assert_eq!(original.key(), expected.key());
+            assert_eq!(
+                (original.partition(), original.offset()),
+                (1, expected.offset())
+            );
+            let header = |m: &OwnedMessage| m.headers().map(|h| h.get(0).value.map(<[u8]>::to_vec));
+            assert_eq!(header(&original), header(expected));
+        }
+        assert_eq!(chunk.value(1), Some(&b"value-1"[..]));
+    }
+}

@@ -1,0 +1,303 @@
+//! The consumer's librdkafka client: creating it, its rebalance and commit callbacks, storing
+//! and committing offsets, pausing, and a bounded close.
+//!
+//! # Why the engine lives in the client's context
+//!
+//! librdkafka runs rebalance callbacks on the thread that polls, inside `poll()`, and the
+//! commit for revoked partitions must happen inside the revoke callback: once it returns the
+//! partitions are gone and a commit for them fails. The callback therefore needs the engine's
+//! partition state. The engine sits in the context behind a mutex that only the polling
+//! thread ever takes (the loop between polls, the callback during one), so it is never
+//! contended; the loop never holds it across a poll. Workers never touch it: they talk to the
+//! engine through channels.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::engine::Engine;
+use crate::client::ClientLog;
+use crate::roles::RoleError;
+use crate::telemetry::clock::Tick;
+use crate::telemetry::metrics::ConsumerMetrics;
+
+/// The consumer of one role.
+pub(crate) type KafkadConsumer = BaseConsumer<ConsumerHooks>;
+
+/// The consumer context: librdkafka logs into tracing, the engine, rebalances settled in it,
+/// commit results counted.
+pub(crate) struct ConsumerHooks {
+    log: ClientLog,
+    pub topic: String,
+    pub group: String,
+    metrics: ConsumerMetrics,
+    /// Batch role: every store is followed by a synchronous commit (auto commit is off).
+    commit_every_store: bool,
+    engine: Mutex<Engine>,
+}
+
+impl ConsumerHooks {
+    pub fn new(
+        log: ClientLog,
+        topic: &str,
+        group: &str,
+        metrics: ConsumerMetrics,
+        commit_every_store: bool,
+        engine: Engine,
+    ) -> Self {
+        ConsumerHooks {
+            log,
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            metrics,
+            commit_every_store,
+            engine: Mutex::new(engine),
+        }
+    }
+
+    /// The engine. Only the polling thread calls this, never while it polls.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        // A poisoned lock means a panic on this very thread mid-update; the role is failing
+        // anyway, and what the engine holds is still the best account of what was finished.
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first TLS or authentication failure of this consumer, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.log.failure()
+    }
+
+    /// Stores the commit points that moved, then (batch role, or `always`) commits them
+    /// synchronously. On failure they stay stored and the next commit carries them.
+    pub fn store_and_commit(
+        &self,
+        consumer: &KafkadConsumer,
+        engine: &mut Engine,
+        only: Option<&[i32]>,
+        always: Option<&str>,
+    ) {
+        let moved = engine.partitions.take_unstored(only);
+        if !moved.is_empty() {
+            self.store(consumer, &moved);
+        }
+        match always {
+            Some(when) => {
+                self.commit_stored(consumer, when);
+            }
+            None if self.commit_every_store && !moved.is_empty() => {
+                self.commit_stored(consumer, "batch");
+            }
+            None => {}
+        }
+    }
+
+    /// Stores `points` (next offset per partition) for the next commit to send.
+    fn store(&self, consumer: &KafkadConsumer, points: &[(i32, i64)]) {
+        let mut list = TopicPartitionList::with_capacity(points.len());
+        for &(partition, next) in points {
+            if let Err(error) =
+                list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
+            {
+                tracing::error!(partition, next, %error, "cannot build the offset list");
+                return;
+            }
+        }
+        // librdkafka answers per partition, and fails the call only when none was stored.
+        let _ = consumer.store_offsets(&list);
+        for element in list.elements() {
+            if let Err(error) = element.error() {
+                // A partition revoked meanwhile ("Erroneous state"): its new owner
+                // redelivers from the last commit. Expected during rebalances.
+                tracing::debug!(partition = element.partition(), offset = ?element.offset(), %error, "offset not stored");
+            }
+        }
+    }
+
+    /// Commits the stored offsets, synchronously. Whether a commit was made (not when nothing
+    /// new was stored, nor when it failed: the offsets then stay stored for the next one).
+    pub fn commit_stored(&self, consumer: &KafkadConsumer, when: &str) -> bool {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {
+                self.metrics.commits.inc();
+                tracing::debug!(when, "committed the stored offsets");
+                true
+            }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => false,
+            Err(error) => {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(when, %error, "commit failed; the offsets stay stored for the next commit, and the records are redelivered if none succeeds");
+                false
+            }
+        }
+    }
+
+    /// Pauses and resumes what the engine's partition state asks for.
+    pub fn apply_pauses(&self, consumer: &KafkadConsumer, engine: &mut Engine, now: Tick) {
+        let (pause, resume) = engine.partitions.pauses_due();
+        if !pause.is_empty() {
+            if let Err(error) = consumer.pause(&self.list(&pause)) {
+                tracing::warn!(partitions = ?pause, %error, "cannot pause partitions");
+            }
+            engine.partitions.paused(&pause, true, now);
+        }
+        if !resume.is_empty() {
+            if let Err(error) = consumer.resume(&self.list(&resume)) {
+                tracing::warn!(partitions = ?resume, %error, "cannot resume partitions");
+            }
+            engine.partitions.paused(&resume, false, now);
+        }
+    }
+
+    fn list(&self, partitions: &[i32]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for &partition in partitions {
+            list.add_partition(&self.topic, partition);
+        }
+        list
+    }
+
+    fn partitions_of(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements_for_topic(&self.topic)
+            .iter()
+            .map(|element| element.partition())
+            .collect()
+    }
+}
+
+crate::delegate_client_context!(ConsumerHooks, log);
+
+impl ConsumerContext for ConsumerHooks {
+    /// Before partitions go: their records not yet with a worker are dropped, work in flight
+    /// on them gets up to `drain_timeout` to finish, and what is finished is committed; their
+    /// next owner reads on from there.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                self.metrics.rebalances.inc();
+                let partitions = self.partitions_of(list);
+                tracing::info!(?partitions, "partitions revoked");
+                let mut engine = self.engine();
+                engine.revoke(&partitions);
+                self.store_and_commit(consumer, &mut engine, Some(&partitions), Some("revoke"));
+                engine.forget(&partitions);
+                self.metrics
+                    .assigned_partitions
+                    .set(engine.partitions.assigned().len() as i64);
+                // Their lag is the next owner's to report: a series left behind would freeze at
+                // its last value on this member.
+                self.metrics.client.forget_partitions(&partitions);
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(error) => tracing::error!(%error, "rebalance error"),
+        }
+    }
+
+    /// After partitions came: each starts from a fresh state, resumed, since librdkafka keeps
+    /// a pause flag set on an earlier assignment (see `partitions`). The member joined its
+    /// group, with or without partitions: it is ready.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.metrics.rebalances.inc();
+            let partitions = self.partitions_of(list);
+            if !partitions.is_empty() {
+                if let Err(error) = consumer.resume(list) {
+                    tracing::warn!(?partitions, %error, "cannot resume newly assigned partitions");
+                }
+            }
+            let mut engine = self.engine();
+            engine.assign(&partitions);
+            self.metrics
+                .assigned_partitions
+                .set(engine.partitions.assigned().len() as i64);
+            self.metrics.health.set_ready(true);
+            tracing::info!(?partitions, "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        // Only auto commits (single role) are reported here; "no offset to commit" is
+        // librdkafka telling us nothing new was stored. (Synchronous commits are answered on
+        // their own queue and counted in `commit_stored`.)
+        match result {
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(%error, count = offsets.count(), "offset commit failed");
+            }
+            Ok(()) => {
+                self.metrics.commits.inc();
+                tracing::trace!(count = offsets.count(), "offsets committed");
+            }
+        }
+    }
+}
+
+/// A poll error: transient ones (a broker went away) are logged and polling continues, as
+/// librdkafka recovers by itself; fatal ones stop the role.
+///
+/// A refused authorization of the group or the topic stops it too. librdkafka hands it to the
+/// application once and then keeps asking the broker quietly, so a consumer that carried on
+/// would sit idle behind green health checks until someone changed the ACLs; stopping makes
+/// the missing permission visible where the process is supervised.
+pub(crate) fn poll_error(consumer: &KafkadConsumer, error: KafkaError) -> Result<(), RoleError> {
+    let hooks = consumer.context();
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::Fatal) => Err(RoleError::FatalConsumer(error.to_string())),
+        Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Err(RoleError::NotAuthorized {
+            resource: format!("consumer group {}", hooks.group),
+            reason: error.to_string(),
+        }),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(RoleError::NotAuthorized {
+            resource: format!("topic {}", hooks.topic),
+            reason: error.to_string(),
+        }),
+        // `poll` hands back a bare code ("SSL error"); the client's error description or
+        // librdkafka's last error line names the broker and the cause.
+        code if crate::client::is_unrecoverable(code) => Err(RoleError::Connection(
+            hooks
+                .log
+                .failure_description()
+                .unwrap_or_else(|| error.to_string()),
+        )),
+        Some(RDKafkaErrorCode::PartitionEOF) => Ok(()),
+        _ => {
+            tracing::warn!(%error, "consumer error; continuing");
+            Ok(())
+        }
+    }
+}
+
+/// A TLS or authentication failure reported by the consumer's client: the role must stop.
+pub(crate) fn connection_failure(consumer: &KafkadConsumer) -> Option<RoleError> {
+    consumer.context().failure().map(RoleError::Connection)
+}
+
+/// Leaves the group and closes, waiting at most `timeout`: librdkafka's close (what dropping
+/// the last handle on the consumer does) has no bound and can hang while brokers are
+/// unreachable. The revoke callback runs during the close and commits what was finished. If
+/// the close does not finish in time, it is left running on its own thread; the process is
+/// exiting anyway.
+pub(crate) fn close(consumer: Arc<KafkadConsumer>, timeout: Duration) {
+    let (closed, wait) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name("kafkad-close".to_owned())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    if let Err(error) = closer {
+        tracing::warn!(%error, "cannot start a thread to close the consumer");
+        return;
+    }
+    match wait.recv_timeout(timeout) {
+        Ok(()) => tracing::info!("consumer closed, group left"),
+        Err(_) => tracing::warn!(
+            ?timeout,
+            "consumer did not close in time; exiting without waiting for it"
+        ),
+    }
+}

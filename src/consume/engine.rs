@@ -1,0 +1,479 @@
+//! The engine: what the poll loop does between polls, for both consumer roles.
+//!
+//! It takes records in hand (`partitions`), forms jobs by the role's [`Strategy`] (a lane's
+//! records one by one, or a batch over several lanes), hands them to idle workers, and settles
+//! what comes back: records finished move their partition's commit point (`offsets`), a
+//! failure is retried later, taken apart, dead-lettered or stops the consumer (`retry`).
+//! Rebalances go through [`Engine::assign`] and [`Engine::revoke`], called by the consumer's
+//! rebalance callback on the polling thread.
+//!
+//! Nothing here waits on a sink. The only waits are bounded ones the poll loop chooses: a
+//! synchronous commit, and at a revocation up to `drain_timeout` for work in flight on the
+//! partitions that go, so that what finishes is committed before they move.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::partitions::Partitions;
+use super::retry::{self, Failures, Next, Place, RetryPolicy, Unit};
+use super::worker::{
+    Completion, Finished, Job, Outcome, Part, Progress, Report, Shape, WorkerShared, Workers,
+};
+use crate::config::BatchSettings;
+use crate::dlq::{DeadLetters, Rejection};
+use crate::roles::RoleError;
+use crate::sink::SinkError;
+use crate::telemetry::clock::Tick;
+use crate::telemetry::metrics::ConsumerMetrics;
+
+/// At most this many records of a lane go to a worker in one job of the single role: enough
+/// that handing over costs nothing per record, few enough that a lane's records reach the
+/// sink soon after they arrive.
+const SINGLE_JOB_RECORDS: usize = 500;
+
+/// How jobs are formed.
+#[derive(Debug, Clone)]
+pub(crate) enum Strategy {
+    /// One record per sink call.
+    Single,
+    /// Batches of `min_size`..`max_size` records, or fewer after `max_wait`.
+    Batch(BatchSettings),
+}
+
+/// A job waiting for its next attempt.
+struct Waiting {
+    due: Tick,
+    since: Tick,
+    job: Job,
+}
+
+/// The engine of one consumer.
+pub(crate) struct Engine {
+    strategy: Strategy,
+    topic: String,
+    pub(super) partitions: Partitions,
+    workers: Workers,
+    /// The partitions each busy worker's job holds.
+    out: HashMap<usize, Vec<i32>>,
+    waiting: Vec<Waiting>,
+    /// Jobs to send on as soon as a worker is idle (after a decision about a failure).
+    ready: VecDeque<Job>,
+    policy: RetryPolicy,
+    metrics: ConsumerMetrics,
+    /// Sink calls that succeeded: whether the downstream is up (see `retry`).
+    accepted: u64,
+    /// Why the consumer must stop, once something made it.
+    failure: Option<RoleError>,
+    drain_timeout: Duration,
+    stopping: bool,
+    shared: std::sync::Arc<WorkerShared>,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        strategy: Strategy,
+        topic: &str,
+        partitions: Partitions,
+        workers: Workers,
+        policy: RetryPolicy,
+        metrics: ConsumerMetrics,
+        drain_timeout: Duration,
+        shared: std::sync::Arc<WorkerShared>,
+    ) -> Self {
+        Engine {
+            strategy,
+            topic: topic.to_owned(),
+            partitions,
+            workers,
+            out: HashMap::new(),
+            waiting: Vec::new(),
+            ready: VecDeque::new(),
+            policy,
+            metrics,
+            accepted: 0,
+            failure: None,
+            drain_timeout,
+            stopping: false,
+            shared,
+        }
+    }
+
+    /// The dead-letter router the workers share.
+    pub fn dead_letters(&self) -> std::sync::Arc<DeadLetters> {
+        std::sync::Arc::clone(&self.shared.dead_letters)
+    }
+
+    /// Jobs out with a worker.
+    pub fn in_flight(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn all_workers_busy(&self) -> bool {
+        !self.workers.any_idle()
+    }
+
+    /// When the next retry is due, if any waits.
+    pub fn next_due(&self) -> Option<Tick> {
+        self.waiting.iter().map(|w| w.due).min()
+    }
+
+    /// When a batch that is not full would be due by its age.
+    pub fn batch_due_at(&self) -> Option<Tick> {
+        match &self.strategy {
+            Strategy::Batch(limits) => self
+                .partitions
+                .oldest_ready()
+                .map(|oldest| oldest.after(limits.max_wait)),
+            Strategy::Single => None,
+        }
+    }
+
+    /// Records and jobs still to be processed, and where they are.
+    pub fn describe_unfinished(&self) -> (usize, usize) {
+        (self.waiting.len(), self.partitions.ready_records())
+    }
+
+    /// The consumer must stop with `failure` (the first one counts).
+    pub fn fail(&mut self, failure: RoleError) {
+        self.failure.get_or_insert(failure);
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    pub fn take_failure(&mut self) -> Option<RoleError> {
+        self.failure.take()
+    }
+
+    /// Stop taking work: retries no longer fall due, every partition is paused, and what is
+    /// out with a worker finishes. Nothing new goes out, but for the batch role the batch in
+    /// hand, however small: it is finished and committed rather than left to the next owner.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        self.partitions.stop();
+    }
+
+    /// Sends what can go to idle workers: decided jobs first, then new ones.
+    /// `queue_drained`: librdkafka had nothing more at the last poll.
+    pub fn dispatch(&mut self, now: Tick, queue_drained: bool) {
+        while self.workers.any_idle() {
+            let job = match self.ready.pop_front() {
+                Some(job) => job,
+                None if self.failure.is_some() => break,
+                None => match self.next_job(now, queue_drained) {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let partitions = job.partitions();
+            match self.workers.send(job) {
+                Ok(worker) => {
+                    if self.out.is_empty() {
+                        // Work is out again: a stall is counted from now, not from when the
+                        // consumer last had something to do.
+                        self.metrics.health.progress_at(now);
+                    }
+                    self.out.insert(worker, partitions);
+                }
+                Err(job) => {
+                    self.ready.push_front(*job);
+                    break;
+                }
+            }
+        }
+        self.metrics.health.set_busy(!self.out.is_empty());
+    }
+
+    /// The next job of the role's strategy, if one is due.
+    fn next_job(&mut self, now: Tick, queue_drained: bool) -> Option<Job> {
+        let part = |(lane, epoch, chunk)| Part { lane, epoch, chunk };
+        match &self.strategy {
+            Strategy::Single if self.stopping => None,
+            Strategy::Single => {
+                let taken = self.partitions.take(SINGLE_JOB_RECORDS)?;
+                Some(Job::new(Shape::Each, vec![part(taken)]))
+            }
+            Strategy::Batch(limits) => {
+                let (min, max) = (limits.min_size.get(), limits.max_size.get());
+                let ready = self.partitions.ready_records();
+                let old = self
+                    .partitions
+                    .oldest_ready()
+                    .is_some_and(|oldest| now.passed(oldest, limits.max_wait));
+                let last = self.stopping && ready > 0;
+                if !(ready >= max || (ready >= min && queue_drained) || (ready > 0 && old) || last)
+                {
+                    return None;
+                }
+                let mut parts = Vec::new();
+                let mut taken = 0;
+                while taken < max {
+                    let Some(next) = self.partitions.take(max - taken) else {
+                        break;
+                    };
+                    taken += next.2.len();
+                    parts.push(part(next));
+                }
+                (!parts.is_empty()).then(|| Job::new(Shape::Batch, parts))
+            }
+        }
+    }
+
+    /// Settles everything the workers reported, waiting up to `wait` for the first report.
+    pub fn settle(&mut self, wait: Duration) {
+        let mut wait = wait;
+        while let Some(report) = self.workers.report(wait) {
+            wait = Duration::ZERO;
+            self.take_report(report);
+        }
+        self.metrics.health.set_busy(!self.out.is_empty());
+    }
+
+    fn take_report(&mut self, report: Report) {
+        match report {
+            Report::Finished(finished) => {
+                self.metrics.health.progress();
+                for Finished {
+                    partition,
+                    epoch,
+                    offset,
+                    size,
+                } in finished
+                {
+                    self.partitions.finish(partition, epoch, offset, size);
+                }
+            }
+            Report::Back(completion) => self.handle(*completion),
+        }
+    }
+
+    fn handle(&mut self, completion: Completion) {
+        let Completion {
+            worker,
+            mut job,
+            outcome,
+        } = completion;
+        self.out.remove(&worker);
+        let now = Tick::now();
+        self.metrics.health.progress_at(now);
+        let accepted = std::mem::take(&mut job.accepted);
+        self.accepted += accepted;
+        job.pass_accepted += accepted;
+        self.acknowledge(&mut job);
+        match outcome {
+            Outcome::Done => {
+                if job.shape == Shape::Batch {
+                    self.metrics.batches.inc();
+                    self.metrics.batch_size.observe(job.len() as f64);
+                }
+                self.release(&job);
+            }
+            Outcome::Failed(error) => self.failed(job, error, now),
+            Outcome::Interrupted => self.release(&job),
+            Outcome::Refused(refused) => {
+                self.fail(RoleError::DeadLetter(refused));
+                self.release(&job);
+            }
+            Outcome::Panicked(panic) => {
+                self.fail(RoleError::Thread(format!("the sink panicked: {panic}")));
+                self.release(&job);
+            }
+        }
+    }
+
+    /// Moves the commit points over what the job finished.
+    fn acknowledge(&mut self, job: &mut Job) {
+        let finished: Vec<(usize, i32, u64, i64, usize)> = job
+            .records()
+            .filter(|&(index, _, _)| job.progress[index] == Progress::Finished)
+            .map(|(index, part, entry)| {
+                let e = &part.chunk.entries()[entry];
+                (
+                    index,
+                    e.partition,
+                    part.epoch,
+                    e.offset,
+                    part.chunk.size(entry),
+                )
+            })
+            .collect();
+        for (index, partition, epoch, offset, size) in finished {
+            self.partitions.finish(partition, epoch, offset, size);
+            job.progress[index] = Progress::Acknowledged;
+        }
+    }
+
+    /// The job's lanes are free again.
+    fn release(&mut self, job: &Job) {
+        for part in &job.parts {
+            self.partitions.free(part.lane);
+        }
+    }
+
+    /// After the sink failed on `job`: per `[retry]`, wait, take apart, dead-letter or stop.
+    fn failed(&mut self, mut job: Job, error: SinkError, now: Tick) {
+        let unit = match job.shape {
+            Shape::Batch => Unit::Batch,
+            Shape::Each | Shape::Isolate => Unit::Record,
+        };
+        // For a record of a batch taken apart, its neighbours that passed alone just before
+        // count as accepted after it failed: evidence that the downstream is up.
+        let accepted_before = match job.shape {
+            Shape::Isolate => self.accepted - job.pass_accepted,
+            Shape::Each | Shape::Batch => self.accepted,
+        };
+        let failures = job.failures.map_or_else(
+            || Failures::first(now, job.base_attempts, accepted_before),
+            Failures::again,
+        );
+        let next = self.policy.next(unit, &error, failures, self.accepted, now);
+        let (partition, offset) = job.first_pending().map_or((-1, -1), |(_, part, entry)| {
+            let e = &part.chunk.entries()[entry];
+            (e.partition, e.offset)
+        });
+        let what = match job.shape {
+            Shape::Each => "a record".to_owned(),
+            Shape::Batch => format!("a batch of {} records", job.len()),
+            Shape::Isolate => "a record of a batch taken apart".to_owned(),
+        };
+        let place = Place {
+            what: &what,
+            topic: &self.topic,
+            partition,
+            offset,
+        };
+        retry::report_failure(&self.metrics, &place, failures.attempts, &error, next);
+        match next {
+            Next::RetryIn(delay) => {
+                job.failures = Some(failures);
+                for part in &job.parts {
+                    self.partitions.set_waiting(part.lane, true);
+                }
+                let due = now.after(delay);
+                self.waiting.push(Waiting {
+                    due,
+                    since: now,
+                    job,
+                });
+            }
+            Next::TakeApart => {
+                for lane_job in job.take_apart(failures.attempts) {
+                    self.go_on(lane_job);
+                }
+            }
+            Next::DeadLetter => {
+                job.dead_letter_first = Some(Rejection::ProcessingFailed {
+                    error: error.to_string(),
+                    attempts: failures.attempts,
+                });
+                job.failures = None;
+                self.go_on(job);
+            }
+            Next::Stop => {
+                self.fail(RoleError::ProcessingFailed {
+                    what: format!("{what} ({}/{partition}@{offset})", self.topic),
+                    attempts: failures.attempts,
+                    source: error,
+                });
+                self.release(&job);
+            }
+        }
+    }
+
+    /// Queues `job` to carry on, without the records of partitions no longer ours.
+    fn go_on(&mut self, job: Job) {
+        if let Some(job) = self.current(job) {
+            self.ready.push_back(job);
+        }
+    }
+
+    /// `job` without the parts of revoked partitions (their lanes freed); `None` if nothing
+    /// is left.
+    fn current(&mut self, mut job: Job) -> Option<Job> {
+        let partitions = &self.partitions;
+        let dropped =
+            job.retain_parts(|part| partitions.is_current(part.lane.partition, part.epoch));
+        for lane in dropped {
+            self.partitions.free(lane);
+        }
+        (!job.parts.is_empty()).then_some(job)
+    }
+
+    /// Retries that fell due at `now` queue up to go on.
+    pub fn release_due(&mut self, now: Tick) {
+        if self.stopping {
+            return;
+        }
+        let mut index = 0;
+        while index < self.waiting.len() {
+            if self.waiting[index].due > now {
+                index += 1;
+                continue;
+            }
+            let Waiting { since, job, .. } = self.waiting.swap_remove(index);
+            self.metrics.retries.inc();
+            self.metrics.paused_seconds.inc_by(now.seconds_since(since));
+            for part in &job.parts {
+                self.partitions.set_waiting(part.lane, false);
+            }
+            self.go_on(job);
+        }
+    }
+
+    /// Newly assigned `partitions` start from a fresh state.
+    pub fn assign(&mut self, partitions: &[i32]) {
+        self.partitions.assign(partitions, Tick::now());
+    }
+
+    /// `partitions` are being revoked: drop what of them is not with a worker, wait up to
+    /// `drain_timeout` for what is, and return. The caller then stores and commits their
+    /// commit points and forgets them ([`forget`](Self::forget)).
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        self.partitions.begin_revoke(partitions);
+        for waiting in std::mem::take(&mut self.waiting) {
+            for part in &waiting.job.parts {
+                self.partitions.set_waiting(part.lane, false);
+            }
+            let Waiting { due, since, job } = waiting;
+            if let Some(job) = self.current(job) {
+                for part in &job.parts {
+                    self.partitions.set_waiting(part.lane, true);
+                }
+                self.waiting.push(Waiting { due, since, job });
+            }
+        }
+        for job in std::mem::take(&mut self.ready) {
+            self.go_on(job);
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        while self.holds_any(partitions) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    ?partitions,
+                    drain_timeout = ?self.drain_timeout,
+                    "work on revoked partitions still running after drain_timeout; their next owner processes it again"
+                );
+                break;
+            }
+            if let Some(report) = self.workers.report(left) {
+                self.take_report(report);
+            }
+        }
+        self.metrics.health.set_busy(!self.out.is_empty());
+    }
+
+    /// Whether a worker holds records of any of `partitions`.
+    fn holds_any(&self, partitions: &[i32]) -> bool {
+        self.out
+            .values()
+            .any(|held| held.iter().any(|p| partitions.contains(p)))
+    }
+
+    /// Forgets revoked `partitions`.
+    pub fn forget(&mut self, partitions: &[i32]) {
+        self.partitions.remove(partitions);
+    }
+}

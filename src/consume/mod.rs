@@ -1,0 +1,316 @@
+//! The consumer engine: one poll loop that both consumer roles run on.
+//!
+//! ```text
+//!   poll loop (one thread)                          workers (`concurrency` threads)
+//!   ---------------------                           ------------------------------
+//!   poll ──> partitions: records in hand per lane ──job──> decode, sink, dead-letter copy
+//!    ^       offsets: what is finished per partition <─done── (job back, marked)
+//!    |       retries waiting, pauses, store/commit
+//!    +── rebalance callbacks (revoke: drain, commit; assign: fresh, resumed)
+//! ```
+//!
+//! * **The poll loop never waits on the sink.** Sink calls and dead-letter copies run on
+//!   workers; the loop keeps polling while work is in flight, while a retry waits, while a
+//!   batch is taken apart, so the member stays in its group (heartbeats,
+//!   `max.poll.interval.ms`) and rebalances are served, however slow or hung the downstream.
+//! * **Partition state lives in one place** (`partitions`): records in hand, what waits for
+//!   a retry, what the engine paused and why. Every assignment starts fresh and resumed;
+//!   every revocation drops what was not handed to a worker, waits up to `drain_timeout` for
+//!   what was, and commits what finished.
+//! * **Offsets follow acknowledgements** (`offsets`): per partition, only the offset below
+//!   which every record is finished (processed, or its dead-letter copy acknowledged) is
+//!   stored; the single role's auto commit and the batch role's commit after each stored
+//!   move send only that. Never past a record in flight, waiting for a retry, or not yet
+//!   dead-lettered.
+//! * **Order**: the records of one lane (a partition, or with `ordering = "key"` a key of a
+//!   partition) reach the sink one after another; lanes run side by side, at most
+//!   `concurrency` sink calls at once. A batch is a job over several lanes' records,
+//!   acknowledged together. Memory is bounded: a partition whose records in hand fill its
+//!   window is paused until half of them are finished.
+//!
+//! The role strategies differ only in how jobs are formed (`engine::Strategy`): the single
+//! role sends a lane's records one `process` call each; the batch role waits for
+//! `min_size`..`max_size` records (or `max_wait`) and sends them in one `process_batch`.
+
+mod chunk;
+mod client;
+mod engine;
+mod offsets;
+mod partitions;
+mod retry;
+mod tally;
+mod watch;
+mod worker;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::BorrowedMessage;
+
+use crate::client::ClientLog;
+use crate::config::{Scope, Settings};
+use crate::dlq::DeadLetters;
+use crate::roles::{ConsumerReport, RoleError};
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+use crate::telemetry::clock::Tick;
+use crate::telemetry::metrics::ConsumerMetrics;
+use client::{ConsumerHooks, KafkadConsumer};
+use engine::Engine;
+pub(crate) use engine::Strategy;
+use partitions::{Partitions, Window};
+use watch::{Probe, Watch};
+use worker::{WorkerShared, Workers};
+
+/// How long the loop sleeps in a poll when nothing is in flight.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// With work in flight and a worker idle: how long a poll may keep a finished job waiting.
+const POLL_WHILE_BUSY: Duration = Duration::from_millis(1);
+/// With every worker busy and nothing to read: how long to wait for a job back before
+/// polling again.
+const WAIT_FOR_WORKERS: Duration = Duration::from_millis(10);
+/// Records taken from librdkafka's queue in one go before the loop's other work.
+const RECEIVE_BURST: usize = 512;
+/// A partition is paused once this much of it is in hand (see `partitions`).
+const WINDOW_RECORDS: usize = 10_000;
+const WINDOW_BYTES: usize = 8 << 20;
+/// Of `shutdown_timeout`, what the work in flight gets to finish; the rest is for the final
+/// commit, the dead-letter producer and leaving the group.
+const DRAIN_SHARE: f64 = 0.6;
+
+/// Runs a consumer role on the calling (blocking) thread until shutdown or a failure.
+pub(crate) fn consume(
+    strategy: Strategy,
+    settings: &Settings,
+    sink: Box<dyn Sink>,
+    metrics: &ConsumerMetrics,
+    shutdown: &Shutdown,
+) -> Result<ConsumerReport, RoleError> {
+    let consumer = Arc::new(create(strategy, settings, sink, metrics, shutdown)?);
+    let hooks = consumer.context();
+    let probe = Probe::start(Arc::clone(&consumer));
+    tracing::info!(group = %hooks.group, concurrency = settings.consumer.concurrency, ordering = ?settings.consumer.ordering, "consumer started");
+    let stopped = run(&consumer, &probe, settings, metrics, shutdown);
+
+    // The final commit, then the dead-letter producer and the group, within what is left.
+    let deadline = stopped + settings.shutdown_timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let failure = {
+        let mut engine = hooks.engine();
+        engine.settle(Duration::ZERO);
+        hooks.store_and_commit(&consumer, &mut engine, None, Some("shutdown"));
+        let (waiting, in_hand) = engine.describe_unfinished();
+        if waiting + in_hand + engine.in_flight() > 0 {
+            tracing::info!(
+                retries_waiting = waiting,
+                records_in_hand = in_hand,
+                in_flight = engine.in_flight(),
+                "stopping with work unfinished; it stays uncommitted and is processed again by the next owner"
+            );
+        }
+        engine.take_failure()
+    };
+    let dead_letters = hooks.engine().dead_letters();
+    dead_letters.flush(left() / 2);
+    drop(dead_letters);
+    probe.stop(left() / 2);
+    client::close(consumer, left());
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(ConsumerReport::from_metrics(metrics)),
+    }
+}
+
+/// The consumer, subscribed, with its engine and workers.
+fn create(
+    strategy: Strategy,
+    settings: &Settings,
+    sink: Box<dyn Sink>,
+    metrics: &ConsumerMetrics,
+    shutdown: &Shutdown,
+) -> Result<KafkadConsumer, RoleError> {
+    let kafka = &settings.resolved_kafka;
+    let group = kafka.get("group.id").unwrap_or_default().to_owned();
+    let topic = &settings.topic.name;
+    let concurrency = settings.consumer.concurrency.get();
+    let mut sinks = Vec::with_capacity(concurrency);
+    for _ in 1..concurrency {
+        sinks.push(
+            sink.another()
+                .ok_or(RoleError::SinkNotShareable { concurrency })?,
+        );
+    }
+    sinks.push(sink);
+    let dead_letters = DeadLetters::new(settings, &group, metrics.clone()).map_err(|source| {
+        RoleError::Client {
+            client: "dead-letter producer",
+            source,
+        }
+    })?;
+    let shared = Arc::new(WorkerShared {
+        topic: topic.clone(),
+        dead_letters: Arc::new(dead_letters),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+        max_record_bytes: settings.max_record_bytes.get(),
+    });
+    let workers = Workers::start(sinks, Arc::clone(&shared))
+        .map_err(|e| RoleError::Thread(format!("cannot start a sink worker: {e}")))?;
+    let max_batch = match &strategy {
+        Strategy::Batch(limits) => limits.max_size.get(),
+        Strategy::Single => 1,
+    };
+    let window = Window {
+        records: WINDOW_RECORDS.max(2 * max_batch * concurrency),
+        bytes: WINDOW_BYTES,
+    };
+    let engine = Engine::new(
+        strategy,
+        topic,
+        Partitions::new(settings.consumer.ordering, window),
+        workers,
+        retry::RetryPolicy::new(&settings.retry),
+        metrics.clone(),
+        settings.consumer.drain_timeout,
+        shared,
+    );
+    let hooks = ConsumerHooks::new(
+        ClientLog::new(format!("consumer {group}"), kafka.redactor())
+            .with_stats(metrics.client.clone()),
+        topic,
+        &group,
+        metrics.clone(),
+        kafka.flag("enable.auto.commit") == Some(false),
+        engine,
+    );
+    let consumer: KafkadConsumer = kafka
+        .client_config(Scope::Consumer)
+        .create_with_context(hooks)
+        .map_err(|source| RoleError::Client {
+            client: "consumer",
+            source,
+        })?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|source| RoleError::Subscribe {
+            topic: topic.clone(),
+            source,
+        })?;
+    Ok(consumer)
+}
+
+/// The poll loop, until shutdown or a failure and then until the work in flight finished (or
+/// its share of `shutdown_timeout` ran out). Returns when stopping began.
+fn run(
+    consumer: &KafkadConsumer,
+    probe: &Probe,
+    settings: &Settings,
+    metrics: &ConsumerMetrics,
+    shutdown: &Shutdown,
+) -> Instant {
+    let hooks = consumer.context();
+    let from_earliest = matches!(
+        settings.resolved_kafka.get("auto.offset.reset"),
+        Some("earliest" | "smallest" | "beginning")
+    );
+    let mut watch = Watch::new(settings.stall_timeout, from_earliest);
+    let drain_budget = settings.shutdown_timeout.mul_f64(DRAIN_SHARE);
+    let mut stopping: Option<Instant> = None;
+    let mut queue_drained = true;
+    loop {
+        let now = Tick::now();
+        metrics.health.turn_at(now);
+        let (poll_wait, completion_wait) = {
+            let mut engine = hooks.engine();
+            if let Some(failure) = client::connection_failure(consumer) {
+                engine.fail(failure);
+            }
+            if stopping.is_none() && (shutdown.is_triggered() || engine.has_failed()) {
+                if shutdown.is_triggered() {
+                    metrics.health.begin_shutdown();
+                }
+                stopping = Some(Instant::now());
+                engine.stop();
+            }
+            engine.settle(Duration::ZERO);
+            engine.release_due(now);
+            engine.dispatch(now, queue_drained);
+            hooks.store_and_commit(consumer, &mut engine, None, None);
+            hooks.apply_pauses(consumer, &mut engine, now);
+            watch.turn(&engine, probe, metrics, now);
+            if let Some(since) = stopping {
+                if engine.in_flight() == 0 || since.elapsed() >= drain_budget {
+                    return since;
+                }
+            }
+            waits(&engine, now)
+        };
+        queue_drained = false;
+        match consumer.poll(poll_wait) {
+            None => {
+                queue_drained = true;
+                if !completion_wait.is_zero() {
+                    hooks.engine().settle(completion_wait);
+                }
+            }
+            Some(Err(error)) => {
+                if let Err(fatal) = client::poll_error(consumer, error) {
+                    hooks.engine().fail(fatal);
+                }
+            }
+            Some(Ok(record)) => {
+                receive(hooks, metrics, &record, now);
+                drop(record);
+                queue_drained = receive_burst(consumer, metrics, now);
+            }
+        }
+    }
+}
+
+/// Takes what else librdkafka has ready, up to [`RECEIVE_BURST`] records; whether its queue
+/// ran dry. Each record is taken in hand right after its own poll: a poll may run a rebalance
+/// callback, after which a record polled before it would belong to an assignment that ended.
+fn receive_burst(consumer: &KafkadConsumer, metrics: &ConsumerMetrics, now: Tick) -> bool {
+    let hooks = consumer.context();
+    for _ in 1..RECEIVE_BURST {
+        match consumer.poll(Duration::ZERO) {
+            Some(Ok(record)) => receive(hooks, metrics, &record, now),
+            None => return true,
+            Some(Err(error)) => {
+                if let Err(fatal) = client::poll_error(consumer, error) {
+                    hooks.engine().fail(fatal);
+                }
+                return false;
+            }
+        }
+    }
+    false
+}
+
+fn receive(
+    hooks: &ConsumerHooks,
+    metrics: &ConsumerMetrics,
+    record: &BorrowedMessage<'_>,
+    now: Tick,
+) {
+    if hooks.engine().partitions.receive(record, now) {
+        metrics.consumed.inc();
+    }
+}
+
+/// How long the next poll may block, and then how long to wait for a worker.
+fn waits(engine: &Engine, now: Tick) -> (Duration, Duration) {
+    let due = [engine.next_due(), engine.batch_due_at()]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(POLL_INTERVAL, |due| due.duration_since(now));
+    if engine.in_flight() == 0 {
+        (POLL_INTERVAL.min(due), Duration::ZERO)
+    } else if engine.all_workers_busy() {
+        (Duration::ZERO, WAIT_FOR_WORKERS.min(due))
+    } else {
+        (POLL_WHILE_BUSY.min(due), Duration::ZERO)
+    }
+}

@@ -1,0 +1,450 @@
+//! Partition state in one place: for each assigned partition, what it has received and
+//! finished (its offsets), the records waiting for a worker (its lanes' hands), whether a lane
+//! waits for a retry, and whether the engine holds it paused and why.
+//!
+//! Pausing goes through here only, and is settled on every assignment: librdkafka keeps an
+//! application's pause flag on a partition across unassign and assign, so a partition paused
+//! for a retry, revoked and assigned again would never be fetched unless resumed. A new
+//! assignment therefore starts resumed, from a fresh state with a new epoch; work still out
+//! from the earlier assignment is told apart by its epoch and counts for nothing.
+//!
+//! A partition is paused while (a) its records in hand reach the window (memory stays
+//! bounded however slow the sink), until they fall to half of it; or (b) with
+//! `ordering = "partition"`, its lane waits for a retry (nothing more of it can go to the
+//! sink meanwhile); or (c) the consumer is stopping. Pausing loses nothing: librdkafka drops
+//! what it prefetched and fetches again from the record after the last one it handed over, and
+//! every record handed over stays in hand here until it is finished.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rdkafka::Message;
+
+use super::chunk::Chunk;
+use super::offsets::OffsetTracker;
+use super::worker::Lane;
+use crate::config::ProcessingOrder;
+use crate::telemetry::clock::Tick;
+
+/// How much of a partition may be in hand before it is paused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+/// Records of one lane not yet sent to a worker.
+#[derive(Debug, Default)]
+struct LaneState {
+    hand: Chunk,
+    /// When the oldest record in `hand` arrived.
+    oldest: Option<Tick>,
+    /// A job of this lane is out (with a worker, waiting for a retry, or queued to go on).
+    busy: bool,
+    /// In the ready queue.
+    queued: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    /// Which assignment this state belongs to.
+    pub epoch: u64,
+    pub offsets: OffsetTracker,
+    lanes: HashMap<u64, LaneState>,
+    /// Key and value bytes of the records in hand.
+    held_bytes: usize,
+    /// Lanes waiting for a retry.
+    waiting_lanes: usize,
+    /// Paused in librdkafka, by the engine.
+    paused: bool,
+    /// Being revoked: nothing more of it goes to a worker.
+    revoking: bool,
+    /// When the partition was last seen able to deliver: assigned, resumed, or a record came.
+    pub active_at: Tick,
+    /// The commit point last stored.
+    stored: Option<i64>,
+}
+
+impl PartitionState {
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+}
+
+/// The assigned partitions.
+#[derive(Debug)]
+pub(crate) struct Partitions {
+    map: BTreeMap<i32, PartitionState>,
+    ordering: ProcessingOrder,
+    window: Window,
+    /// Lanes that are not busy and hold records, in the order they became so.
+    ready: VecDeque<Lane>,
+    /// Records in the hands of lanes that are not busy.
+    ready_records: usize,
+    next_epoch: u64,
+    /// The consumer is stopping: every partition is paused.
+    stopping: bool,
+}
+
+impl Partitions {
+    pub fn new(ordering: ProcessingOrder, window: Window) -> Self {
+        Partitions {
+            map: BTreeMap::new(),
+            ordering,
+            window,
+            ready: VecDeque::new(),
+            ready_records: 0,
+            next_epoch: 1,
+            stopping: false,
+        }
+    }
+
+    /// Fresh states for newly assigned `partitions` (resumed by the caller).
+    pub fn assign(&mut self, partitions: &[i32], now: Tick) {
+        for &partition in partitions {
+            let epoch = self.next_epoch;
+            self.next_epoch += 1;
+            self.map.insert(
+                partition,
+                PartitionState {
+                    epoch,
+                    offsets: OffsetTracker::default(),
+                    lanes: HashMap::new(),
+                    held_bytes: 0,
+                    waiting_lanes: 0,
+                    paused: false,
+                    revoking: false,
+                    active_at: now,
+                    stored: None,
+                },
+            );
+        }
+    }
+
+    /// Starts revoking `partitions`: their records not sent to a worker are dropped (the next
+    /// owner reads them again from the last commit) and nothing more of them is sent.
+    pub fn begin_revoke(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            if let Some(state) = self.map.get_mut(partition) {
+                state.revoking = true;
+                for lane in state.lanes.values_mut() {
+                    if !lane.busy {
+                        self.ready_records -= lane.hand.len();
+                    }
+                    lane.hand = Chunk::default();
+                    lane.oldest = None;
+                }
+            }
+        }
+        self.ready
+            .retain(|lane| !partitions.contains(&lane.partition));
+    }
+
+    /// Forgets revoked `partitions`.
+    pub fn remove(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            self.map.remove(partition);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, partition: i32) -> Option<&PartitionState> {
+        self.map.get(&partition)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &PartitionState)> + '_ {
+        self.map.iter().map(|(&p, s)| (p, s))
+    }
+
+    pub fn assigned(&self) -> Vec<i32> {
+        self.map.keys().copied().collect()
+    }
+
+    /// Whether work of `partition` from assignment `epoch` still counts.
+    pub fn is_current(&self, partition: i32, epoch: u64) -> bool {
+        self.map
+            .get(&partition)
+            .is_some_and(|s| s.epoch == epoch && !s.revoking)
+    }
+
+    /// The lane `record` belongs to.
+    fn lane_of<M: Message>(&self, record: &M) -> Lane {
+        let key = match self.ordering {
+            ProcessingOrder::Partition => 0,
+            ProcessingOrder::Key => record.key().map_or(0, key_hash),
+        };
+        Lane {
+            partition: record.partition(),
+            key,
+        }
+    }
+
+    /// Takes a record in hand. Returns false for a record that is not ours to take (its
+    /// partition not assigned, or read again).
+    pub fn receive<M: Message>(&mut self, record: &M, now: Tick) -> bool {
+        let lane = self.lane_of(record);
+        let Some(state) = self.map.get_mut(&lane.partition) else {
+            return false;
+        };
+        if state.revoking || !state.offsets.receive(record.offset()) {
+            return false;
+        }
+        state.active_at = now;
+        state.held_bytes +=
+            record.payload().map_or(0, <[u8]>::len) + record.key().map_or(0, <[u8]>::len);
+        let hand = state.lanes.entry(lane.key).or_default();
+        hand.hand.push(record);
+        hand.oldest.get_or_insert(now);
+        if !hand.busy {
+            self.ready_records += 1;
+            if !hand.queued {
+                hand.queued = true;
+                self.ready.push_back(lane);
+            }
+        }
+        true
+    }
+
+    /// Records ready to go to a worker.
+    pub fn ready_records(&self) -> usize {
+        self.ready_records
+    }
+
+    /// When the oldest record ready to go arrived.
+    pub fn oldest_ready(&self) -> Option<Tick> {
+        self.ready
+            .iter()
+            .filter_map(|lane| self.lane(lane).and_then(|l| l.oldest))
+            .min()
+    }
+
+    fn lane(&self, lane: &Lane) -> Option<&LaneState> {
+        self.map.get(&lane.partition)?.lanes.get(&lane.key)
+    }
+
+    /// The next ready lane's records, at most `limit` of them, with the partition's epoch;
+    /// the lane is busy until [`free`](Self::free).
+    pub fn take(&mut self, limit: usize) -> Option<(Lane, u64, Chunk)> {
+        while let Some(lane) = self.ready.pop_front() {
+            let Some(state) = self.map.get_mut(&lane.partition) else {
+                continue;
+            };
+            let epoch = state.epoch;
+            let Some(hand) = state.lanes.get_mut(&lane.key) else {
+                continue;
+            };
+            hand.queued = false;
+            if hand.busy || hand.hand.is_empty() {
+                continue;
+            }
+            hand.busy = true;
+            let mut chunk = std::mem::take(&mut hand.hand);
+            hand.oldest = None;
+            if chunk.len() > limit {
+                hand.hand = chunk.split_off(limit);
+                hand.oldest = Some(Tick::now());
+            }
+            self.ready_records -= chunk.len() + hand.hand.len();
+            return Some((lane, epoch, chunk));
+        }
+        None
+    }
+
+    /// The job of `lane` is over: its records wait no longer.
+    pub fn free(&mut self, lane: Lane) {
+        let Some(state) = self.map.get_mut(&lane.partition) else {
+            return;
+        };
+        let Some(hand) = state.lanes.get_mut(&lane.key) else {
+            return;
+        };
+        hand.busy = false;
+        if hand.hand.is_empty() {
+            // Lanes come and go with keys: keep the table to lanes with something to do.
+            state.lanes.remove(&lane.key);
+        } else if !state.revoking {
+            self.ready_records += hand.hand.len();
+            if !hand.queued {
+                hand.queued = true;
+                self.ready.push_back(lane);
+            }
+        }
+    }
+
+    /// A lane starts or stops waiting for a retry.
+    pub fn set_waiting(&mut self, lane: Lane, waiting: bool) {
+        if let Some(state) = self.map.get_mut(&lane.partition) {
+            match waiting {
+                true => state.waiting_lanes += 1,
+                false => state.waiting_lanes = state.waiting_lanes.saturating_sub(1),
+            }
+        }
+    }
+
+    /// A record of `partition` from assignment `epoch` is finished; `bytes` of it were held.
+    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64, bytes: usize) {
+        if let Some(state) = self.map.get_mut(&partition) {
+            if state.epoch == epoch {
+                state.offsets.finish(offset);
+                state.held_bytes = state.held_bytes.saturating_sub(bytes);
+            }
+        }
+    }
+
+    /// Commit points that moved since last stored, now counted as stored.
+    pub fn take_unstored(&mut self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+        let mut moved = Vec::new();
+        for (&partition, state) in &mut self.map {
+            if only.is_some_and(|only| !only.contains(&partition)) {
+                continue;
+            }
+            if let Some(point) = state.offsets.commit_point() {
+                if state.stored != Some(point) {
+                    state.stored = Some(point);
+                    moved.push((partition, point));
+                }
+            }
+        }
+        moved
+    }
+
+    /// The consumer is stopping: pause everything.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Partitions whose pause state must change: (to pause, to resume). The caller applies
+    /// them and reports back with [`paused`](Self::paused).
+    pub fn pauses_due(&self) -> (Vec<i32>, Vec<i32>) {
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        let by_lane_wait = self.ordering == ProcessingOrder::Partition;
+        for (&partition, state) in &self.map {
+            let held = state.offsets.in_hand();
+            let full = held >= self.window.records || state.held_bytes >= self.window.bytes;
+            let drained =
+                held <= self.window.records / 2 && state.held_bytes <= self.window.bytes / 2;
+            let waiting = by_lane_wait && state.waiting_lanes > 0;
+            let hold = self.stopping || waiting || state.revoking;
+            if !state.paused && (full || hold) {
+                pause.push(partition);
+            } else if state.paused && drained && !hold {
+                resume.push(partition);
+            }
+        }
+        (pause, resume)
+    }
+
+    /// `partitions` were paused (`true`) or resumed at `now`.
+    pub fn paused(&mut self, partitions: &[i32], paused: bool, now: Tick) {
+        for partition in partitions {
+            if let Some(state) = self.map.get_mut(partition) {
+                state.paused = paused;
+                state.active_at = now;
+            }
+        }
+    }
+}
+
+/// A key's lane: a hash of its bytes. Two keys sharing a hash share a lane, which only
+/// orders them one after the other.
+fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    // A fixed hasher: a key keeps its lane for the life of the process.
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(key) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::OwnedMessage;
+
+    use super::*;
+
+    fn record(partition: i32, offset: i64, key: &str) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(vec![b'x'; 10]),
+            Some(key.as_bytes().to_vec()),
+            "t".to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    fn window(records: usize) -> Window {
+        Window {
+            records,
+            bytes: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn a_lane_holds_its_records_until_its_job_is_over() {
+        let mut partitions = Partitions::new(ProcessingOrder::Key, window(100));
+        let now = Tick::now();
+        partitions.assign(&[0], now);
+        for (offset, key) in [(0, "a"), (1, "b"), (2, "a")] {
+            assert!(partitions.receive(&record(0, offset, key), now));
+        }
+        assert_eq!(partitions.ready_records(), 3);
+        let (lane, epoch, chunk) = partitions.take(10).expect("lane a");
+        assert_eq!(chunk.len(), 2, "both records of key a");
+        assert!(partitions.receive(&record(0, 3, "a"), now));
+        let (_, _, other) = partitions.take(10).expect("lane b");
+        assert_eq!(other.entries()[0].offset, 1);
+        assert!(partitions.take(10).is_none(), "a is busy");
+        partitions.free(lane);
+        let (_, _, rest) = partitions.take(10).expect("a again");
+        assert_eq!(rest.entries()[0].offset, 3);
+        partitions.finish(0, epoch, 1, 0);
+        assert_eq!(
+            partitions.get(0).and_then(|s| s.offsets.commit_point()),
+            None
+        );
+        partitions.finish(0, epoch, 0, 0);
+        assert_eq!(
+            partitions.get(0).and_then(|s| s.offsets.commit_point()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn a_full_window_pauses_until_half_of_it_is_finished() {
+        let mut partitions = Partitions::new(ProcessingOrder::Partition, window(4));
+        let now = Tick::now();
+        partitions.assign(&[0, 1], now);
+        let epoch = partitions.get(0).map(|s| s.epoch).expect("assigned");
+        (0..4).for_each(|o| assert!(partitions.receive(&record(0, o, "k"), now)));
+        assert_eq!(partitions.pauses_due(), (vec![0], vec![]));
+        partitions.paused(&[0], true, now);
+        partitions.finish(0, epoch, 0, 0);
+        assert_eq!(
+            partitions.pauses_due(),
+            (vec![], vec![]),
+            "3 of 4: still full"
+        );
+        partitions.finish(0, epoch, 1, 0);
+        assert_eq!(partitions.pauses_due(), (vec![], vec![0]));
+    }
+
+    #[test]
+    fn a_revoked_partition_drops_its_hand_and_a_new_assignment_starts_afresh() {
+        let mut partitions = Partitions::new(ProcessingOrder::Partition, window(100));
+        let now = Tick::now();
+        partitions.assign(&[0], now);
+        let first = partitions.get(0).map(|s| s.epoch).expect("assigned");
+        (0..3).for_each(|o| assert!(partitions.receive(&record(0, o, "k"), now)));
+        partitions.begin_revoke(&[0]);
+        assert_eq!(partitions.ready_records(), 0);
+        assert!(partitions.take(10).is_none());
+        partitions.remove(&[0]);
+        partitions.assign(&[0], now);
+        assert!(
+            !partitions.is_current(0, first),
+            "work of the old assignment counts for nothing"
+        );
+        assert!(
+            partitions.receive(&record(0, 0, "k"), now),
+            "read again from the commit"
+        );
+    }
+}

@@ -1,0 +1,528 @@
+//! The workers: the only threads that call the sink (and the dead-letter producer).
+//!
+//! The polling thread hands each worker a [`Job`] (records of one lane, or a batch over
+//! several) and goes on polling; the worker runs it and hands it back with its [`Outcome`].
+//! A job travels whole: what was finished is marked in it, so after a failure the engine
+//! decides (retry later, dead-letter the record, take the batch apart) and sends the same job
+//! out again to carry on where it stopped. Nothing is ever run twice by one consumer.
+//!
+//! A worker blocks as long as its sink does; that is what workers are for. A sink that hangs
+//! holds its worker and the job's lanes, never the poll loop: the consumer stays in its group,
+//! and `/healthz` reports the stall (see `engine`).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::chunk::Chunk;
+use super::retry::Failures;
+use super::tally::Tally;
+use crate::dlq::{self, DeadLetterError, DeadLetters, Rejection};
+use crate::shutdown::Shutdown;
+use crate::sink::{Record, Sink, SinkError};
+use crate::telemetry::clock::Tick;
+use crate::telemetry::metrics::ConsumerMetrics;
+
+/// Records that must reach the sink in order: one partition, or one key of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Lane {
+    pub partition: i32,
+    /// A hash of the record key with `ordering = "key"`; 0 otherwise.
+    pub key: u64,
+}
+
+/// How a job's records reach the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One `process` call per record (single role).
+    Each,
+    /// One `process_batch` call for the job (batch role).
+    Batch,
+    /// A batch taken apart: one `process_batch` call per record, each a batch of one, so the
+    /// sink sees the shape it always sees.
+    Isolate,
+}
+
+/// One lane's records in a job, from the assignment `epoch` they were received in.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub lane: Lane,
+    pub epoch: u64,
+    pub chunk: Chunk,
+}
+
+/// Where each record of a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    Pending,
+    /// Processed, or its dead-letter copy acknowledged; the engine has not counted it yet.
+    Finished,
+    /// Finished and counted by the engine's offset tracker.
+    Acknowledged,
+}
+
+/// Work for one worker, and what became of it so far.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub shape: Shape,
+    pub parts: Vec<Part>,
+    /// Per record, over the parts in order.
+    pub progress: Vec<Progress>,
+    /// The engine's decision about the first pending record: dead-letter it, then go on.
+    pub dead_letter_first: Option<Rejection>,
+    /// The failures of what is being tried: the first pending record, or the batch.
+    pub failures: Option<Failures>,
+    /// Sink calls that succeeded in the last run: evidence that the downstream is up.
+    pub accepted: u64,
+    /// Attempts each record had before it was tried alone (a batch taken apart).
+    pub base_attempts: u32,
+    /// Sink calls that succeeded since the batch was taken apart.
+    pub pass_accepted: u64,
+}
+
+impl Job {
+    pub fn new(shape: Shape, parts: Vec<Part>) -> Self {
+        let records = parts.iter().map(|p| p.chunk.len()).sum();
+        Job {
+            shape,
+            parts,
+            progress: vec![Progress::Pending; records],
+            dead_letter_first: None,
+            failures: None,
+            accepted: 0,
+            base_attempts: 0,
+            pass_accepted: 0,
+        }
+    }
+
+    /// A failed batch taken apart: one job per lane, each trying its records one at a time,
+    /// so a lane whose record keeps failing holds back no other lane. Each record has had
+    /// the batch's attempts.
+    pub fn take_apart(self, attempts: u32) -> Vec<Job> {
+        let mut at = 0;
+        let mut jobs = Vec::with_capacity(self.parts.len());
+        for part in self.parts {
+            let records = at..at + part.chunk.len();
+            at = records.end;
+            let mut job = Job::new(Shape::Isolate, vec![part]);
+            job.progress.copy_from_slice(&self.progress[records]);
+            job.base_attempts = attempts;
+            jobs.push(job);
+        }
+        jobs
+    }
+
+    /// Every record as (index, part, index in its chunk), in order.
+    pub fn records(&self) -> impl Iterator<Item = (usize, &Part, usize)> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|part| (0..part.chunk.len()).map(move |entry| (part, entry)))
+            .enumerate()
+            .map(|(index, (part, entry))| (index, part, entry))
+    }
+
+    /// The first record not yet finished, if any.
+    pub fn first_pending(&self) -> Option<(usize, &Part, usize)> {
+        self.records()
+            .find(|&(index, _, _)| self.progress[index] == Progress::Pending)
+    }
+
+    pub fn len(&self) -> usize {
+        self.progress.len()
+    }
+
+    /// The partitions the job holds records of.
+    pub fn partitions(&self) -> Vec<i32> {
+        let mut partitions: Vec<i32> = self.parts.iter().map(|p| p.lane.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        partitions
+    }
+
+    /// Keeps only the parts `keep` says to (and their progress); the dropped parts' lanes.
+    pub fn retain_parts(&mut self, keep: impl Fn(&Part) -> bool) -> Vec<Lane> {
+        let mut dropped = Vec::new();
+        let mut progress = Vec::with_capacity(self.progress.len());
+        let mut at = 0;
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for part in self.parts.drain(..) {
+            let records = at..at + part.chunk.len();
+            at = records.end;
+            if keep(&part) {
+                progress.extend_from_slice(&self.progress[records]);
+                parts.push(part);
+            } else {
+                dropped.push(part.lane);
+            }
+        }
+        self.parts = parts;
+        self.progress = progress;
+        dropped
+    }
+}
+
+/// How a job run ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Every record finished.
+    Done,
+    /// The sink failed on the first pending record (or on the batch).
+    Failed(SinkError),
+    /// Shutdown came while a dead-letter copy was not yet acknowledged.
+    Interrupted,
+    /// A dead-letter copy can never be made.
+    Refused(DeadLetterError),
+    /// The sink panicked: a bug in it; the consumer stops.
+    Panicked(String),
+}
+
+/// A job back from its worker.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub worker: usize,
+    pub job: Job,
+    pub outcome: Outcome,
+}
+
+/// A record finished while its job goes on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finished {
+    pub partition: i32,
+    pub epoch: u64,
+    pub offset: i64,
+    /// Key and value bytes it held.
+    pub size: usize,
+}
+
+/// What a worker tells the engine.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// Records finished in a job that is still running: sent before the worker may block
+    /// for long (a dead-letter copy) and every [`REPORT_EVERY`] of a long job, so that a job
+    /// stuck on one record never holds back the commit of those before it.
+    Finished(Vec<Finished>),
+    /// The job is back.
+    Back(Box<Completion>),
+}
+
+/// How often a running job reports what it finished.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// What every worker of a consumer shares.
+pub(crate) struct WorkerShared {
+    pub topic: String,
+    pub dead_letters: Arc<DeadLetters>,
+    pub metrics: ConsumerMetrics,
+    pub shutdown: Shutdown,
+    pub max_record_bytes: usize,
+}
+
+/// The workers of one consumer and the way to them. Dropping it closes the inboxes: each
+/// worker ends after the job it runs, if any (one inside a hung sink call is left behind).
+pub(crate) struct Workers {
+    inboxes: Vec<Option<Sender<Job>>>,
+    idle: Vec<usize>,
+    reports: Receiver<Report>,
+    _threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// One thread per sink.
+    pub fn start(sinks: Vec<Box<dyn Sink>>, shared: Arc<WorkerShared>) -> std::io::Result<Self> {
+        let (done, reports) = mpsc::channel();
+        let mut workers = Workers {
+            inboxes: Vec::new(),
+            idle: Vec::new(),
+            reports,
+            _threads: Vec::new(),
+        };
+        for (index, sink) in sinks.into_iter().enumerate() {
+            let (inbox, jobs) = mpsc::channel();
+            let (shared, done) = (Arc::clone(&shared), done.clone());
+            let span = tracing::Span::current();
+            let thread = std::thread::Builder::new()
+                .name(format!("kafkad-sink-{index}"))
+                .spawn(move || span.in_scope(|| work(index, sink, &jobs, &done, &shared)))?;
+            workers.inboxes.push(Some(inbox));
+            workers._threads.push(thread);
+        }
+        workers.idle = (0..workers.inboxes.len()).rev().collect();
+        Ok(workers)
+    }
+
+    pub fn any_idle(&self) -> bool {
+        !self.idle.is_empty()
+    }
+
+    /// Hands `job` to an idle worker, whose number it returns; gives the job back when none
+    /// is idle.
+    pub fn send(&mut self, job: Job) -> Result<usize, Box<Job>> {
+        let Some(worker) = self.idle.pop() else {
+            return Err(Box::new(job));
+        };
+        let Some(inbox) = &self.inboxes[worker] else {
+            return Err(Box::new(job));
+        };
+        match inbox.send(job) {
+            Ok(()) => Ok(worker),
+            // The worker's thread is gone (it ends only when its inbox closes, so this cannot
+            // happen while the engine runs): keep the job, forget the worker.
+            Err(mpsc::SendError(job)) => {
+                self.inboxes[worker] = None;
+                Err(Box::new(job))
+            }
+        }
+    }
+
+    /// The next report from a worker, if any; waits up to `wait` for one.
+    pub fn report(&mut self, wait: Duration) -> Option<Report> {
+        let report = if wait.is_zero() {
+            self.reports.try_recv().ok()
+        } else {
+            self.reports.recv_timeout(wait).ok()
+        };
+        if let Some(Report::Back(completion)) = &report {
+            self.idle.push(completion.worker);
+        }
+        report
+    }
+}
+
+/// A worker's life: run jobs until the inbox closes.
+fn work(
+    worker: usize,
+    mut sink: Box<dyn Sink>,
+    jobs: &Receiver<Job>,
+    done: &Sender<Report>,
+    shared: &WorkerShared,
+) {
+    let mut tally = Tally::new(shared.metrics.clone());
+    while let Ok(mut job) = jobs.recv() {
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run(&mut *sink, &mut job, shared, &mut tally, done)
+        }));
+        tally.publish();
+        let outcome = ran.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Outcome::Panicked(message)
+        });
+        if done
+            .send(Report::Back(Box::new(Completion {
+                worker,
+                job,
+                outcome,
+            })))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Runs what is pending in `job`.
+fn run(
+    sink: &mut dyn Sink,
+    job: &mut Job,
+    shared: &WorkerShared,
+    tally: &mut Tally,
+    done: &Sender<Report>,
+) -> Outcome {
+    match job.shape {
+        Shape::Each | Shape::Isolate => run_each(sink, job, shared, tally, done),
+        Shape::Batch => run_batch(sink, job, shared),
+    }
+}
+
+/// Tells the engine what finished since the last report, and marks it acknowledged.
+fn report_finished(parts: &[Part], progress: &mut [Progress], done: &Sender<Report>) {
+    let mut finished = Vec::new();
+    let mut index = 0;
+    for part in parts {
+        for entry in 0..part.chunk.len() {
+            if progress[index] == Progress::Finished {
+                let e = &part.chunk.entries()[entry];
+                finished.push(Finished {
+                    partition: e.partition,
+                    epoch: part.epoch,
+                    offset: e.offset,
+                    size: part.chunk.size(entry),
+                });
+                progress[index] = Progress::Acknowledged;
+            }
+            index += 1;
+        }
+    }
+    if !finished.is_empty() {
+        let _ = done.send(Report::Finished(finished));
+    }
+}
+
+/// Record after record, stopping at the first the sink fails on.
+fn run_each(
+    sink: &mut dyn Sink,
+    job: &mut Job,
+    shared: &WorkerShared,
+    tally: &mut Tally,
+    done: &Sender<Report>,
+) -> Outcome {
+    let one_record_batches = job.shape == Shape::Isolate;
+    let Job {
+        parts,
+        progress,
+        dead_letter_first,
+        failures,
+        accepted,
+        ..
+    } = job;
+    let mut reported = Tick::now();
+    let mut index = 0;
+    for part in parts.iter() {
+        for entry in 0..part.chunk.len() {
+            let this = index;
+            index += 1;
+            if progress[this] != Progress::Pending {
+                continue;
+            }
+            let chunk = &part.chunk;
+            let decoded = match dead_letter_first.take() {
+                Some(decided) => Err(decided),
+                None => dlq::inspect(chunk.value(entry), shared.max_record_bytes),
+            };
+            match decoded {
+                Ok(message) => {
+                    let e = &chunk.entries()[entry];
+                    let record = Record {
+                        partition: e.partition,
+                        offset: e.offset,
+                        message,
+                    };
+                    let started = Tick::now();
+                    let processed = match one_record_batches {
+                        true => sink.process_batch(std::slice::from_ref(&record)),
+                        false => sink.process(&record),
+                    };
+                    if let Err(error) = processed {
+                        return Outcome::Failed(error);
+                    }
+                    *accepted += 1;
+                    tally.processed(&record.message, started, Tick::now());
+                }
+                Err(rejection) => {
+                    // The copy may take long (the topic refusing writes for a while): what
+                    // finished before it is committed meanwhile.
+                    report_finished(parts, progress, done);
+                    reported = Tick::now();
+                    if let Err(outcome) = dead_letter(chunk, entry, &rejection, shared) {
+                        return outcome;
+                    }
+                }
+            }
+            progress[this] = Progress::Finished;
+            *failures = None;
+            let now = Tick::now();
+            if now.passed(reported, REPORT_EVERY) {
+                report_finished(parts, progress, done);
+                reported = now;
+            }
+        }
+    }
+    Outcome::Done
+}
+
+/// The pending records in one sink call, undecodable ones dead-lettered first. A copy that
+/// cannot be made (shutdown, or refused for good) ends the run; the records before it go to
+/// the sink first, so the batch in hand is finished as far as it can be.
+fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outcome {
+    let Job {
+        parts,
+        progress,
+        accepted,
+        ..
+    } = job;
+    let mut records = Vec::with_capacity(progress.len());
+    let mut sent = Vec::with_capacity(progress.len());
+    let mut stopped = None;
+    let mut index = 0;
+    'records: for part in parts.iter() {
+        for entry in 0..part.chunk.len() {
+            let this = index;
+            index += 1;
+            if progress[this] != Progress::Pending {
+                continue;
+            }
+            let chunk = &part.chunk;
+            match dlq::inspect(chunk.value(entry), shared.max_record_bytes) {
+                Ok(message) => {
+                    let e = &chunk.entries()[entry];
+                    records.push(Record {
+                        partition: e.partition,
+                        offset: e.offset,
+                        message,
+                    });
+                    sent.push(this);
+                }
+                Err(rejection) => match dead_letter(chunk, entry, &rejection, shared) {
+                    Ok(()) => progress[this] = Progress::Finished,
+                    Err(outcome) => {
+                        stopped = Some(outcome);
+                        break 'records;
+                    }
+                },
+            }
+        }
+    }
+    if !records.is_empty() {
+        let started = Tick::now();
+        match sink.process_batch(&records) {
+            Ok(()) => {
+                *accepted += 1;
+                observe_batch(&shared.metrics, &records, started);
+                for this in sent {
+                    progress[this] = Progress::Finished;
+                }
+            }
+            Err(error) => return stopped.unwrap_or(Outcome::Failed(error)),
+        }
+    }
+    stopped.unwrap_or(Outcome::Done)
+}
+
+/// Counts `records`, processed together since `started`: one processing time, and one clock
+/// read and one histogram lock for all their latencies, observed before the count so that
+/// whoever sees `processed` reach N also finds N latencies.
+fn observe_batch(metrics: &ConsumerMetrics, records: &[Record<'_>], started: Tick) {
+    metrics
+        .processing_time
+        .observe(Tick::now().seconds_since(started));
+    let now = super::tally::unix_micros_now();
+    metrics.end_to_end_latency.observe_all(
+        records
+            .iter()
+            .filter_map(|record| super::tally::latency(&record.message, now)),
+    );
+    metrics.processed.inc_by(records.len() as u64);
+}
+
+/// Copies record `entry` of `chunk` to the dead-letter topic, waiting for the acknowledgement.
+fn dead_letter(
+    chunk: &Chunk,
+    entry: usize,
+    rejection: &Rejection,
+    shared: &WorkerShared,
+) -> Result<(), Outcome> {
+    let original = chunk.original(&shared.topic, entry);
+    match shared
+        .dead_letters
+        .send(&original, rejection, &shared.shutdown)
+    {
+        Ok(()) => Ok(()),
+        Err(DeadLetterError::Interrupted) => Err(Outcome::Interrupted),
+        Err(refused) => Err(Outcome::Refused(refused)),
+    }
+}
