@@ -8,11 +8,21 @@
 //! Failures say whether to retry (see [`SinkError::is_retryable`]): no answer (refused,
 //! reset, timed out) and HTTP 408, 429 and 5xx are retryable; any other answer is the server
 //! refusing the request for good.
+//!
+//! Redirects are never followed, whatever their status: they are answers like any other
+//! non-2xx, permanent failures whose error names where they pointed. Following a 301, 302
+//! or 303 turns the POST into a GET without the body, so a 2xx to that GET would pass for
+//! the message being delivered when it went nowhere. A 307 or 308 keeps the method and the
+//! body, but following one would send the message, and with it the configured headers, to
+//! a place the configuration does not name, on every request; the client used here does
+//! not re-send a body on any redirect anyway. A redirecting URL is a configuration mistake
+//! (http instead of https, a missing trailing slash, a moved ingress rule) that the error
+//! points at, instead of one that silently costs a round trip per message.
 
 use std::io::Read;
 use std::time::Duration;
 
-use super::{Record, Sink, SinkError};
+use super::{HttpAnswer, Record, Sink, SinkError};
 
 /// How much of an error answer's body the error keeps.
 const BODY_KEPT: usize = 512;
@@ -33,6 +43,9 @@ impl HttpSink {
             .timeout_global(Some(timeout))
             // Statuses are the sink's to judge (retryable or not), not transport errors.
             .http_status_as_error(false)
+            // A redirect is returned as the answer it is (see the module docs); with a limit of
+            // 0 the client follows none and returns the 3xx itself.
+            .max_redirects(0)
             .build()
             .into();
         HttpSink {
@@ -57,6 +70,14 @@ impl HttpSink {
         }
         let mut answer = request.send(&self.body[..]).map_err(transport)?;
         let status = answer.status().as_u16();
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header("location").filter(|_| (300..400).contains(&status));
         // Read the answer to its end: only then can the connection serve the next request.
         let mut body = Vec::new();
         answer
@@ -79,7 +100,10 @@ impl HttpSink {
         Err(SinkError::HttpStatus {
             url: self.url.clone(),
             status,
-            body: text[..cut].trim().to_owned(),
+            answer: Box::new(HttpAnswer {
+                location,
+                body: text[..cut].trim().to_owned(),
+            }),
         })
     }
 }

@@ -72,13 +72,14 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The server answered, but not with a 2xx.
-    #[error("POST {url} answered HTTP {status}: {body}")]
+    /// The server answered, but not with a 2xx. A redirect (3xx) is one of these: the sink
+    /// never follows one (see [`http`]).
+    #[error("POST {url} answered HTTP {status}{}: {}", redirect_note(answer.location.as_deref()), answer.body)]
     HttpStatus {
         url: String,
         status: u16,
-        /// The start of the answer's body.
-        body: String,
+        /// Boxed: every role's error carries a `SinkError`, and should stay small.
+        answer: Box<HttpAnswer>,
     },
     /// No answer: connection refused or reset, a name that does not resolve, a timeout.
     #[error("POST {url} failed: {reason}")]
@@ -106,6 +107,25 @@ pub enum SinkError {
     Rejected(String),
 }
 
+/// What a non-2xx HTTP answer said besides its status.
+#[derive(Debug, Default)]
+pub struct HttpAnswer {
+    /// Where a redirect pointed (its `Location`), as the server wrote it.
+    pub location: Option<String>,
+    /// The start of the answer's body.
+    pub body: String,
+}
+
+/// What an [`SinkError::HttpStatus`] adds after the status when the answer was a redirect.
+fn redirect_note(location: Option<&str>) -> String {
+    location.map_or_else(String::new, |location| {
+        format!(
+            " redirecting to {location}, which the sink does not follow (set [sink] url to \
+             where it points)"
+        )
+    })
+}
+
 /// The exit status with which a sink command says "this input is bad, do not retry it"
 /// (`EX_DATAERR` of sysexits.h). Every other failing status counts as retryable.
 pub const COMMAND_REJECTS: i32 = 65;
@@ -114,8 +134,9 @@ impl SinkError {
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
     /// HTTP 408 (request timeout), 429 (too many requests) and 5xx, a command that could not
     /// start, was killed by its timeout or exited with a status other than
-    /// [`COMMAND_REJECTS`], a file write (a full disk clears). Permanent: any other HTTP 4xx
-    /// (and 1xx/3xx, which a POST does not expect), a record the downstream rejects, a sink
+    /// [`COMMAND_REJECTS`], a file write (a full disk clears). Permanent: any other HTTP 4xx,
+    /// a 3xx (a redirect, which the sink does not follow: asking again gets the same one), a
+    /// 1xx or other status a POST does not expect, a record the downstream rejects, a sink
     /// file that cannot be opened.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -176,12 +197,12 @@ mod tests {
         let status = |status| SinkError::HttpStatus {
             url: "http://x".into(),
             status,
-            body: String::new(),
+            answer: Box::default(),
         };
         for retryable in [408, 429, 500, 502, 503, 504] {
             assert!(status(retryable).is_retryable(), "{retryable}");
         }
-        for permanent in [400, 401, 403, 404, 409, 413, 422, 301] {
+        for permanent in [400, 401, 403, 404, 409, 413, 422, 301, 302, 303, 307, 308] {
             assert!(!status(permanent).is_retryable(), "{permanent}");
         }
         assert!(SinkError::HttpTransport {
