@@ -1,5 +1,6 @@
 //! The http sink against a local HTTP server: a redirect is a permanent failure naming where
-//! it pointed, never followed (so no message is ever "delivered" by a GET without its body).
+//! it pointed, never followed (so no message is ever "delivered" by a GET without its body),
+//! and a `Retry-After` reaches the error.
 
 mod support;
 
@@ -75,5 +76,33 @@ fn a_redirect_is_a_permanent_failure_and_never_followed() {
         };
         assert_eq!(server.exchanges(), [posted.clone(), posted], "{status}");
         assert!(server.accepted().is_empty(), "{status}");
+    }
+}
+
+#[test]
+fn retry_after_of_an_answer_reaches_the_error() {
+    let server = HttpServer::start_with(|request| match request.number {
+        1 => reply(503, &[("Retry-After", "7")]),
+        // Ten seconds after the server's own clock, whatever this host's says.
+        2 => reply(
+            429,
+            &[
+                ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                ("Retry-After", "Sun, 06 Nov 1994 08:49:47 GMT"),
+            ],
+        ),
+        3 => reply(503, &[("Retry-After", "whenever")]),
+        _ => 503.into(),
+    });
+    let mut sink = sink(&server);
+    for expected in [
+        Some(Duration::from_secs(7)),
+        Some(Duration::from_secs(10)),
+        None,
+        None,
+    ] {
+        let error = sink.process(&record(1)).expect_err("503");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(error.retry_after(), expected, "{error}");
     }
 }

@@ -112,6 +112,9 @@ pub enum SinkError {
 pub struct HttpAnswer {
     /// Where a redirect pointed (its `Location`), as the server wrote it.
     pub location: Option<String>,
+    /// How long the server asked to be left alone (its `Retry-After`), counted from when it
+    /// answered.
+    pub retry_after: Option<Duration>,
     /// The start of the answer's body.
     pub body: String,
 }
@@ -153,9 +156,12 @@ impl SinkError {
     }
 
     /// How long the downstream asked to be left alone before the next attempt (an HTTP
-    /// `Retry-After`), if it said so.
+    /// `Retry-After`), if it said so: the server's own figure, not bounded here.
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            SinkError::HttpStatus { answer, .. } => answer.retry_after,
+            _ => None,
+        }
     }
 
     /// A short name for the failure: the `kind` label of the processing-failure metric.
