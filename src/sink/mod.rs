@@ -89,6 +89,13 @@ pub enum SinkError {
         command: String,
         source: std::io::Error,
     },
+    /// The program started, but watching it run failed (a failing `poll` or `waitid`); it was
+    /// killed.
+    #[error("lost track of the sink command `{command}` while it ran, and killed it: {source}")]
+    CommandRun {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("the sink command `{command}` did not finish within {} and was killed", humantime::format_duration(*timeout))]
     CommandTimeout {
         command: String,
@@ -136,7 +143,7 @@ pub const COMMAND_REJECTS: i32 = 65;
 impl SinkError {
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
     /// HTTP 408 (request timeout), 429 (too many requests) and 5xx, a command that could not
-    /// start, was killed by its timeout or exited with a status other than
+    /// start, could not be watched, was killed by its timeout or exited with a status other than
     /// [`COMMAND_REJECTS`], a file write (a full disk clears). Permanent: any other HTTP 4xx,
     /// a 3xx (a redirect, which the sink does not follow: asking again gets the same one), a
     /// 1xx or other status a POST does not expect, a record the downstream rejects, a sink
@@ -151,6 +158,7 @@ impl SinkError {
             SinkError::Write { .. }
             | SinkError::HttpTransport { .. }
             | SinkError::CommandSpawn { .. }
+            | SinkError::CommandRun { .. }
             | SinkError::CommandTimeout { .. } => true,
         }
     }
@@ -171,6 +179,7 @@ impl SinkError {
             SinkError::HttpStatus { .. } => "http_status",
             SinkError::HttpTransport { .. } => "http_transport",
             SinkError::CommandSpawn { .. } => "command_spawn",
+            SinkError::CommandRun { .. } => "command_run",
             SinkError::CommandTimeout { .. } => "command_timeout",
             SinkError::CommandExit { .. } => "command_exit",
             SinkError::Rejected(_) => "rejected",
