@@ -19,7 +19,7 @@
 //! nothing started for one attempt (the two sides of `a | b`, a forgotten `&`) can still be
 //! working when the next attempt starts, or hold the pipes open. The program itself is reaped
 //! here; the processes it started are orphans once it is killed, reaped by whoever adopts
-//! orphans (init). A process that leaves the group (`setsid`) is beyond reach. Every run is
+//! orphans: init, which in the container image is tini, not kafkad. A process that leaves the group (`setsid`) is beyond reach. Every run is
 //! driven from the calling thread alone, without blocking reads or writes: writing the input
 //! to a program that does not read it, or reading the standard error of one that floods it,
 //! never keeps the call past `timeout`, and no thread is left behind.

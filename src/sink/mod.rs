@@ -198,6 +198,13 @@ pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, S
             settings.resolved_sink_headers.0.clone(),
         ))),
         SinkSettings::Command { command, timeout } => {
+            if std::process::id() == 1 {
+                tracing::warn!(
+                    "kafkad runs as PID 1: processes started by the command sink's program and \
+                     orphaned when a run is killed are never reaped (zombies pile up); run \
+                     kafkad under an init, such as the container image's tini"
+                );
+            }
             Ok(Box::new(command::CommandSink::new(command, *timeout)))
         }
     }
