@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, MessageKey};
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::TopicPartitionList;
 use support::http_server::{HttpServer, Reply};
 use support::kafka::KafkaCluster;
 use support::scenario::*;
-use support::{message, plain_consumer, produce_raw, read_topic, sent_keys, RawRecord};
+use support::{
+    header_text, message, plain_consumer, produce_raw, read_topic, sent_keys, RawRecord,
+};
 
 fn good(ids: std::ops::RangeInclusive<i64>) -> Vec<RawRecord> {
     ids.map(|id| RawRecord::value(message("p", id))).collect()
@@ -129,30 +131,21 @@ fn redirecting_server() -> HttpServer {
     })
 }
 
-fn header(record: &OwnedMessage, key: &str) -> Option<String> {
-    let headers = record.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
 /// The dead-letter copies `group` made: each message's key and its `kafkad.error`.
 fn dead_lettered_by(copies: &[OwnedMessage], group: &str) -> Vec<(MessageKey, String)> {
     copies
         .iter()
-        .filter(|copy| header(copy, "kafkad.consumer.group").as_deref() == Some(group))
+        .filter(|copy| header_text(copy, "kafkad.consumer.group").as_deref() == Some(group))
         .map(|copy| {
             let message = KafkaMessage::decode(copy.payload().unwrap_or_default())
                 .expect("a dead-lettered message is a valid one");
             assert_eq!(
-                header(copy, "kafkad.error.kind").as_deref(),
+                header_text(copy, "kafkad.error.kind").as_deref(),
                 Some("processing_failed")
             );
             (
                 (message.producer_id.into_owned(), message.message_id),
-                header(copy, "kafkad.error").unwrap_or_default(),
+                header_text(copy, "kafkad.error").unwrap_or_default(),
             )
         })
         .collect()

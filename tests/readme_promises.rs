@@ -34,6 +34,19 @@ fn paragraph_with(text: &str, phrase: &str) -> String {
     found[0].clone()
 }
 
+/// The part of `text` after `start`, up to the next `end`.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    text.split_once(start)
+        .and_then(|(_, rest)| rest.split(end).next())
+        .unwrap_or_else(|| panic!("README: nothing after {start:?}"))
+}
+
+fn assert_says(text: &str, phrases: &[&str]) {
+    for phrase in phrases {
+        assert!(text.contains(phrase), "README no longer says {phrase:?}");
+    }
+}
+
 fn produce_error(code: RDKafkaErrorCode) -> KafkaError {
     KafkaError::MessageProduction(code)
 }
@@ -75,7 +88,7 @@ fn dead_letter_refusals_are_permanent_or_retried_as_the_readme_says() {
         ),
         ("a timeout", &[MessageTimedOut, RequestTimedOut], false),
     ] {
-        assert!(section.contains(phrase), "README no longer says {phrase:?}");
+        assert_says(&section, &[phrase]);
         for code in codes {
             assert_eq!(
                 is_permanent(&produce_error(*code)),
@@ -130,14 +143,15 @@ fn no_paragraph_says_a_permanent_dead_letter_refusal_is_retried() {
 fn sink_failures_are_retried_as_the_readme_says() {
     let text = readme();
     let rule = paragraph_with(&text, "The sink's answer decides.");
-    for phrase in [
-        "HTTP 408, 429 and 5xx",
-        "exited with a status other than 65",
-        "any other HTTP 4xx, any 3xx redirect",
-        "a `command` exiting 65",
-    ] {
-        assert!(rule.contains(phrase), "README no longer says {phrase:?}");
-    }
+    assert_says(
+        &rule,
+        &[
+            "HTTP 408, 429 and 5xx",
+            "exited with a status other than 65",
+            "any other HTTP 4xx, any 3xx redirect",
+            "a `command` exiting 65",
+        ],
+    );
     assert_eq!(COMMAND_REJECTS, 65);
     let status = |status| SinkError::HttpStatus {
         url: "http://x".into(),
@@ -159,11 +173,7 @@ fn sink_failures_are_retried_as_the_readme_says() {
     assert!(!exit(65).is_retryable());
 
     let metrics = paragraph_with(&text, "`kafkad_processing_failures_total{kind}`");
-    let listed = metrics
-        .split("`kafkad_processing_failures_total{kind}` (")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .expect("the kinds after the metric");
+    let listed = between(&metrics, "`kafkad_processing_failures_total{kind}` (", ")");
     let named: BTreeSet<&str> = listed
         .split('`')
         .skip(1)
@@ -196,11 +206,7 @@ fn sink_failures_are_retried_as_the_readme_says() {
 #[test]
 fn exit_codes_are_the_ones_the_readme_lists() {
     let text = readme();
-    let table = text
-        .split("## Exit codes")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("an Exit codes section");
+    let table = between(&text, "## Exit codes", "\n## ");
     let codes: Vec<&str> = table
         .lines()
         .filter_map(|line| line.strip_prefix("| "))
@@ -212,12 +218,13 @@ fn exit_codes_are_the_ones_the_readme_lists() {
         .lines()
         .find(|line| line.starts_with("| 1 |"))
         .expect("the row of exit 1");
-    for phrase in [
-        "a dead-letter copy the broker refuses for good",
-        "a `jsonl` sink file that cannot be opened",
-    ] {
-        assert!(runtime_failures.contains(phrase), "{phrase:?}");
-    }
+    assert_says(
+        runtime_failures,
+        &[
+            "a dead-letter copy the broker refuses for good",
+            "a `jsonl` sink file that cannot be opened",
+        ],
+    );
     let bad_config = run_kafkad(
         &["config", "check", "--role", "single"],
         &[
