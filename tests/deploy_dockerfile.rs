@@ -1,5 +1,6 @@
 //! deploy/Dockerfile: a multi-stage build whose runtime stage is small, non-root and runs
-//! kafkad as PID 1; checked by reading the file (no Docker engine here).
+//! kafkad under tini, an init that reaps orphans; checked by reading the file (no Docker
+//! engine here).
 
 mod support;
 
@@ -94,8 +95,9 @@ fn dockerfile_builds_with_the_rust_image_and_runs_on_slim_debian() {
     let runtime = stages.last().unwrap();
     assert_eq!(runtime.base, "debian:bookworm-slim");
     let runtime_runs = runtime.all("RUN").join("\n");
-    // What the binary links (libssl, zlib) and what the compose health check runs (curl).
-    for package in ["libssl3", "zlib1g", "curl"] {
+    // What the binary links (libssl, zlib), what the compose health check runs (curl), and
+    // PID 1 (tini).
+    for package in ["libssl3", "zlib1g", "curl", "tini"] {
         assert!(
             runtime_runs.split_whitespace().any(|word| word == package),
             "runtime installs {package}"
@@ -123,14 +125,22 @@ fn dockerfile_runtime_stage_runs_as_a_non_root_numeric_user() {
 }
 
 #[test]
-fn dockerfile_entrypoint_is_exec_form_so_kafkad_is_pid_1() {
+/// tini is PID 1 and kafkad its child: the command sink's runs leave orphans when they are
+/// killed, and PID 1 must reap them; exec form, so no shell stands between tini and kafkad.
+fn dockerfile_entrypoint_runs_kafkad_under_tini_in_exec_form() {
     let stages = dockerfile();
     let runtime = stages.last().unwrap();
     let entrypoints = runtime.all("ENTRYPOINT");
     assert_eq!(entrypoints.len(), 1);
     let argv: Vec<String> = serde_json::from_str(entrypoints[0])
         .unwrap_or_else(|_| panic!("ENTRYPOINT {} is shell form", entrypoints[0]));
-    assert_eq!(argv, ["/usr/local/bin/kafkad"]);
+    assert_eq!(argv, ["/usr/bin/tini", "--", "/usr/local/bin/kafkad"]);
+    // The comment above the instructions says the same, not the opposite.
+    let text = read("deploy/Dockerfile");
+    assert!(
+        !text.contains("spawns no child"),
+        "a stale claim in deploy/Dockerfile"
+    );
     for cmd in runtime.all("CMD") {
         assert!(
             serde_json::from_str::<Vec<String>>(cmd).is_ok(),

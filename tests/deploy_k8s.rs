@@ -274,6 +274,10 @@ fn k8s_runs_two_replicas_per_role_with_probes_resources_and_a_locked_down_contai
         assert_eq!(text(container, &["resources", "limits", "memory"]), "128Mi");
 
         assert_locked_down(container, &what);
+        assert!(
+            container.get("command").is_none(),
+            "{what}: the image's ENTRYPOINT (tini, then kafkad) must stay: tini reaps orphans"
+        );
     }
 
     let producer = k8s_object("Deployment", "kafkad-producer");
@@ -323,7 +327,7 @@ fn k8s_topic_init_job_runs_topic_ensure_once_per_apply() {
     assert_eq!(strings(container, &["args"]), ["topic", "ensure"]);
     assert!(
         container.get("command").is_none(),
-        "the image's ENTRYPOINT is kafkad"
+        "the image's ENTRYPOINT (tini, then kafkad) must stay: tini reaps orphans"
     );
     let restart = text(&job, &["spec", "template", "spec", "restartPolicy"]);
     assert!(restart == "OnFailure" || restart == "Never", "{restart}");

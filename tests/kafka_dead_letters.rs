@@ -9,10 +9,10 @@ mod support;
 use std::collections::HashSet;
 
 use kafkad::reconcile::MessageKey;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use support::kafka::KafkaCluster;
 use support::scenario::*;
-use support::{message, produce_raw, produce_raw_with, read_topic, RawRecord};
+use support::{header_text, message, produce_raw, produce_raw_with, read_topic, RawRecord};
 
 fn cluster() -> &'static KafkaCluster {
     KafkaCluster::shared_of(1)
@@ -38,15 +38,6 @@ fn noise(len: usize) -> Vec<u8> {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("runtime")
-}
-
-fn header(record: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {
-    let headers = record.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 mod real_broker {
@@ -119,7 +110,7 @@ mod real_broker {
         let copies = read_topic(&cluster.bootstrap, &dlq, 1);
         assert_eq!(copies.len(), 1);
         assert_eq!(
-            header(&copies[0], "kafkad.source.offset").as_deref(),
+            header_text(&copies[0], "kafkad.source.offset").as_deref(),
             Some("5")
         );
     }
@@ -178,7 +169,7 @@ mod real_broker {
         assert_eq!(copies.len(), 1);
         assert_eq!(copies[0].payload().map(<[u8]>::len), Some(big.len()));
         assert_eq!(
-            header(&copies[0], "kafkad.error.kind").as_deref(),
+            header_text(&copies[0], "kafkad.error.kind").as_deref(),
             Some("too_large")
         );
     }

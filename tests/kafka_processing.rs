@@ -3,18 +3,25 @@
 //! rebalance, though `max.poll.interval.ms` is 10 s), then drains the backlog; lost = 0 and,
 //! since nothing failed is ever committed, duplicates = 0. The single consumer retries the one
 //! message in hand; the batch consumer retries its batch whole while records keep arriving,
-//! which it drops and reads again after the pause.
+//! which it drops and reads again after the pause. A server that redirects some messages gets
+//! them dead-lettered, never "delivered" by a redirected request without the body.
 
 mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, MessageKey};
-use support::http_server::HttpServer;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::TopicPartitionList;
+use support::http_server::{HttpServer, Reply};
 use support::kafka::KafkaCluster;
 use support::scenario::*;
-use support::{message, produce_raw, sent_keys, RawRecord};
+use support::{
+    header_text, message, plain_consumer, produce_raw, read_topic, sent_keys, RawRecord,
+};
 
 fn good(ids: std::ops::RangeInclusive<i64>) -> Vec<RawRecord> {
     ids.map(|id| RawRecord::value(message("p", id))).collect()
@@ -96,6 +103,73 @@ fn assert_kept_its_partitions(consumer: &mut support::process::Kafkad) {
     assert!(log.contains("failed; retrying"), "{log}");
 }
 
+/// The redirect a server answers for message `id` (every fifth message, each redirect status
+/// in turn), or `None`: accepted.
+fn redirect_for(id: i64) -> Option<u16> {
+    const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
+    (id % 5 == 0).then(|| REDIRECTS[(id / 5) as usize % REDIRECTS.len()])
+}
+
+/// A server that accepts a POST to its url unless it holds a message [`redirect_for`]
+/// redirects (a batch: its first such message), sending that to `/moved`; `/moved` accepts
+/// anything, a GET without a body included, as a careless endpoint would.
+fn redirecting_server() -> HttpServer {
+    HttpServer::start_with(|request| {
+        if request.path != "/ingest" {
+            return 200.into();
+        }
+        let redirect = sent_keys(&[request.body.to_vec()])
+            .into_iter()
+            .find_map(|(_, id)| redirect_for(id));
+        match redirect {
+            Some(status) => Reply {
+                status,
+                headers: vec![("Location".into(), "/moved".into())],
+            },
+            None => 200.into(),
+        }
+    })
+}
+
+/// The dead-letter copies `group` made: each message's key and its `kafkad.error`.
+fn dead_lettered_by(copies: &[OwnedMessage], group: &str) -> Vec<(MessageKey, String)> {
+    copies
+        .iter()
+        .filter(|copy| header_text(copy, "kafkad.consumer.group").as_deref() == Some(group))
+        .map(|copy| {
+            let message = KafkaMessage::decode(copy.payload().unwrap_or_default())
+                .expect("a dead-lettered message is a valid one");
+            assert_eq!(
+                header_text(copy, "kafkad.error.kind").as_deref(),
+                Some("processing_failed")
+            );
+            (
+                (message.producer_id.into_owned(), message.message_id),
+                header_text(copy, "kafkad.error").unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// How many records `group` committed past in `partitions` partitions of `topic` (each
+/// starting at offset 0); 0 while the broker cannot tell yet (a coordinator still loading).
+fn committed_count(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    plain_consumer(bootstrap, group)
+        .committed_offsets(list, Duration::from_secs(10))
+        .map_or(0, |committed| {
+            committed
+                .elements()
+                .iter()
+                .filter_map(|element| element.offset().to_raw())
+                .filter(|offset| *offset >= 0)
+                .sum()
+        })
+}
+
 mod real_broker {
     use super::*;
 
@@ -167,5 +241,109 @@ mod real_broker {
         let produced: HashSet<MessageKey> = (1..=60).map(|id| ("p".to_owned(), id)).collect();
         let r = reconcile(&produced, accepted_keys(&server));
         assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
+    }
+
+    /// Every fifth message is answered with a redirect (301, 302, 303, 307, 308 in turn) to a
+    /// path that accepts anything. A single and a batch consumer, each posting to a server
+    /// of its own: a redirected message is dead-lettered with the redirect named, never
+    /// counted as processed by a request without its body (no request ever reaches the
+    /// path redirected to). Once each group committed past every record, its accepted bodies
+    /// plus its dead-lettered copies against what was produced: lost = 0, duplicates = 0.
+    #[test]
+    fn a_redirecting_endpoint_loses_nothing() {
+        const MESSAGES: i64 = 50;
+        let cluster = KafkaCluster::start(1);
+        let scenario = Scenario::isolated(&cluster, "http-redirect")
+            .with("KAFKAD_TOPIC__PARTITIONS", "2")
+            .with("KAFKAD_TOPIC__REPLICATION_FACTOR", "1")
+            .with("KAFKAD_BATCH__MAX_WAIT", "200ms");
+        scenario.ensure_topic();
+        let dlq = format!("{}.dlq", scenario.topic);
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(produce_raw(
+            &cluster.bootstrap,
+            &scenario.topic,
+            &good(1..=MESSAGES),
+        ));
+        let produced: HashSet<MessageKey> = produced_ids("p", MESSAGES as u64).collect();
+        let redirected = (1..=MESSAGES).filter(|id| redirect_for(*id).is_some());
+        let redirected: HashSet<MessageKey> = redirected.map(|id| ("p".to_owned(), id)).collect();
+
+        let servers = [
+            (
+                scenario.single_group.clone(),
+                "single-1",
+                redirecting_server(),
+            ),
+            (
+                scenario.batch_group.clone(),
+                "batch-1",
+                redirecting_server(),
+            ),
+        ];
+        let mut consumers: Vec<_> = servers
+            .iter()
+            .map(|(_, service, server)| {
+                let sink = [
+                    ("KAFKAD_SINK__KIND", "http".to_owned()),
+                    ("KAFKAD_SINK__URL", server.url()),
+                ];
+                scenario.start(service, service, &sink)
+            })
+            .collect();
+        // Committed past every record: kafkad counts each one as processed or dead-lettered.
+        wait_for(
+            CONSUME_TIMEOUT,
+            "both groups committed every record",
+            || {
+                servers.iter().all(|(group, _, _)| {
+                    committed_count(&cluster.bootstrap, group, &scenario.topic, 2) == MESSAGES
+                })
+            },
+        );
+        stop_gracefully(&mut consumers);
+
+        let copies = read_topic(&cluster.bootstrap, &dlq, 2);
+        let mut groups = std::collections::BTreeMap::new();
+        for (group, _, server) in &servers {
+            let dead = dead_lettered_by(&copies, group);
+            let mut processed = accepted_keys(server);
+            processed.extend(dead.iter().map(|(key, _)| key.clone()));
+            groups.insert(group.clone(), reconcile(&produced, processed));
+        }
+        print_reconciliation(
+            "a redirecting endpoint: accepted bodies plus dead-lettered copies",
+            produced.len(),
+            &groups,
+        );
+        for (group, r) in &groups {
+            assert_eq!(
+                (r.lost, r.duplicates, r.unexpected),
+                (0, 0, 0),
+                "{group}: {r:?}"
+            );
+        }
+        for (group, _, server) in &servers {
+            let dead = dead_lettered_by(&copies, group);
+            let dead_keys: HashSet<MessageKey> = dead.iter().map(|(key, _)| key.clone()).collect();
+            assert_eq!(
+                dead_keys, redirected,
+                "{group}: exactly the redirected are dead-lettered"
+            );
+            for (key, error) in &dead {
+                let status = redirect_for(key.1).expect("a redirected message");
+                assert!(
+                    error.contains(&format!("answered HTTP {status} redirecting to /moved")),
+                    "{group}: {error}"
+                );
+            }
+            let exchanges = server.exchanges();
+            assert!(
+                exchanges
+                    .iter()
+                    .all(|e| e.method == "POST" && e.path == "/ingest"),
+                "{group}: nothing but POSTs to the configured url: {exchanges:?}"
+            );
+        }
     }
 }

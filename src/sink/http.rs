@@ -7,12 +7,22 @@
 //!
 //! Failures say whether to retry (see [`SinkError::is_retryable`]): no answer (refused,
 //! reset, timed out) and HTTP 408, 429 and 5xx are retryable; any other answer is the server
-//! refusing the request for good.
+//! refusing the request for good. An answer's `Retry-After` goes into the error.
+//!
+//! Redirects are never followed, whatever their status: they are answers like any other
+//! non-2xx, permanent failures whose error names where they pointed. Following a 301, 302
+//! or 303 turns the POST into a GET without the body, so a 2xx to that GET would pass for
+//! the message being delivered when it went nowhere. A 307 or 308 keeps the method and the
+//! body, but following one would send the message, and with it the configured headers, to
+//! a place the configuration does not name, on every request; the client used here does
+//! not re-send a body on any redirect anyway. A redirecting URL is a configuration mistake
+//! (http instead of https, a missing trailing slash, a moved ingress rule) that the error
+//! points at, instead of one that silently costs a round trip per message.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::{Record, Sink, SinkError};
+use super::{HttpAnswer, Record, Sink, SinkError};
 
 /// How much of an error answer's body the error keeps.
 const BODY_KEPT: usize = 512;
@@ -33,6 +43,9 @@ impl HttpSink {
             .timeout_global(Some(timeout))
             // Statuses are the sink's to judge (retryable or not), not transport errors.
             .http_status_as_error(false)
+            // A redirect is returned as the answer it is (see the module docs); with a limit of
+            // 0 the client follows none and returns the 3xx itself.
+            .max_redirects(0)
             .build()
             .into();
         HttpSink {
@@ -57,6 +70,17 @@ impl HttpSink {
         }
         let mut answer = request.send(&self.body[..]).map_err(transport)?;
         let status = answer.status().as_u16();
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header("location").filter(|_| (300..400).contains(&status));
+        let retry_after = header("retry-after").and_then(|value| {
+            parse_retry_after(&value, header("date").as_deref(), SystemTime::now())
+        });
         // Read the answer to its end: only then can the connection serve the next request.
         let mut body = Vec::new();
         answer
@@ -79,9 +103,31 @@ impl HttpSink {
         Err(SinkError::HttpStatus {
             url: self.url.clone(),
             status,
-            body: text[..cut].trim().to_owned(),
+            answer: Box::new(HttpAnswer {
+                location,
+                retry_after,
+                body: text[..cut].trim().to_owned(),
+            }),
         })
     }
+}
+
+/// The delay a `Retry-After` value asks for: a number of seconds, or an HTTP-date (any of
+/// the three forms HTTP allows). A date counts from the answer's own `Date` when it has a
+/// readable one, so a clock difference between the server and this host does not stretch
+/// or shrink the delay; otherwise from `now`. A date already past asks for no delay.
+/// `None` for a value that is neither.
+fn parse_retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 of seconds is no delay anyone means: ignored.
+        return value.parse().ok().map(Duration::from_secs);
+    }
+    let until = httpdate::parse_http_date(value).ok()?;
+    let from = date
+        .and_then(|date| httpdate::parse_http_date(date.trim()).ok())
+        .unwrap_or(now);
+    Some(until.duration_since(from).unwrap_or(Duration::ZERO))
 }
 
 impl Sink for HttpSink {
@@ -114,5 +160,58 @@ impl Sink for HttpSink {
         }
         self.body.push(b']');
         self.post()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SystemTime {
+        httpdate::parse_http_date(text).expect("an HTTP-date")
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(
+            parse_retry_after("120", None, now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", None, now), Some(Duration::ZERO));
+        for ignored in ["", "-5", "1.5", "soon", "99999999999999999999999"] {
+            assert_eq!(parse_retry_after(ignored, None, now), None, "{ignored:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_as_a_date_in_each_form_http_allows() {
+        let now = at("Sun, 06 Nov 1994 08:49:00 GMT");
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",  // IMF-fixdate
+            "Sunday, 06-Nov-94 08:49:37 GMT", // RFC 850
+            "Sun Nov  6 08:49:37 1994",       // asctime
+        ] {
+            assert_eq!(
+                parse_retry_after(form, None, now),
+                Some(Duration::from_secs(37)),
+                "{form}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_as_a_date_counts_from_the_answers_own_date() {
+        // The server's clock is an hour behind this host's: its Date says so.
+        let now = at("Sun, 06 Nov 1994 09:49:00 GMT");
+        let retry = "Sun, 06 Nov 1994 08:50:00 GMT";
+        assert_eq!(
+            parse_retry_after(retry, Some("Sun, 06 Nov 1994 08:49:00 GMT"), now),
+            Some(Duration::from_secs(60))
+        );
+        // Without a readable Date, from this host's clock: already past, no delay.
+        for date in [None, Some("yesterday")] {
+            assert_eq!(parse_retry_after(retry, date, now), Some(Duration::ZERO));
+        }
     }
 }

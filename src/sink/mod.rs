@@ -72,19 +72,27 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The server answered, but not with a 2xx.
-    #[error("POST {url} answered HTTP {status}: {body}")]
+    /// The server answered, but not with a 2xx. A redirect (3xx) is one of these: the sink
+    /// never follows one (see [`http`]).
+    #[error("POST {url} answered HTTP {status}{}: {}", redirect_note(answer.location.as_deref()), answer.body)]
     HttpStatus {
         url: String,
         status: u16,
-        /// The start of the answer's body.
-        body: String,
+        /// Boxed: every role's error carries a `SinkError`, and should stay small.
+        answer: Box<HttpAnswer>,
     },
     /// No answer: connection refused or reset, a name that does not resolve, a timeout.
     #[error("POST {url} failed: {reason}")]
     HttpTransport { url: String, reason: String },
     #[error("cannot start the sink command `{command}`: {source}")]
     CommandSpawn {
+        command: String,
+        source: std::io::Error,
+    },
+    /// The program started, but watching it run failed (a failing `poll` or `waitid`); it was
+    /// killed.
+    #[error("lost track of the sink command `{command}` while it ran, and killed it: {source}")]
+    CommandRun {
         command: String,
         source: std::io::Error,
     },
@@ -106,6 +114,28 @@ pub enum SinkError {
     Rejected(String),
 }
 
+/// What a non-2xx HTTP answer said besides its status.
+#[derive(Debug, Default)]
+pub struct HttpAnswer {
+    /// Where a redirect pointed (its `Location`), as the server wrote it.
+    pub location: Option<String>,
+    /// How long the server asked to be left alone (its `Retry-After`), counted from when it
+    /// answered.
+    pub retry_after: Option<Duration>,
+    /// The start of the answer's body.
+    pub body: String,
+}
+
+/// What an [`SinkError::HttpStatus`] adds after the status when the answer was a redirect.
+fn redirect_note(location: Option<&str>) -> String {
+    location.map_or_else(String::new, |location| {
+        format!(
+            " redirecting to {location}, which the sink does not follow (set [sink] url to \
+             where it points)"
+        )
+    })
+}
+
 /// The exit status with which a sink command says "this input is bad, do not retry it"
 /// (`EX_DATAERR` of sysexits.h). Every other failing status counts as retryable.
 pub const COMMAND_REJECTS: i32 = 65;
@@ -113,9 +143,10 @@ pub const COMMAND_REJECTS: i32 = 65;
 impl SinkError {
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
     /// HTTP 408 (request timeout), 429 (too many requests) and 5xx, a command that could not
-    /// start, was killed by its timeout or exited with a status other than
-    /// [`COMMAND_REJECTS`], a file write (a full disk clears). Permanent: any other HTTP 4xx
-    /// (and 1xx/3xx, which a POST does not expect), a record the downstream rejects, a sink
+    /// start, could not be watched, was killed by its timeout or exited with a status other than
+    /// [`COMMAND_REJECTS`], a file write (a full disk clears). Permanent: any other HTTP 4xx,
+    /// a 3xx (a redirect, which the sink does not follow: asking again gets the same one), a
+    /// 1xx or other status a POST does not expect, a record the downstream rejects, a sink
     /// file that cannot be opened.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -127,14 +158,18 @@ impl SinkError {
             SinkError::Write { .. }
             | SinkError::HttpTransport { .. }
             | SinkError::CommandSpawn { .. }
+            | SinkError::CommandRun { .. }
             | SinkError::CommandTimeout { .. } => true,
         }
     }
 
     /// How long the downstream asked to be left alone before the next attempt (an HTTP
-    /// `Retry-After`), if it said so.
+    /// `Retry-After`), if it said so: the server's own figure, not bounded here.
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            SinkError::HttpStatus { answer, .. } => answer.retry_after,
+            _ => None,
+        }
     }
 
     /// A short name for the failure: the `kind` label of the processing-failure metric.
@@ -144,6 +179,7 @@ impl SinkError {
             SinkError::HttpStatus { .. } => "http_status",
             SinkError::HttpTransport { .. } => "http_transport",
             SinkError::CommandSpawn { .. } => "command_spawn",
+            SinkError::CommandRun { .. } => "command_run",
             SinkError::CommandTimeout { .. } => "command_timeout",
             SinkError::CommandExit { .. } => "command_exit",
             SinkError::Rejected(_) => "rejected",
@@ -162,6 +198,13 @@ pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, S
             settings.resolved_sink_headers.0.clone(),
         ))),
         SinkSettings::Command { command, timeout } => {
+            if std::process::id() == 1 {
+                tracing::warn!(
+                    "kafkad runs as PID 1: processes started by the command sink's program and \
+                     orphaned when a run is killed are never reaped (zombies pile up); run \
+                     kafkad under an init, such as the container image's tini"
+                );
+            }
             Ok(Box::new(command::CommandSink::new(command, *timeout)))
         }
     }
@@ -176,12 +219,12 @@ mod tests {
         let status = |status| SinkError::HttpStatus {
             url: "http://x".into(),
             status,
-            body: String::new(),
+            answer: Box::default(),
         };
         for retryable in [408, 429, 500, 502, 503, 504] {
             assert!(status(retryable).is_retryable(), "{retryable}");
         }
-        for permanent in [400, 401, 403, 404, 409, 413, 422, 301] {
+        for permanent in [400, 401, 403, 404, 409, 413, 422, 301, 302, 303, 307, 308] {
             assert!(!status(permanent).is_retryable(), "{permanent}");
         }
         assert!(SinkError::HttpTransport {

@@ -1,6 +1,7 @@
 //! A local HTTP/1.1 server for the http sink tests: std's `TcpListener` on 127.0.0.1:0,
-//! hand-written request parsing, keep-alive, an answer chosen per request by the test, and
-//! an outage switch that closes the port (connection refused) until it is turned back on.
+//! hand-written request parsing, keep-alive, an answer (status and extra headers) chosen per
+//! request by the test, and an outage switch that closes the port (connection refused) until
+//! it is turned back on.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -8,14 +9,47 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Chooses the status for a request: its number (from 1) and body.
-pub type Answer = dyn Fn(usize, &[u8]) -> u16 + Send + Sync;
+/// One request as the server read it.
+pub struct Request<'a> {
+    /// Its number, from 1.
+    pub number: usize,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub body: &'a [u8],
+}
+
+/// What the server answers: a status and extra header lines.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<u16> for Reply {
+    fn from(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Chooses the answer to a request.
+pub type Answer = dyn Fn(&Request<'_>) -> Reply + Send + Sync;
+
+/// A request's method and path, and the status it was answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
 
 struct State {
     answer: Box<Answer>,
     requests: AtomicUsize,
-    /// Bodies answered with a 2xx, in order.
+    /// Bodies of POSTs answered with a 2xx, in order: what a sink delivered.
     accepted: Mutex<Vec<Vec<u8>>>,
+    exchanges: Mutex<Vec<Exchange>>,
     /// Header lines of every request (lowercased names).
     headers: Mutex<Vec<Vec<(String, String)>>>,
     down: AtomicBool,
@@ -28,13 +62,21 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
+    /// A server answering each request with the status `answer` picks from its number and
+    /// body.
     pub fn start(answer: impl Fn(usize, &[u8]) -> u16 + Send + Sync + 'static) -> Self {
+        Self::start_with(move |request| answer(request.number, request.body).into())
+    }
+
+    /// A server answering each request with what `answer` makes of it.
+    pub fn start_with(answer: impl Fn(&Request<'_>) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(State {
             answer: Box::new(answer),
             requests: AtomicUsize::new(0),
             accepted: Mutex::default(),
+            exchanges: Mutex::default(),
             headers: Mutex::default(),
             down: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -55,6 +97,11 @@ impl HttpServer {
 
     pub fn accepted(&self) -> Vec<Vec<u8>> {
         self.state.accepted.lock().expect("lock").clone()
+    }
+
+    /// Every request received while up, in order.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.state.exchanges.lock().expect("lock").clone()
     }
 
     pub fn headers(&self) -> Vec<Vec<(String, String)>> {
@@ -133,6 +180,9 @@ fn connection(stream: TcpStream, state: Arc<State>) {
         if line.trim().is_empty() {
             continue;
         }
+        let mut request_line = line.split_whitespace();
+        let method = request_line.next().unwrap_or_default().to_owned();
+        let path = request_line.next().unwrap_or_default().to_owned();
         let _ = reader
             .get_ref()
             .set_read_timeout(Some(Duration::from_secs(5)));
@@ -167,13 +217,29 @@ fn connection(stream: TcpStream, state: Arc<State>) {
         }
         let number = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
         state.headers.lock().expect("lock").push(headers);
-        let status = (state.answer)(number, &body);
-        if (200..300).contains(&status) {
+        let reply = (state.answer)(&Request {
+            number,
+            method: &method,
+            path: &path,
+            body: &body,
+        });
+        let status = reply.status;
+        state.exchanges.lock().expect("lock").push(Exchange {
+            method: method.clone(),
+            path,
+            status,
+        });
+        if (200..300).contains(&status) && method == "POST" {
             state.accepted.lock().expect("lock").push(body);
         }
         let text = format!("status {status}");
+        let extra: String = reply
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let answer = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{text}",
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{extra}\r\n{text}",
             text.len()
         );
         if writer.write_all(answer.as_bytes()).is_err() {

@@ -250,6 +250,17 @@ pub async fn produce_raw_with(
     }
 }
 
+/// The value of `record`'s header `key`, as text.
+pub fn header_text(record: &OwnedMessage, key: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    record
+        .headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// An encoded, valid message.
 pub fn message(producer_id: &str, id: i64) -> Vec<u8> {
     kafkad::message::KafkaMessage::new(id, format!("message {id}"), producer_id.to_owned()).encode()
