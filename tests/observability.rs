@@ -406,6 +406,29 @@ async fn a_hanging_sink_fails_liveness_after_stall_timeout() {
     assert_eq!(report.processed, 3);
 }
 
+/// A process of each of `roles` with its shipped config/*.toml and `env`, pointed at a port
+/// where no broker listens.
+fn spawn_without_broker(
+    dir: &std::path::Path,
+    roles: &[&str],
+    env: &[(&str, String)],
+) -> Vec<Kafkad> {
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    roles
+        .iter()
+        .map(|role| {
+            let mut env = env.to_vec();
+            env.push(("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", unreachable.clone()));
+            Kafkad::spawn(
+                role,
+                dir,
+                &["--role", role, "--config", &format!("config/{role}.toml")],
+                &env,
+            )
+        })
+        .collect()
+}
+
 /// The seed's six processes on one host with the shipped configuration: each would take the
 /// default HTTP port 9464. Every process after the first serves on a free port instead and
 /// says where, rather than dying.
@@ -415,18 +438,7 @@ fn processes_on_one_host_with_the_default_port_all_serve() {
     // Hold the default port, as a first kafkad on this host would (if something else holds
     // it already, that does as well).
     let _first = std::net::TcpListener::bind("0.0.0.0:9464");
-    let unreachable = format!("127.0.0.1:{}", free_port());
-    let mut processes: Vec<Kafkad> = ["single", "batch"]
-        .iter()
-        .map(|role| {
-            Kafkad::spawn(
-                role,
-                dir.path(),
-                &["--role", role, "--config", &format!("config/{role}.toml")],
-                &[("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", unreachable.clone())],
-            )
-        })
-        .collect();
+    let mut processes = spawn_without_broker(dir.path(), &["single", "batch"], &[]);
     for process in &mut processes {
         let deadline = std::time::Instant::now() + WAIT;
         // The warning names the address it serves on instead.
@@ -501,23 +513,15 @@ fn error_identity(message: &str) -> String {
 #[test]
 fn with_no_broker_each_error_is_logged_once_per_window_with_its_repeats() {
     let dir = tempfile::tempdir().expect("dir");
-    let unreachable = format!("127.0.0.1:{}", free_port());
     let roles = ["producer", "single", "batch"];
-    let processes: Vec<Kafkad> = roles
-        .iter()
-        .map(|role| {
-            Kafkad::spawn(
-                role,
-                dir.path(),
-                &["--role", role, "--config", &format!("config/{role}.toml")],
-                &[
-                    ("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", unreachable.clone()),
-                    ("KAFKAD_LOG__FORMAT", "json".to_owned()),
-                    ("KAFKAD_HTTP__LISTEN", String::new()),
-                ],
-            )
-        })
-        .collect();
+    let processes = spawn_without_broker(
+        dir.path(),
+        &roles,
+        &[
+            ("KAFKAD_LOG__FORMAT", "json".to_owned()),
+            ("KAFKAD_HTTP__LISTEN", String::new()),
+        ],
+    );
     let run = Duration::from_secs(15);
     std::thread::sleep(run);
     let logs: Vec<String> = processes.iter().map(Kafkad::log_text).collect();
