@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -18,17 +19,105 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::kafka::Redactor;
-use crate::telemetry::logging;
+use crate::telemetry::logging::{self, Admission, RepeatLimiter, REPEAT_WINDOW};
 use crate::telemetry::stats::ClientStats;
 
-/// The base context: a client name for log lines, the redactor, where statistics go, and the
-/// first unrecoverable error.
+/// The base context: a client name for log lines, the redactor, where statistics go, the
+/// first unrecoverable error, and what keeps repeated errors from flooding the log.
 #[derive(Debug, Clone)]
 pub struct ClientLog {
     name: String,
     redactor: Redactor,
     stats: Option<ClientStats>,
     failure: Arc<Failure>,
+    reports: Arc<Reports>,
+}
+
+/// While no broker is reachable librdkafka reports every failed attempt, many a second. Each
+/// distinct error is logged once when it happens, then at most once per [`REPEAT_WINDOW`]
+/// with how often it happened meanwhile, and never twice for one occurrence.
+#[derive(Debug)]
+struct Reports {
+    repeats: RepeatLimiter<ClientLine>,
+    /// Where the previous error event's text was, and when it came.
+    previous_event: Mutex<Option<(usize, usize, Instant)>>,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports {
+            repeats: RepeatLimiter::new(REPEAT_WINDOW),
+            previous_event: Mutex::default(),
+        }
+    }
+}
+
+/// rdkafka's producer hands each error event to the context twice in a row: its poll serves
+/// the event, then the producer's own handling serves it again, with the very same text (the
+/// same bytes, owned by the event). A call with the text of the previous one, at the same
+/// address, this soon after it, is that second call. A new event with the same text is a new
+/// allocation, or comes later (they are at least milliseconds apart).
+const SAME_EVENT: Duration = Duration::from_millis(10);
+
+impl Reports {
+    /// Whether this call is rdkafka's second delivery of the previous error event.
+    fn is_second_call(&self, reason: &str, now: Instant) -> bool {
+        let Ok(mut previous) = self.previous_event.lock() else {
+            return false;
+        };
+        let this = (reason.as_ptr() as usize, reason.len());
+        let second = previous.is_some_and(|(at, len, seen)| {
+            (at, len) == this && now.saturating_duration_since(seen) < SAME_EVENT
+        });
+        // A third such call would be a new event again.
+        *previous = (!second).then_some((this.0, this.1, now));
+        second
+    }
+}
+
+/// A line of a client's log that may repeat, kept to log it again with its count.
+#[derive(Debug, Clone)]
+enum ClientLine {
+    /// An error event: a warning when librdkafka recovers from it by itself, else an error.
+    Error {
+        error: String,
+        reason: String,
+        warning: bool,
+    },
+    /// One of librdkafka's log lines, at warning level or worse.
+    Log {
+        level: RDKafkaLogLevel,
+        facility: String,
+        message: String,
+    },
+}
+
+impl ClientLine {
+    fn log(&self, client: &str, repeated: Option<u64>) {
+        match self {
+            ClientLine::Error {
+                error,
+                reason,
+                warning: true,
+            } => tracing::warn!(client, %error, repeated, "{reason}"),
+            ClientLine::Error { error, reason, .. } => {
+                tracing::error!(client, %error, repeated, "{reason}")
+            }
+            ClientLine::Log {
+                level,
+                facility,
+                message,
+            } => logging::librdkafka_line(*level, facility, message, client, repeated),
+        }
+    }
+}
+
+/// What makes two reports the same error: where they come from (an error code, a log
+/// facility) and librdkafka's text without the part that changes with every repeat, "(after
+/// 5ms in state CONNECT, 3 identical error(s) suppressed)".
+fn repeat_key(source: &str, text: &str) -> String {
+    let text = text.rfind(" (after ").map_or(text, |at| &text[..at]);
+    format!("{source}: {text}")
 }
 
 /// The first error retrying cannot fix. The flag keeps the per-message check to one load.
@@ -69,6 +158,7 @@ impl ClientLog {
             redactor,
             stats: None,
             failure: Arc::default(),
+            reports: Arc::default(),
         }
     }
 
@@ -112,6 +202,23 @@ impl ClientLog {
     pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         self.redactor.redact(text)
     }
+
+    /// Logs `line` unless it repeats an error logged less than a window ago, and the counts
+    /// of errors whose window is over.
+    fn report(&self, key: &str, line: ClientLine) {
+        let now = Instant::now();
+        if let Admission::Log { repeated } = self.reports.repeats.admit(key, &line, now) {
+            line.log(&self.name, repeated);
+        }
+        self.log_overdue(now);
+    }
+
+    /// Logs the errors that kept repeating until their window was over, with their counts.
+    fn log_overdue(&self, now: Instant) {
+        for (line, held_back) in self.reports.repeats.overdue(now) {
+            line.log(&self.name, Some(held_back));
+        }
+    }
 }
 
 impl ClientContext for ClientLog {
@@ -119,43 +226,76 @@ impl ClientContext for ClientLog {
         if let Some(stats) = &self.stats {
             stats.observe(&statistics);
         }
+        // Statistics come every statistics.interval.ms, also when nothing else happens: the
+        // counts of errors that stopped are logged then.
+        self.log_overdue(Instant::now());
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         let message = self.redactor.redact(message);
-        if matches!(
+        let error_level = matches!(
             level,
             RDKafkaLogLevel::Emerg
                 | RDKafkaLogLevel::Alert
                 | RDKafkaLogLevel::Critical
                 | RDKafkaLogLevel::Error
-        ) {
+        );
+        if error_level {
             if let Ok(mut last) = self.failure.last_error_line.lock() {
                 *last = Some(message.clone().into_owned());
             }
+            // librdkafka logs a broker's failure at error level as a FAIL line and raises an
+            // error event with the same text, which `error` logs with its code.
+            if facility == "FAIL" {
+                return;
+            }
         }
-        logging::librdkafka_line(level, facility, &message, &self.name);
+        if error_level || matches!(level, RDKafkaLogLevel::Warning) {
+            let key = repeat_key(facility, &message);
+            let line = ClientLine::Log {
+                level,
+                facility: facility.to_owned(),
+                message: message.into_owned(),
+            };
+            self.report(&key, line);
+        } else {
+            logging::librdkafka_line(level, facility, &message, &self.name, None);
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Transport errors while a broker is down repeat every retry; they are expected and
-        // librdkafka recovers by itself, so they are warnings. Anything else is an error.
+        if self.reports.is_second_call(reason, Instant::now()) {
+            return;
+        }
         let reason = self.redactor.redact(reason);
         let code = error.rdkafka_error_code();
         let fatal = is_unrecoverable(code) || is_refused_by_tls_alert(code, &reason);
-        match code {
-            Some(
-                RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::Resolve,
-            ) if !fatal => {
-                tracing::warn!(client = %self.name, %error, "{reason}")
-            }
-            _ => tracing::error!(client = %self.name, %error, "{reason}"),
-        }
         if fatal {
-            self.record_failure(reason.into_owned());
+            self.record_failure(reason.clone().into_owned());
         }
+        // Transport errors while a broker is down repeat every retry; they are expected and
+        // librdkafka recovers by itself, so they are warnings. Anything else is an error.
+        let warning = !fatal
+            && matches!(
+                code,
+                Some(
+                    RDKafkaErrorCode::BrokerTransportFailure
+                        | RDKafkaErrorCode::AllBrokersDown
+                        | RDKafkaErrorCode::Resolve
+                )
+            );
+        let key = match code {
+            // "1/1 brokers are down", "0/1 brokers are down": the counts follow librdkafka's
+            // view of its brokers from one report to the next; the error is the same.
+            Some(RDKafkaErrorCode::AllBrokersDown) => repeat_key("AllBrokersDown", ""),
+            _ => repeat_key(&format!("{code:?}"), &reason),
+        };
+        let line = ClientLine::Error {
+            error: error.to_string(),
+            reason: reason.into_owned(),
+            warning,
+        };
+        self.report(&key, line);
     }
 }
 
@@ -260,6 +400,66 @@ macro_rules! delegate_client_context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many occurrences of each error the client counted and did not log yet: what a
+    /// window's end would report.
+    fn held_back(log: &ClientLog) -> Vec<u64> {
+        let after_the_window = Instant::now() + REPEAT_WINDOW;
+        let mut counts: Vec<u64> = log
+            .reports
+            .repeats
+            .overdue(after_the_window)
+            .into_iter()
+            .map(|(_, count)| count)
+            .collect();
+        counts.sort_unstable();
+        counts
+    }
+
+    fn all_brokers_down() -> KafkaError {
+        KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)
+    }
+
+    #[test]
+    fn rdkafkas_second_call_for_one_error_event_is_not_a_repeat() {
+        let log = ClientLog::new("producer p", Redactor::default());
+        // Three events, each handed over twice with the same bytes, as rdkafka's producer
+        // does: one logged, two held back.
+        for down in [
+            "1/1 brokers are down",
+            "0/1 brokers are down",
+            "1/1 brokers are down",
+        ] {
+            let event_text = down.to_owned();
+            log.error(all_brokers_down(), &event_text);
+            log.error(all_brokers_down(), &event_text);
+        }
+        assert_eq!(held_back(&log), [2]);
+
+        // A consumer's events come once each, however alike: every one counts.
+        let log = ClientLog::new("consumer g", Redactor::default());
+        let events: Vec<String> = (0..3).map(|_| "1/1 brokers are down".to_owned()).collect();
+        for event_text in &events {
+            log.error(all_brokers_down(), event_text);
+        }
+        assert_eq!(held_back(&log), [2]);
+    }
+
+    #[test]
+    fn a_fail_line_is_left_to_its_error_event_and_still_describes_the_failure() {
+        let log = ClientLog::new("consumer g", Redactor::default());
+        let text =
+            "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: certificate verify failed";
+        log.log(RDKafkaLogLevel::Error, "FAIL", text);
+        log.log(RDKafkaLogLevel::Error, "FAIL", text);
+        assert!(held_back(&log).is_empty(), "neither logged nor counted");
+        assert_eq!(log.failure_description().as_deref(), Some(text));
+        // Other warnings repeat like errors do.
+        for _ in 0..3 {
+            log.log(RDKafkaLogLevel::Warning, "CONFWARN", "a warning");
+        }
+        assert_eq!(held_back(&log), [2]);
+    }
 
     #[test]
     fn a_tls_alert_from_the_broker_is_a_refusal_a_lost_connection_is_not() {

@@ -86,6 +86,20 @@ impl Rejection {
             Rejection::ProcessingFailed { .. } => "processing_failed",
         }
     }
+
+    /// The kinds of a record that is not a usable message (every rejection but
+    /// `processing_failed`): the reasons `kafkad_decode_errors_total` counts.
+    pub fn unusable_record_kinds() -> impl Iterator<Item = &'static str> {
+        ["tombstone", "too_large"]
+            .into_iter()
+            .chain(DecodeError::KINDS)
+    }
+
+    /// Every [`kind`](Self::kind): the reasons `kafkad_records_dead_lettered_by_reason_total`
+    /// counts.
+    pub fn kinds() -> impl Iterator<Item = &'static str> {
+        Self::unusable_record_kinds().chain(["processing_failed"])
+    }
 }
 
 /// Decodes a record value, or says why it is rejected. The size limit is checked before any
@@ -402,7 +416,41 @@ fn wait_unless_shutdown<F: std::future::Future + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    #[test]
+    fn kinds_lists_the_kind_of_every_rejection_and_nothing_else() {
+        let one_of_each = [
+            Rejection::Tombstone,
+            Rejection::TooLarge { size: 2, limit: 1 },
+            Rejection::Decode(DecodeError::TooDeep),
+            Rejection::ProcessingFailed {
+                error: String::new(),
+                attempts: 1,
+            },
+        ];
+        // Without a wildcard arm, a new variant does not compile here until it is covered.
+        let possible_kinds = |rejection: &Rejection| match rejection {
+            Rejection::Tombstone
+            | Rejection::TooLarge { .. }
+            | Rejection::ProcessingFailed { .. } => vec![rejection.kind()],
+            // The decode error's own kind: any of DecodeError::KINDS (checked in message.rs).
+            Rejection::Decode(error) => {
+                assert_eq!(rejection.kind(), error.kind());
+                DecodeError::KINDS.to_vec()
+            }
+        };
+        let all: BTreeSet<&str> = one_of_each.iter().flat_map(possible_kinds).collect();
+        assert_eq!(all, Rejection::kinds().collect());
+        let unusable: BTreeSet<&str> = one_of_each
+            .iter()
+            .filter(|r| !matches!(r, Rejection::ProcessingFailed { .. }))
+            .flat_map(possible_kinds)
+            .collect();
+        assert_eq!(unusable, Rejection::unusable_record_kinds().collect());
+    }
 
     #[test]
     fn inspect_checks_size_before_parsing() {

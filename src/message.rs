@@ -184,6 +184,18 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every [`kind`](Self::kind), so that metrics can show each one at 0 before the first
+    /// record fails that way.
+    pub const KINDS: [&'static str; 7] = [
+        "empty",
+        "not_utf8",
+        "not_json",
+        "too_deep",
+        "missing_field",
+        "wrong_type",
+        "duplicate_field",
+    ];
+
     /// A stable, snake_case name for metrics labels and dead-letter headers.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -740,6 +752,39 @@ mod tests {
         let text = r#"{"extra": {"deep": [1, {"x": null}]}, "message_id": 1, "content": "c", "producer_id": "p", "timestamp": "2026-11-25T18:08:06Z", "metadata": {}, "trace": "abc"}"#;
         let message = KafkaMessage::decode(text.as_bytes()).expect("valid");
         assert_eq!(message.message_id, 1);
+    }
+
+    #[test]
+    fn kinds_lists_the_kind_of_every_variant_and_nothing_else() {
+        let field = "content";
+        let one_of_each = [
+            DecodeError::Empty,
+            DecodeError::NotUtf8 { valid_up_to: 0 },
+            DecodeError::NotJson {
+                detail: String::new(),
+            },
+            DecodeError::TooDeep,
+            DecodeError::MissingField { field },
+            DecodeError::WrongType {
+                field,
+                detail: String::new(),
+            },
+            DecodeError::DuplicateField { field },
+        ];
+        // Without a wildcard arm, a new variant does not compile here until it is added above.
+        for error in &one_of_each {
+            match error {
+                DecodeError::Empty
+                | DecodeError::NotUtf8 { .. }
+                | DecodeError::NotJson { .. }
+                | DecodeError::TooDeep
+                | DecodeError::MissingField { .. }
+                | DecodeError::WrongType { .. }
+                | DecodeError::DuplicateField { .. } => {}
+            }
+        }
+        let kinds: Vec<&str> = one_of_each.iter().map(DecodeError::kind).collect();
+        assert_eq!(kinds, DecodeError::KINDS);
     }
 
     fn error_of(text: &str) -> DecodeError {

@@ -13,11 +13,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use kafkad::dlq::Rejection;
+use kafkad::telemetry::metrics::PROCESSING_FAILURE_KINDS;
 use serde_json::Value as Json;
 use serde_norway::Value;
 use support::deploy::*;
 use support::process::Kafkad;
-use support::{http_get, produce_raw, RawRecord, TOPIC};
+use support::{http_get, sample, TOPIC};
 
 const DASHBOARD: &str = "deploy/grafana/kafkad.json";
 const ALERTS: &str = "deploy/prometheus/alerts.yml";
@@ -212,37 +214,18 @@ fn promql_metric_names_are_extracted_without_functions_labels_or_variables() {
     }
 }
 
-/// The series names one /metrics scrape makes queryable: every sample's name, and the names
-/// the `# TYPE` lines promise (a counter `x` as `x_total`, a histogram `x` as `x_bucket`,
-/// `x_sum` and `x_count`), so a `_bucket`/`_sum`/`_count` name only counts where its
-/// histogram exists.
+/// The series names one /metrics scrape serves: the name of every sample. A family whose
+/// `# TYPE` line stands alone (a labelled counter before its first event) serves nothing a
+/// query could find, so it does not count.
 fn exposed_series(scrape: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for line in scrape.lines() {
-        if let Some(declaration) = line.strip_prefix("# TYPE ") {
-            let mut words = declaration.split_whitespace();
-            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
-                continue;
-            };
-            match kind {
-                "counter" => {
-                    names.insert(format!("{name}_total"));
-                }
-                "histogram" => {
-                    for suffix in ["_bucket", "_sum", "_count"] {
-                        names.insert(format!("{name}{suffix}"));
-                    }
-                }
-                _ => {
-                    names.insert(name.to_owned());
-                }
-            }
-        } else if !line.starts_with('#') && !line.trim().is_empty() {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
             let end = line.find(['{', ' ']).unwrap_or(line.len());
-            names.insert(line[..end].to_owned());
-        }
-    }
-    names
+            line[..end].to_owned()
+        })
+        .collect()
 }
 
 // ---- the files ------------------------------------------------------------------------------
@@ -382,9 +365,9 @@ fn used_metric_names() -> BTreeMap<String, BTreeSet<String>> {
 
 // ---- (a) every metric name exists in a real run ---------------------------------------------
 
-/// `kafkad demo --http 127.0.0.1:0` (the embedded mock cluster) with a bad record produced
-/// into its topic, so that the dead-letter metrics exist too: scraped until every name the
-/// dashboard and the rules use appears, or two minutes passed. Returns the last scrape.
+/// `kafkad demo --http 127.0.0.1:0` (the embedded mock cluster, nothing but valid records and
+/// a sink that never fails), scraped until every name the dashboard and the rules use
+/// appears, or two minutes passed. Returns the last scrape.
 fn scrape_a_demo_until(wanted: &BTreeSet<String>) -> (String, BTreeSet<String>) {
     let dir = tempfile::tempdir().expect("dir");
     let mut demo = Kafkad::spawn(
@@ -427,11 +410,6 @@ fn scrape_a_demo_until(wanted: &BTreeSet<String>) -> (String, BTreeSet<String>) 
         wait("the HTTP endpoint", &mut demo);
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut poisoned = false;
     // What the last answered scrape lacked: the demo's endpoint closes as it finishes.
     let mut missing: Vec<String> = wanted.iter().cloned().collect();
     loop {
@@ -441,23 +419,6 @@ fn scrape_a_demo_until(wanted: &BTreeSet<String>) -> (String, BTreeSet<String>) 
                 return (scrape, exposed);
             }
             missing = wanted.difference(&exposed).cloned().collect();
-            // The brokers' addresses are in broker_connected's labels: one undecodable record
-            // makes both groups dead-letter it, and the decode_errors family appear.
-            if !poisoned {
-                let broker = scrape.lines().find_map(|line| {
-                    let rest = line.strip_prefix("kafkad_broker_connected{")?;
-                    let broker = rest.split("broker=\"").nth(1)?.split('"').next()?;
-                    Some(broker.to_owned())
-                });
-                if let Some(broker) = broker {
-                    runtime.block_on(produce_raw(
-                        &broker,
-                        TOPIC,
-                        &[RawRecord::value(b"not json".to_vec())],
-                    ));
-                    poisoned = true;
-                }
-            }
         }
         wait(&format!("{missing:?} on /metrics"), &mut demo);
     }
@@ -479,9 +440,29 @@ fn every_metric_the_dashboard_and_the_alerts_use_is_served_by_a_real_run() {
             used[name]
         );
     }
-    let (_scrape, exposed) = scrape_a_demo_until(&wanted);
+    let (scrape, exposed) = scrape_a_demo_until(&wanted);
     for name in &wanted {
         assert!(exposed.contains(name), "{name} is not on /metrics");
+    }
+    // The labelled counters serve every reason and kind they can count before any of them
+    // happened, so that panels and alerts on one of them have a series to start from.
+    let known_labels = Rejection::unusable_record_kinds()
+        .map(|reason| ("kafkad_decode_errors_total", "reason", reason))
+        .chain(Rejection::kinds().map(|reason| {
+            (
+                "kafkad_records_dead_lettered_by_reason_total",
+                "reason",
+                reason,
+            )
+        }))
+        .chain(
+            PROCESSING_FAILURE_KINDS.map(|kind| ("kafkad_processing_failures_total", "kind", kind)),
+        );
+    for (name, label, value) in known_labels {
+        assert!(
+            sample(&scrape, name, &[(label, value)]).is_some(),
+            "{name}{{{label}=\"{value}\"}} is not on /metrics"
+        );
     }
 
     // The RSS panel exists exactly when kafkad exports the process collector's metric.

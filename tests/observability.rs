@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -406,6 +406,29 @@ async fn a_hanging_sink_fails_liveness_after_stall_timeout() {
     assert_eq!(report.processed, 3);
 }
 
+/// A process of each of `roles` with its shipped config/*.toml and `env`, pointed at a port
+/// where no broker listens.
+fn spawn_without_broker(
+    dir: &std::path::Path,
+    roles: &[&str],
+    env: &[(&str, String)],
+) -> Vec<Kafkad> {
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    roles
+        .iter()
+        .map(|role| {
+            let mut env = env.to_vec();
+            env.push(("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", unreachable.clone()));
+            Kafkad::spawn(
+                role,
+                dir,
+                &["--role", role, "--config", &format!("config/{role}.toml")],
+                &env,
+            )
+        })
+        .collect()
+}
+
 /// The seed's six processes on one host with the shipped configuration: each would take the
 /// default HTTP port 9464. Every process after the first serves on a free port instead and
 /// says where, rather than dying.
@@ -415,18 +438,7 @@ fn processes_on_one_host_with_the_default_port_all_serve() {
     // Hold the default port, as a first kafkad on this host would (if something else holds
     // it already, that does as well).
     let _first = std::net::TcpListener::bind("0.0.0.0:9464");
-    let unreachable = format!("127.0.0.1:{}", free_port());
-    let mut processes: Vec<Kafkad> = ["single", "batch"]
-        .iter()
-        .map(|role| {
-            Kafkad::spawn(
-                role,
-                dir.path(),
-                &["--role", role, "--config", &format!("config/{role}.toml")],
-                &[("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", unreachable.clone())],
-            )
-        })
-        .collect();
+    let mut processes = spawn_without_broker(dir.path(), &["single", "batch"], &[]);
     for process in &mut processes {
         let deadline = std::time::Instant::now() + WAIT;
         // The warning names the address it serves on instead.
@@ -471,4 +483,103 @@ fn an_explicitly_configured_port_that_is_taken_is_one_clear_error() {
         "kafkad: cannot serve HTTP on {addr} ([http] listen from env KAFKAD_HTTP__LISTEN): Address already in use"
     );
     assert!(log.lines().any(|l| l.starts_with(&line)), "{log}");
+}
+
+/// The longest a process waits before saying again that an error repeats.
+const REPEAT_WINDOW: Duration = kafkad::telemetry::logging::REPEAT_WINDOW;
+
+/// An error line's identity for grouping its repeats: the text without what changes from one
+/// repeat to the next (librdkafka's "(after 3ms in state CONNECT, 2 identical error(s)
+/// suppressed)", the "1/1" of "1/1 brokers are down"), and without the "[thrd:...]: " that
+/// librdkafka's own log lines begin with, so that a log line and an error event with the
+/// same text count as the same error.
+fn error_identity(message: &str) -> String {
+    let message = match message.strip_prefix("[thrd:") {
+        Some(rest) => rest.split_once("]: ").map_or(message, |(_, text)| text),
+        None => message,
+    };
+    let message = message.split(" (after ").next().unwrap_or(message);
+    message
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect()
+}
+
+/// Each role for 15 s against a port where no broker listens: librdkafka retries for ever and
+/// reports every failed attempt. The log must stay readable: each distinct error once when it
+/// first happens, then at most once per REPEAT_WINDOW with how often it repeated meanwhile,
+/// and never twice by two paths (librdkafka's log line beside its error event, a consumer's
+/// poll handing back the error its client already reported).
+#[test]
+fn with_no_broker_each_error_is_logged_once_per_window_with_its_repeats() {
+    let dir = tempfile::tempdir().expect("dir");
+    let roles = ["producer", "single", "batch"];
+    let processes = spawn_without_broker(
+        dir.path(),
+        &roles,
+        &[
+            ("KAFKAD_LOG__FORMAT", "json".to_owned()),
+            ("KAFKAD_HTTP__LISTEN", String::new()),
+        ],
+    );
+    let run = Duration::from_secs(15);
+    std::thread::sleep(run);
+    let logs: Vec<String> = processes.iter().map(Kafkad::log_text).collect();
+    drop(processes);
+
+    for (role, log) in roles.iter().zip(&logs) {
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        // Before: 500 to 700 lines in 15 s. Now a few lines of start-up and summaries, and for
+        // each of the two errors of each librdkafka client (connection refused, all brokers
+        // down) one line at first and one per window after.
+        assert!(
+            lines.len() <= 30,
+            "{role}: {} lines in {run:?}:\n{log}",
+            lines.len()
+        );
+        let mut last_of: HashMap<(String, String), chrono::DateTime<chrono::Utc>> = HashMap::new();
+        let mut repeat_lines = 0;
+        for line in lines
+            .iter()
+            .filter(|l| matches!(l["level"].as_str(), Some("WARN" | "ERROR")))
+        {
+            let fields = &line["fields"];
+            let client = fields["client"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{role}: a warning not from a librdkafka client: {line}"))
+                .to_owned();
+            let message = fields["message"].as_str().expect("a message");
+            let at: chrono::DateTime<chrono::Utc> = line["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .expect("a timestamp");
+            let repeated = fields["repeated"].as_u64();
+            match last_of.insert((client, error_identity(message)), at) {
+                None => assert_eq!(repeated, None, "{role}: the first line of an error: {line}"),
+                Some(previous) => {
+                    let since = (at - previous).to_std().unwrap_or_default();
+                    assert!(
+                        since + Duration::from_millis(100) >= REPEAT_WINDOW,
+                        "{role}: the same error again after {since:?}: {line}\n{log}"
+                    );
+                    assert!(
+                        repeated.is_some_and(|n| n >= 1),
+                        "{role}: a repeat line says how often: {line}"
+                    );
+                    repeat_lines += 1;
+                }
+            }
+        }
+        assert!(
+            !last_of.is_empty(),
+            "{role}: no error logged at all:\n{log}"
+        );
+        assert!(
+            repeat_lines >= 1,
+            "{role}: no line counted the repeats:\n{log}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use super::health::Health;
 use super::histogram::Histogram;
 use super::stats::ClientStats;
 use crate::config::Role;
+use crate::dlq::Rejection;
 
 /// A producer's counters, its librdkafka statistics and its health.
 #[derive(Debug, Clone)]
@@ -76,6 +77,18 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Every [`SinkError::kind`](crate::sink::SinkError::kind): the kinds
+/// `kafkad_processing_failures_total` shows, each at 0 until a sink fails that way.
+pub const PROCESSING_FAILURE_KINDS: [&str; 7] = [
+    "io",
+    "http_status",
+    "http_transport",
+    "command_spawn",
+    "command_timeout",
+    "command_exit",
+    "rejected",
+];
+
 /// A consumer's counters and histograms, its librdkafka statistics and its health.
 #[derive(Debug, Clone)]
 pub struct ConsumerMetrics {
@@ -121,6 +134,9 @@ pub struct ConsumerMetrics {
 }
 
 impl Default for ConsumerMetrics {
+    /// Every counter with a known set of labels starts with each of them at 0: a series that
+    /// appeared only with its first event would leave dashboards without data and give
+    /// `rate()` and `increase()` nothing to compare that first event with.
     fn default() -> Self {
         ConsumerMetrics {
             client: ClientStats::default(),
@@ -128,10 +144,16 @@ impl Default for ConsumerMetrics {
             consumed: Counter::default(),
             processed: Counter::default(),
             dead_lettered: Counter::default(),
-            decode_errors: Family::default(),
+            decode_errors: counters_at_zero(
+                Rejection::unusable_record_kinds().map(|reason| ReasonLabel { reason }),
+            ),
             dead_letter_failures: Counter::default(),
-            dead_lettered_by_reason: Family::default(),
-            processing_failures: Family::default(),
+            dead_lettered_by_reason: counters_at_zero(
+                Rejection::kinds().map(|reason| ReasonLabel { reason }),
+            ),
+            processing_failures: counters_at_zero(
+                PROCESSING_FAILURE_KINDS.map(|kind| KindLabel { kind }),
+            ),
             retries: Counter::default(),
             paused_seconds: Counter::default(),
             batches: Counter::default(),
@@ -146,6 +168,19 @@ impl Default for ConsumerMetrics {
             processing_time: Histogram::new(exponential_buckets(0.000001, 3.0, 16)),
         }
     }
+}
+
+/// A counter family holding a series for each of `labels`, at 0.
+fn counters_at_zero<L>(labels: impl IntoIterator<Item = L>) -> Family<L, Counter>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let family = Family::default();
+    for label in labels {
+        // Creating the series is the point; the lock guard it returns is released at once.
+        drop(family.get_or_create(&label));
+    }
+    family
 }
 
 impl ConsumerMetrics {
@@ -276,7 +311,88 @@ impl RoleMetrics {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
+    use crate::sink::SinkError;
+
+    fn scrape(metrics: &ConsumerMetrics) -> String {
+        let mut registry = Registry::with_prefix("kafkad");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        text
+    }
+
+    #[test]
+    fn processing_failure_kinds_are_the_kind_of_every_sink_error() {
+        let io = || std::io::Error::other("x");
+        let (path, url, command) = (PathBuf::from("x"), String::from("x"), String::from("x"));
+        let one_of_each = [
+            SinkError::Open {
+                path: path.clone(),
+                source: io(),
+            },
+            SinkError::Write { path, source: io() },
+            SinkError::HttpStatus {
+                url: url.clone(),
+                status: 500,
+                body: String::new(),
+            },
+            SinkError::HttpTransport {
+                url,
+                reason: String::new(),
+            },
+            SinkError::CommandSpawn {
+                command: command.clone(),
+                source: io(),
+            },
+            SinkError::CommandTimeout {
+                command: command.clone(),
+                timeout: Duration::from_secs(1),
+            },
+            SinkError::CommandExit {
+                command,
+                code: Some(1),
+                stderr: String::new(),
+            },
+            SinkError::Rejected(String::new()),
+        ];
+        // Without a wildcard arm, a new variant does not compile here until it is added above.
+        for error in &one_of_each {
+            match error {
+                SinkError::Open { .. }
+                | SinkError::Write { .. }
+                | SinkError::HttpStatus { .. }
+                | SinkError::HttpTransport { .. }
+                | SinkError::CommandSpawn { .. }
+                | SinkError::CommandTimeout { .. }
+                | SinkError::CommandExit { .. }
+                | SinkError::Rejected(_) => {}
+            }
+        }
+        let kinds: std::collections::BTreeSet<&str> =
+            one_of_each.iter().map(SinkError::kind).collect();
+        assert_eq!(kinds, PROCESSING_FAILURE_KINDS.into_iter().collect());
+    }
+
+    #[test]
+    fn every_known_reason_and_kind_is_served_at_zero_before_any_event() {
+        let text = scrape(&ConsumerMetrics::default());
+        let expected = Rejection::unusable_record_kinds()
+            .map(|reason| format!("kafkad_decode_errors_total{{reason=\"{reason}\"}} 0"))
+            .chain(Rejection::kinds().map(|reason| {
+                format!("kafkad_records_dead_lettered_by_reason_total{{reason=\"{reason}\"}} 0")
+            }))
+            .chain(
+                PROCESSING_FAILURE_KINDS
+                    .map(|kind| format!("kafkad_processing_failures_total{{kind=\"{kind}\"}} 0")),
+            );
+        for line in expected {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn processing_failure_metrics_have_the_documented_names() {
@@ -295,10 +411,7 @@ mod tests {
             .inc();
         metrics.retries.inc();
         metrics.paused_seconds.inc_by(1.5);
-        let mut registry = Registry::with_prefix("kafkad");
-        metrics.register(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let text = scrape(&metrics);
         for line in [
             "kafkad_processing_failures_total{kind=\"http_status\"} 1",
             "kafkad_records_dead_lettered_by_reason_total{reason=\"processing_failed\"} 1",
