@@ -544,8 +544,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {} is not valid TOML: {message}", path.display())]
-    Syntax { path: PathBuf, message: String },
+    #[error("config file {} is not valid TOML{}: {message}", path.display(), .at.map(|at| format!(" at {at}")).unwrap_or_default())]
+    Syntax {
+        path: PathBuf,
+        at: Option<sources::Position>,
+        message: String,
+    },
     #[error("unknown key `{key}` ({origin}); {hint}")]
     UnknownKey {
         key: String,

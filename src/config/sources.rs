@@ -96,9 +96,10 @@ impl TomlSource {
             path: path.to_owned(),
             source,
         })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        let table: toml::Table = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
             path: path.to_owned(),
-            message: one_line(&e),
+            at: error.span().map(|span| Position::of(&text, span.start)),
+            message: error.message().trim().replace('\n', " "),
         })?;
         Ok(Self::from_table(table, &Origin::File(path.to_owned())))
     }
@@ -127,12 +128,34 @@ impl TomlSource {
     }
 }
 
-/// A toml error's message on one line, with its position (`line 3, column 9`).
-fn one_line(error: &toml::de::Error) -> String {
-    let message = error.message().trim().replace('\n', " ");
-    match error.span() {
-        Some(span) => format!("{message} (at byte {})", span.start),
-        None => message,
+/// A place in a file as an editor shows it: 1-based line and column, the column counted in
+/// characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    /// Where byte `offset` of `text` is (an offset inside a character counts as that
+    /// character; one past the end as the end).
+    pub fn of(text: &str, offset: usize) -> Self {
+        let mut end = offset.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &text[..end];
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        Position {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
     }
 }
 
@@ -273,6 +296,24 @@ mod tests {
         assert_eq!(path("TOPIC__PARTITIONS"), ["topic", "partitions"]);
         assert_eq!(env_key_path("A__B__C"), None);
         assert_eq!(env_key_path("KAFKA__"), None);
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters_from_one() {
+        let text = "a = 1\nname = \"é\" x\n";
+        assert_eq!(Position::of(text, 0), Position { line: 1, column: 1 });
+        assert_eq!(Position::of(text, 6), Position { line: 2, column: 1 });
+        // After the two-byte `é`, the column counts characters, not bytes.
+        let x = text.find(" x").expect("x") + 1;
+        assert_eq!(
+            Position::of(text, x),
+            Position {
+                line: 2,
+                column: 12
+            }
+        );
+        assert_eq!(Position::of(text, 15), Position::of(text, 14), "inside `é`");
+        assert_eq!(Position::of(text, 999), Position { line: 3, column: 1 });
     }
 
     #[test]

@@ -274,10 +274,14 @@ fn missing_file_names_the_path() {
 }
 
 #[test]
-fn toml_syntax_error_names_the_file() {
+fn toml_syntax_error_names_the_file_line_and_column() {
     let file = toml_file("role = \"batch\"\n[batch\nmin_size = 1\n");
     let error = load_err(&request(None, Some(file.path()), &[]));
-    assert!(error.contains("not valid TOML"), "{error}");
+    assert!(
+        error.contains("not valid TOML at line 2, column 7"),
+        "{error}"
+    );
+    assert!(!error.contains("byte"), "{error}");
     assert!(
         error.contains(&file.path().display().to_string()),
         "{error}"
