@@ -77,7 +77,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             action: TopicAction::Ensure { wait },
         }) => {
             let loaded = config::load(&cli.config.request(false))?;
-            logging::init(&loaded.settings.log);
+            init_logging(&loaded);
             for ensured in crate::topic::ensure(&loaded.settings, wait).await? {
                 println!(
                     "topic {}: {}; {}",
@@ -99,7 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 
 async fn run_role(cli: &Cli) -> Result<(), AppError> {
     let loaded = config::load(&cli.config.request(true))?;
-    logging::init(&loaded.settings.log);
+    init_logging(&loaded);
     let listen_origin = loaded.origin("http.listen");
     let settings = Arc::new(loaded.settings);
     let role = settings.role.ok_or(ConfigError::NoRole)?;
@@ -137,6 +137,18 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
         ),
     }
     Ok(())
+}
+
+/// Starts logging as `[log]` says, then names the variables the configuration set aside: an
+/// operator who meant one of them as a setting sees that it was not read.
+fn init_logging(loaded: &config::LoadedConfig) {
+    logging::init(&loaded.settings.log);
+    if !loaded.service_links.is_empty() {
+        tracing::info!(
+            variables = %loaded.service_links.join(","),
+            "ignoring environment variables Kubernetes injects for Services named kafkad-*; they are not configuration (set enableServiceLinks: false on the pod to drop them)"
+        );
+    }
 }
 
 /// Serves the role's HTTP endpoint on `[http] listen`. Several kafkad processes on one host

@@ -77,6 +77,23 @@ fn bad_configuration_exits_2_naming_key_and_source() {
     }
 }
 
+/// A Service named `kafkad-metrics` in the namespace makes Kubernetes inject these into every
+/// pod; they once failed as unknown keys and crash-looped every kafkad pod.
+#[test]
+fn kubernetes_service_link_variables_do_not_stop_kafkad() {
+    let output = kafkad(
+        &["config", "check", "--config", "config/single.toml"],
+        &[
+            ("KAFKAD_METRICS_PORT", "tcp://10.0.0.1:9464"),
+            ("KAFKAD_METRICS_PORT_9464_TCP", "tcp://10.0.0.1:9464"),
+            ("KAFKAD_METRICS_PORT_9464_TCP_ADDR", "10.0.0.1"),
+            ("KAFKAD_METRICS_SERVICE_HOST", "10.0.0.1"),
+            ("KAFKAD_METRICS_SERVICE_PORT", "9464"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[test]
 fn config_print_shows_env_beating_file_beating_defaults() {
     let output = kafkad(

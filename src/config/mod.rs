@@ -596,6 +596,9 @@ impl LoadRequest {
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
     pub settings: Settings,
+    /// `KAFKAD_*` variables Kubernetes injected for a Service, set aside rather than read as
+    /// configuration (see [`sources::is_service_link`]), by name.
+    pub service_links: Vec<String>,
     tree: Map<String, Value>,
 }
 
@@ -639,7 +642,11 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
     settings.resolved_kafka = resolve_kafka(&settings.kafka.0, &request.env, &tree)?;
     settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
     validate(&settings, &tree)?;
-    Ok(LoadedConfig { settings, tree })
+    Ok(LoadedConfig {
+        settings,
+        service_links: env.service_links,
+        tree,
+    })
 }
 
 fn build(
@@ -1092,7 +1099,7 @@ impl LoadedConfig {
     /// `config print`: the effective configuration as TOML, each value followed by its source,
     /// secrets redacted.
     pub fn render(&self) -> String {
-        render::render(&self.settings, &self.tree)
+        render::render(&self.settings, &self.tree, &self.service_links)
     }
 }
 

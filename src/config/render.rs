@@ -10,7 +10,11 @@ use super::{origin_of, Settings};
 /// Width of the `key = value` column before the `# source` comment.
 const COLUMN: usize = 48;
 
-pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
+pub(super) fn render(
+    settings: &Settings,
+    tree: &Map<String, Value>,
+    service_links: &[String],
+) -> String {
     let document = toml::Value::try_from(settings).expect("settings serialize to TOML");
     let toml::Value::Table(document) = document else {
         unreachable!("settings are a struct");
@@ -20,6 +24,12 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         out,
         "# kafkad effective configuration; each value's source follows it"
     );
+    for name in service_links {
+        let _ = writeln!(
+            out,
+            "# not configuration: {name} (a Kubernetes service link, set aside)"
+        );
+    }
 
     match settings.role {
         Some(role) => line(

@@ -193,19 +193,30 @@ impl Source for TomlSource {
 /// under `[kafka]` underscores become dots (librdkafka names never hold underscores), so
 /// `KAFKAD_KAFKA__FETCH_WAIT_MAX_MS` is `fetch.wait.max.ms`. A single segment is a top-level
 /// key (`KAFKAD_SHUTDOWN_TIMEOUT`), and `KAFKAD_TOPIC` is the topic name.
+///
+/// A variable Kubernetes injects for a Service whose name starts with `kafkad` is not
+/// configuration: it is set aside (see [`is_service_link`]) instead of failing as an unknown
+/// key, which would crash-loop every pod of the namespace the moment such a Service appears.
 #[derive(Debug, Clone)]
 pub struct EnvSource {
     map: Map<String, Value>,
+    /// The service-link variables set aside, by name.
+    pub service_links: Vec<String>,
 }
 
 impl EnvSource {
     pub fn new(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut map = Map::new();
+        let mut service_links = Vec::new();
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
             if ENV_FLAGS.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            if is_service_link(rest, value) {
+                service_links.push(name.clone());
                 continue;
             }
             let path = env_key_path(rest).ok_or_else(|| ConfigError::UnknownKey {
@@ -220,8 +231,49 @@ impl EnvSource {
                 Value::new(tag.as_ref(), ValueKind::String(value.clone())),
             );
         }
-        Ok(EnvSource { map })
+        service_links.sort();
+        Ok(EnvSource { map, service_links })
     }
+}
+
+/// Whether `KAFKAD_<rest>=<value>` is one of the variables the kubelet writes into every
+/// container for each Service of the namespace (unless the pod sets `enableServiceLinks:
+/// false`): for a Service `kafkad-metrics` with cluster IP 10.0.0.1 and port 9464 named
+/// `http`, `KAFKAD_METRICS_SERVICE_HOST=10.0.0.1`, `KAFKAD_METRICS_SERVICE_PORT=9464`,
+/// `KAFKAD_METRICS_SERVICE_PORT_HTTP=9464`, `KAFKAD_METRICS_PORT=tcp://10.0.0.1:9464`,
+/// `KAFKAD_METRICS_PORT_9464_TCP=tcp://10.0.0.1:9464` and its `_PROTO=tcp`, `_PORT=9464` and
+/// `_ADDR=10.0.0.1`. Both the name's ending and the value's form must match, so a mistyped
+/// kafkad variable is still an unknown key: no kafkad key ends like these names, and none
+/// takes a `tcp://address:port` or a bare IP address.
+pub fn is_service_link(rest: &str, value: &str) -> bool {
+    let is_ip = || value.parse::<std::net::IpAddr>().is_ok();
+    let is_port = || value.parse::<u16>().is_ok_and(|port| port > 0);
+    let tokens: Vec<&str> = rest.split('_').collect();
+    // `<SERVICE>_SERVICE_PORT`, and `<SERVICE>_SERVICE_PORT_<PORT NAME>` for named ports.
+    let service_port = tokens.windows(2).any(|pair| pair == ["SERVICE", "PORT"]);
+    match tokens.as_slice() {
+        [.., "SERVICE", "HOST"] if is_ip() => true,
+        _ if service_port && is_port() => true,
+        [.., "PORT"] if link_address(value).is_some() => true,
+        [.., "PORT", port, protocol] => {
+            link_address(value) == Some((protocol.to_ascii_lowercase(), (*port).to_owned()))
+        }
+        [.., "PORT", _, protocol, "PROTO"] => value == protocol.to_ascii_lowercase(),
+        [.., "PORT", port, _, "PORT"] => value == *port,
+        [.., "PORT", _, _, "ADDR"] => is_ip(),
+        _ => false,
+    }
+}
+
+/// The protocol and port of a Docker-style link address, `tcp://10.0.0.1:9464` (also `udp`,
+/// `sctp`, and `[fd00::1]:9464` for IPv6).
+fn link_address(value: &str) -> Option<(String, String)> {
+    let (protocol, address) = value.split_once("://")?;
+    if !matches!(protocol, "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let address: std::net::SocketAddr = address.parse().ok()?;
+    Some((protocol.to_owned(), address.port().to_string()))
 }
 
 fn env_key_path(rest: &str) -> Option<KeyPath> {
