@@ -526,6 +526,22 @@ pub struct LogSettings {
 }
 
 impl Settings {
+    /// librdkafka's `client.id` unless `[kafka]` sets one: `kafkad-<role>-<instance>`, the
+    /// instance being the producer id for a producer and `<host name>-<pid>` otherwise (in a
+    /// pod the host name is the pod's name). librdkafka's own default, `rdkafka`, is the same
+    /// for every member, so the brokers' logs, request metrics and `kafka-consumer-groups
+    /// --describe` could not tell the instances apart.
+    pub fn default_client_id(&self) -> String {
+        let instance = match self.role {
+            Some(Role::Producer) => self.producer.producer_id(),
+            _ => format!("{}-{}", host_name(), std::process::id()),
+        };
+        match self.role {
+            Some(role) => format!("kafkad-{role}-{instance}"),
+            None => format!("kafkad-{instance}"),
+        }
+    }
+
     /// The dead-letter topic, or `None` where the operator disabled it with `dlq_topic = ""`.
     pub fn dlq_topic(&self) -> Option<String> {
         match &self.dlq_topic {
@@ -640,6 +656,10 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         .map_err(|e| deserialize_error(e, &tree))?;
     settings.role = role;
     settings.resolved_kafka = resolve_kafka(&settings.kafka.0, &request.env, &tree)?;
+    if settings.resolved_kafka.get("client.id").is_none() {
+        let client_id = settings.default_client_id();
+        settings.resolved_kafka.set("client.id", client_id);
+    }
     settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
     validate(&settings, &tree)?;
     Ok(LoadedConfig {

@@ -97,6 +97,14 @@ pub(super) fn render(
                 &origin_of(tree, &format!("{table}.{key}")),
             );
         }
+        if table == "kafka" && !settings.kafka.0.contains_key("client.id") {
+            line(
+                &mut out,
+                &quote("client.id"),
+                &quote(&settings.default_client_id()),
+                "default (kafkad-<role>-<producer id, or host name-pid>)",
+            );
+        }
         let retry_count_set = ["retries", "message.send.max.retries"]
             .iter()
             .any(|name| settings.resolved_kafka.get(name).is_some());

@@ -731,3 +731,50 @@ fn a_kafkad_variable_that_only_looks_like_a_service_link_is_still_an_unknown_key
         );
     }
 }
+
+#[test]
+fn client_id_names_the_instance_unless_kafka_sets_one() {
+    let producer = load_ok(&request(
+        Some(Role::Producer),
+        None,
+        &[("KAFKAD_PRODUCER__PRODUCER_ID", "producer-1")],
+    ));
+    assert_eq!(
+        producer.settings.resolved_kafka.get("client.id"),
+        Some("kafkad-producer-producer-1")
+    );
+    let printed = producer.render();
+    assert!(
+        printed.lines().any(
+            |l| l.starts_with("\"client.id\" = \"kafkad-producer-producer-1\"")
+                && l.contains("# default")
+        ),
+        "{printed}"
+    );
+
+    let pid = format!("-{}", std::process::id());
+    for (role, prefix) in [
+        (Role::Single, "kafkad-single-"),
+        (Role::Batch, "kafkad-batch-"),
+    ] {
+        let config = load_ok(&request(Some(role), None, &[]));
+        let id = config
+            .settings
+            .resolved_kafka
+            .get("client.id")
+            .unwrap_or_default();
+        assert!(id.starts_with(prefix) && id.ends_with(&pid), "{id}");
+        assert!(
+            id.len() > prefix.len() + pid.len(),
+            "the host name is in it: {id}"
+        );
+    }
+
+    let file = toml_file("[kafka]\n\"client.id\" = \"billing-consumer\"\n");
+    let config = load_ok(&request(Some(Role::Single), Some(file.path()), &[]));
+    assert_eq!(
+        config.settings.resolved_kafka.get("client.id"),
+        Some("billing-consumer")
+    );
+    assert!(config.render().contains("billing-consumer"));
+}
