@@ -91,6 +91,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 for warning in &ensured.warnings {
                     println!("  warning: {warning}");
                 }
+                for note in &ensured.notes {
+                    println!("  note: {note}");
+                }
             }
             Ok(())
         }

@@ -102,8 +102,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TopicAction {
-    /// Creates the topic (and its dead-letter topic) when missing, with `[topic] partitions`
-    /// and `replication_factor`; verifies an existing one. Idempotent.
+    /// Creates the topic (and its dead-letter topic) when missing, with `[topic] partitions`,
+    /// `replication_factor` and `config`; verifies an existing one. Idempotent.
     Ensure {
         /// How long to keep retrying while the brokers are unreachable.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]

@@ -296,7 +296,35 @@ pub struct TopicSettings {
     pub partitions: i32,
     /// Replication factor `topic ensure` creates or expects.
     pub replication_factor: i32,
+    /// Topic configuration (`min.insync.replicas`, `retention.ms`, ...) `topic ensure` creates
+    /// the topic with and expects of an existing one, passed to Kafka verbatim.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
+
+impl TopicSettings {
+    /// The `min.insync.replicas` a topic gets when `config` does not say: 2 where there are
+    /// at least two replicas, so an `acks=all` write is on two brokers before it counts as
+    /// written and one broker's loss cannot take it (with 2 replicas, writes then wait while
+    /// either is down, which the producer retries until `delivery.timeout.ms`); 1 for a single
+    /// replica, the only value it can meet.
+    pub fn default_min_insync_replicas(&self) -> i32 {
+        self.replication_factor.clamp(1, 2)
+    }
+
+    /// What `topic ensure` creates the topic with: `config`, plus the default
+    /// `min.insync.replicas` unless `config` sets it.
+    pub fn creation_config(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        config
+            .entry(MIN_INSYNC_REPLICAS.to_owned())
+            .or_insert_with(|| self.default_min_insync_replicas().to_string());
+        config
+    }
+}
+
+/// The topic config that decides how many replicas hold an `acks=all` write.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -928,6 +956,7 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     if settings.topic.replication_factor < 1 {
         return fail("topic.replication_factor", "must be at least 1");
     }
+    check_topic_config(&settings.topic, tree)?;
     for (key, duration, example) in [
         ("shutdown_timeout", settings.shutdown_timeout, "30s"),
         ("summary_interval", settings.summary_interval, "10s"),
@@ -958,6 +987,51 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     }
     check_retry(&settings.retry, tree)?;
     check_sink(&settings.sink, tree)
+}
+
+/// Topic config names as Kafka spells them (the broker judges the names and values when it
+/// creates the topic), and a `min.insync.replicas` the replicas can meet.
+fn check_topic_config(topic: &TopicSettings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
+    for (name, value) in &topic.config {
+        let key = format!("topic.config.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')
+        {
+            return Err(invalid(
+                tree,
+                &key,
+                "is not a topic config name: Kafka's are lowercase words joined by dots, e.g. retention.ms",
+            ));
+        }
+        if name == MIN_INSYNC_REPLICAS {
+            match value.trim().parse::<i32>() {
+                Ok(n) if (1..=topic.replication_factor).contains(&n) => {}
+                Ok(n) if n > topic.replication_factor => {
+                    return Err(invalid(
+                        tree,
+                        &key,
+                        format!(
+                            "{n} is more than the {} replicas of topic.replication_factor: every acks=all write would be refused",
+                            topic.replication_factor
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        tree,
+                        &key,
+                        format!(
+                            "`{value}` is not a number of replicas from 1 to topic.replication_factor ({})",
+                            topic.replication_factor
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The backoff in order: delays above 0, `max` not below `initial`, a growing multiplier, a

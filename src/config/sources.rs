@@ -53,7 +53,10 @@ pub type KeyPath = Vec<String>;
 pub fn split_key(key: &str) -> KeyPath {
     match key.split_once('.') {
         Some(("kafka", property)) => vec!["kafka".to_owned(), property.to_owned()],
-        _ => normalize_topic(key.split('.').map(str::to_owned).collect()),
+        _ => match key.strip_prefix("topic.config.") {
+            Some(name) => vec!["topic".to_owned(), "config".to_owned(), name.to_owned()],
+            None => normalize_topic(key.split('.').map(str::to_owned).collect()),
+        },
     }
 }
 
@@ -191,8 +194,10 @@ impl Source for TomlSource {
 
 /// `KAFKAD_<SECTION>__<KEY>` variables. `KAFKAD_BATCH__MIN_SIZE` is `batch.min_size`;
 /// under `[kafka]` underscores become dots (librdkafka names never hold underscores), so
-/// `KAFKAD_KAFKA__FETCH_WAIT_MAX_MS` is `fetch.wait.max.ms`. A single segment is a top-level
-/// key (`KAFKAD_SHUTDOWN_TIMEOUT`), and `KAFKAD_TOPIC` is the topic name.
+/// `KAFKAD_KAFKA__FETCH_WAIT_MAX_MS` is `fetch.wait.max.ms`, and likewise for topic configs:
+/// `KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS` is `topic.config.min.insync.replicas`. A single
+/// segment is a top-level key (`KAFKAD_SHUTDOWN_TIMEOUT`), and `KAFKAD_TOPIC` is the topic
+/// name.
 ///
 /// A variable Kubernetes injects for a Service whose name starts with `kafkad` is not
 /// configuration: it is set aside (see [`is_service_link`]) instead of failing as an unknown
@@ -279,6 +284,12 @@ fn link_address(value: &str) -> Option<(String, String)> {
 fn env_key_path(rest: &str) -> Option<KeyPath> {
     let segments: Vec<&str> = rest.split("__").collect();
     match segments.as_slice() {
+        // Topic config names, like librdkafka's, are dotted words without underscores.
+        ["TOPIC", "CONFIG", name] if !name.is_empty() => Some(vec![
+            "topic".to_owned(),
+            "config".to_owned(),
+            name.to_ascii_lowercase().replace('_', "."),
+        ]),
         [key] if !key.is_empty() => Some(normalize_topic(vec![key.to_ascii_lowercase()])),
         [section, key] if !section.is_empty() && !key.is_empty() => {
             let section = section.to_ascii_lowercase();
@@ -346,7 +357,12 @@ mod tests {
         assert_eq!(path("SHUTDOWN_TIMEOUT"), ["shutdown_timeout"]);
         assert_eq!(path("TOPIC"), ["topic", "name"]);
         assert_eq!(path("TOPIC__PARTITIONS"), ["topic", "partitions"]);
+        assert_eq!(
+            path("TOPIC__CONFIG__MIN_INSYNC_REPLICAS"),
+            ["topic", "config", "min.insync.replicas"]
+        );
         assert_eq!(env_key_path("A__B__C"), None);
+        assert_eq!(env_key_path("BATCH__CONFIG__X"), None);
         assert_eq!(env_key_path("KAFKA__"), None);
     }
 
@@ -376,5 +392,9 @@ mod tests {
         );
         assert_eq!(split_key("batch.max_wait"), ["batch", "max_wait"]);
         assert_eq!(split_key("topic"), ["topic", "name"]);
+        assert_eq!(
+            split_key("topic.config.retention.ms"),
+            ["topic", "config", "retention.ms"]
+        );
     }
 }

@@ -778,3 +778,92 @@ fn client_id_names_the_instance_unless_kafka_sets_one() {
     );
     assert!(config.render().contains("billing-consumer"));
 }
+
+#[test]
+fn topic_config_from_every_layer_with_a_min_insync_replicas_default() {
+    let config = load_ok(&request(Some(Role::Producer), None, &[]));
+    assert!(config.settings.topic.config.is_empty());
+    assert_eq!(
+        config.settings.topic.creation_config(),
+        BTreeMap::from([("min.insync.replicas".to_owned(), "2".to_owned())]),
+        "two replicas by default: both hold an acknowledged write"
+    );
+    let printed = config.render();
+    assert!(
+        printed.contains("[topic.config]")
+            && printed.lines().any(
+                |l| l.starts_with("\"min.insync.replicas\" = \"2\"") && l.contains("# default")
+            ),
+        "{printed}"
+    );
+    toml::from_str::<toml::Table>(&printed).expect("config print emits TOML");
+
+    let single_replica = load_ok(&request(
+        Some(Role::Producer),
+        None,
+        &[("KAFKAD_TOPIC__REPLICATION_FACTOR", "1")],
+    ));
+    assert_eq!(
+        single_replica.settings.topic.creation_config()["min.insync.replicas"],
+        "1",
+        "the one value a single replica can meet"
+    );
+
+    let file = toml_file(
+        "[topic]\nreplication_factor = 3\n[topic.config]\n\"retention.ms\" = 86400000\n\"cleanup.policy\" = \"delete\"\n",
+    );
+    let mut req = request(
+        Some(Role::Producer),
+        Some(file.path()),
+        &[("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS", "3")],
+    );
+    req.overrides = vec![("topic.config.retention.ms".into(), "3600000".into())];
+    let config = load_ok(&req);
+    assert_eq!(
+        config.settings.topic.creation_config(),
+        BTreeMap::from([
+            ("cleanup.policy".to_owned(), "delete".to_owned()),
+            ("min.insync.replicas".to_owned(), "3".to_owned()),
+            ("retention.ms".to_owned(), "3600000".to_owned()),
+        ])
+    );
+    assert_eq!(
+        config.origin("topic.config.min.insync.replicas"),
+        "env KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS"
+    );
+    let printed = config.render();
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("\"retention.ms\" = \"3600000\"")
+                && l.ends_with("# flag --set topic.config.retention.ms")),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_min_insync_replicas_the_replicas_cannot_meet_is_refused() {
+    for (value, why) in [
+        ("3", "more than the 2 replicas"),
+        ("0", "not a number of replicas from 1"),
+        ("two", "not a number of replicas from 1"),
+    ] {
+        let error = load_err(&request(
+            Some(Role::Producer),
+            None,
+            &[("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS", value)],
+        ));
+        assert!(
+            error.contains("topic.config.min.insync.replicas")
+                && error.contains("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS")
+                && error.contains(why),
+            "{value}: {error}"
+        );
+    }
+    let file = toml_file("[topic.config]\n\"Retention_MS\" = 1\n");
+    let error = load_err(&request(Some(Role::Producer), Some(file.path()), &[]));
+    assert!(
+        error.contains("topic.config.Retention_MS") && error.contains("not a topic config name"),
+        "{error}"
+    );
+}
