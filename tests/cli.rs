@@ -66,6 +66,17 @@ fn bad_configuration_exits_2_naming_key_and_source() {
             vec![("KAFKAD_SINK__KIND", "jsonl")],
             vec!["sink.path", "KAFKAD_SINK__KIND"],
         ),
+        // A replay sends a consumer group's dead letters through that group's sink.
+        (
+            vec!["dlq", "replay", "--role", "producer"],
+            vec![],
+            vec!["`role`", "flag --role", "single or batch"],
+        ),
+        (
+            vec!["dlq", "replay", "--config", "config/batch.toml"],
+            vec![("KAFKAD_DLQ_TOPIC", "")],
+            vec!["dlq_topic", "KAFKAD_DLQ_TOPIC", "no dead-letter topic"],
+        ),
     ] {
         let output = kafkad(&args, &env);
         let err = stderr(&output);
