@@ -245,14 +245,10 @@ mod real_broker {
             "{again}"
         );
 
-        let mut ensure = scenario.start(
-            "topic-init",
+        let log = scenario.ensure_topic_refused(
             "ensure-other-shape",
             &[("KAFKAD_TOPIC__PARTITIONS", "1".to_owned())],
         );
-        let status = ensure.wait(EXIT_TIMEOUT);
-        let log = ensure.log_text();
-        assert_eq!(status.code(), Some(1), "{log}");
         assert!(
             log.contains("has 3 partitions") && log.contains("says 1"),
             "{log}"
@@ -371,14 +367,10 @@ mod real_broker {
             "{dlq}"
         );
 
-        let mut ensure = scenario.start(
-            "topic-init",
+        let log = scenario.ensure_topic_refused(
             "ensure-other-retention",
             &[("KAFKAD_TOPIC__CONFIG__RETENTION_MS", "7200000".to_owned())],
         );
-        let status = ensure.wait(EXIT_TIMEOUT);
-        let log = ensure.log_text();
-        assert_eq!(status.code(), Some(1), "{log}");
         assert!(
             log.contains(&format!(
                 "topic {} has retention.ms=3600000, but the configuration says 7200000 (topic.config.retention.ms)",

@@ -208,6 +208,16 @@ impl<'c> Scenario<'c> {
         ensure.log_text()
     }
 
+    /// `kafkad topic ensure` under topic-init's environment with `extra` on top, as process
+    /// `name`, which must refuse (exit 1); returns its log.
+    pub fn ensure_topic_refused(&self, name: &str, extra: &[(&str, String)]) -> String {
+        let mut ensure = self.start("topic-init", name, extra);
+        let status = ensure.wait(EXIT_TIMEOUT);
+        let log = ensure.log_text();
+        assert_eq!(status.code(), Some(1), "topic ensure must refuse:\n{log}");
+        log
+    }
+
     /// A producer service sending `count` messages (0 = until stopped) at `rate` per second
     /// (0 = as fast as it can) as `producer_id`.
     pub fn producer(&self, service: &str, producer_id: &str, count: u64, rate: u32) -> Kafkad {
