@@ -15,10 +15,11 @@
 //! `unclean.leader.election.enable`) and reports them beside the producer's `acks`, with a
 //! warning wherever together they cannot keep the `acks=all` promise, saying what can be lost
 //! and which setting changes it, and a note where they trade availability for it.
-//! The dead-letter topic is created beside the source topic with the source's durability
-//! settings and a `max.message.bytes` no smaller than the source's, so whatever the source
-//! accepted can be dead-lettered, and an acknowledged copy survives like the record it stands
-//! for.
+//! The dead-letter topic is created beside the source topic with the durability settings the
+//! configuration gives the source (`min.insync.replicas`, its default included,
+//! `unclean.leader.election.enable`) and a `max.message.bytes` no smaller than the live
+//! source's, so whatever the source accepted can be dead-lettered, and an acknowledged copy
+//! survives like the record it stands for.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
