@@ -414,11 +414,17 @@ impl Replay<'_> {
         &self.target.dlq_topic
     }
 
+    /// A failed request as an error: the client's own unrecoverable failure (an untrusted
+    /// certificate, a refused login) where there was one, since the request itself then only
+    /// says that it timed out.
     fn read_error(&self, what: &'static str) -> impl FnOnce(KafkaError) -> ReplayError + '_ {
-        move |source| ReplayError::Read {
-            topic: self.topic().to_owned(),
-            what,
-            source,
+        move |source| match self.consumer.context().log.failure() {
+            Some(reason) => ReplayError::Connection(reason),
+            None => ReplayError::Read {
+                topic: self.topic().to_owned(),
+                what,
+                source,
+            },
         }
     }
 
@@ -446,7 +452,7 @@ impl Replay<'_> {
         }
         let committed = self
             .consumer
-            .committed_offsets(list.clone(), REQUEST_TIMEOUT)
+            .committed_offsets(list, REQUEST_TIMEOUT)
             .map_err(self.read_error("read the replay's committed position"))?;
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
