@@ -7,9 +7,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, ConfigAction, DemoArgs, TopicAction};
+use crate::cli::{
+    Cli, Command, ConfigAction, ConfigArgs, DemoArgs, DlqAction, ReplayArgs, TopicAction,
+};
 use crate::config::{self, ConfigError};
 use crate::demo::{self, DemoOptions};
+use crate::replay;
 use crate::roles::{self, RoleReport};
 use crate::shutdown;
 use crate::telemetry::metrics::RoleMetrics;
@@ -30,6 +33,8 @@ pub enum AppError {
     ShutdownTimeout(std::time::Duration),
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
     #[error("cannot serve HTTP on {addr} ([http] listen from {origin}): {source}")]
     Listen {
         addr: SocketAddr,
@@ -77,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             action: TopicAction::Ensure { wait },
         }) => {
             let loaded = config::load(&cli.config.request(false))?;
-            logging::init(&loaded.settings.log);
+            init_logging(&loaded);
             for ensured in crate::topic::ensure(&loaded.settings, wait).await? {
                 println!(
                     "topic {}: {}; {}",
@@ -91,15 +96,56 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 for warning in &ensured.warnings {
                     println!("  warning: {warning}");
                 }
+                for note in &ensured.notes {
+                    println!("  note: {note}");
+                }
             }
             Ok(())
         }
+        Some(Command::Dlq {
+            action: DlqAction::Replay(args),
+        }) => run_replay(&cli.config, args).await,
     }
+}
+
+async fn run_replay(config_args: &ConfigArgs, args: ReplayArgs) -> Result<(), AppError> {
+    let loaded = config::load(&config_args.request(true))?;
+    init_logging(&loaded);
+    let target = replay::Target::of(&loaded.settings).map_err(|unfit| ConfigError::Invalid {
+        key: unfit.key.to_owned(),
+        origin: loaded.origin(unfit.key),
+        message: unfit.message,
+    })?;
+    let (trigger, shutdown) = shutdown::channel();
+    shutdown::listen_for_signals(trigger)?;
+    let options = replay::ReplayOptions {
+        reasons: args.reasons,
+        since: args.since,
+    };
+    let settings = loaded.settings;
+    let replaying = target.clone();
+    // librdkafka calls and the sink block: a thread of their own.
+    let report = tokio::task::spawn_blocking(move || {
+        replay::replay(&settings, &replaying, &options, &shutdown)
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+    println!(
+        "replayed {} dead-lettered record(s) of group {} from {} (position kept in group {}); passed over: {} of other groups, {} of other kinds, {} dead-lettered before --since",
+        report.replayed,
+        target.group,
+        target.dlq_topic,
+        target.replay_group,
+        report.other_groups,
+        report.other_kinds,
+        report.before_since
+    );
+    Ok(())
 }
 
 async fn run_role(cli: &Cli) -> Result<(), AppError> {
     let loaded = config::load(&cli.config.request(true))?;
-    logging::init(&loaded.settings.log);
+    init_logging(&loaded);
     let listen_origin = loaded.origin("http.listen");
     let settings = Arc::new(loaded.settings);
     let role = settings.role.ok_or(ConfigError::NoRole)?;
@@ -137,6 +183,18 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
         ),
     }
     Ok(())
+}
+
+/// Starts logging as `[log]` says, then names the variables the configuration set aside: an
+/// operator who meant one of them as a setting sees that it was not read.
+fn init_logging(loaded: &config::LoadedConfig) {
+    logging::init(&loaded.settings.log);
+    if !loaded.service_links.is_empty() {
+        tracing::info!(
+            variables = %loaded.service_links.join(","),
+            "ignoring environment variables Kubernetes injects for Services named kafkad-*; they are not configuration (set enableServiceLinks: false on the pod to drop them)"
+        );
+    }
 }
 
 /// Serves the role's HTTP endpoint on `[http] listen`. Several kafkad processes on one host

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{LoadRequest, Role};
@@ -98,12 +99,56 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicAction,
     },
+    /// Works with the dead-letter topic.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Sends the configured consumer group's dead-lettered records through its sink, once.
+    /// The replay keeps its position in the group `<group.id>.replay`, so running it again
+    /// resumes. A copy that fails again stops it with exit 1, uncommitted.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Only copies of this kind (their `kafkad.error.kind`); repeatable. Unset: every kind.
+    #[arg(
+        long = "reason",
+        value_name = "KIND",
+        value_parser = PossibleValuesParser::new(crate::dlq::KINDS)
+            .try_map(|kind| kind.parse::<crate::replay::ErrorKind>())
+    )]
+    pub reasons: Vec<crate::replay::ErrorKind>,
+    /// Only copies dead-lettered at or after this time: RFC 3339 (`2026-11-25T18:00:00Z`) or a
+    /// duration before now (`90m`, `2h`). Older copies of the group are passed over, and like
+    /// every copy passed over they are behind the replay's position afterwards.
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `--since`: a point in time (RFC 3339), or a duration before now.
+pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        format!("`{text}` is neither a time like 2026-11-25T18:00:00Z nor a duration like 2h")
+    })?;
+    chrono::Duration::from_std(ago)
+        .ok()
+        .and_then(|ago| chrono::Utc::now().checked_sub_signed(ago))
+        .ok_or_else(|| format!("`{text}` reaches back before any time kafkad can represent"))
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TopicAction {
-    /// Creates the topic (and its dead-letter topic) when missing, with `[topic] partitions`
-    /// and `replication_factor`; verifies an existing one. Idempotent.
+    /// Creates the topic (and its dead-letter topic) when missing, with `[topic] partitions`,
+    /// `replication_factor` and `config`; verifies an existing one. Idempotent.
     Ensure {
         /// How long to keep retrying while the brokers are unreachable.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]

@@ -76,6 +76,31 @@ pub enum Rejection {
     ProcessingFailed { error: String, attempts: u32 },
 }
 
+/// The headers kafkad adds to a dead-letter copy, after the record's own.
+pub mod header {
+    pub const ERROR: &str = "kafkad.error";
+    pub const ERROR_KIND: &str = "kafkad.error.kind";
+    pub const SOURCE_TOPIC: &str = "kafkad.source.topic";
+    pub const SOURCE_PARTITION: &str = "kafkad.source.partition";
+    pub const SOURCE_OFFSET: &str = "kafkad.source.offset";
+    pub const CONSUMER_GROUP: &str = "kafkad.consumer.group";
+    pub const ATTEMPTS: &str = "kafkad.attempts";
+}
+
+/// Every value [`Rejection::kind`] gives, the `kafkad.error.kind` header of a copy.
+pub const KINDS: &[&str] = &[
+    "not_utf8",
+    "not_json",
+    "empty",
+    "tombstone",
+    "missing_field",
+    "wrong_type",
+    "duplicate_field",
+    "too_large",
+    "too_deep",
+    "processing_failed",
+];
+
 impl Rejection {
     /// The `kafkad.error.kind` header and the metrics label.
     pub fn kind(&self) -> &'static str {
@@ -357,12 +382,12 @@ impl DeadLetters {
         let offset = record.offset().to_string();
         let error = rejection.to_string();
         for (key, value) in [
-            ("kafkad.error", error.as_str()),
-            ("kafkad.error.kind", rejection.kind()),
-            ("kafkad.source.topic", self.source_topic.as_str()),
-            ("kafkad.source.partition", partition.as_str()),
-            ("kafkad.source.offset", offset.as_str()),
-            ("kafkad.consumer.group", self.group.as_str()),
+            (header::ERROR, error.as_str()),
+            (header::ERROR_KIND, rejection.kind()),
+            (header::SOURCE_TOPIC, self.source_topic.as_str()),
+            (header::SOURCE_PARTITION, partition.as_str()),
+            (header::SOURCE_OFFSET, offset.as_str()),
+            (header::CONSUMER_GROUP, self.group.as_str()),
         ] {
             headers = headers.insert(Header {
                 key,
@@ -371,7 +396,7 @@ impl DeadLetters {
         }
         if let Rejection::ProcessingFailed { attempts, .. } = rejection {
             headers = headers.insert(Header {
-                key: "kafkad.attempts",
+                key: header::ATTEMPTS,
                 value: Some(attempts.to_string().as_str()),
             });
         }
@@ -470,5 +495,38 @@ mod tests {
         assert_eq!(inspect(Some(b"{"), 10).expect_err("bad").kind(), "not_json");
         let good = KafkaMessage::new(1, "c", "p").encode();
         assert_eq!(inspect(Some(&good), 1 << 20).expect("good").message_id, 1);
+    }
+
+    #[test]
+    fn kinds_lists_every_rejection() {
+        let deep = format!(
+            r#"{{"message_id":1,"content":"c","producer_id":"p","timestamp":"2026-01-01T00:00:00Z","metadata":{{"x":{}{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let rejections = [
+            Some(&b"\xff"[..]),
+            Some(b"{"),
+            Some(b""),
+            None,
+            Some(b"{}"),
+            Some(br#"{"message_id":"one"}"#),
+            Some(br#"{"message_id":1,"message_id":2}"#),
+            Some(&[b' '; 10_001][..]),
+            Some(deep.as_bytes()),
+        ]
+        .map(|payload| inspect(payload, 10_000).expect_err("rejected"));
+        let mut kinds: Vec<&str> = rejections.iter().map(Rejection::kind).collect();
+        kinds.push(
+            Rejection::ProcessingFailed {
+                error: String::new(),
+                attempts: 1,
+            }
+            .kind(),
+        );
+        let mut listed = KINDS.to_vec();
+        listed.sort_unstable();
+        kinds.sort_unstable();
+        assert_eq!(kinds, listed);
     }
 }

@@ -6,7 +6,8 @@
 //!   engine (`consume`).
 //! * [`message`]: the `KafkaMessage` codec, the one place the wire format lives.
 //! * [`config`]: layered configuration and librdkafka property handling.
-//! * [`sink`], [`dlq`]: where processed and rejected records go.
+//! * [`sink`], [`dlq`]: where processed and rejected records go; [`replay`]: a group's
+//!   dead-lettered records through its sink again.
 //! * [`shutdown`], [`client`], [`telemetry`]: what every role shares at run time.
 //! * [`demo`], [`cluster`], [`reconcile`]: the embedded topology and its proof.
 //!
@@ -23,6 +24,7 @@ pub mod demo;
 pub mod dlq;
 pub mod message;
 pub mod reconcile;
+pub mod replay;
 pub mod roles;
 pub mod shutdown;
 pub mod sink;

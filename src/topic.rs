@@ -6,12 +6,22 @@
 //! existing topic is never altered: a partition count or replication factor that differs from
 //! the configuration is an error naming both numbers, for an operator to decide.
 //!
+//! A topic is created with `[topic] config` (any topic config, passed verbatim), with
+//! `min.insync.replicas` defaulting to 2 (1 for a single replica). On an existing topic every
+//! config named in `[topic] config` is checked, and a different value is an error naming both,
+//! like a different shape; the default is only used when creating.
+//!
 //! It also reads the live topic's durability settings (`min.insync.replicas`,
 //! `unclean.leader.election.enable`) and reports them beside the producer's `acks`, with a
-//! warning wherever together they cannot keep the `acks=all` promise, saying what can be lost.
-//! The dead-letter topic is created beside the source topic with a `max.message.bytes` no
-//! smaller than the source's, so whatever the source accepted can be dead-lettered.
+//! warning wherever together they cannot keep the `acks=all` promise, saying what can be lost
+//! and which setting changes it, and a note where they trade availability for it.
+//! The dead-letter topic is created beside the source topic with the durability settings the
+//! configuration gives the source (`min.insync.replicas`, its default included,
+//! `unclean.leader.election.enable`) and a `max.message.bytes` no smaller than the live
+//! source's, so whatever the source accepted can be dead-lettered, and an acknowledged copy
+//! survives like the record it stands for.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +30,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use crate::client::ClientLog;
-use crate::config::{Scope, Settings};
+use crate::config::{Scope, Settings, MIN_INSYNC_REPLICAS};
 
 /// How long one metadata or create request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +51,8 @@ pub struct Ensured {
     pub durability: Durability,
     /// Where this topic's settings fall short, each saying what can be lost or refused.
     pub warnings: Vec<String>,
+    /// What these settings trade for their safety, each saying what to change for the other.
+    pub notes: Vec<String>,
 }
 
 /// The live topic's durability settings beside the producer's `acks`.
@@ -54,7 +66,36 @@ pub struct Durability {
     pub max_message_bytes: Option<i64>,
 }
 
+/// Topic configs the dead-letter topic is created with when the source topic's configuration
+/// names them: an acknowledged dead-letter copy must survive a broker failure like the record
+/// it stands for. The others (retention, cleanup, segment sizes) describe the source's data;
+/// a compacted dead-letter topic, for one, would refuse the copy of a record without a key.
+const SHARED_WITH_DEAD_LETTERS: &[&str] = &[MIN_INSYNC_REPLICAS, "unclean.leader.election.enable"];
+
+/// How to give topic config `name` the value `value`: in the configuration for the topics
+/// kafkad creates, by hand on an existing one.
+fn how_to_set(topic: &str, name: &str, value: &str) -> String {
+    let variable = name.to_ascii_uppercase().replace('.', "_");
+    format!(
+        "set \"{name}\" = {value} in [topic.config], or KAFKAD_TOPIC__CONFIG__{variable}={value}, for the topics kafkad creates; kafkad does not alter an existing topic: kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config {name}={value}"
+    )
+}
+
 impl Durability {
+    /// The durability settings of a topic of `shape` with `configs` (as the broker reports
+    /// them), beside the producer's `acks`.
+    fn of(acks: &str, shape: Option<Shape>, configs: &HashMap<String, String>) -> Self {
+        let get = |key: &str| configs.get(key).map(String::as_str);
+        Durability {
+            acks: acks.to_owned(),
+            replication_factor: shape.and_then(|s| s.replication_factor),
+            min_insync_replicas: get(MIN_INSYNC_REPLICAS).and_then(|v| v.parse().ok()),
+            unclean_leader_election: get("unclean.leader.election.enable")
+                .and_then(|v| v.parse().ok()),
+            max_message_bytes: get("max.message.bytes").and_then(|v| v.parse().ok()),
+        }
+    }
+
     /// Where these settings cannot keep the promise of an acknowledged write.
     pub fn warnings(&self, topic: &str) -> Vec<String> {
         let mut warnings = Vec::new();
@@ -69,27 +110,43 @@ impl Durability {
         let rf = self.replication_factor.unwrap_or(0);
         if rf == 1 {
             warnings.push(format!(
-                "topic {topic} keeps one replica per partition: a broker whose disk is lost takes every acknowledged message of its partitions with it"
+                "topic {topic} keeps one replica per partition: a broker whose disk is lost takes every acknowledged message of its partitions with it (set replication_factor = 3 in [topic] for a topic kafkad creates; kafka-reassign-partitions.sh adds replicas to an existing one)"
             ));
         }
         if let Some(min_isr) = self.min_insync_replicas {
             if acks_all && rf > 1 && min_isr < 2 {
                 warnings.push(format!(
-                    "topic {topic} has min.insync.replicas={min_isr}: acks=all is then met by the leader alone whenever its followers have fallen out of sync, and a message acknowledged then is lost if that leader fails before a follower catches up (set min.insync.replicas=2 on the topic)"
+                    "topic {topic} has min.insync.replicas={min_isr}: acks=all is then met by the leader alone whenever its followers have fallen out of sync, and a message acknowledged then is lost if that leader fails before a follower catches up ({})",
+                    how_to_set(topic, MIN_INSYNC_REPLICAS, "2")
                 ));
             }
-            if rf > 0 && min_isr >= rf {
+            // Dead-letter copies are written with acks=all whatever the producer's acks.
+            if rf > 0 && min_isr > rf {
                 warnings.push(format!(
-                    "topic {topic} has min.insync.replicas={min_isr} with {rf} replicas: every write with acks=all is refused (NOT_ENOUGH_REPLICAS) while any one replica of its partition is down"
+                    "topic {topic} has min.insync.replicas={min_isr} with {rf} replicas: every write with acks=all, dead-letter copies included, is refused (NOT_ENOUGH_REPLICAS) even with every broker up ({})",
+                    how_to_set(topic, MIN_INSYNC_REPLICAS, &rf.min(2).to_string())
                 ));
             }
         }
         if self.unclean_leader_election == Some(true) {
             warnings.push(format!(
-                "topic {topic} has unclean.leader.election.enable=true: after a failure an out-of-sync replica may become leader and the acknowledged messages it lacks are discarded"
+                "topic {topic} has unclean.leader.election.enable=true: after a failure an out-of-sync replica may become leader and the acknowledged messages it lacks are discarded ({})",
+                how_to_set(topic, "unclean.leader.election.enable", "false")
             ));
         }
         warnings
+    }
+
+    /// What these settings give up for their safety: nothing acknowledged is lost, but writes
+    /// wait.
+    pub fn notes(&self, topic: &str) -> Vec<String> {
+        match (self.replication_factor, self.min_insync_replicas) {
+            (Some(rf), Some(min_isr)) if rf > 1 && min_isr == rf => vec![format!(
+                "topic {topic} has min.insync.replicas={min_isr} with {rf} replicas: every acknowledged write is on all of them, and while any one replica of a partition is down, writes to it are refused (NOT_ENOUGH_REPLICAS) and wait: the producer retries them until delivery.timeout.ms, a dead-letter copy until the replica is back (replication_factor = {} in [topic] with min.insync.replicas={min_isr} keeps writing through one broker's loss)",
+                rf + 1
+            )],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -134,6 +191,14 @@ pub enum TopicError {
         waited: Duration,
         last_error: String,
     },
+    #[error("topic {topic} has {name}={}, but the configuration says {expected} (topic.config.{name}); kafkad does not alter existing topics: change the configuration, or the topic (kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config {name}={expected})", .actual.as_deref().unwrap_or("(no such config)"))]
+    ConfigMismatch {
+        topic: String,
+        name: String,
+        /// The topic's value; `None` where the broker reports no config of that name.
+        actual: Option<String>,
+        expected: String,
+    },
     #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
     #[error("not authorized to describe topic {topic}: {reason}; the principal needs Describe on it (and Create to create it)")]
@@ -177,23 +242,30 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
         wait,
     };
 
-    let outcome = target.ensure_one(&topic.name, expected, true, &[]).await?;
-    let source = target.durability(&topic.name, &acks).await?;
+    let creation = topic.creation_config();
+    let outcome = target
+        .ensure_one(&topic.name, expected, true, &creation)
+        .await?;
+    let (source, source_configs) = target.durability(&topic.name, &acks).await?;
+    check_config(&topic.name, &topic.config, &source_configs)?;
     let mut results = vec![Ensured {
         warnings: source.warnings(&topic.name),
+        notes: source.notes(&topic.name),
         topic: topic.name.clone(),
         outcome,
         durability: source.clone(),
     }];
     if let Some(dlq) = settings.dlq_topic() {
+        let mut config: BTreeMap<String, String> = creation
+            .into_iter()
+            .filter(|(name, _)| SHARED_WITH_DEAD_LETTERS.contains(&name.as_str()))
+            .collect();
         // Whatever the source topic accepted must fit in the dead-letter topic.
-        let max_bytes = source.max_message_bytes.map(|b| b.to_string());
-        let config: Vec<(&str, &str)> = max_bytes
-            .as_deref()
-            .map(|b| vec![("max.message.bytes", b)])
-            .unwrap_or_default();
+        if let Some(bytes) = source.max_message_bytes {
+            config.insert("max.message.bytes".to_owned(), bytes.to_string());
+        }
         let outcome = target.ensure_one(&dlq, expected, false, &config).await?;
-        let durability = target.durability(&dlq, &acks).await?;
+        let (durability, _) = target.durability(&dlq, &acks).await?;
         let mut warnings = durability.warnings(&dlq);
         if let (Some(source_max), Some(dlq_max)) =
             (source.max_message_bytes, durability.max_message_bytes)
@@ -206,6 +278,7 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
             }
         }
         results.push(Ensured {
+            notes: durability.notes(&dlq),
             topic: dlq,
             outcome,
             durability,
@@ -218,8 +291,33 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
         for warning in &ensured.warnings {
             tracing::warn!(topic = %ensured.topic, "{warning}");
         }
+        for note in &ensured.notes {
+            tracing::info!(topic = %ensured.topic, "{note}");
+        }
     }
     Ok(results)
+}
+
+/// Every config `[topic] config` names has that value on the topic (as the broker reports
+/// it, after any surrounding whitespace of the configured value).
+fn check_config(
+    topic: &str,
+    configured: &BTreeMap<String, String>,
+    live: &HashMap<String, String>,
+) -> Result<(), TopicError> {
+    for (name, expected) in configured {
+        let expected = expected.trim();
+        let actual = live.get(name);
+        if actual.map(String::as_str) != Some(expected) {
+            return Err(TopicError::ConfigMismatch {
+                topic: topic.to_owned(),
+                name: name.clone(),
+                actual: actual.cloned(),
+                expected: expected.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The cluster `topic ensure` works on, and how long it may wait for it.
@@ -244,7 +342,7 @@ impl Target<'_> {
         name: &str,
         expected: Shape,
         verify: bool,
-        config: &[(&str, &str)],
+        config: &BTreeMap<String, String>,
     ) -> Result<Outcome, TopicError> {
         let started = Instant::now();
         let mut attempts = 0;
@@ -306,8 +404,13 @@ impl Target<'_> {
         }
     }
 
-    /// The topic's replication and durability settings, as the cluster reports them.
-    async fn durability(&self, name: &str, acks: &str) -> Result<Durability, TopicError> {
+    /// The topic's replication and durability settings, and its whole configuration, as the
+    /// cluster reports them.
+    async fn durability(
+        &self,
+        name: &str,
+        acks: &str,
+    ) -> Result<(Durability, HashMap<String, String>), TopicError> {
         let shape = describe(self.admin, name).await.ok().flatten();
         let configs =
             topic_configs(self.admin, name)
@@ -316,15 +419,7 @@ impl Target<'_> {
                     topic: name.to_owned(),
                     reason,
                 })?;
-        let get = |key: &str| configs.get(key).map(String::as_str);
-        Ok(Durability {
-            acks: acks.to_owned(),
-            replication_factor: shape.and_then(|s| s.replication_factor),
-            min_insync_replicas: get("min.insync.replicas").and_then(|v| v.parse().ok()),
-            unclean_leader_election: get("unclean.leader.election.enable")
-                .and_then(|v| v.parse().ok()),
-            max_message_bytes: get("max.message.bytes").and_then(|v| v.parse().ok()),
-        })
+        Ok((Durability::of(acks, shape, &configs), configs))
     }
 }
 
@@ -332,7 +427,7 @@ impl Target<'_> {
 async fn topic_configs(
     admin: &AdminClient<ClientLog>,
     name: &str,
-) -> Result<std::collections::HashMap<String, String>, String> {
+) -> Result<HashMap<String, String>, String> {
     let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(name)], &options)
@@ -429,7 +524,7 @@ async fn create(
     admin: &AdminClient<ClientLog>,
     name: &str,
     shape: Shape,
-    config: &[(&str, &str)],
+    config: &BTreeMap<String, String>,
 ) -> Result<bool, Failure> {
     let mut new_topic = NewTopic::new(
         name,
@@ -533,7 +628,7 @@ mod tests {
     }
 
     #[test]
-    fn one_in_sync_replica_is_named_with_what_can_be_lost() {
+    fn one_in_sync_replica_is_named_with_what_can_be_lost_and_the_key_to_set() {
         let warnings = durability("all", 2, 1, false).warnings("andrew-topic");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
@@ -541,17 +636,87 @@ mod tests {
                 && warnings[0].contains("is lost if that leader fails"),
             "{warnings:?}"
         );
+        assert!(
+            warnings[0].contains("set \"min.insync.replicas\" = 2 in [topic.config]")
+                && warnings[0].contains("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS=2")
+                && warnings[0]
+                    .contains("--entity-name andrew-topic --add-config min.insync.replicas=2"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
     fn weak_acks_unclean_election_and_unwritable_minimums_are_each_named() {
-        let warnings = durability("1", 2, 2, true).warnings("t");
+        let warnings = durability("1", 2, 3, true).warnings("t");
         let all = warnings.join("\n");
         assert_eq!(warnings.len(), 3, "{all}");
         assert!(all.contains("acks=1"), "{all}");
         assert!(all.contains("unclean.leader.election.enable=true"), "{all}");
-        assert!(all.contains("NOT_ENOUGH_REPLICAS"), "{all}");
+        assert!(
+            all.contains("NOT_ENOUGH_REPLICAS) even with every broker up"),
+            "{all}"
+        );
         let all = durability("-1", 1, 1, false).warnings("t").join("\n");
         assert!(all.contains("one replica"), "{all}");
+    }
+
+    #[test]
+    fn the_min_insync_replicas_topic_ensure_chooses_draws_no_warning() {
+        for replication_factor in 2..=5 {
+            let topic = crate::config::TopicSettings {
+                name: "t".to_owned(),
+                partitions: 3,
+                replication_factor,
+                config: BTreeMap::new(),
+            };
+            let min_isr = topic.default_min_insync_replicas();
+            let chosen = durability("all", replication_factor, min_isr, false);
+            assert_eq!(
+                chosen.warnings("t"),
+                Vec::<String>::new(),
+                "{replication_factor} replicas, min.insync.replicas={min_isr}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_replicas_in_sync_is_a_trade_noted_not_a_warning() {
+        let two_of_two = durability("all", 2, 2, false);
+        assert!(two_of_two.warnings("t").is_empty());
+        let notes = two_of_two.notes("t");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("writes to it are refused (NOT_ENOUGH_REPLICAS) and wait")
+                && notes[0].contains("replication_factor = 3"),
+            "{notes:?}"
+        );
+        assert!(durability("all", 3, 2, false).notes("t").is_empty());
+    }
+
+    #[test]
+    fn a_configured_topic_config_the_topic_lacks_is_named_with_both_values() {
+        let live = HashMap::from([
+            ("min.insync.replicas".to_owned(), "1".to_owned()),
+            ("retention.ms".to_owned(), "604800000".to_owned()),
+        ]);
+        let configured = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        check_config("t", &configured(&[("retention.ms", " 604800000")]), &live)
+            .expect("the same value");
+        let error = check_config("t", &configured(&[("min.insync.replicas", "2")]), &live)
+            .expect_err("differs")
+            .to_string();
+        assert!(
+            error.contains("topic t has min.insync.replicas=1, but the configuration says 2 (topic.config.min.insync.replicas)"),
+            "{error}"
+        );
+        let error = check_config("t", &configured(&[("retention.msec", "1")]), &live)
+            .expect_err("unknown")
+            .to_string();
+        assert!(error.contains("retention.msec=(no such config)"), "{error}");
     }
 }

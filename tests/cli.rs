@@ -66,6 +66,17 @@ fn bad_configuration_exits_2_naming_key_and_source() {
             vec![("KAFKAD_SINK__KIND", "jsonl")],
             vec!["sink.path", "KAFKAD_SINK__KIND"],
         ),
+        // A replay sends a consumer group's dead letters through that group's sink.
+        (
+            vec!["dlq", "replay", "--role", "producer"],
+            vec![],
+            vec!["`role`", "flag --role", "single or batch"],
+        ),
+        (
+            vec!["dlq", "replay", "--config", "config/batch.toml"],
+            vec![("KAFKAD_DLQ_TOPIC", "")],
+            vec!["dlq_topic", "KAFKAD_DLQ_TOPIC", "no dead-letter topic"],
+        ),
     ] {
         let output = kafkad(&args, &env);
         let err = stderr(&output);
@@ -75,6 +86,23 @@ fn bad_configuration_exits_2_naming_key_and_source() {
             assert!(err.contains(needle), "`{needle}` missing from: {err}");
         }
     }
+}
+
+/// A Service named `kafkad-metrics` in the namespace makes Kubernetes inject these into every
+/// pod; they once failed as unknown keys and crash-looped every kafkad pod.
+#[test]
+fn kubernetes_service_link_variables_do_not_stop_kafkad() {
+    let output = kafkad(
+        &["config", "check", "--config", "config/single.toml"],
+        &[
+            ("KAFKAD_METRICS_PORT", "tcp://10.0.0.1:9464"),
+            ("KAFKAD_METRICS_PORT_9464_TCP", "tcp://10.0.0.1:9464"),
+            ("KAFKAD_METRICS_PORT_9464_TCP_ADDR", "10.0.0.1"),
+            ("KAFKAD_METRICS_SERVICE_HOST", "10.0.0.1"),
+            ("KAFKAD_METRICS_SERVICE_PORT", "9464"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
 #[test]

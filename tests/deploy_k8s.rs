@@ -319,6 +319,27 @@ fn assert_locked_down(container: &Value, what: &str) {
     );
 }
 
+/// Kubernetes writes `<SERVICE>_PORT=tcp://...`, `<SERVICE>_SERVICE_HOST=...` and more into
+/// every container for each Service of the namespace unless the pod opts out; for a Service
+/// named `kafkad-...` those are `KAFKAD_*` variables. kafkad sets them aside, and the pods do
+/// not get them in the first place.
+#[test]
+fn k8s_pods_opt_out_of_service_link_variables() {
+    let workloads = ROLES
+        .iter()
+        .map(|role| k8s_object("Deployment", &format!("kafkad-{role}")))
+        .chain([k8s_object("Job", "kafkad-topic-init")]);
+    for workload in workloads {
+        let pod = at(&workload, &["spec", "template", "spec"]);
+        assert_eq!(
+            pod.get("enableServiceLinks"),
+            Some(&Value::Bool(false)),
+            "{}: enableServiceLinks",
+            text(&workload, &["metadata", "name"])
+        );
+    }
+}
+
 #[test]
 fn k8s_topic_init_job_runs_topic_ensure_once_per_apply() {
     let job = k8s_object("Job", "kafkad-topic-init");

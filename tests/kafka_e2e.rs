@@ -245,14 +245,10 @@ mod real_broker {
             "{again}"
         );
 
-        let mut ensure = scenario.start(
-            "topic-init",
+        let log = scenario.ensure_topic_refused(
             "ensure-other-shape",
             &[("KAFKAD_TOPIC__PARTITIONS", "1".to_owned())],
         );
-        let status = ensure.wait(EXIT_TIMEOUT);
-        let log = ensure.log_text();
-        assert_eq!(status.code(), Some(1), "{log}");
         assert!(
             log.contains("has 3 partitions") && log.contains("says 1"),
             "{log}"
@@ -307,21 +303,79 @@ mod real_broker {
         assert!(configs.contains("max.message.bytes=2097152"), "{configs}");
 
         // With min.insync.replicas=2 and clean elections, acks=all keeps its promise: no
-        // warning about loss is left, only that with two replicas either broker down stops
-        // the writes.
+        // warning is left, only a note that with two replicas either broker down stops the
+        // writes.
         cluster.alter_topic(
             &scenario.topic,
             "min.insync.replicas=2,unclean.leader.election.enable=false",
         );
         let log = scenario.ensure_topic();
-        let warnings: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains(&format!("warning: topic {} ", scenario.topic)))
-            .collect();
-        assert_eq!(warnings.len(), 1, "{log}");
-        assert!(warnings[0].contains("NOT_ENOUGH_REPLICAS"), "{log}");
+        let about_topic = |kind: &str| -> Vec<String> {
+            log.lines()
+                .filter(|l| l.contains(&format!("{kind}: topic {} ", scenario.topic)))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(about_topic("warning"), Vec::<String>::new(), "{log}");
+        let notes = about_topic("note");
+        assert_eq!(notes.len(), 1, "{log}");
+        assert!(notes[0].contains("NOT_ENOUGH_REPLICAS"), "{log}");
         assert!(
             log.contains("min.insync.replicas=2, unclean.leader.election.enable=false"),
+            "{log}"
+        );
+    }
+
+    /// `[topic] config` on Apache Kafka: the topic is created with it and with
+    /// min.insync.replicas=2 for its two replicas (no warning about a setting kafkad chose);
+    /// the dead-letter topic gets the durability settings but not the retention; an existing
+    /// topic whose config differs from the configuration is refused naming both values.
+    #[test]
+    fn topic_ensure_creates_with_topic_config_and_checks_it_on_an_existing_topic() {
+        let cluster = KafkaCluster::shared();
+        let scenario = Scenario::isolated(cluster, "ensure-config")
+            .with("KAFKAD_TOPIC__CONFIG__RETENTION_MS", "3600000");
+        let log = scenario.ensure_topic();
+        assert!(
+            log.contains(&format!("topic {}: created", scenario.topic)),
+            "{log}"
+        );
+        assert!(
+            !log.contains("warning:"),
+            "kafkad's own choices draw no warning: {log}"
+        );
+        let configs = |topic: &str| {
+            cluster.tool(
+                "kafka-configs",
+                &[
+                    "--describe",
+                    "--entity-type",
+                    "topics",
+                    "--entity-name",
+                    topic,
+                ],
+            )
+        };
+        let source = configs(&scenario.topic);
+        assert!(
+            source.contains("min.insync.replicas=2") && source.contains("retention.ms=3600000"),
+            "{source}"
+        );
+        let dlq = configs(&format!("{}.dlq", scenario.topic));
+        assert!(
+            dlq.contains("min.insync.replicas=2") && !dlq.contains("retention.ms"),
+            "{dlq}"
+        );
+
+        let log = scenario.ensure_topic_refused(
+            "ensure-other-retention",
+            &[("KAFKAD_TOPIC__CONFIG__RETENTION_MS", "7200000".to_owned())],
+        );
+        assert!(
+            log.contains(&format!(
+                "topic {} has retention.ms=3600000, but the configuration says 7200000 (topic.config.retention.ms)",
+                scenario.topic
+            )),
             "{log}"
         );
     }

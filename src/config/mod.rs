@@ -303,7 +303,35 @@ pub struct TopicSettings {
     pub partitions: i32,
     /// Replication factor `topic ensure` creates or expects.
     pub replication_factor: i32,
+    /// Topic configuration (`min.insync.replicas`, `retention.ms`, ...) `topic ensure` creates
+    /// the topic with and expects of an existing one, passed to Kafka verbatim.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
+
+impl TopicSettings {
+    /// The `min.insync.replicas` a topic gets when `config` does not say: 2 where there are
+    /// at least two replicas, so an `acks=all` write is on two brokers before it counts as
+    /// written and one broker's loss cannot take it (with 2 replicas, writes then wait while
+    /// either is down, which the producer retries until `delivery.timeout.ms`); 1 for a single
+    /// replica, the only value it can meet.
+    pub fn default_min_insync_replicas(&self) -> i32 {
+        self.replication_factor.clamp(1, 2)
+    }
+
+    /// What `topic ensure` creates the topic with: `config`, plus the default
+    /// `min.insync.replicas` unless `config` sets it.
+    pub fn creation_config(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        config
+            .entry(MIN_INSYNC_REPLICAS.to_owned())
+            .or_insert_with(|| self.default_min_insync_replicas().to_string());
+        config
+    }
+}
+
+/// The topic config that decides how many replicas hold an `acks=all` write.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -578,6 +606,22 @@ pub struct LogSettings {
 }
 
 impl Settings {
+    /// librdkafka's `client.id` unless `[kafka]` sets one: `kafkad-<role>-<instance>`, the
+    /// instance being the producer id for a producer and `<host name>-<pid>` otherwise (in a
+    /// pod the host name is the pod's name). librdkafka's own default, `rdkafka`, is the same
+    /// for every member, so the brokers' logs, request metrics and `kafka-consumer-groups
+    /// --describe` could not tell the instances apart.
+    pub fn default_client_id(&self) -> String {
+        let instance = match self.role {
+            Some(Role::Producer) => self.producer.producer_id(),
+            _ => format!("{}-{}", host_name(), std::process::id()),
+        };
+        match self.role {
+            Some(role) => format!("kafkad-{role}-{instance}"),
+            None => format!("kafkad-{instance}"),
+        }
+    }
+
     /// The dead-letter topic, or `None` where the operator disabled it with `dlq_topic = ""`.
     pub fn dlq_topic(&self) -> Option<String> {
         match &self.dlq_topic {
@@ -596,8 +640,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {} is not valid TOML: {message}", path.display())]
-    Syntax { path: PathBuf, message: String },
+    #[error("config file {} is not valid TOML{}: {message}", path.display(), .at.map(|at| format!(" at {at}")).unwrap_or_default())]
+    Syntax {
+        path: PathBuf,
+        at: Option<sources::Position>,
+        message: String,
+    },
     #[error("unknown key `{key}` ({origin}); {hint}")]
     UnknownKey {
         key: String,
@@ -644,6 +692,9 @@ impl LoadRequest {
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
     pub settings: Settings,
+    /// `KAFKAD_*` variables Kubernetes injected for a Service, set aside rather than read as
+    /// configuration (see [`sources::is_service_link`]), by name.
+    pub service_links: Vec<String>,
     tree: Map<String, Value>,
 }
 
@@ -685,9 +736,17 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         .map_err(|e| deserialize_error(e, &tree))?;
     settings.role = role;
     settings.resolved_kafka = resolve_kafka(&settings.kafka.0, &request.env, &tree)?;
+    if settings.resolved_kafka.get("client.id").is_none() {
+        let client_id = settings.default_client_id();
+        settings.resolved_kafka.set("client.id", client_id);
+    }
     settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
     validate(&settings, &tree)?;
-    Ok(LoadedConfig { settings, tree })
+    Ok(LoadedConfig {
+        settings,
+        service_links: env.service_links,
+        tree,
+    })
 }
 
 fn build(
@@ -949,6 +1008,7 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     if settings.topic.replication_factor < 1 {
         return fail("topic.replication_factor", "must be at least 1");
     }
+    check_topic_config(&settings.topic, tree)?;
     for (key, duration, example) in [
         ("shutdown_timeout", settings.shutdown_timeout, "30s"),
         ("summary_interval", settings.summary_interval, "10s"),
@@ -979,6 +1039,51 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     }
     check_retry(&settings.retry, tree)?;
     check_sink(&settings.sink, tree)
+}
+
+/// Topic config names as Kafka spells them (the broker judges the names and values when it
+/// creates the topic), and a `min.insync.replicas` the replicas can meet.
+fn check_topic_config(topic: &TopicSettings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
+    for (name, value) in &topic.config {
+        let key = format!("topic.config.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')
+        {
+            return Err(invalid(
+                tree,
+                &key,
+                "is not a topic config name: Kafka's are lowercase words joined by dots, e.g. retention.ms",
+            ));
+        }
+        if name == MIN_INSYNC_REPLICAS {
+            match value.trim().parse::<i32>() {
+                Ok(n) if (1..=topic.replication_factor).contains(&n) => {}
+                Ok(n) if n > topic.replication_factor => {
+                    return Err(invalid(
+                        tree,
+                        &key,
+                        format!(
+                            "{n} is more than the {} replicas of topic.replication_factor: every acks=all write would be refused",
+                            topic.replication_factor
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        tree,
+                        &key,
+                        format!(
+                            "`{value}` is not a number of replicas from 1 to topic.replication_factor ({})",
+                            topic.replication_factor
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The backoff in order: delays above 0, `max` not below `initial`, a growing multiplier, a
@@ -1146,7 +1251,7 @@ impl LoadedConfig {
     /// `config print`: the effective configuration as TOML, each value followed by its source,
     /// secrets redacted.
     pub fn render(&self) -> String {
-        render::render(&self.settings, &self.tree)
+        render::render(&self.settings, &self.tree, &self.service_links)
     }
 }
 

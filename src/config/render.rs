@@ -5,12 +5,16 @@ use std::fmt::Write;
 
 use config::{Map, Value};
 
-use super::{origin_of, Settings};
+use super::{origin_of, Settings, MIN_INSYNC_REPLICAS};
 
 /// Width of the `key = value` column before the `# source` comment.
 const COLUMN: usize = 48;
 
-pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
+pub(super) fn render(
+    settings: &Settings,
+    tree: &Map<String, Value>,
+    service_links: &[String],
+) -> String {
     let document = toml::Value::try_from(settings).expect("settings serialize to TOML");
     let toml::Value::Table(document) = document else {
         unreachable!("settings are a struct");
@@ -20,6 +24,12 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         out,
         "# kafkad effective configuration; each value's source follows it"
     );
+    for name in service_links {
+        let _ = writeln!(
+            out,
+            "# not configuration: {name} (a Kubernetes service link, set aside)"
+        );
+    }
 
     match settings.role {
         Some(role) => line(
@@ -70,6 +80,9 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         let mut keys: Vec<&String> = values.keys().collect();
         keys.sort();
         for key in keys {
+            if table == "topic" && key == "config" {
+                continue;
+            }
             let value = &values[key];
             let shown_key = if table == "kafka" {
                 quote(key)
@@ -87,6 +100,14 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
                 &origin_of(tree, &format!("{table}.{key}")),
             );
         }
+        if table == "kafka" && !settings.kafka.0.contains_key("client.id") {
+            line(
+                &mut out,
+                &quote("client.id"),
+                &quote(&settings.default_client_id()),
+                "default (kafkad-<role>-<producer id, or host name-pid>)",
+            );
+        }
         let retry_count_set = ["retries", "message.send.max.retries"]
             .iter()
             .any(|name| settings.resolved_kafka.get(name).is_some());
@@ -99,6 +120,9 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
                 "# \"retries\" is not set: librdkafka retries a message until delivery.timeout.ms; the seed's retries=10 would fail it after about ten retriable errors (a leader election, NOT_ENOUGH_REPLICAS), long before that"
             );
         }
+        if table == "topic" {
+            topic_config(&mut out, settings, tree);
+        }
         if table == "producer" && settings.producer.producer_id.is_none() {
             line(
                 &mut out,
@@ -109,6 +133,28 @@ pub(super) fn render(settings: &Settings, tree: &Map<String, Value>) -> String {
         }
     }
     out
+}
+
+/// `[topic.config]`: each configured name with its source, and the default
+/// `min.insync.replicas` where none is configured.
+fn topic_config(out: &mut String, settings: &Settings, tree: &Map<String, Value>) {
+    let _ = writeln!(out, "\n[topic.config]");
+    for (name, value) in &settings.topic.config {
+        line(
+            out,
+            &quote(name),
+            &quote(value),
+            &origin_of(tree, &format!("topic.config.{name}")),
+        );
+    }
+    if !settings.topic.config.contains_key(MIN_INSYNC_REPLICAS) {
+        line(
+            out,
+            &quote(MIN_INSYNC_REPLICAS),
+            &quote(&settings.topic.default_min_insync_replicas().to_string()),
+            "default (2, or 1 for a single replica)",
+        );
+    }
 }
 
 fn line(out: &mut String, key: &str, value: &str, origin: &str) {

@@ -53,7 +53,10 @@ pub type KeyPath = Vec<String>;
 pub fn split_key(key: &str) -> KeyPath {
     match key.split_once('.') {
         Some(("kafka", property)) => vec!["kafka".to_owned(), property.to_owned()],
-        _ => normalize_topic(key.split('.').map(str::to_owned).collect()),
+        _ => match key.strip_prefix("topic.config.") {
+            Some(name) => vec!["topic".to_owned(), "config".to_owned(), name.to_owned()],
+            None => normalize_topic(key.split('.').map(str::to_owned).collect()),
+        },
     }
 }
 
@@ -96,9 +99,10 @@ impl TomlSource {
             path: path.to_owned(),
             source,
         })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        let table: toml::Table = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
             path: path.to_owned(),
-            message: one_line(&e),
+            at: error.span().map(|span| Position::of(&text, span.start)),
+            message: error.message().trim().replace('\n', " "),
         })?;
         Ok(Self::from_table(table, &Origin::File(path.to_owned())))
     }
@@ -127,12 +131,34 @@ impl TomlSource {
     }
 }
 
-/// A toml error's message on one line, with its position (`line 3, column 9`).
-fn one_line(error: &toml::de::Error) -> String {
-    let message = error.message().trim().replace('\n', " ");
-    match error.span() {
-        Some(span) => format!("{message} (at byte {})", span.start),
-        None => message,
+/// A place in a file as an editor shows it: 1-based line and column, the column counted in
+/// characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    /// Where byte `offset` of `text` is (an offset inside a character counts as that
+    /// character; one past the end as the end).
+    pub fn of(text: &str, offset: usize) -> Self {
+        let mut end = offset.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &text[..end];
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        Position {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
     }
 }
 
@@ -168,21 +194,34 @@ impl Source for TomlSource {
 
 /// `KAFKAD_<SECTION>__<KEY>` variables. `KAFKAD_BATCH__MIN_SIZE` is `batch.min_size`;
 /// under `[kafka]` underscores become dots (librdkafka names never hold underscores), so
-/// `KAFKAD_KAFKA__FETCH_WAIT_MAX_MS` is `fetch.wait.max.ms`. A single segment is a top-level
-/// key (`KAFKAD_SHUTDOWN_TIMEOUT`), and `KAFKAD_TOPIC` is the topic name.
+/// `KAFKAD_KAFKA__FETCH_WAIT_MAX_MS` is `fetch.wait.max.ms`, and likewise for topic configs:
+/// `KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS` is `topic.config.min.insync.replicas`. A single
+/// segment is a top-level key (`KAFKAD_SHUTDOWN_TIMEOUT`), and `KAFKAD_TOPIC` is the topic
+/// name.
+///
+/// A variable Kubernetes injects for a Service whose name starts with `kafkad` is not
+/// configuration: it is set aside (see [`is_service_link`]) instead of failing as an unknown
+/// key, which would crash-loop every pod of the namespace the moment such a Service appears.
 #[derive(Debug, Clone)]
 pub struct EnvSource {
     map: Map<String, Value>,
+    /// The service-link variables set aside, by name.
+    pub service_links: Vec<String>,
 }
 
 impl EnvSource {
     pub fn new(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut map = Map::new();
+        let mut service_links = Vec::new();
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
             if ENV_FLAGS.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            if is_service_link(rest, value) {
+                service_links.push(name.clone());
                 continue;
             }
             let path = env_key_path(rest).ok_or_else(|| ConfigError::UnknownKey {
@@ -197,13 +236,60 @@ impl EnvSource {
                 Value::new(tag.as_ref(), ValueKind::String(value.clone())),
             );
         }
-        Ok(EnvSource { map })
+        service_links.sort();
+        Ok(EnvSource { map, service_links })
     }
+}
+
+/// Whether `KAFKAD_<rest>=<value>` is one of the variables the kubelet writes into every
+/// container for each Service of the namespace (unless the pod sets `enableServiceLinks:
+/// false`): for a Service `kafkad-metrics` with cluster IP 10.0.0.1 and port 9464 named
+/// `http`, `KAFKAD_METRICS_SERVICE_HOST=10.0.0.1`, `KAFKAD_METRICS_SERVICE_PORT=9464`,
+/// `KAFKAD_METRICS_SERVICE_PORT_HTTP=9464`, `KAFKAD_METRICS_PORT=tcp://10.0.0.1:9464`,
+/// `KAFKAD_METRICS_PORT_9464_TCP=tcp://10.0.0.1:9464` and its `_PROTO=tcp`, `_PORT=9464` and
+/// `_ADDR=10.0.0.1`. Both the name's ending and the value's form must match, so a mistyped
+/// kafkad variable is still an unknown key: no kafkad key ends like these names, and none
+/// takes a `tcp://address:port` or a bare IP address.
+pub fn is_service_link(rest: &str, value: &str) -> bool {
+    let is_ip = || value.parse::<std::net::IpAddr>().is_ok();
+    let is_port = || value.parse::<u16>().is_ok_and(|port| port > 0);
+    let tokens: Vec<&str> = rest.split('_').collect();
+    // `<SERVICE>_SERVICE_PORT`, and `<SERVICE>_SERVICE_PORT_<PORT NAME>` for named ports.
+    let service_port = tokens.windows(2).any(|pair| pair == ["SERVICE", "PORT"]);
+    match tokens.as_slice() {
+        [.., "SERVICE", "HOST"] if is_ip() => true,
+        _ if service_port && is_port() => true,
+        [.., "PORT"] if link_address(value).is_some() => true,
+        [.., "PORT", port, protocol] => {
+            link_address(value) == Some((protocol.to_ascii_lowercase(), (*port).to_owned()))
+        }
+        [.., "PORT", _, protocol, "PROTO"] => value == protocol.to_ascii_lowercase(),
+        [.., "PORT", port, _, "PORT"] => value == *port,
+        [.., "PORT", _, _, "ADDR"] => is_ip(),
+        _ => false,
+    }
+}
+
+/// The protocol and port of a Docker-style link address, `tcp://10.0.0.1:9464` (also `udp`,
+/// `sctp`, and `[fd00::1]:9464` for IPv6).
+fn link_address(value: &str) -> Option<(String, String)> {
+    let (protocol, address) = value.split_once("://")?;
+    if !matches!(protocol, "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let address: std::net::SocketAddr = address.parse().ok()?;
+    Some((protocol.to_owned(), address.port().to_string()))
 }
 
 fn env_key_path(rest: &str) -> Option<KeyPath> {
     let segments: Vec<&str> = rest.split("__").collect();
     match segments.as_slice() {
+        // Topic config names, like librdkafka's, are dotted words without underscores.
+        ["TOPIC", "CONFIG", name] if !name.is_empty() => Some(vec![
+            "topic".to_owned(),
+            "config".to_owned(),
+            name.to_ascii_lowercase().replace('_', "."),
+        ]),
         [key] if !key.is_empty() => Some(normalize_topic(vec![key.to_ascii_lowercase()])),
         [section, key] if !section.is_empty() && !key.is_empty() => {
             let section = section.to_ascii_lowercase();
@@ -271,8 +357,31 @@ mod tests {
         assert_eq!(path("SHUTDOWN_TIMEOUT"), ["shutdown_timeout"]);
         assert_eq!(path("TOPIC"), ["topic", "name"]);
         assert_eq!(path("TOPIC__PARTITIONS"), ["topic", "partitions"]);
+        assert_eq!(
+            path("TOPIC__CONFIG__MIN_INSYNC_REPLICAS"),
+            ["topic", "config", "min.insync.replicas"]
+        );
         assert_eq!(env_key_path("A__B__C"), None);
+        assert_eq!(env_key_path("BATCH__CONFIG__X"), None);
         assert_eq!(env_key_path("KAFKA__"), None);
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters_from_one() {
+        let text = "a = 1\nname = \"é\" x\n";
+        assert_eq!(Position::of(text, 0), Position { line: 1, column: 1 });
+        assert_eq!(Position::of(text, 6), Position { line: 2, column: 1 });
+        // After the two-byte `é`, the column counts characters, not bytes.
+        let x = text.find(" x").expect("x") + 1;
+        assert_eq!(
+            Position::of(text, x),
+            Position {
+                line: 2,
+                column: 12
+            }
+        );
+        assert_eq!(Position::of(text, 15), Position::of(text, 14), "inside `é`");
+        assert_eq!(Position::of(text, 999), Position { line: 3, column: 1 });
     }
 
     #[test]
@@ -283,5 +392,9 @@ mod tests {
         );
         assert_eq!(split_key("batch.max_wait"), ["batch", "max_wait"]);
         assert_eq!(split_key("topic"), ["topic", "name"]);
+        assert_eq!(
+            split_key("topic.config.retention.ms"),
+            ["topic", "config", "retention.ms"]
+        );
     }
 }

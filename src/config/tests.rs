@@ -274,10 +274,14 @@ fn missing_file_names_the_path() {
 }
 
 #[test]
-fn toml_syntax_error_names_the_file() {
+fn toml_syntax_error_names_the_file_line_and_column() {
     let file = toml_file("role = \"batch\"\n[batch\nmin_size = 1\n");
     let error = load_err(&request(None, Some(file.path()), &[]));
-    assert!(error.contains("not valid TOML"), "{error}");
+    assert!(
+        error.contains("not valid TOML at line 2, column 7"),
+        "{error}"
+    );
+    assert!(!error.contains("byte"), "{error}");
     assert!(
         error.contains(&file.path().display().to_string()),
         "{error}"
@@ -646,4 +650,220 @@ fn a_command_sink_needs_a_program_that_exists() {
         config.settings.sink,
         SinkSettings::Command { timeout, .. } if timeout == Duration::from_secs(30)
     ));
+}
+
+/// What the kubelet writes into every container of a namespace holding Services named
+/// `kafkad` (one unnamed TCP port), `kafkad-metrics` (TCP port 9464 named `http`) and
+/// `kafkad-dns` (UDP port 53 named `dns-udp`, an IPv6 cluster IP), unless the pod sets
+/// `enableServiceLinks: false`.
+const KUBERNETES_SERVICE_LINKS: &[(&str, &str)] = &[
+    ("KAFKAD_SERVICE_HOST", "10.0.0.7"),
+    ("KAFKAD_SERVICE_PORT", "80"),
+    ("KAFKAD_PORT", "tcp://10.0.0.7:80"),
+    ("KAFKAD_PORT_80_TCP", "tcp://10.0.0.7:80"),
+    ("KAFKAD_PORT_80_TCP_PROTO", "tcp"),
+    ("KAFKAD_PORT_80_TCP_PORT", "80"),
+    ("KAFKAD_PORT_80_TCP_ADDR", "10.0.0.7"),
+    ("KAFKAD_METRICS_SERVICE_HOST", "10.0.0.1"),
+    ("KAFKAD_METRICS_SERVICE_PORT", "9464"),
+    ("KAFKAD_METRICS_SERVICE_PORT_HTTP", "9464"),
+    ("KAFKAD_METRICS_PORT", "tcp://10.0.0.1:9464"),
+    ("KAFKAD_METRICS_PORT_9464_TCP", "tcp://10.0.0.1:9464"),
+    ("KAFKAD_METRICS_PORT_9464_TCP_PROTO", "tcp"),
+    ("KAFKAD_METRICS_PORT_9464_TCP_PORT", "9464"),
+    ("KAFKAD_METRICS_PORT_9464_TCP_ADDR", "10.0.0.1"),
+    ("KAFKAD_DNS_SERVICE_HOST", "fd00::a"),
+    ("KAFKAD_DNS_SERVICE_PORT", "53"),
+    ("KAFKAD_DNS_SERVICE_PORT_DNS_UDP", "53"),
+    ("KAFKAD_DNS_PORT", "udp://[fd00::a]:53"),
+    ("KAFKAD_DNS_PORT_53_UDP", "udp://[fd00::a]:53"),
+    ("KAFKAD_DNS_PORT_53_UDP_PROTO", "udp"),
+    ("KAFKAD_DNS_PORT_53_UDP_PORT", "53"),
+    ("KAFKAD_DNS_PORT_53_UDP_ADDR", "fd00::a"),
+];
+
+#[test]
+fn kubernetes_service_link_variables_are_set_aside_not_read() {
+    let mut env = KUBERNETES_SERVICE_LINKS.to_vec();
+    env.push(("KAFKAD_BATCH__MIN_SIZE", "20"));
+    let config = load_ok(&request(Some(Role::Batch), None, &env));
+    assert_eq!(
+        config.settings.batch.min_size.get(),
+        20,
+        "real settings still read"
+    );
+    let mut expected: Vec<String> = KUBERNETES_SERVICE_LINKS
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(config.service_links, expected);
+    let printed = config.render();
+    assert!(
+        printed.contains("# not configuration: KAFKAD_METRICS_PORT (a Kubernetes service link"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_kafkad_variable_that_only_looks_like_a_service_link_is_still_an_unknown_key() {
+    for (name, value, key) in [
+        // The kubelet writes a link address, never a bare port, into `<SERVICE>_PORT`.
+        ("KAFKAD_METRICS_PORT", "9464", "metrics_port"),
+        (
+            "KAFKAD_METRICS_PORT",
+            "http://10.0.0.1:9464",
+            "metrics_port",
+        ),
+        ("KAFKAD_SERVICE_HOST", "kafka-0", "service_host"),
+        // The port in the name and in the address differ.
+        (
+            "KAFKAD_METRICS_PORT_9464_TCP",
+            "tcp://10.0.0.1:80",
+            "metrics_port_9464_tcp",
+        ),
+        ("KAFKAD_SERVICE_PORT", "0", "service_port"),
+    ] {
+        let error = load_err(&request(Some(Role::Single), None, &[(name, value)]));
+        assert!(
+            error.contains(&format!("unknown key `{key}`")) && error.contains(name),
+            "{name}={value}: {error}"
+        );
+    }
+}
+
+#[test]
+fn client_id_names_the_instance_unless_kafka_sets_one() {
+    let producer = load_ok(&request(
+        Some(Role::Producer),
+        None,
+        &[("KAFKAD_PRODUCER__PRODUCER_ID", "producer-1")],
+    ));
+    assert_eq!(
+        producer.settings.resolved_kafka.get("client.id"),
+        Some("kafkad-producer-producer-1")
+    );
+    let printed = producer.render();
+    assert!(
+        printed.lines().any(
+            |l| l.starts_with("\"client.id\" = \"kafkad-producer-producer-1\"")
+                && l.contains("# default")
+        ),
+        "{printed}"
+    );
+
+    let pid = format!("-{}", std::process::id());
+    for (role, prefix) in [
+        (Role::Single, "kafkad-single-"),
+        (Role::Batch, "kafkad-batch-"),
+    ] {
+        let config = load_ok(&request(Some(role), None, &[]));
+        let id = config
+            .settings
+            .resolved_kafka
+            .get("client.id")
+            .unwrap_or_default();
+        assert!(id.starts_with(prefix) && id.ends_with(&pid), "{id}");
+        assert!(
+            id.len() > prefix.len() + pid.len(),
+            "the host name is in it: {id}"
+        );
+    }
+
+    let file = toml_file("[kafka]\n\"client.id\" = \"billing-consumer\"\n");
+    let config = load_ok(&request(Some(Role::Single), Some(file.path()), &[]));
+    assert_eq!(
+        config.settings.resolved_kafka.get("client.id"),
+        Some("billing-consumer")
+    );
+    assert!(config.render().contains("billing-consumer"));
+}
+
+#[test]
+fn topic_config_from_every_layer_with_a_min_insync_replicas_default() {
+    let config = load_ok(&request(Some(Role::Producer), None, &[]));
+    assert!(config.settings.topic.config.is_empty());
+    assert_eq!(
+        config.settings.topic.creation_config(),
+        BTreeMap::from([("min.insync.replicas".to_owned(), "2".to_owned())]),
+        "two replicas by default: both hold an acknowledged write"
+    );
+    let printed = config.render();
+    assert!(
+        printed.contains("[topic.config]")
+            && printed.lines().any(
+                |l| l.starts_with("\"min.insync.replicas\" = \"2\"") && l.contains("# default")
+            ),
+        "{printed}"
+    );
+    toml::from_str::<toml::Table>(&printed).expect("config print emits TOML");
+
+    let single_replica = load_ok(&request(
+        Some(Role::Producer),
+        None,
+        &[("KAFKAD_TOPIC__REPLICATION_FACTOR", "1")],
+    ));
+    assert_eq!(
+        single_replica.settings.topic.creation_config()["min.insync.replicas"],
+        "1",
+        "the one value a single replica can meet"
+    );
+
+    let file = toml_file(
+        "[topic]\nreplication_factor = 3\n[topic.config]\n\"retention.ms\" = 86400000\n\"cleanup.policy\" = \"delete\"\n",
+    );
+    let mut req = request(
+        Some(Role::Producer),
+        Some(file.path()),
+        &[("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS", "3")],
+    );
+    req.overrides = vec![("topic.config.retention.ms".into(), "3600000".into())];
+    let config = load_ok(&req);
+    assert_eq!(
+        config.settings.topic.creation_config(),
+        BTreeMap::from([
+            ("cleanup.policy".to_owned(), "delete".to_owned()),
+            ("min.insync.replicas".to_owned(), "3".to_owned()),
+            ("retention.ms".to_owned(), "3600000".to_owned()),
+        ])
+    );
+    assert_eq!(
+        config.origin("topic.config.min.insync.replicas"),
+        "env KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS"
+    );
+    let printed = config.render();
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("\"retention.ms\" = \"3600000\"")
+                && l.ends_with("# flag --set topic.config.retention.ms")),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_min_insync_replicas_the_replicas_cannot_meet_is_refused() {
+    for (value, why) in [
+        ("3", "more than the 2 replicas"),
+        ("0", "not a number of replicas from 1"),
+        ("two", "not a number of replicas from 1"),
+    ] {
+        let error = load_err(&request(
+            Some(Role::Producer),
+            None,
+            &[("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS", value)],
+        ));
+        assert!(
+            error.contains("topic.config.min.insync.replicas")
+                && error.contains("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS")
+                && error.contains(why),
+            "{value}: {error}"
+        );
+    }
+    let file = toml_file("[topic.config]\n\"Retention_MS\" = 1\n");
+    let error = load_err(&request(Some(Role::Producer), Some(file.path()), &[]));
+    assert!(
+        error.contains("topic.config.Retention_MS") && error.contains("not a topic config name"),
+        "{error}"
+    );
 }

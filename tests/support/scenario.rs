@@ -157,6 +157,27 @@ impl<'c> Scenario<'c> {
     /// Starts compose service `service` as process `name` (a restarted service gets a new
     /// name so its log and sink stay apart) with `extra` settings on top.
     pub fn start(&self, service: &str, name: &str, extra: &[(&str, String)]) -> Kafkad {
+        // The service's `command` (topic-init: `topic ensure`); the roles have none.
+        let compose = compose();
+        let args: Vec<String> = match super::deploy::service(&compose, service).get("command") {
+            Some(_) => {
+                super::deploy::strings(super::deploy::service(&compose, service), &["command"])
+            }
+            None => Vec::new(),
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.start_with_args(service, name, &args, extra)
+    }
+
+    /// As [`start`](Self::start), running `kafkad <args>` (e.g. `dlq replay`) under the
+    /// service's environment.
+    pub fn start_with_args(
+        &self,
+        service: &str,
+        name: &str,
+        args: &[&str],
+        extra: &[(&str, String)],
+    ) -> Kafkad {
         let mut extra = extra.to_vec();
         // The sink path belongs to the jsonl sink only (an http or command sink refuses it).
         let sink_kind = extra
@@ -173,16 +194,7 @@ impl<'c> Scenario<'c> {
         }
         let env = self.env(service, &extra);
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        // The service's `command` (topic-init: `topic ensure`); the roles have none.
-        let compose = compose();
-        let args: Vec<String> = match super::deploy::service(&compose, service).get("command") {
-            Some(_) => {
-                super::deploy::strings(super::deploy::service(&compose, service), &["command"])
-            }
-            None => Vec::new(),
-        };
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Kafkad::spawn_with_log_filter(name, &self.dir, &args, &env, &self.log_filter)
+        Kafkad::spawn_with_log_filter(name, &self.dir, args, &env, &self.log_filter)
     }
 
     /// `kafkad topic ensure` under topic-init's environment, which must succeed; returns the
@@ -194,6 +206,16 @@ impl<'c> Scenario<'c> {
         let status = ensure.wait(EXIT_TIMEOUT);
         assert!(status.success(), "topic ensure:\n{}", ensure.log_text());
         ensure.log_text()
+    }
+
+    /// `kafkad topic ensure` under topic-init's environment with `extra` on top, as process
+    /// `name`, which must refuse (exit 1); returns its log.
+    pub fn ensure_topic_refused(&self, name: &str, extra: &[(&str, String)]) -> String {
+        let mut ensure = self.start("topic-init", name, extra);
+        let status = ensure.wait(EXIT_TIMEOUT);
+        let log = ensure.log_text();
+        assert_eq!(status.code(), Some(1), "topic ensure must refuse:\n{log}");
+        log
     }
 
     /// A producer service sending `count` messages (0 = until stopped) at `rate` per second
