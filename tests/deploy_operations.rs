@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kafkad::dlq::Rejection;
-use kafkad::telemetry::metrics::PROCESSING_FAILURE_KINDS;
+use kafkad::sink::SinkError;
 use serde_json::Value as Json;
 use serde_norway::Value;
 use support::deploy::*;
@@ -455,9 +455,7 @@ fn every_metric_the_dashboard_and_the_alerts_use_is_served_by_a_real_run() {
                 reason,
             )
         }))
-        .chain(
-            PROCESSING_FAILURE_KINDS.map(|kind| ("kafkad_processing_failures_total", "kind", kind)),
-        );
+        .chain(SinkError::KINDS.map(|kind| ("kafkad_processing_failures_total", "kind", kind)));
     for (name, label, value) in known_labels {
         assert!(
             sample(&scrape, name, &[(label, value)]).is_some(),

@@ -236,8 +236,8 @@ impl ConsumerContext for ConsumerHooks {
     }
 }
 
-/// A poll error: transient ones (a broker went away) are logged and polling continues, as
-/// librdkafka recovers by itself; fatal ones stop the role.
+/// A poll error: after a transient one (a broker went away) polling continues, as librdkafka
+/// recovers by itself; fatal ones stop the role.
 ///
 /// A refused authorization of the group or the topic stops it too. librdkafka hands it to the
 /// application once and then keeps asking the broker quietly, so a consumer that carried on
@@ -263,11 +263,9 @@ pub(crate) fn poll_error(consumer: &KafkadConsumer, error: KafkaError) -> Result
                 .failure_description()
                 .unwrap_or_else(|| error.to_string()),
         )),
-        Some(RDKafkaErrorCode::PartitionEOF) => Ok(()),
-        _ => {
-            tracing::warn!(%error, "consumer error; continuing");
-            Ok(())
-        }
+        // Logged already: rdkafka hands every consumer error to the client's context (which
+        // logs it with librdkafka's description) before `poll` returns it as a bare code.
+        _ => Ok(()),
     }
 }
 

@@ -141,6 +141,19 @@ fn redirect_note(location: Option<&str>) -> String {
 pub const COMMAND_REJECTS: i32 = 65;
 
 impl SinkError {
+    /// Every [`kind`](Self::kind): the kinds `kafkad_processing_failures_total` shows, each
+    /// at 0 until a sink fails that way.
+    pub const KINDS: [&'static str; 8] = [
+        "io",
+        "http_status",
+        "http_transport",
+        "command_spawn",
+        "command_run",
+        "command_timeout",
+        "command_exit",
+        "rejected",
+    ];
+
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
     /// HTTP 408 (request timeout), 429 (too many requests) and 5xx, a command that could not
     /// start, could not be watched, was killed by its timeout or exited with a status other than
@@ -213,6 +226,7 @@ pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn errors_say_whether_to_retry() {
@@ -246,5 +260,66 @@ mod tests {
         assert!(exit(None).is_retryable());
         assert!(!exit(Some(COMMAND_REJECTS)).is_retryable());
         assert!(!SinkError::Rejected("no".into()).is_retryable());
+    }
+
+    #[test]
+    fn kinds_lists_the_kind_of_every_error() {
+        let io = || std::io::Error::other("x");
+        let (path, url, command) = (
+            std::path::PathBuf::from("x"),
+            String::from("x"),
+            String::from("x"),
+        );
+        let one_of_each = [
+            SinkError::Open {
+                path: path.clone(),
+                source: io(),
+            },
+            SinkError::Write { path, source: io() },
+            SinkError::HttpStatus {
+                url: url.clone(),
+                status: 500,
+                answer: Box::default(),
+            },
+            SinkError::HttpTransport {
+                url,
+                reason: String::new(),
+            },
+            SinkError::CommandSpawn {
+                command: command.clone(),
+                source: io(),
+            },
+            SinkError::CommandRun {
+                command: command.clone(),
+                source: io(),
+            },
+            SinkError::CommandTimeout {
+                command: command.clone(),
+                timeout: Duration::from_secs(1),
+            },
+            SinkError::CommandExit {
+                command,
+                code: Some(1),
+                stderr: String::new(),
+            },
+            SinkError::Rejected(String::new()),
+        ];
+        // Without a wildcard arm, a new variant does not compile here until it is added above.
+        for error in &one_of_each {
+            match error {
+                SinkError::Open { .. }
+                | SinkError::Write { .. }
+                | SinkError::HttpStatus { .. }
+                | SinkError::HttpTransport { .. }
+                | SinkError::CommandSpawn { .. }
+                | SinkError::CommandRun { .. }
+                | SinkError::CommandTimeout { .. }
+                | SinkError::CommandExit { .. }
+                | SinkError::Rejected(_) => {}
+            }
+        }
+        let kinds: std::collections::BTreeSet<&str> =
+            one_of_each.iter().map(SinkError::kind).collect();
+        assert_eq!(kinds, SinkError::KINDS.into_iter().collect());
     }
 }

@@ -77,18 +77,6 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
-/// Every [`SinkError::kind`](crate::sink::SinkError::kind): the kinds
-/// `kafkad_processing_failures_total` shows, each at 0 until a sink fails that way.
-pub const PROCESSING_FAILURE_KINDS: [&str; 7] = [
-    "io",
-    "http_status",
-    "http_transport",
-    "command_spawn",
-    "command_timeout",
-    "command_exit",
-    "rejected",
-];
-
 /// A consumer's counters and histograms, its librdkafka statistics and its health.
 #[derive(Debug, Clone)]
 pub struct ConsumerMetrics {
@@ -152,7 +140,7 @@ impl Default for ConsumerMetrics {
                 Rejection::kinds().map(|reason| ReasonLabel { reason }),
             ),
             processing_failures: counters_at_zero(
-                PROCESSING_FAILURE_KINDS.map(|kind| KindLabel { kind }),
+                crate::sink::SinkError::KINDS.map(|kind| KindLabel { kind }),
             ),
             retries: Counter::default(),
             paused_seconds: Counter::default(),
@@ -311,11 +299,7 @@ impl RoleMetrics {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
     use super::*;
-    use crate::sink::SinkError;
 
     fn scrape(metrics: &ConsumerMetrics) -> String {
         let mut registry = Registry::with_prefix("kafkad");
@@ -323,58 +307,6 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         text
-    }
-
-    #[test]
-    fn processing_failure_kinds_are_the_kind_of_every_sink_error() {
-        let io = || std::io::Error::other("x");
-        let (path, url, command) = (PathBuf::from("x"), String::from("x"), String::from("x"));
-        let one_of_each = [
-            SinkError::Open {
-                path: path.clone(),
-                source: io(),
-            },
-            SinkError::Write { path, source: io() },
-            SinkError::HttpStatus {
-                url: url.clone(),
-                status: 500,
-                body: String::new(),
-            },
-            SinkError::HttpTransport {
-                url,
-                reason: String::new(),
-            },
-            SinkError::CommandSpawn {
-                command: command.clone(),
-                source: io(),
-            },
-            SinkError::CommandTimeout {
-                command: command.clone(),
-                timeout: Duration::from_secs(1),
-            },
-            SinkError::CommandExit {
-                command,
-                code: Some(1),
-                stderr: String::new(),
-            },
-            SinkError::Rejected(String::new()),
-        ];
-        // Without a wildcard arm, a new variant does not compile here until it is added above.
-        for error in &one_of_each {
-            match error {
-                SinkError::Open { .. }
-                | SinkError::Write { .. }
-                | SinkError::HttpStatus { .. }
-                | SinkError::HttpTransport { .. }
-                | SinkError::CommandSpawn { .. }
-                | SinkError::CommandTimeout { .. }
-                | SinkError::CommandExit { .. }
-                | SinkError::Rejected(_) => {}
-            }
-        }
-        let kinds: std::collections::BTreeSet<&str> =
-            one_of_each.iter().map(SinkError::kind).collect();
-        assert_eq!(kinds, PROCESSING_FAILURE_KINDS.into_iter().collect());
     }
 
     #[test]
@@ -386,7 +318,7 @@ mod tests {
                 format!("kafkad_records_dead_lettered_by_reason_total{{reason=\"{reason}\"}} 0")
             }))
             .chain(
-                PROCESSING_FAILURE_KINDS
+                crate::sink::SinkError::KINDS
                     .map(|kind| format!("kafkad_processing_failures_total{{kind=\"{kind}\"}} 0")),
             );
         for line in expected {
