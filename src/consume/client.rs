@@ -14,7 +14,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -171,6 +174,62 @@ impl ConsumerHooks {
 crate::delegate_client_context!(ConsumerHooks, log);
 
 impl ConsumerContext for ConsumerHooks {
+    /// rdkafka's own rebalance (pre-rebalance, assign or unassign by the group's protocol,
+    /// post-rebalance), with one addition: partitions a sink keeping positions knows start
+    /// at its offsets, given to librdkafka with the assignment itself, so fetching never
+    /// starts anywhere else first.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let starts = {
+                    let mut engine = self.engine();
+                    engine.assign(&self.partitions_of(list))
+                };
+                for (partition, next) in starts {
+                    if let Err(error) =
+                        list.set_partition_offset(&self.topic, partition, Offset::Offset(next))
+                    {
+                        tracing::error!(partition, next, %error, "cannot start the partition where the sink says");
+                        self.engine().fail(RoleError::Thread(format!(
+                            "cannot start partition {partition} at offset {next}: {error}"
+                        )));
+                    }
+                }
+                let assigned = match cooperative {
+                    true => consumer.incremental_assign(list),
+                    false => consumer.assign(list),
+                };
+                if let Err(error) = assigned {
+                    tracing::error!(%error, "cannot take the assigned partitions");
+                }
+                self.post_rebalance(consumer, &Rebalance::Assign(list));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(list));
+                let unassigned = match cooperative {
+                    true => consumer.incremental_unassign(list),
+                    false => consumer.unassign(),
+                };
+                if let Err(error) = unassigned {
+                    tracing::error!(%error, "cannot give up the revoked partitions");
+                }
+            }
+            other => {
+                let error = KafkaError::Rebalance(other.into());
+                tracing::error!(%error, "rebalance error");
+            }
+        }
+    }
+
     /// Before partitions go: their records not yet with a worker are dropped, work in flight
     /// on them gets up to `drain_timeout` to finish, and what is finished is committed; their
     /// next owner reads on from there.
@@ -196,9 +255,9 @@ impl ConsumerContext for ConsumerHooks {
         }
     }
 
-    /// After partitions came: each starts from a fresh state, resumed, since librdkafka keeps
-    /// a pause flag set on an earlier assignment (see `partitions`). The member joined its
-    /// group, with or without partitions: it is ready.
+    /// After partitions came (each with a fresh state, see `rebalance`): each is resumed,
+    /// since librdkafka keeps a pause flag set on an earlier assignment (see `partitions`).
+    /// The member joined its group, with or without partitions: it is ready.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             self.metrics.rebalances.inc();
@@ -209,7 +268,9 @@ impl ConsumerContext for ConsumerHooks {
                 }
             }
             let mut engine = self.engine();
-            engine.assign(&partitions);
+            if engine.keeps_positions() {
+                engine.set_group(consumer.group_metadata());
+            }
             self.metrics
                 .assigned_partitions
                 .set(engine.partitions.assigned().len() as i64);

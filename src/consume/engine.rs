@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use super::partitions::Partitions;
 use super::retry::{self, Failures, Next, Place, RetryPolicy, Unit};
 use super::worker::{
-    Completion, Finished, Job, Outcome, Part, Progress, Report, Shape, WorkerShared, Workers,
+    Completion, Finished, Job, Membership, Outcome, Part, Progress, Report, Shape, WorkerShared,
+    Workers,
 };
 use crate::config::BatchSettings;
 use crate::dlq::{DeadLetters, Rejection};
 use crate::roles::RoleError;
-use crate::sink::SinkError;
+use crate::sink::{PositionStore, SinkError};
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
@@ -67,6 +68,10 @@ pub(crate) struct Engine {
     drain_timeout: Duration,
     stopping: bool,
     shared: std::sync::Arc<WorkerShared>,
+    /// The positions the sink keeps, if it keeps them (exactly-once sinks).
+    positions: Option<Box<dyn PositionStore>>,
+    /// The group membership as of the last rebalance, handed to a sink keeping positions.
+    group: Option<Membership>,
 }
 
 impl Engine {
@@ -80,6 +85,7 @@ impl Engine {
         metrics: ConsumerMetrics,
         drain_timeout: Duration,
         shared: std::sync::Arc<WorkerShared>,
+        positions: Option<Box<dyn PositionStore>>,
     ) -> Self {
         Engine {
             strategy,
@@ -96,7 +102,19 @@ impl Engine {
             drain_timeout,
             stopping: false,
             shared,
+            positions,
+            group: None,
         }
+    }
+
+    /// Whether the sink keeps the consumer's positions (see `sink`).
+    pub fn keeps_positions(&self) -> bool {
+        self.positions.is_some()
+    }
+
+    /// The group membership to hand to a sink keeping positions, after a rebalance.
+    pub fn set_group(&mut self, group: Option<rdkafka::consumer::ConsumerGroupMetadata>) {
+        self.group = group.map(|g| Membership(std::sync::Arc::new(g)));
     }
 
     /// The dead-letter router the workers share.
@@ -163,7 +181,10 @@ impl Engine {
                 Some(job) => job,
                 None if self.failure.is_some() => break,
                 None => match self.next_job(now, queue_drained) {
-                    Some(job) => job,
+                    Some(mut job) => {
+                        job.group = self.group.clone();
+                        job
+                    }
                     None => break,
                 },
             };
@@ -314,6 +335,9 @@ impl Engine {
 
     /// After the sink failed on `job`: per `[retry]`, wait, take apart, dead-letter or stop.
     fn failed(&mut self, mut job: Job, error: SinkError, now: Tick) {
+        if let SinkError::Fenced(_) = error {
+            return self.fenced(job, error);
+        }
         let unit = match job.shape {
             Shape::Batch => Unit::Batch,
             Shape::Each | Shape::Isolate => Unit::Record,
@@ -382,6 +406,23 @@ impl Engine {
         }
     }
 
+    /// A sink keeping positions refused to write: the claim on a partition of `job` is gone.
+    /// For work of an assignment that ended that is expected (a revocation overtook it); the
+    /// records belong to their next owner. For a partition still assigned, another member
+    /// claimed it while this one holds it: the consumer stops rather than guess.
+    fn fenced(&mut self, job: Job, error: SinkError) {
+        let current = job
+            .parts
+            .iter()
+            .any(|part| self.partitions.is_current(part.lane.partition, part.epoch));
+        if current {
+            self.fail(RoleError::Sink(error));
+        } else {
+            tracing::info!(%error, "work of a revoked assignment was refused by the sink; its next owner processes it");
+        }
+        self.release(&job);
+    }
+
     /// Queues `job` to carry on, without the records of partitions no longer ours.
     fn go_on(&mut self, job: Job) {
         if let Some(job) = self.current(job) {
@@ -422,9 +463,28 @@ impl Engine {
         }
     }
 
-    /// Newly assigned `partitions` start from a fresh state.
-    pub fn assign(&mut self, partitions: &[i32]) {
-        self.partitions.assign(partitions, Tick::now());
+    /// Newly assigned `partitions` start from a fresh state. Where a sink keeps positions,
+    /// it claims them and says where each starts (`None`: the claim failed, and the consumer
+    /// stops; they are left to start where Kafka says, but nothing of them is processed).
+    pub fn assign(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        let assigned = self.partitions.assign(partitions, Tick::now());
+        let Some(store) = &mut self.positions else {
+            return Vec::new();
+        };
+        match store.claim(&self.topic, &assigned) {
+            Ok(starts) => {
+                tracing::info!(
+                    ?starts,
+                    "partitions claimed; starting where the sink's positions say"
+                );
+                starts
+            }
+            Err(error) => {
+                tracing::error!(%error, ?partitions, "cannot claim the assigned partitions at the sink");
+                self.fail(RoleError::Sink(error));
+                Vec::new()
+            }
+        }
     }
 
     /// `partitions` are being revoked: drop what of them is not with a worker, wait up to

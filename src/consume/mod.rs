@@ -134,6 +134,7 @@ fn create(
     let group = kafka.get("group.id").unwrap_or_default().to_owned();
     let topic = &settings.topic.name;
     let concurrency = settings.consumer.concurrency.get();
+    let positions = sink.positions();
     let mut sinks = Vec::with_capacity(concurrency);
     for _ in 1..concurrency {
         sinks.push(
@@ -174,6 +175,7 @@ fn create(
         metrics.clone(),
         settings.consumer.drain_timeout,
         shared,
+        positions,
     );
     let hooks = ConsumerHooks::new(
         ClientLog::new(format!("consumer {group}"), kafka.redactor())

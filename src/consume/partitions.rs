@@ -98,8 +98,10 @@ impl Partitions {
         }
     }
 
-    /// Fresh states for newly assigned `partitions` (resumed by the caller).
-    pub fn assign(&mut self, partitions: &[i32], now: Tick) {
+    /// Fresh states for newly assigned `partitions` (resumed by the caller); their
+    /// assignment numbers.
+    pub fn assign(&mut self, partitions: &[i32], now: Tick) -> Vec<(i32, u64)> {
+        let mut assigned = Vec::with_capacity(partitions.len());
         for &partition in partitions {
             let epoch = self.next_epoch;
             self.next_epoch += 1;
@@ -117,7 +119,9 @@ impl Partitions {
                     stored: None,
                 },
             );
+            assigned.push((partition, epoch));
         }
+        assigned
     }
 
     /// Starts revoking `partitions`: their records not sent to a worker are dropped (the next

@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rdkafka::consumer::ConsumerGroupMetadata;
+
 use super::chunk::Chunk;
 use super::retry::Failures;
 use super::tally::Tally;
 use crate::dlq::{self, DeadLetterError, DeadLetters, Rejection};
 use crate::shutdown::Shutdown;
-use crate::sink::{Record, Sink, SinkError};
+use crate::sink::{Positions, Record, Sink, SinkError, Span};
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
@@ -80,6 +82,18 @@ pub(crate) struct Job {
     pub base_attempts: u32,
     /// Sink calls that succeeded since the batch was taken apart.
     pub pass_accepted: u64,
+    /// The group membership when the job was sent, for a sink keeping positions.
+    pub group: Option<Membership>,
+}
+
+/// A consumer's group membership (generation and member id), as librdkafka hands it over.
+#[derive(Clone)]
+pub(crate) struct Membership(pub Arc<ConsumerGroupMetadata>);
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Membership")
+    }
 }
 
 impl Job {
@@ -94,6 +108,7 @@ impl Job {
             accepted: 0,
             base_attempts: 0,
             pass_accepted: 0,
+            group: None,
         }
     }
 
@@ -109,6 +124,7 @@ impl Job {
             let mut job = Job::new(Shape::Isolate, vec![part]);
             job.progress.copy_from_slice(&self.progress[records]);
             job.base_attempts = attempts;
+            job.group = self.group.clone();
             jobs.push(job);
         }
         jobs
@@ -378,6 +394,7 @@ fn run_each(
         dead_letter_first,
         failures,
         accepted,
+        group,
         ..
     } = job;
     let mut reported = Tick::now();
@@ -402,10 +419,20 @@ fn run_each(
                         offset: e.offset,
                         message,
                     };
+                    let span = [Span {
+                        partition: e.partition,
+                        assignment: part.epoch,
+                        next: e.offset + 1,
+                    }];
+                    let at = Positions {
+                        topic: &shared.topic,
+                        spans: &span,
+                        group: group.as_ref().map(|m| &*m.0),
+                    };
                     let started = Tick::now();
                     let processed = match one_record_batches {
-                        true => sink.process_batch(std::slice::from_ref(&record)),
-                        false => sink.process(&record),
+                        true => sink.process_batch_at(std::slice::from_ref(&record), &at),
+                        false => sink.process_at(&record, &at),
                     };
                     if let Err(error) = processed {
                         return Outcome::Failed(error);
@@ -443,10 +470,12 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
         parts,
         progress,
         accepted,
+        group,
         ..
     } = job;
     let mut records = Vec::with_capacity(progress.len());
     let mut sent = Vec::with_capacity(progress.len());
+    let mut spans: Vec<Span> = Vec::new();
     let mut stopped = None;
     let mut index = 0;
     'records: for part in parts.iter() {
@@ -457,9 +486,9 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
                 continue;
             }
             let chunk = &part.chunk;
+            let e = &chunk.entries()[entry];
             match dlq::inspect(chunk.value(entry), shared.max_record_bytes) {
                 Ok(message) => {
-                    let e = &chunk.entries()[entry];
                     records.push(Record {
                         partition: e.partition,
                         offset: e.offset,
@@ -475,11 +504,18 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
                     }
                 },
             }
+            cover(&mut spans, e.partition, part.epoch, e.offset);
         }
     }
-    if !records.is_empty() {
+    if !spans.is_empty() {
+        let at = Positions {
+            topic: &shared.topic,
+            spans: &spans,
+            group: group.as_ref().map(|m| &*m.0),
+        };
         let started = Tick::now();
-        match sink.process_batch(&records) {
+        match sink.process_batch_at(&records, &at) {
+            Ok(()) if records.is_empty() => {}
             Ok(()) => {
                 *accepted += 1;
                 observe_batch(&shared.metrics, &records, started);
@@ -491,6 +527,18 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
         }
     }
     stopped.unwrap_or(Outcome::Done)
+}
+
+/// Extends the spans of a sink call over the record at `offset` of `partition`.
+fn cover(spans: &mut Vec<Span>, partition: i32, assignment: u64, offset: i64) {
+    match spans.iter_mut().find(|s| s.partition == partition) {
+        Some(span) => span.next = span.next.max(offset + 1),
+        None => spans.push(Span {
+            partition,
+            assignment,
+            next: offset + 1,
+        }),
+    }
 }
 
 /// Counts `records`, processed together since `started`: one processing time, and one clock

@@ -8,8 +8,22 @@
 //! When `process` or `process_batch` returns `Ok`, the output must be durable enough that the
 //! offset can be committed: the consumer stores or commits right after. An `Err` says whether
 //! trying again may help ([`SinkError::is_retryable`]); the consumer retries or dead-letters
-//! per `[retry]` (see `roles::retry`), and commits past a record only once it was processed or
-//! its dead-letter copy acknowledged.
+//! per `[retry]`, and commits past a record only once it was processed or its dead-letter copy
+//! acknowledged.
+//!
+//! # Sinks that keep the consumer's positions (exactly-once)
+//!
+//! A destination that can write the consumer's next offsets in the same transaction as the
+//! records makes processing exactly-once: a crash between its commit and Kafka's loses
+//! nothing and repeats nothing, because the next owner starts where the destination says.
+//! Such a sink returns a [`PositionStore`] from [`Sink::positions`]; the consumer then
+//! * asks it, on every assignment, to claim the new partitions and say where each starts
+//!   (the consumer starts fetching there, not at Kafka's committed offset);
+//! * calls [`Sink::process_at`] / [`Sink::process_batch_at`] with the [`Positions`] each call
+//!   covers: per partition, the assignment it belongs to and the offset to write as next;
+//!   the sink writes those with the records, in one transaction, only if its claim on the
+//!   partition for that assignment still holds, and otherwise fails with
+//!   [`SinkError::Fenced`] (another member, or a later assignment of this one, has it now).
 //!
 //! Sinks, one file each: [`LogSink`], [`JsonlSink`], [`http::HttpSink`],
 //! [`command::CommandSink`], and [`MemorySink`] for the demo and tests.
@@ -38,6 +52,41 @@ pub struct Record<'a> {
     pub message: KafkaMessage<'a>,
 }
 
+/// Where one partition's records in a sink call end, for a sink keeping positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub partition: i32,
+    /// The assignment of the partition the records were received in: what the sink's claim
+    /// for it ([`PositionStore::claim`]) was made for.
+    pub assignment: u64,
+    /// The offset to write as the partition's next one: after the last record the call
+    /// covers, dead-lettered records included.
+    pub next: i64,
+}
+
+/// What a sink call covers, for a sink keeping positions.
+#[derive(Clone, Copy)]
+pub struct Positions<'a> {
+    pub topic: &'a str,
+    pub spans: &'a [Span],
+    /// The consumer's group membership when the call was made, for a Kafka transaction to
+    /// commit the offsets with (the broker refuses a member that has left its group since).
+    pub group: Option<&'a rdkafka::consumer::ConsumerGroupMetadata>,
+}
+
+/// The positions a sink keeps for the consumer, asked on the consumer's polling thread.
+pub trait PositionStore: Send {
+    /// Partitions of `topic` were assigned, each with its assignment number: claim them, so
+    /// that a member that held them before can no longer write for them, and say where each
+    /// starts. A partition the destination has no position for is left out: it starts where
+    /// the group's committed offset (or `auto.offset.reset`) says.
+    fn claim(
+        &mut self,
+        topic: &str,
+        partitions: &[(i32, u64)],
+    ) -> Result<Vec<(i32, i64)>, SinkError>;
+}
+
 /// The processing step.
 pub trait Sink: Send {
     /// Processes one message (single consumer).
@@ -46,6 +95,33 @@ pub trait Sink: Send {
     /// Processes a batch (batch consumer). By default one message after another, then done.
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
         batch.iter().try_for_each(|record| self.process(record))
+    }
+
+    /// Processes one message covering `at` (a sink keeping positions). By default
+    /// [`process`](Self::process).
+    fn process_at(&mut self, record: &Record<'_>, at: &Positions<'_>) -> Result<(), SinkError> {
+        let _ = at;
+        self.process(record)
+    }
+
+    /// Processes a batch covering `at` (a sink keeping positions): `batch` may be empty when
+    /// every record of the call was dead-lettered, and the positions must still be written.
+    /// By default [`process_batch`](Self::process_batch), and nothing for an empty batch.
+    fn process_batch_at(
+        &mut self,
+        batch: &[Record<'_>],
+        at: &Positions<'_>,
+    ) -> Result<(), SinkError> {
+        let _ = at;
+        match batch.is_empty() {
+            true => Ok(()),
+            false => self.process_batch(batch),
+        }
+    }
+
+    /// The positions this sink keeps for the consumer, if it keeps them (see the module doc).
+    fn positions(&self) -> Option<Box<dyn PositionStore>> {
+        None
     }
 
     /// A sink for one more worker of the same consumer (`concurrency > 1`): the same
@@ -112,6 +188,11 @@ pub enum SinkError {
     /// The downstream refused the record itself: trying it again gives the same answer.
     #[error("the record was rejected: {0}")]
     Rejected(String),
+    /// A sink keeping positions refused to write for a partition this member's claim no
+    /// longer covers: another member, or a later assignment of this one, holds it now. The
+    /// records are not this call's to write; they were not written.
+    #[error("not written: {0}")]
+    Fenced(String),
 }
 
 /// What a non-2xx HTTP answer said besides its status.
@@ -143,7 +224,7 @@ pub const COMMAND_REJECTS: i32 = 65;
 impl SinkError {
     /// Every [`kind`](Self::kind): the kinds `kafkad_processing_failures_total` shows, each
     /// at 0 until a sink fails that way.
-    pub const KINDS: [&'static str; 8] = [
+    pub const KINDS: [&'static str; 9] = [
         "io",
         "http_status",
         "http_transport",
@@ -152,6 +233,7 @@ impl SinkError {
         "command_timeout",
         "command_exit",
         "rejected",
+        "fenced",
     ];
 
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
@@ -163,7 +245,7 @@ impl SinkError {
     /// file that cannot be opened.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SinkError::Open { .. } | SinkError::Rejected(_) => false,
+            SinkError::Open { .. } | SinkError::Rejected(_) | SinkError::Fenced(_) => false,
             SinkError::HttpStatus { status, .. } => {
                 matches!(status, 408 | 429) || (500..600).contains(status)
             }
@@ -196,6 +278,7 @@ impl SinkError {
             SinkError::CommandTimeout { .. } => "command_timeout",
             SinkError::CommandExit { .. } => "command_exit",
             SinkError::Rejected(_) => "rejected",
+            SinkError::Fenced(_) => "fenced",
         }
     }
 }
@@ -303,6 +386,7 @@ mod tests {
                 stderr: String::new(),
             },
             SinkError::Rejected(String::new()),
+            SinkError::Fenced(String::new()),
         ];
         // Without a wildcard arm, a new variant does not compile here until it is added above.
         for error in &one_of_each {
@@ -315,7 +399,8 @@ mod tests {
                 | SinkError::CommandRun { .. }
                 | SinkError::CommandTimeout { .. }
                 | SinkError::CommandExit { .. }
-                | SinkError::Rejected(_) => {}
+                | SinkError::Rejected(_)
+                | SinkError::Fenced(_) => {}
             }
         }
         let kinds: std::collections::BTreeSet<&str> =
