@@ -29,6 +29,9 @@ pub(crate) struct Entry {
 pub(crate) struct Chunk {
     entries: Vec<Entry>,
     bytes: Vec<u8>,
+    /// Entries before this one were taken off the front ([`Chunk::take_front`]); their bytes
+    /// stay until the chunk empties.
+    start: usize,
 }
 
 impl Chunk {
@@ -50,33 +53,33 @@ impl Chunk {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() - self.start
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn entries(&self) -> &[Entry] {
-        &self.entries
+        &self.entries[self.start..]
     }
 
     /// Key and value bytes of record `index`: what it holds in memory.
     pub fn size(&self, index: usize) -> usize {
-        let entry = &self.entries[index];
+        let entry = &self.entries()[index];
         let len = |range: &Option<Range<usize>>| range.as_ref().map_or(0, |r| r.len());
         len(&entry.key) + len(&entry.value)
     }
 
     /// The value of record `index`; `None` for a tombstone.
     pub fn value(&self, index: usize) -> Option<&[u8]> {
-        self.entries[index].value.clone().map(|r| &self.bytes[r])
+        self.entries()[index].value.clone().map(|r| &self.bytes[r])
     }
 
     /// Record `index` as it was received, from `topic`, for its dead-letter copy (its
     /// timestamp is the copy's own).
     pub fn original(&self, topic: &str, index: usize) -> OwnedMessage {
-        let entry = &self.entries[index];
+        let entry = &self.entries()[index];
         let bytes = |range: &Option<Range<usize>>| range.clone().map(|r| self.bytes[r].to_vec());
         OwnedMessage::new(
             bytes(&entry.value),
@@ -89,17 +92,18 @@ impl Chunk {
         )
     }
 
-    /// Moves the records from `at` on into a chunk of their own.
-    pub fn split_off(&mut self, at: usize) -> Chunk {
-        let mut rest = Chunk::default();
-        for index in at..self.entries.len() {
-            let entry = &self.entries[index];
+    /// Moves the first `count` records into a chunk of their own: a copy of theirs, however
+    /// many stay behind.
+    pub fn take_front(&mut self, count: usize) -> Chunk {
+        let count = count.min(self.len());
+        let mut front = Chunk::default();
+        for entry in &self.entries[self.start..self.start + count] {
             let moved = |range: &Option<Range<usize>>, into: &mut Vec<u8>| {
                 range.clone().map(|r| keep(into, &self.bytes[r]))
             };
-            let key = moved(&entry.key, &mut rest.bytes);
-            let value = moved(&entry.value, &mut rest.bytes);
-            rest.entries.push(Entry {
+            let key = moved(&entry.key, &mut front.bytes);
+            let value = moved(&entry.value, &mut front.bytes);
+            front.entries.push(Entry {
                 partition: entry.partition,
                 offset: entry.offset,
                 key,
@@ -107,8 +111,13 @@ impl Chunk {
                 headers: entry.headers.clone(),
             });
         }
-        self.entries.truncate(at);
-        rest
+        self.start += count;
+        if self.is_empty() {
+            self.entries.clear();
+            self.bytes.clear();
+            self.start = 0;
+        }
+        front
     }
 }
 
@@ -145,10 +154,10 @@ mod tests {
 
     #[test]
     fn records_come_back_as_they_were_received() {
-        let mut chunk = Chunk::default();
+        let mut rest = Chunk::default();
         let received: Vec<_> = (0..5).map(|o| record(1, o, o == 3)).collect();
-        received.iter().for_each(|r| chunk.push(r));
-        let rest = chunk.split_off(2);
+        received.iter().for_each(|r| rest.push(r));
+        let chunk = rest.take_front(2);
         assert_eq!((chunk.len(), rest.len()), (2, 3));
         for (index, expected) in received[2..].iter().enumerate() {
             let original = rest.original("t", index);

@@ -140,7 +140,7 @@ impl ConsumerHooks {
 
     /// Pauses and resumes what the engine's partition state asks for.
     pub fn apply_pauses(&self, consumer: &KafkadConsumer, engine: &mut Engine, now: Tick) {
-        let (pause, resume) = engine.partitions.pauses_due();
+        let (pause, resume) = engine.partitions.pauses_due(now);
         if !pause.is_empty() {
             if let Err(error) = consumer.pause(&self.list(&pause)) {
                 tracing::warn!(partitions = ?pause, %error, "cannot pause partitions");

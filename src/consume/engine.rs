@@ -27,11 +27,6 @@ use crate::sink::{PositionStore, SinkError};
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
-/// At most this many records of a lane go to a worker in one job of the single role: enough
-/// that handing over costs nothing per record, few enough that a lane's records reach the
-/// sink soon after they arrive.
-const SINGLE_JOB_RECORDS: usize = 500;
-
 /// How jobs are formed.
 #[derive(Debug, Clone)]
 pub(crate) enum Strategy {
@@ -213,7 +208,9 @@ impl Engine {
         match &self.strategy {
             Strategy::Single if self.stopping => None,
             Strategy::Single => {
-                let taken = self.partitions.take(SINGLE_JOB_RECORDS)?;
+                // Everything the lane holds: handing over costs the same for one record or a
+                // window's worth, and a long job reports what it finished as it goes.
+                let taken = self.partitions.take(usize::MAX)?;
                 Some(Job::new(Shape::Each, vec![part(taken)]))
             }
             Strategy::Batch(limits) => {
@@ -263,7 +260,7 @@ impl Engine {
                     size,
                 } in finished
                 {
-                    self.partitions.finish(partition, epoch, offset, size);
+                    self.partitions.finish(partition, epoch, [(offset, size)]);
                 }
             }
             Report::Back(completion) => self.handle(*completion),
@@ -306,23 +303,25 @@ impl Engine {
 
     /// Moves the commit points over what the job finished.
     fn acknowledge(&mut self, job: &mut Job) {
-        let finished: Vec<(usize, i32, u64, i64, usize)> = job
-            .records()
-            .filter(|&(index, _, _)| job.progress[index] == Progress::Finished)
-            .map(|(index, part, entry)| {
-                let e = &part.chunk.entries()[entry];
-                (
-                    index,
-                    e.partition,
-                    part.epoch,
-                    e.offset,
-                    part.chunk.size(entry),
-                )
-            })
-            .collect();
-        for (index, partition, epoch, offset, size) in finished {
-            self.partitions.finish(partition, epoch, offset, size);
-            job.progress[index] = Progress::Acknowledged;
+        let mut index = 0;
+        for part in &job.parts {
+            let records = index..index + part.chunk.len();
+            index = records.end;
+            let progress = &mut job.progress[records];
+            let finished = part
+                .chunk
+                .entries()
+                .iter()
+                .enumerate()
+                .filter_map(|(entry, e)| {
+                    let state = &mut progress[entry];
+                    (*state == Progress::Finished).then(|| {
+                        *state = Progress::Acknowledged;
+                        (e.offset, part.chunk.size(entry))
+                    })
+                });
+            self.partitions
+                .finish(part.lane.partition, part.epoch, finished);
         }
     }
 

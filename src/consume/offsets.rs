@@ -37,8 +37,13 @@ impl OffsetTracker {
     /// The record at `offset` is finished: processed, or its dead-letter copy acknowledged.
     /// Returns whether the commit point moved.
     pub fn finish(&mut self, offset: i64) -> bool {
-        let Ok(index) = self.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
-            return false;
+        // Records mostly finish in the order they came: the first one waiting is the one.
+        let index = match self.pending.front() {
+            Some(&(first, _)) if first == offset => 0,
+            _ => match self.pending.binary_search_by_key(&offset, |&(o, _)| o) {
+                Ok(index) => index,
+                Err(_) => return false,
+            },
         };
         self.pending[index].1 = true;
         let mut moved = false;

@@ -8,14 +8,20 @@
 //! assignment therefore starts resumed, from a fresh state with a new epoch; work still out
 //! from the earlier assignment is told apart by its epoch and counts for nothing.
 //!
-//! A partition is paused while (a) its records in hand reach the window (memory stays
-//! bounded however slow the sink), until they fall to half of it; or (b) with
-//! `ordering = "partition"`, its lane waits for a retry (nothing more of it can go to the
-//! sink meanwhile); or (c) the consumer is stopping. Pausing loses nothing: librdkafka drops
-//! what it prefetched and fetches again from the record after the last one it handed over, and
-//! every record handed over stays in hand here until it is finished.
+//! Memory stays bounded however slow the sink: a partition whose records in hand reach the
+//! window is *full*. While one is, the poll loop takes no more records and waits for the
+//! workers instead (a fast sink frees room within milliseconds); a partition full for
+//! [`PAUSE_AFTER`] is paused until its records in hand fall to half the window, and polling
+//! goes on for the others. Pausing is not the first resort because it is not free: librdkafka
+//! drops what it prefetched for the partition and fetches it again on resume.
+//!
+//! A partition is also paused while, with `ordering = "partition"`, its lane waits for a retry
+//! (nothing more of it can go to the sink meanwhile), and while the consumer is stopping.
+//! Pausing loses nothing: librdkafka fetches again from the record after the last one it
+//! handed over, and every record handed over stays in hand here until it is finished.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 use rdkafka::Message;
 
@@ -25,7 +31,10 @@ use super::worker::Lane;
 use crate::config::ProcessingOrder;
 use crate::telemetry::clock::Tick;
 
-/// How much of a partition may be in hand before it is paused.
+/// How long a partition may stay full before it is paused (see the module doc).
+pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How much of a partition may be in hand before it is full.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     pub records: usize,
@@ -49,7 +58,7 @@ pub(crate) struct PartitionState {
     /// Which assignment this state belongs to.
     pub epoch: u64,
     pub offsets: OffsetTracker,
-    lanes: HashMap<u64, LaneState>,
+    lanes: HashMap<u64, LaneState, BuildHasherDefault<LaneKeyHasher>>,
     /// Key and value bytes of the records in hand.
     held_bytes: usize,
     /// Lanes waiting for a retry.
@@ -60,6 +69,8 @@ pub(crate) struct PartitionState {
     revoking: bool,
     /// When the partition was last seen able to deliver: assigned, resumed, or a record came.
     pub active_at: Tick,
+    /// Since when its records in hand have filled the window.
+    full_since: Option<Tick>,
     /// The commit point last stored.
     stored: Option<i64>,
 }
@@ -110,12 +121,13 @@ impl Partitions {
                 PartitionState {
                     epoch,
                     offsets: OffsetTracker::default(),
-                    lanes: HashMap::new(),
+                    lanes: HashMap::default(),
                     held_bytes: 0,
                     waiting_lanes: 0,
                     paused: false,
                     revoking: false,
                     active_at: now,
+                    full_since: None,
                     stored: None,
                 },
             );
@@ -241,12 +253,13 @@ impl Partitions {
                 continue;
             }
             hand.busy = true;
-            let mut chunk = std::mem::take(&mut hand.hand);
-            hand.oldest = None;
-            if chunk.len() > limit {
-                hand.hand = chunk.split_off(limit);
-                hand.oldest = Some(Tick::now());
-            }
+            let chunk = match hand.hand.len() > limit {
+                true => hand.hand.take_front(limit),
+                false => {
+                    hand.oldest = None;
+                    std::mem::take(&mut hand.hand)
+                }
+            };
             self.ready_records -= chunk.len() + hand.hand.len();
             return Some((lane, epoch, chunk));
         }
@@ -284,12 +297,20 @@ impl Partitions {
         }
     }
 
-    /// A record of `partition` from assignment `epoch` is finished; `bytes` of it were held.
-    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64, bytes: usize) {
+    /// Records of `partition` from assignment `epoch` are finished: their offsets, and the
+    /// bytes they held.
+    pub fn finish(
+        &mut self,
+        partition: i32,
+        epoch: u64,
+        finished: impl IntoIterator<Item = (i64, usize)>,
+    ) {
         if let Some(state) = self.map.get_mut(&partition) {
             if state.epoch == epoch {
-                state.offsets.finish(offset);
-                state.held_bytes = state.held_bytes.saturating_sub(bytes);
+                for (offset, bytes) in finished {
+                    state.offsets.finish(offset);
+                    state.held_bytes = state.held_bytes.saturating_sub(bytes);
+                }
             }
         }
     }
@@ -316,21 +337,37 @@ impl Partitions {
         self.stopping = true;
     }
 
-    /// Partitions whose pause state must change: (to pause, to resume). The caller applies
-    /// them and reports back with [`paused`](Self::paused).
-    pub fn pauses_due(&self) -> (Vec<i32>, Vec<i32>) {
+    /// Whether a partition that is not paused is full: no more records should be taken.
+    pub fn any_full(&self) -> bool {
+        self.map
+            .values()
+            .any(|state| state.full_since.is_some() && !state.paused)
+    }
+
+    /// Notes which partitions are full at `now`, and returns those whose pause state must
+    /// change: (to pause, to resume). The caller applies them and reports back with
+    /// [`paused`](Self::paused).
+    pub fn pauses_due(&mut self, now: Tick) -> (Vec<i32>, Vec<i32>) {
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
         let by_lane_wait = self.ordering == ProcessingOrder::Partition;
-        for (&partition, state) in &self.map {
+        for (&partition, state) in &mut self.map {
             let held = state.offsets.in_hand();
             let full = held >= self.window.records || state.held_bytes >= self.window.bytes;
             let drained =
                 held <= self.window.records / 2 && state.held_bytes <= self.window.bytes / 2;
+            if full {
+                state.full_since.get_or_insert(now);
+            } else if drained {
+                state.full_since = None;
+            }
+            let too_long = state
+                .full_since
+                .is_some_and(|since| now.passed(since, PAUSE_AFTER));
             let waiting = by_lane_wait && state.waiting_lanes > 0;
             let hold = self.stopping || waiting || state.revoking;
-            if !state.paused && (full || hold) {
+            if !state.paused && (too_long || hold) {
                 pause.push(partition);
-            } else if state.paused && drained && !hold {
+            } else if state.paused && state.full_since.is_none() && !hold {
                 resume.push(partition);
             }
         }
@@ -345,6 +382,26 @@ impl Partitions {
                 state.active_at = now;
             }
         }
+    }
+}
+
+/// The lane table's hasher: lane keys are hashes already (or 0), so they are used as they are.
+#[derive(Debug, Default)]
+pub(crate) struct LaneKeyHasher(u64);
+
+impl std::hash::Hasher for LaneKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
     }
 }
 
@@ -399,12 +456,12 @@ mod tests {
         partitions.free(lane);
         let (_, _, rest) = partitions.take(10).expect("a again");
         assert_eq!(rest.entries()[0].offset, 3);
-        partitions.finish(0, epoch, 1, 0);
+        partitions.finish(0, epoch, [(1, 0)]);
         assert_eq!(
             partitions.get(0).and_then(|s| s.offsets.commit_point()),
             None
         );
-        partitions.finish(0, epoch, 0, 0);
+        partitions.finish(0, epoch, [(0, 0)]);
         assert_eq!(
             partitions.get(0).and_then(|s| s.offsets.commit_point()),
             Some(2)
@@ -412,22 +469,30 @@ mod tests {
     }
 
     #[test]
-    fn a_full_window_pauses_until_half_of_it_is_finished() {
+    fn a_window_full_for_a_while_pauses_until_half_of_it_is_finished() {
         let mut partitions = Partitions::new(ProcessingOrder::Partition, window(4));
         let now = Tick::now();
         partitions.assign(&[0, 1], now);
         let epoch = partitions.get(0).map(|s| s.epoch).expect("assigned");
         (0..4).for_each(|o| assert!(partitions.receive(&record(0, o, "k"), now)));
-        assert_eq!(partitions.pauses_due(), (vec![0], vec![]));
-        partitions.paused(&[0], true, now);
-        partitions.finish(0, epoch, 0, 0);
         assert_eq!(
-            partitions.pauses_due(),
+            partitions.pauses_due(now),
+            (vec![], vec![]),
+            "full, not yet for long"
+        );
+        assert!(partitions.any_full());
+        let later = now.after(PAUSE_AFTER);
+        assert_eq!(partitions.pauses_due(later), (vec![0], vec![]));
+        partitions.paused(&[0], true, later);
+        assert!(!partitions.any_full(), "paused: the others may be polled");
+        partitions.finish(0, epoch, [(0, 0)]);
+        assert_eq!(
+            partitions.pauses_due(later),
             (vec![], vec![]),
             "3 of 4: still full"
         );
-        partitions.finish(0, epoch, 1, 0);
-        assert_eq!(partitions.pauses_due(), (vec![], vec![0]));
+        partitions.finish(0, epoch, [(1, 0)]);
+        assert_eq!(partitions.pauses_due(later), (vec![], vec![0]));
     }
 
     #[test]
