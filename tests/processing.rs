@@ -371,9 +371,24 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
         settings.clone(),
         sink::from_settings(&settings, Role::Single).expect("sink"),
     );
-    produce(&mock, 1..=20, 2).await;
-    wait_committed(&mock.bootstrap, "single-message-group", vec![Some(10); 2]).await;
     let metrics = consumer.metrics.clone();
+    produce(&mock, 1..=20, 2).await;
+    // Message 5 fails, and goes on failing past its two attempts: with everything else
+    // processed before it first failed, the sink accepting nothing since looks exactly like an
+    // outage, and the record waits rather than being dead-lettered.
+    wait_until(WAIT, "message 5 to fail four times", || {
+        failures(&metrics, "command_exit") >= 4
+    })
+    .await;
+    assert_eq!(
+        metrics.dead_lettered.get(),
+        0,
+        "waits out what may be an outage"
+    );
+    // A record on the other partition is accepted while 5 keeps failing: the downstream is
+    // up, 5 is the problem, and it is dead-lettered; 21, behind it, follows.
+    produce(&mock, 21..=22, 2).await;
+    wait_committed(&mock.bootstrap, "single-message-group", vec![Some(11); 2]).await;
     consumer.stop().await.expect("stops cleanly");
 
     let lines: Vec<Vec<u8>> = std::fs::read_to_string(&out)
@@ -381,10 +396,15 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
         .lines()
         .map(|l| l.as_bytes().to_vec())
         .collect();
-    let r = reconcile(&keys((1..=20).filter(|&id| id != 5)), sent_keys(&lines));
+    let r = reconcile(&keys((1..=22).filter(|&id| id != 5)), sent_keys(&lines));
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
-    assert_eq!(failures(&metrics, "command_exit"), 2);
-    assert_eq!(metrics.retries.get(), 1);
+    let failed = failures(&metrics, "command_exit");
+    assert_eq!(
+        metrics.retries.get(),
+        failed - 1,
+        "each failure but the last retried"
+    );
+    assert_eq!(dead_lettered_for_processing(&metrics), 1);
 
     let dlq = blocking({
         let b = mock.bootstrap.clone();
@@ -392,7 +412,10 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
     })
     .await;
     assert_eq!(dlq.len(), 1);
-    assert_eq!(header(&dlq[0], "kafkad.attempts").as_deref(), Some("2"));
+    assert_eq!(
+        header(&dlq[0], "kafkad.attempts").as_deref(),
+        Some(failed.to_string().as_str())
+    );
     let error = header(&dlq[0], "kafkad.error").expect("error");
     assert!(error.contains("refusing 5"), "{error}");
 }

@@ -12,6 +12,8 @@
 //! partitions that go, so that what finishes is committed before they move.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::partitions::Partitions;
@@ -49,8 +51,8 @@ pub(crate) struct Engine {
     topic: String,
     pub(super) partitions: Partitions,
     workers: Workers,
-    /// The partitions each busy worker's job holds.
-    out: HashMap<usize, Vec<i32>>,
+    /// For each busy worker, the partitions its job holds and the job's cancel flag.
+    out: HashMap<usize, (Vec<i32>, Arc<AtomicBool>)>,
     waiting: Vec<Waiting>,
     /// Jobs to send on as soon as a worker is idle (after a decision about a failure).
     ready: VecDeque<Job>,
@@ -62,7 +64,7 @@ pub(crate) struct Engine {
     failure: Option<RoleError>,
     drain_timeout: Duration,
     stopping: bool,
-    shared: std::sync::Arc<WorkerShared>,
+    shared: Arc<WorkerShared>,
     /// The positions the sink keeps, if it keeps them (exactly-once sinks).
     positions: Option<Box<dyn PositionStore>>,
     /// The group membership as of the last rebalance, handed to a sink keeping positions.
@@ -79,7 +81,7 @@ impl Engine {
         policy: RetryPolicy,
         metrics: ConsumerMetrics,
         drain_timeout: Duration,
-        shared: std::sync::Arc<WorkerShared>,
+        shared: Arc<WorkerShared>,
         positions: Option<Box<dyn PositionStore>>,
     ) -> Self {
         Engine {
@@ -109,12 +111,12 @@ impl Engine {
 
     /// The group membership to hand to a sink keeping positions, after a rebalance.
     pub fn set_group(&mut self, group: Option<rdkafka::consumer::ConsumerGroupMetadata>) {
-        self.group = group.map(|g| Membership(std::sync::Arc::new(g)));
+        self.group = group.map(|g| Membership(Arc::new(g)));
     }
 
     /// The dead-letter router the workers share.
-    pub fn dead_letters(&self) -> std::sync::Arc<DeadLetters> {
-        std::sync::Arc::clone(&self.shared.dead_letters)
+    pub fn dead_letters(&self) -> Arc<DeadLetters> {
+        Arc::clone(&self.shared.dead_letters)
     }
 
     /// Jobs out with a worker.
@@ -166,13 +168,19 @@ impl Engine {
     pub fn stop(&mut self) {
         self.stopping = true;
         self.partitions.stop();
+        for (_, cancel) in self.out.values() {
+            cancel.store(true, AtomicOrdering::Relaxed);
+        }
     }
 
     /// Sends what can go to idle workers: decided jobs first, then new ones.
     /// `queue_drained`: librdkafka had nothing more at the last poll.
     pub fn dispatch(&mut self, now: Tick, queue_drained: bool) {
         while self.workers.any_idle() {
-            let job = match self.ready.pop_front() {
+            // While stopping, work waiting to go on (after a failure) stays where it is: only
+            // what is in flight is finished.
+            let carry_on = (!self.stopping).then(|| self.ready.pop_front()).flatten();
+            let job = match carry_on {
                 Some(job) => job,
                 None if self.failure.is_some() => break,
                 None => match self.next_job(now, queue_drained) {
@@ -183,7 +191,7 @@ impl Engine {
                     None => break,
                 },
             };
-            let partitions = job.partitions();
+            let held = (job.partitions(), Arc::clone(&job.cancel));
             match self.workers.send(job) {
                 Ok(worker) => {
                     if self.out.is_empty() {
@@ -191,7 +199,7 @@ impl Engine {
                         // consumer last had something to do.
                         self.metrics.health.progress_at(now);
                     }
-                    self.out.insert(worker, partitions);
+                    self.out.insert(worker, held);
                 }
                 Err(job) => {
                     self.ready.push_front(*job);
@@ -289,7 +297,7 @@ impl Engine {
                 self.release(&job);
             }
             Outcome::Failed(error) => self.failed(job, error, now),
-            Outcome::Interrupted => self.release(&job),
+            Outcome::Interrupted | Outcome::Cancelled => self.release(&job),
             Outcome::Refused(refused) => {
                 self.fail(RoleError::DeadLetter(refused));
                 self.release(&job);
@@ -506,6 +514,13 @@ impl Engine {
         for job in std::mem::take(&mut self.ready) {
             self.go_on(job);
         }
+        // Work in flight on them stops after the record in hand (a batch is one call, and
+        // finishes): what is done by then is committed below, the rest is the next owner's.
+        for (held, cancel) in self.out.values() {
+            if held.iter().any(|p| partitions.contains(p)) {
+                cancel.store(true, AtomicOrdering::Relaxed);
+            }
+        }
         let deadline = Instant::now() + self.drain_timeout;
         while self.holds_any(partitions) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -528,7 +543,7 @@ impl Engine {
     fn holds_any(&self, partitions: &[i32]) -> bool {
         self.out
             .values()
-            .any(|held| held.iter().any(|p| partitions.contains(p)))
+            .any(|(held, _)| held.iter().any(|p| partitions.contains(p)))
     }
 
     /// Forgets revoked `partitions`.

@@ -11,6 +11,7 @@
 //! and `/healthz` reports the stall (see `engine`).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -84,6 +85,10 @@ pub(crate) struct Job {
     pub pass_accepted: u64,
     /// The group membership when the job was sent, for a sink keeping positions.
     pub group: Option<Membership>,
+    /// Set by the engine when the job's records are no longer wanted (shutdown, or their
+    /// partition revoked): the worker stops before the next record, the one in hand
+    /// finished.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// A consumer's group membership (generation and member id), as librdkafka hands it over.
@@ -109,6 +114,7 @@ impl Job {
             base_attempts: 0,
             pass_accepted: 0,
             group: None,
+            cancel: Arc::default(),
         }
     }
 
@@ -192,6 +198,8 @@ pub(crate) enum Outcome {
     Refused(DeadLetterError),
     /// The sink panicked: a bug in it; the consumer stops.
     Panicked(String),
+    /// The engine cancelled the job; what it finished is marked.
+    Cancelled,
 }
 
 /// A job back from its worker.
@@ -395,6 +403,7 @@ fn run_each(
         failures,
         accepted,
         group,
+        cancel,
         ..
     } = job;
     let mut reported = Tick::now();
@@ -408,6 +417,9 @@ fn run_each(
             index += 1;
             if progress[this] != Progress::Pending {
                 continue;
+            }
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Outcome::Cancelled;
             }
             let chunk = &part.chunk;
             let decoded = match dead_letter_first.take() {

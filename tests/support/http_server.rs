@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One request as the server read it.
 pub struct Request<'a> {
@@ -47,8 +47,9 @@ pub struct Exchange {
 struct State {
     answer: Box<Answer>,
     requests: AtomicUsize,
-    /// Bodies of POSTs answered with a 2xx, in order: what a sink delivered.
-    accepted: Mutex<Vec<Vec<u8>>>,
+    /// Bodies of POSTs answered with a 2xx, in order, with when each answer was decided:
+    /// what a sink delivered.
+    accepted: Mutex<Vec<(Instant, Vec<u8>)>>,
     exchanges: Mutex<Vec<Exchange>>,
     /// Header lines of every request (lowercased names).
     headers: Mutex<Vec<Vec<(String, String)>>>,
@@ -96,6 +97,13 @@ impl HttpServer {
     }
 
     pub fn accepted(&self) -> Vec<Vec<u8>> {
+        let accepted = self.state.accepted.lock().expect("lock");
+        accepted.iter().map(|(_, body)| body.clone()).collect()
+    }
+
+    /// As [`accepted`](Self::accepted), each body with when its answer was decided (before
+    /// the sink could see it).
+    pub fn accepted_at(&self) -> Vec<(Instant, Vec<u8>)> {
         self.state.accepted.lock().expect("lock").clone()
     }
 
@@ -224,13 +232,14 @@ fn connection(stream: TcpStream, state: Arc<State>) {
             body: &body,
         });
         let status = reply.status;
+        let answered = Instant::now();
         state.exchanges.lock().expect("lock").push(Exchange {
             method: method.clone(),
             path,
             status,
         });
         if (200..300).contains(&status) && method == "POST" {
-            state.accepted.lock().expect("lock").push(body);
+            state.accepted.lock().expect("lock").push((answered, body));
         }
         let text = format!("status {status}");
         let extra: String = reply
