@@ -583,3 +583,49 @@ fn with_no_broker_each_error_is_logged_once_per_window_with_its_repeats() {
         );
     }
 }
+
+/// Four single consumers in one group on a three-partition topic (a Deployment of three
+/// during a rolling update's surge): one gets no partition. Readiness means "joined its group
+/// and polling", not "holds partitions", so all four are ready, else the rollout would wait
+/// for the idle pod for ever. What a member holds is a metric:
+/// `kafkad_assigned_partitions` adds up to 3, one member at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_member_of_a_three_partition_group_is_ready() {
+    let mock = MockTopology::start(3);
+    let dir = tempfile::tempdir().expect("dir");
+    let addrs: Vec<String> = (0..4)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let members: Vec<Kafkad> = addrs
+        .iter()
+        .enumerate()
+        .map(|(n, addr)| {
+            Kafkad::spawn(
+                &format!("single-{n}"),
+                dir.path(),
+                &["--role", "single"],
+                &[
+                    ("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+                    ("KAFKAD_KAFKA__SESSION_TIMEOUT_MS", "6000".to_owned()),
+                    ("KAFKAD_HTTP__LISTEN", addr.clone()),
+                ],
+            )
+        })
+        .collect();
+    let assigned = |addr: &str| {
+        http_get(addr, "/metrics")
+            .and_then(|(_, text)| sample(&text, "kafkad_assigned_partitions", &[]))
+    };
+    let ready = |addr: &str| http_get(addr, "/readyz").is_some_and(|(status, _)| status == 200);
+    wait_until(WAIT, "all four ready, the partitions spread", || {
+        addrs.iter().all(|addr| ready(addr))
+            && addrs.iter().filter_map(|a| assigned(a)).sum::<f64>() == 3.0
+    })
+    .await;
+    let held: Vec<f64> = addrs.iter().filter_map(|a| assigned(a)).collect();
+    assert_eq!(held.len(), 4);
+    assert!(held.contains(&0.0), "one member holds nothing: {held:?}");
+    for member in &members {
+        member.signal(libc::SIGTERM);
+    }
+}

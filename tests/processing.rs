@@ -449,3 +449,67 @@ async fn the_command_sink_takes_a_batch_as_json_lines() {
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
     assert_eq!(metrics.batches.get(), 4);
 }
+
+/// A shutdown while a batch is taken apart: the batch of ten is refused (message 3 is
+/// answered 400), so its records go one at a time, and the stop comes while message 5 is
+/// with the (slow) server. The record in hand is finished, the rest of the batch is left:
+/// the commit covers 1..=5 (3 dead-lettered), and the next member of the group processes
+/// 6..=10 and nothing else. No record is lost, none processed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_while_a_batch_is_taken_apart_commits_what_was_finished() {
+    let mock = MockTopology::start(1);
+    let server = HttpServer::start(|_, body| {
+        if contains_id(body, 3) {
+            return 400;
+        }
+        if sent_keys(&[body.to_vec()]) == [(P.to_owned(), 5)] {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        200
+    });
+    produce(&mock, 1..=10, 1).await;
+    let batch = [("batch.min_size", "10"), ("batch.max_size", "10")];
+    let settings = http_settings(&mock, Role::Batch, &server, &batch);
+    let first = spawn_consumer(
+        Role::Batch,
+        settings.clone(),
+        sink::from_settings(&settings, Role::Batch).expect("sink"),
+    );
+    wait_until(WAIT, "message 5 sent alone", || {
+        server.requests() >= 6 && sent_keys(&server.accepted()).contains(&(P.to_owned(), 4))
+    })
+    .await;
+    let stopping = Instant::now();
+    first.stop().await.expect("stops cleanly");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let mut first_accepted = sent_keys(&server.accepted());
+    first_accepted.sort();
+    let finished: Vec<MessageKey> = [1, 2, 4, 5].map(|id| (P.to_owned(), id)).to_vec();
+    assert_eq!(
+        first_accepted, finished,
+        "the record in hand finished, the rest left"
+    );
+    wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(5)]).await;
+
+    let second = spawn_consumer(
+        Role::Batch,
+        http_settings(&mock, Role::Batch, &server, &[("batch.max_wait", "200ms")]),
+        sink::from_settings(&settings, Role::Batch).expect("sink"),
+    );
+    wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(10)]).await;
+    second.stop().await.expect("stops cleanly");
+    let mut all = sent_keys(&server.accepted());
+    all.push((P.to_owned(), 3));
+    let r = reconcile(&keys(1..=10), all);
+    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
+    let dlq = blocking({
+        let b = mock.bootstrap.clone();
+        move || read_topic(&b, DLQ, 1)
+    })
+    .await;
+    assert_eq!(dlq.len(), 1, "message 3, once");
+}

@@ -344,7 +344,7 @@ pub fn http_addr(process: &Kafkad) -> Option<String> {
     )
 }
 
-/// Waits until the process's `/readyz` answers 200: a consumer holds partitions, a producer
+/// Waits until the process's `/readyz` answers 200: a consumer joined its group, a producer
 /// reached a broker.
 pub fn wait_ready(process: &mut Kafkad) {
     let deadline = Instant::now() + CONSUME_TIMEOUT;
