@@ -87,6 +87,8 @@ measure mock-roundtrip roundtrip --messages 3000 --rate 1000 --runs 2
 # run shows the client side alone.
 measure mock-roundtrip-short-wait roundtrip --messages 3000 --rate 1000 --runs 2 \
   --set kafka.fetch.wait.max.ms=5
+# `[consumer] concurrency` against a downstream answering in 20 ms: 16 calls at once vs 1.
+measure mock-concurrency concurrency --messages 1000 --keys 1000 --delay-ms 20 --concurrency 16
 
 # Its own state directory: a cluster started by tests or by hand elsewhere is left alone.
 KAFKA_CLUSTER_DIR="$root/target/bench-kafka" scripts/kafka-cluster.sh run --brokers 3 -- "$0" kafka

@@ -191,6 +191,26 @@ def latency_headline():
     return "\n".join(rows)
 
 
+def concurrency():
+    report = load("mock-concurrency")
+    if not report:
+        return "not measured"
+    rows = [
+        f"`kafkad-bench concurrency`: the single role, `ordering = \"key\"`, {report['keys']} keys, "
+        f"the http sink into a server answering every request after {report['delay_ms']} ms, on the "
+        "mock cluster; throughput from the first answer to the last, per-key order checked at "
+        "the server. Target: concurrency 16 at least 8x concurrency 1.",
+        "",
+        "| concurrency | msgs/s | records before an earlier one of their key |",
+        "|---:|---:|---:|",
+    ]
+    for run in report["runs"]:
+        rows.append(f"| {run['concurrency']} | {fmt(run['msgs_per_s'])} | {run['order_violations']} |")
+    rows.append("")
+    rows.append(f"Concurrency {report['runs'][-1]['concurrency']} ÷ concurrency 1: **{report['ratio']:.2f}×**")
+    return "\n".join(rows)
+
+
 def codec():
     path = out / "codec.txt"
     if not path.exists():
@@ -251,6 +271,10 @@ and CPU or RSS below 1× favour kafkad. The seed's batch consumer commits synchr
 messages, as the seed does, and is measured on the first 20,000 records of the topic.
 
 {python_headline()}
+
+### Concurrency against a slow downstream
+
+{concurrency()}
 
 ### End-to-end latency at 1,000 msgs/s (producer role → single consumer role)
 

@@ -75,6 +75,10 @@ pub enum Command {
     Consume(CompareArgs),
     /// End-to-end latency at a fixed `--rate`: producer role to single consumer role.
     Roundtrip(CompareArgs),
+    /// What `[consumer] concurrency` buys against a slow downstream: the single role with
+    /// `ordering = "key"` into an HTTP server answering after `--delay-ms`, at concurrency 1
+    /// and at `--concurrency`, per-key order checked.
+    Concurrency(ConcurrencyArgs),
     /// One measured run in this process, its result printed as one JSON line. The three
     /// comparisons run each of their runs this way, as a child process.
     Phase(PhaseArgs),
@@ -128,6 +132,29 @@ pub struct CompareArgs {
     /// thousandth of the other sides' rate.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     pub seed_batch_messages: u64,
+}
+
+/// The options of `concurrency`.
+#[derive(Debug, Clone, Args)]
+pub struct ConcurrencyArgs {
+    /// Records in the topic, read whole by each run.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: u64,
+    /// Distinct record keys.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// How long the downstream takes to answer each request.
+    #[arg(long, default_value_t = 20)]
+    pub delay_ms: u64,
+    /// The concurrency measured against concurrency 1.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+    /// Make the last line of stdout one JSON object with every figure.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The options of `phase`: everything one run needs, decided by the comparison that starts it.

@@ -1,4 +1,5 @@
-//! `kafkad-bench produce|consume|roundtrip`: what kafkad costs on top of librdkafka.
+//! `kafkad-bench produce|consume|roundtrip`: what kafkad costs on top of librdkafka; and
+//! `kafkad-bench concurrency`: what `[consumer] concurrency` buys against a slow downstream.
 //!
 //! Each workload runs through kafkad's real role code (`producer::run`,
 //! `roles::run_consumer`, with a sink that only counts) and through a *reference* loop
@@ -44,6 +45,8 @@
 
 mod cli;
 mod compare;
+mod concurrency;
+mod downstream;
 mod kafkad_side;
 mod measure;
 mod phase;
@@ -128,6 +131,7 @@ async fn run(cli: Cli) -> Result<(), BenchError> {
         Command::Produce(args) => (Workload::Produce, args),
         Command::Consume(args) => (Workload::Consume, args),
         Command::Roundtrip(args) => (Workload::Roundtrip, args),
+        Command::Concurrency(args) => return concurrency::run(&args, &request).await,
     };
     compare(workload, &args, &cli.config, &request).await
 }
