@@ -1,5 +1,5 @@
 //! Dead-letter routing: what happens to a record that is not a valid `KafkaMessage`, or that
-//! the sink failed to process for good (see `roles::retry`).
+//! the sink failed to process for good (see `consume::retry`).
 //!
 //! A bad record must neither crash a consumer nor block its partition. It is copied, with its
 //! original key, value and headers, to the dead-letter topic (default `<topic>.dlq`), with
@@ -7,11 +7,12 @@
 //! processed record.
 //!
 //! The order matters: the source offset may only move past the record once the copy is
-//! acknowledged (`acks=all`). So [`DeadLetters::send`] blocks the consumer's thread until
-//! the broker confirmed. What happens when it does not depends on the error:
+//! acknowledged (`acks=all`). So [`DeadLetters::send`] blocks the worker that holds the
+//! record (never the thread that polls) until the broker confirmed, and the record's lane
+//! waits. What happens when it does not depends on the error:
 //!
 //! * **Transient** (brokers unreachable, not enough in-sync replicas, a leader moving, a
-//!   timeout): retried with backoff, the record left uncommitted. While it retries the loop
+//!   timeout): retried with backoff, the record left uncommitted. While it retries the work
 //!   makes no progress, so after `stall_timeout` `/healthz` answers 503 and the orchestrator
 //!   restarts the process; nothing is skipped.
 //! * **Permanent** (the copy is too large for the dead-letter topic, the principal may not

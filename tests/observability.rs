@@ -581,6 +581,19 @@ fn with_no_broker_each_error_is_logged_once_per_window_with_its_repeats() {
             repeat_lines >= 1,
             "{role}: no line counted the repeats:\n{log}"
         );
+        // A consumer that never reached its group knows nothing of its lag: not 0.
+        for summary in lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "summary" && *role != "producer")
+        {
+            assert_eq!(summary["fields"]["lag"], "unknown", "{role}: {summary}");
+        }
+        if *role != "producer" {
+            assert!(
+                lines.iter().any(|l| l["fields"]["message"] == "summary"),
+                "{role}: no summary line in {run:?}:\n{log}"
+            );
+        }
     }
 }
 

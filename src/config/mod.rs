@@ -201,12 +201,12 @@ pub struct Settings {
     /// How often each role logs a one-line summary (rates, totals, lag).
     #[serde(with = "humantime_serde")]
     pub summary_interval: Duration,
-    /// How long a role's loop may go without progress (a poll returned, a message or batch
-    /// finished, a message handed to the producer) before `/healthz` answers 503. The default,
-    /// 2 minutes, is longer than any one step a healthy loop takes (a commit or a dead-letter
-    /// delivery is bounded by librdkafka's 60 s `socket.timeout.ms`) and shorter than
-    /// `max.poll.interval.ms` (5 minutes), after which a stuck consumer silently leaves its
-    /// group: the orchestrator sees the stall before the group does.
+    /// How long a role may go without progress before `/healthz` answers 503: the producer
+    /// without handing a message over; a consumer with work out (a sink call, a dead-letter
+    /// copy) and none of it finished, with its poll loop not turning, or with a partition that
+    /// has records waiting and delivers none. The default, 2 minutes, is longer than any one
+    /// step of healthy work (a commit or a dead-letter delivery is bounded by librdkafka's
+    /// 60 s `socket.timeout.ms`).
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
     /// librdkafka properties, verbatim.

@@ -220,6 +220,8 @@ impl Watch {
         }
         drop(shared);
         self.behind_since = behind_since;
+        // Before the member joined its group, "no partitions, no lag" would be a guess.
+        let total = total.filter(|_| metrics.health.became_ready());
         metrics.client.set_total_lag(total);
         metrics.health.set_fetch_wait(longest_wait);
         for &partition in &waiting {

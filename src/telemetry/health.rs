@@ -76,8 +76,8 @@ impl Health {
         self.stall_timeout.store(millis, Ordering::SeqCst);
     }
 
-    /// The loop made progress: a poll returned, a message or batch was finished, a message
-    /// was handed to the producer. Cheap: one relaxed store.
+    /// The role made progress: work finished (a consumer's record, batch or dead-letter
+    /// copy), a message was handed to the producer. Cheap: one relaxed store.
     pub fn progress(&self) {
         self.progress_at(Tick::now());
     }
@@ -155,6 +155,12 @@ impl Health {
         self.running.load(Ordering::SeqCst)
             && !self.stopping.load(Ordering::SeqCst)
             && !self.is_stalled()
+    }
+
+    /// Whether the role became able to do its work (see [`set_ready`](Self::set_ready)),
+    /// alive or not.
+    pub fn became_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
     }
 
     pub fn is_ready(&self) -> bool {

@@ -284,7 +284,7 @@ impl RoleMetrics {
         }
         registry.register(
             "seconds_since_progress",
-            "Seconds since the role's loop last made progress (a poll returned, a message or batch finished, a message was sent); /healthz fails past stall_timeout",
+            "Seconds the role has gone without the progress it owes (a consumer: work out and none finished, its loop not turning, or a partition not delivering; the producer: no message sent); /healthz fails past stall_timeout",
             self.health().since_progress_gauge(),
         );
     }
