@@ -35,6 +35,7 @@
 mod chunk;
 mod client;
 mod engine;
+mod job;
 mod offsets;
 mod partitions;
 mod retry;

@@ -146,6 +146,57 @@ fn ask(consumer: &KafkadConsumer, shared: &Mutex<Shared>) {
     }
 }
 
+/// What the engine knows of a partition.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    commit_point: Option<i64>,
+    received_to: Option<i64>,
+    /// Paused by kafkad, on purpose.
+    paused: bool,
+    /// Assigned, resumed, or a record came.
+    active_at: Tick,
+}
+
+/// What a partition's figures say.
+#[derive(Debug, PartialEq)]
+struct Reading {
+    /// Records not yet processed, if the next one to process is known.
+    lag: Option<i64>,
+    /// Since when it has had records to read that did not arrive, while not paused.
+    behind_since: Option<Tick>,
+    /// How long it has been waiting for them.
+    wait: Duration,
+}
+
+/// Reads one partition: `seen` by the engine, `ends` by the brokers, `behind_since` as the
+/// last reading left it.
+fn read(
+    seen: &Seen,
+    ends: &Ends,
+    from_earliest: bool,
+    behind_since: Option<Tick>,
+    now: Tick,
+) -> Reading {
+    let known = ends.committed.or(from_earliest.then_some(ends.low));
+    let lag = seen
+        .commit_point
+        .or(known)
+        .map(|next| (ends.high - next).max(0));
+    // Records beyond what was received, and the partition not paused on purpose: they
+    // should be arriving. How long they have not is what liveness watches.
+    let fetched_to = seen.received_to.or(known);
+    let behind = fetched_to.is_some_and(|fetched| ends.high > fetched) && !seen.paused;
+    let behind_since = behind.then(|| behind_since.unwrap_or(now));
+    let wait = behind_since.map_or(Duration::ZERO, |since| {
+        now.duration_since(since.max(seen.active_at))
+    });
+    Reading {
+        lag,
+        behind_since,
+        wait,
+    }
+}
+
 /// Lag, fetch stalls and readiness, worked out on the polling thread once a second.
 pub(crate) struct Watch {
     last: Option<Tick>,
@@ -195,27 +246,32 @@ impl Watch {
                 total = None;
                 continue;
             };
-            let known = ends.committed.or(self.from_earliest.then_some(ends.low));
-            match state.offsets.commit_point().or(known) {
-                Some(next) => {
-                    let lag = (ends.high - next).max(0);
+            let seen = Seen {
+                commit_point: state.offsets.commit_point(),
+                received_to: state.offsets.received_to(),
+                paused: state.is_paused(),
+                active_at: state.active_at,
+            };
+            let reading = read(
+                &seen,
+                ends,
+                self.from_earliest,
+                self.behind_since.get(&partition).copied(),
+                now,
+            );
+            match reading.lag {
+                Some(lag) => {
                     metrics.client.set_lag(partition, lag);
                     total = total.map(|t| t + lag);
                 }
                 None => total = None,
             }
-            // Records behind what was received, not paused on purpose, and none came for a
-            // while: the partition is not being fetched.
-            let fetched_to = state.offsets.received_to().or(known);
-            let behind = fetched_to.is_some_and(|fetched| ends.high > fetched);
-            if behind && !state.is_paused() {
-                let since = self.behind_since.get(&partition).copied().unwrap_or(now);
+            if let Some(since) = reading.behind_since {
                 behind_since.insert(partition, since);
-                let wait = now.duration_since(since.max(state.active_at));
-                if wait > self.stall_timeout {
+                if reading.wait > self.stall_timeout {
                     waiting.push(partition);
                 }
-                longest_wait = longest_wait.max(wait);
+                longest_wait = longest_wait.max(reading.wait);
             }
         }
         drop(shared);
@@ -234,5 +290,92 @@ impl Watch {
             }
         }
         self.reported = waiting;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends(low: i64, high: i64, committed: Option<i64>) -> Ends {
+        Ends {
+            low,
+            high,
+            committed,
+            at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_paused_partition_lags_on_without_counting_as_stalled() {
+        let start = Tick::now();
+        let seen = Seen {
+            commit_point: Some(10),
+            received_to: Some(12),
+            paused: true,
+            active_at: start,
+        };
+        let later = start.after(Duration::from_secs(600));
+        let reading = read(&seen, &ends(0, 40, Some(10)), true, None, later);
+        assert_eq!(
+            reading.lag,
+            Some(30),
+            "the brokers' end, not the last fetch"
+        );
+        assert_eq!((reading.behind_since, reading.wait), (None, Duration::ZERO));
+    }
+
+    #[test]
+    fn records_that_do_not_arrive_at_an_unpaused_partition_count_from_when_they_were_seen() {
+        let start = Tick::now();
+        // Assigned long ago, nothing received (librdkafka holding it paused), committed at 5.
+        let seen = Seen {
+            commit_point: None,
+            received_to: None,
+            paused: false,
+            active_at: start,
+        };
+        let first_seen = start.after(Duration::from_secs(3600));
+        let reading = read(&seen, &ends(0, 9, Some(5)), true, None, first_seen);
+        assert_eq!(reading.lag, Some(4));
+        assert_eq!(reading.behind_since, Some(first_seen));
+        assert_eq!(
+            reading.wait,
+            Duration::ZERO,
+            "an hour idle is not an hour stalled"
+        );
+        let later = first_seen.after(Duration::from_secs(150));
+        let reading = read(&seen, &ends(0, 9, Some(5)), true, Some(first_seen), later);
+        assert_eq!(reading.wait, Duration::from_secs(150));
+        // Caught up: nothing to wait for.
+        let caught_up = Seen {
+            received_to: Some(9),
+            ..seen
+        };
+        let reading = read(
+            &caught_up,
+            &ends(0, 9, Some(5)),
+            true,
+            Some(first_seen),
+            later,
+        );
+        assert_eq!((reading.behind_since, reading.wait), (None, Duration::ZERO));
+    }
+
+    #[test]
+    fn lag_needs_a_known_start() {
+        let seen = Seen {
+            commit_point: None,
+            received_to: None,
+            paused: false,
+            active_at: Tick::now(),
+        };
+        let reading = read(&seen, &ends(3, 9, None), false, None, Tick::now());
+        assert_eq!(
+            reading.lag, None,
+            "starting from the latest, with nothing committed"
+        );
+        let reading = read(&seen, &ends(3, 9, None), true, None, Tick::now());
+        assert_eq!(reading.lag, Some(6));
     }
 }

@@ -14,18 +14,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::job::{Completion, Finished, Job, Membership, Outcome, Part, Progress, Report, Shape};
 use super::partitions::Partitions;
-use super::retry::{self, Failures, Next, Place, RetryPolicy, Unit};
-use super::worker::{
-    Completion, Finished, Job, Membership, Outcome, Part, Progress, Report, Shape, WorkerShared,
-    Workers,
-};
+use super::retry::RetryPolicy;
+use super::worker::{WorkerShared, Workers};
 use crate::config::BatchSettings;
-use crate::dlq::{DeadLetters, Rejection};
+use crate::dlq::DeadLetters;
 use crate::roles::RoleError;
-use crate::sink::{PositionStore, SinkError};
+use crate::sink::PositionStore;
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
@@ -37,6 +35,9 @@ pub(crate) enum Strategy {
     /// Batches of `min_size`..`max_size` records, or fewer after `max_wait`.
     Batch(BatchSettings),
 }
+
+mod failures;
+mod rebalance;
 
 /// A job waiting for its next attempt.
 struct Waiting {
@@ -340,96 +341,6 @@ impl Engine {
         }
     }
 
-    /// After the sink failed on `job`: per `[retry]`, wait, take apart, dead-letter or stop.
-    fn failed(&mut self, mut job: Job, error: SinkError, now: Tick) {
-        if let SinkError::Fenced(_) = error {
-            return self.fenced(job, error);
-        }
-        let unit = match job.shape {
-            Shape::Batch => Unit::Batch,
-            Shape::Each | Shape::Isolate => Unit::Record,
-        };
-        // For a record of a batch taken apart, its neighbours that passed alone just before
-        // count as accepted after it failed: evidence that the downstream is up.
-        let accepted_before = match job.shape {
-            Shape::Isolate => self.accepted - job.pass_accepted,
-            Shape::Each | Shape::Batch => self.accepted,
-        };
-        let failures = job.failures.map_or_else(
-            || Failures::first(now, job.base_attempts, accepted_before),
-            Failures::again,
-        );
-        let next = self.policy.next(unit, &error, failures, self.accepted, now);
-        let (partition, offset) = job.first_pending().map_or((-1, -1), |(_, part, entry)| {
-            let e = &part.chunk.entries()[entry];
-            (e.partition, e.offset)
-        });
-        let what = match job.shape {
-            Shape::Each => "a record".to_owned(),
-            Shape::Batch => format!("a batch of {} records", job.len()),
-            Shape::Isolate => "a record of a batch taken apart".to_owned(),
-        };
-        let place = Place {
-            what: &what,
-            topic: &self.topic,
-            partition,
-            offset,
-        };
-        retry::report_failure(&self.metrics, &place, failures.attempts, &error, next);
-        match next {
-            Next::RetryIn(delay) => {
-                job.failures = Some(failures);
-                for part in &job.parts {
-                    self.partitions.set_waiting(part.lane, true);
-                }
-                let due = now.after(delay);
-                self.waiting.push(Waiting {
-                    due,
-                    since: now,
-                    job,
-                });
-            }
-            Next::TakeApart => {
-                for lane_job in job.take_apart(failures.attempts) {
-                    self.go_on(lane_job);
-                }
-            }
-            Next::DeadLetter => {
-                job.dead_letter_first = Some(Rejection::ProcessingFailed {
-                    error: error.to_string(),
-                    attempts: failures.attempts,
-                });
-                job.failures = None;
-                self.go_on(job);
-            }
-            Next::Stop => {
-                self.fail(RoleError::ProcessingFailed {
-                    what: format!("{what} ({}/{partition}@{offset})", self.topic),
-                    attempts: failures.attempts,
-                    source: error,
-                });
-                self.release(&job);
-            }
-        }
-    }
-
-    /// A sink keeping positions refused to write: the claim on a partition of `job` is gone.
-    /// For work of an assignment that ended that is expected (a revocation overtook it); the
-    /// records belong to their next owner. For a partition still assigned, another member
-    /// claimed it while this one holds it: the consumer stops rather than guess.
-    fn fenced(&mut self, job: Job, error: SinkError) {
-        let current = job
-            .parts
-            .iter()
-            .any(|part| self.partitions.is_current(part.lane.partition, part.epoch));
-        if current {
-            self.fail(RoleError::Sink(error));
-        } else {
-            tracing::info!(%error, "work of a revoked assignment was refused by the sink; its next owner processes it");
-        }
-        self.release(&job);
-    }
-
     /// Queues `job` to carry on, without the records of partitions no longer ours.
     fn go_on(&mut self, job: Job) {
         if let Some(job) = self.current(job) {
@@ -447,107 +358,5 @@ impl Engine {
             self.partitions.free(lane);
         }
         (!job.parts.is_empty()).then_some(job)
-    }
-
-    /// Retries that fell due at `now` queue up to go on.
-    pub fn release_due(&mut self, now: Tick) {
-        if self.stopping {
-            return;
-        }
-        let mut index = 0;
-        while index < self.waiting.len() {
-            if self.waiting[index].due > now {
-                index += 1;
-                continue;
-            }
-            let Waiting { since, job, .. } = self.waiting.swap_remove(index);
-            self.metrics.retries.inc();
-            self.metrics.paused_seconds.inc_by(now.seconds_since(since));
-            for part in &job.parts {
-                self.partitions.set_waiting(part.lane, false);
-            }
-            self.go_on(job);
-        }
-    }
-
-    /// Newly assigned `partitions` start from a fresh state. Where a sink keeps positions,
-    /// it claims them and says where each starts (`None`: the claim failed, and the consumer
-    /// stops; they are left to start where Kafka says, but nothing of them is processed).
-    pub fn assign(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
-        let assigned = self.partitions.assign(partitions, Tick::now());
-        let Some(store) = &mut self.positions else {
-            return Vec::new();
-        };
-        match store.claim(&self.topic, &assigned) {
-            Ok(starts) => {
-                tracing::info!(
-                    ?starts,
-                    "partitions claimed; starting where the sink's positions say"
-                );
-                starts
-            }
-            Err(error) => {
-                tracing::error!(%error, ?partitions, "cannot claim the assigned partitions at the sink");
-                self.fail(RoleError::Sink(error));
-                Vec::new()
-            }
-        }
-    }
-
-    /// `partitions` are being revoked: drop what of them is not with a worker, wait up to
-    /// `drain_timeout` for what is, and return. The caller then stores and commits their
-    /// commit points and forgets them ([`forget`](Self::forget)).
-    pub fn revoke(&mut self, partitions: &[i32]) {
-        self.partitions.begin_revoke(partitions);
-        for waiting in std::mem::take(&mut self.waiting) {
-            for part in &waiting.job.parts {
-                self.partitions.set_waiting(part.lane, false);
-            }
-            let Waiting { due, since, job } = waiting;
-            if let Some(job) = self.current(job) {
-                for part in &job.parts {
-                    self.partitions.set_waiting(part.lane, true);
-                }
-                self.waiting.push(Waiting { due, since, job });
-            }
-        }
-        for job in std::mem::take(&mut self.ready) {
-            self.go_on(job);
-        }
-        // Work in flight on them stops after the record in hand (a batch is one call, and
-        // finishes): what is done by then is committed below, the rest is the next owner's.
-        for (held, cancel) in self.out.values() {
-            if held.iter().any(|p| partitions.contains(p)) {
-                cancel.store(true, AtomicOrdering::Relaxed);
-            }
-        }
-        let deadline = Instant::now() + self.drain_timeout;
-        while self.holds_any(partitions) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    ?partitions,
-                    drain_timeout = ?self.drain_timeout,
-                    "work on revoked partitions still running after drain_timeout; their next owner processes it again"
-                );
-                break;
-            }
-            if let Some(report) = self.workers.report(left) {
-                self.take_report(report);
-            }
-        }
-        self.metrics.health.set_busy(!self.out.is_empty());
-    }
-
-    /// Whether a worker holds records of any of `partitions`.
-    fn holds_any(&self, partitions: &[i32]) -> bool {
-        self.out
-            .values()
-            .any(|(held, _)| held.iter().any(|p| partitions.contains(p)))
-    }
-
-    /// Forgets revoked `partitions`.
-    pub fn forget(&mut self, partitions: &[i32]) {
-        self.partitions.remove(partitions);
     }
 }
