@@ -76,6 +76,13 @@ impl ConsumerHooks {
 
     /// Stores the commit points that moved, then (batch role, or `always`) commits them
     /// synchronously. On failure they stay stored and the next commit carries them.
+    ///
+    /// Synchronous, on the polling thread, because librdkafka does not hand the answer to an
+    /// asynchronous manual commit back through rdkafka's event API (tried: the commit goes
+    /// out, its answer never reaches `commit_callback`), and without the answer a second
+    /// commit could not be held back until the first was through. The sink does not wait on
+    /// it: the next batch goes to a worker before this commit starts (see the loop's order in
+    /// `consume::run`), so processing and committing overlap.
     pub fn store_and_commit(
         &self,
         consumer: &KafkadConsumer,

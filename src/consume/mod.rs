@@ -241,6 +241,8 @@ fn run(
             }
             engine.settle(Duration::ZERO);
             engine.release_due(now);
+            // Work goes out before the (batch role's synchronous) commit of what came back, so
+            // a worker processes the next batch while the commit is on its way.
             engine.dispatch(now, queue_drained);
             hooks.store_and_commit(consumer, &mut engine, None, None);
             hooks.apply_pauses(consumer, &mut engine, now);
