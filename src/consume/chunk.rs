@@ -39,7 +39,9 @@ impl Chunk {
     pub fn push<M: Message>(&mut self, record: &M) {
         let key = record.key().map(|key| keep(&mut self.bytes, key));
         let value = record.payload().map(|value| keep(&mut self.bytes, value));
-        let headers = record.headers().map(|headers| {
+        // librdkafka hands over an empty header list for a record without headers: copying it
+        // would cost an allocation per record for nothing.
+        let headers = record.headers().filter(|h| h.count() > 0).map(|headers| {
             let copy = OwnedHeaders::new_with_capacity(headers.count());
             headers.iter().fold(copy, OwnedHeaders::insert)
         });
@@ -92,6 +94,13 @@ impl Chunk {
         )
     }
 
+    /// Empties the chunk, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+        self.start = 0;
+    }
+
     /// Moves the first `count` records into a chunk of their own: a copy of theirs, however
     /// many stay behind.
     pub fn take_front(&mut self, count: usize) -> Chunk {
@@ -113,9 +122,7 @@ impl Chunk {
         }
         self.start += count;
         if self.is_empty() {
-            self.entries.clear();
-            self.bytes.clear();
-            self.start = 0;
+            self.clear();
         }
         front
     }

@@ -78,7 +78,7 @@ impl Engine {
                     attempts: failures.attempts,
                     source: error,
                 });
-                self.release(&job);
+                self.release(job);
             }
         }
     }
@@ -97,7 +97,7 @@ impl Engine {
         } else {
             tracing::info!(%error, "work of a revoked assignment was refused by the sink; its next owner processes it");
         }
-        self.release(&job);
+        self.release(job);
     }
 
     /// Retries that fell due at `now` queue up to go on.

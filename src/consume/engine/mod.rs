@@ -295,17 +295,17 @@ impl Engine {
                     self.metrics.batches.inc();
                     self.metrics.batch_size.observe(job.len() as f64);
                 }
-                self.release(&job);
+                self.release(job);
             }
             Outcome::Failed(error) => self.failed(job, error, now),
-            Outcome::Interrupted | Outcome::Cancelled => self.release(&job),
+            Outcome::Interrupted | Outcome::Cancelled => self.release(job),
             Outcome::Refused(refused) => {
                 self.fail(RoleError::DeadLetter(refused));
-                self.release(&job);
+                self.release(job);
             }
             Outcome::Panicked(panic) => {
                 self.fail(RoleError::Thread(format!("the sink panicked: {panic}")));
-                self.release(&job);
+                self.release(job);
             }
         }
     }
@@ -335,9 +335,10 @@ impl Engine {
     }
 
     /// The job's lanes are free again.
-    fn release(&mut self, job: &Job) {
-        for part in &job.parts {
+    fn release(&mut self, job: Job) {
+        for part in job.parts {
             self.partitions.free(part.lane);
+            self.partitions.recycle(part.chunk);
         }
     }
 

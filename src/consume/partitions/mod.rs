@@ -31,6 +31,10 @@ use super::offsets::OffsetTracker;
 use crate::config::ProcessingOrder;
 use crate::telemetry::clock::Tick;
 
+/// Emptied chunks kept for reuse: enough for every worker's job and the hands filling
+/// meanwhile.
+const SPARE: usize = 16;
+
 /// How long a partition may stay full before it is paused (see the module doc).
 pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -94,6 +98,10 @@ pub(crate) struct Partitions {
     next_epoch: u64,
     /// The consumer is stopping: every partition is paused.
     stopping: bool,
+    /// Emptied chunks of finished jobs, their buffers kept for the next hands: a hand taken
+    /// whole would otherwise start a new one that grows by doubling, an allocation and a copy
+    /// per doubling for every job.
+    spare: Vec<Chunk>,
 }
 
 impl Partitions {
@@ -106,6 +114,7 @@ impl Partitions {
             ready_records: 0,
             next_epoch: 1,
             stopping: false,
+            spare: Vec::new(),
         }
     }
 
@@ -207,7 +216,11 @@ impl Partitions {
         state.active_at = now;
         state.held_bytes +=
             record.payload().map_or(0, <[u8]>::len) + record.key().map_or(0, <[u8]>::len);
-        let hand = state.lanes.entry(lane.key).or_default();
+        let spare = &mut self.spare;
+        let hand = state.lanes.entry(lane.key).or_insert_with(|| LaneState {
+            hand: spare.pop().unwrap_or_default(),
+            ..LaneState::default()
+        });
         hand.hand.push(record);
         hand.oldest.get_or_insert(now);
         if !hand.busy {
@@ -257,13 +270,22 @@ impl Partitions {
                 true => hand.hand.take_front(limit),
                 false => {
                     hand.oldest = None;
-                    std::mem::take(&mut hand.hand)
+                    let fresh = self.spare.pop().unwrap_or_default();
+                    std::mem::replace(&mut hand.hand, fresh)
                 }
             };
             self.ready_records -= chunk.len() + hand.hand.len();
             return Some((lane, epoch, chunk));
         }
         None
+    }
+
+    /// Keeps the buffers of a finished job's `chunk` for a hand to come.
+    pub fn recycle(&mut self, mut chunk: Chunk) {
+        if self.spare.len() < SPARE {
+            chunk.clear();
+            self.spare.push(chunk);
+        }
     }
 
     /// The job of `lane` is over: its records wait no longer.
@@ -277,7 +299,11 @@ impl Partitions {
         hand.busy = false;
         if hand.hand.is_empty() {
             // Lanes come and go with keys: keep the table to lanes with something to do.
-            state.lanes.remove(&lane.key);
+            if let Some(gone) = state.lanes.remove(&lane.key) {
+                if self.spare.len() < SPARE {
+                    self.spare.push(gone.hand);
+                }
+            }
         } else if !state.revoking {
             self.ready_records += hand.hand.len();
             if !hand.queued {
