@@ -100,15 +100,19 @@ mod real_broker {
     }
 
     /// A dead-letter topic that refuses writes for now (a replica down, too few in sync): the copy
-    /// is retried, the loop makes no progress, and `/healthz` answers 503 within
-    /// `stall_timeout`, with `kafkad_seconds_since_progress` past it. Once the topic accepts
-    /// writes the copy is made and the consumer is healthy again.
+    /// is retried by the worker holding the batch, no work finishes, and `/healthz` answers 503
+    /// within `stall_timeout`, with `kafkad_seconds_since_progress` past it. Once the topic
+    /// accepts writes the copy is made and the consumer is healthy again. (The batch goes to a
+    /// worker, and its bad record to the dead-letter topic, after `max_wait`: half a second
+    /// here, so the wait measured is the stall's.)
     #[test]
     fn a_dead_letter_copy_refused_for_now_turns_healthz_503_within_stall_timeout() {
         let cluster = KafkaCluster::start(3);
         let stall_timeout = Duration::from_secs(5);
-        let scenario =
-            Scenario::isolated(&cluster, "dlq-transient").with("KAFKAD_STALL_TIMEOUT", "5s");
+        let scenario = Scenario::isolated(&cluster, "dlq-transient")
+            .with("KAFKAD_STALL_TIMEOUT", "5s")
+            .with("KAFKAD_BATCH__MAX_WAIT", "500ms")
+            .with("KAFKAD_KAFKA__FETCH_WAIT_MAX_MS", "500");
         let dlq = format!("{}.dlq", scenario.topic);
         cluster.create_topic(&scenario.topic, 1, 2, &["min.insync.replicas=1"]);
         cluster.create_topic(&dlq, 1, 2, &["min.insync.replicas=2"]);
