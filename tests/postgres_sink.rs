@@ -168,6 +168,8 @@ fn record(partition: i32, offset: i64, id: i64) -> Record<'static> {
         partition,
         offset,
         message: KafkaMessage::new(id, format!("m{id}"), P),
+        key: None,
+        headers: None,
     }
 }
 

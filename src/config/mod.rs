@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kafka::{KafkaProperties, KafkaValue, PropertyError, Scope};
 pub use librdkafka_properties::LIBRDKAFKA_VERSION;
-pub use sinks::{Delivery, OnConflict, PostgresSettings, ResolvedSecret};
+pub use sinks::{Delivery, KafkaSinkSettings, OnConflict, PostgresSettings, ResolvedSecret};
 use sources::{EnvSource, FlagSource, Origin, TomlSource};
 
 /// Which loop this process runs.
@@ -229,6 +229,9 @@ pub struct Settings {
     /// The postgres sink's `password` with a secret reference resolved; filled in by [`load`].
     #[serde(skip)]
     pub resolved_sink_password: ResolvedSecret,
+    /// The kafka sink's `[sink.kafka]` with secret references resolved; filled in by [`load`].
+    #[serde(skip)]
+    pub resolved_sink_kafka: KafkaProperties,
 }
 
 /// Header names and values ready to send; `Debug` never shows the values.
@@ -457,6 +460,9 @@ pub enum SinkSettings {
     /// Inserts one row per message into a PostgreSQL table; with `delivery = "exactly_once"`
     /// (the default) the consumer's next offsets are written in the same transaction.
     Postgres(PostgresSettings),
+    /// Produces each message to an output topic; with `delivery = "exactly_once"` (the
+    /// default) inside a Kafka transaction that also commits the consumer's offsets.
+    Kafka(KafkaSinkSettings),
 }
 
 impl SinkSettings {
@@ -464,6 +470,7 @@ impl SinkSettings {
     pub fn delivery(&self) -> Option<Delivery> {
         match self {
             SinkSettings::Postgres(postgres) => Some(postgres.delivery),
+            SinkSettings::Kafka(kafka) => Some(kafka.delivery),
             _ => None,
         }
     }
@@ -759,11 +766,23 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         settings.resolved_kafka.set("client.id", client_id);
     }
     settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
-    if let SinkSettings::Postgres(postgres) = &settings.sink {
-        if let Some(password) = &postgres.password.0 {
-            let text = resolve_value(password, "sink.password", &request.env, &tree)?;
-            settings.resolved_sink_password = ResolvedSecret(Some(text));
+    match &settings.sink {
+        SinkSettings::Postgres(postgres) => {
+            if let Some(password) = &postgres.password.0 {
+                let text = resolve_value(password, "sink.password", &request.env, &tree)?;
+                settings.resolved_sink_password = ResolvedSecret(Some(text));
+            }
         }
+        SinkSettings::Kafka(kafka) => {
+            settings.resolved_sink_kafka = sinks::output_properties(
+                &settings.resolved_kafka,
+                &kafka.kafka.0,
+                |name, value| {
+                    resolve_value(value, &format!("sink.kafka.{name}"), &request.env, &tree)
+                },
+            )?;
+        }
+        _ => {}
     }
     validate(&settings, &tree)?;
     Ok(LoadedConfig {
@@ -1153,7 +1172,10 @@ fn check_sink(sink: &SinkSettings, tree: &Map<String, Value>) -> Result<(), Conf
     let fail = |key: &str, message: String| Err(invalid(tree, key, message));
     match sink {
         // The sinks taking part in a transaction: check_transactional_sink.
-        SinkSettings::Log {} | SinkSettings::Jsonl { .. } | SinkSettings::Postgres(_) => Ok(()),
+        SinkSettings::Log {}
+        | SinkSettings::Jsonl { .. }
+        | SinkSettings::Postgres(_)
+        | SinkSettings::Kafka(_) => Ok(()),
         SinkSettings::Http { url, timeout, .. } => {
             if timeout.is_zero() {
                 return fail("sink.timeout", "must be above 0 (e.g. \"30s\")".to_owned());
@@ -1237,6 +1259,26 @@ fn check_transactional_sink(
                 );
             }
             postgres.timeout
+        }
+        SinkSettings::Kafka(kafka) => {
+            if let Err(why) = kafka_topic_name(&kafka.topic) {
+                return fail("sink.topic", why);
+            }
+            let same_cluster = !kafka.kafka.0.contains_key("bootstrap.servers");
+            if same_cluster && kafka.topic == settings.topic.name {
+                return fail(
+                    "sink.topic",
+                    "must differ from topic.name: every output message would be read again as input, forever".to_owned(),
+                );
+            }
+            settings.resolved_sink_kafka.validate().map_err(|error| {
+                invalid(
+                    tree,
+                    &format!("sink.kafka.{}", error.name),
+                    error.to_string(),
+                )
+            })?;
+            kafka.timeout
         }
         _ => return Ok(()),
     };

@@ -1,4 +1,5 @@
-//! The keys of a sink that can take part in a transaction, `[sink] kind = "postgres"`, parsed into types (a URL that parses, table and column names
+//! The keys of the two sinks that can take part in a transaction: `[sink] kind = "postgres"`
+//! and `[sink] kind = "kafka"`, parsed into types (a URL that parses, table and column names
 //! PostgreSQL accepts unquoted, a delivery mode), with the password never shown.
 
 use std::path::PathBuf;
@@ -6,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::kafka::{KafkaValue, REDACTED};
+use super::kafka::{KafkaProperties, KafkaValue, REDACTED};
+use super::KafkaTable;
 
 /// What a sink that can take part in a transaction promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,28 @@ fn default_offsets_table() -> SqlName {
 pub enum OnConflict {
     /// Keep the row that is there (`ON CONFLICT (key) DO NOTHING`): an idempotent write.
     Ignore,
+}
+
+/// `[sink] kind = "kafka"`: each message produced to `topic`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSettings {
+    /// The output topic.
+    pub topic: String,
+    #[serde(default = "exactly_once")]
+    pub delivery: Delivery,
+    /// The start of each sink worker's `transactional.id` (exactly_once); the rest is the
+    /// consumer's `client.id` and the worker's number. A restarted process with the same
+    /// ids fences its predecessor's open transactions at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional_id: Option<String>,
+    /// How long one send, or one transaction's commit, may take.
+    #[serde(default = "super::default_sink_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// librdkafka properties of the output cluster's producer. Without `bootstrap.servers`
+    /// the output cluster is the input's: `[kafka]`'s connection settings apply first.
+    #[serde(default)]
+    pub kafka: KafkaTable,
 }
 
 /// A boolean as TOML writes it, or as text (`true`/`false`) from the environment or `--set`:
@@ -310,6 +334,32 @@ impl<'de> Deserialize<'de> for SqlName {
         }
         Ok(SqlName(text))
     }
+}
+
+/// The output cluster's producer properties for the kafka sink: `[kafka]`'s connection
+/// settings (the input cluster's) unless `[sink.kafka]` names its own `bootstrap.servers`,
+/// then `[sink.kafka]` on top, each value resolved by `resolve`.
+pub(super) fn output_properties<E>(
+    input: &KafkaProperties,
+    output: &config::Map<String, KafkaValue>,
+    resolve: impl Fn(&str, &KafkaValue) -> Result<String, E>,
+) -> Result<KafkaProperties, E> {
+    let mut properties = std::collections::BTreeMap::new();
+    if !output.contains_key("bootstrap.servers") {
+        let connection = |name: &str| {
+            ["bootstrap.servers", "security.protocol", "client.id"].contains(&name)
+                || ["ssl.", "sasl.", "socket."]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+        };
+        for (name, value) in input.iter().filter(|(name, _)| connection(name)) {
+            properties.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    for (name, value) in output {
+        properties.insert(name.clone(), resolve(name, value)?);
+    }
+    Ok(KafkaProperties::new(properties))
 }
 
 #[cfg(test)]

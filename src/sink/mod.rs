@@ -32,6 +32,7 @@ mod claims;
 pub mod command;
 pub mod http;
 mod jsonl;
+pub mod kafka;
 mod log;
 mod memory;
 pub mod postgres;
@@ -53,6 +54,10 @@ pub struct Record<'a> {
     pub partition: i32,
     pub offset: i64,
     pub message: KafkaMessage<'a>,
+    /// The record's key as it was in Kafka, if it had one (a sink producing to Kafka keeps it).
+    pub key: Option<&'a [u8]>,
+    /// Its headers as they were in Kafka, if it had any.
+    pub headers: Option<&'a rdkafka::message::OwnedHeaders>,
 }
 
 /// Where one partition's records in a sink call end, for a sink keeping positions.
@@ -339,6 +344,10 @@ pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, S
                 kafka.get("client.id").unwrap_or_default(),
             )?))
         }
+        SinkSettings::Kafka(kafka) => Ok(Box::new(kafka::KafkaSink::new(
+            kafka,
+            &settings.resolved_sink_kafka,
+        )?)),
     }
 }
 
