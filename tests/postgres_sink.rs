@@ -408,3 +408,71 @@ fn a_database_that_cannot_be_used_stops_kafkad_at_start_with_one_line() {
         }
     }
 }
+
+/// The throughput figure of README's Exactly-once section: the batch role writing the same
+/// 100,000 messages into PostgreSQL exactly-once, then at-least-once, then psql's `\copy` of
+/// those rows into a table of the same shape (the database's own limit for loading them), on
+/// one machine, in one run. A benchmark, run by hand:
+/// `cargo test --release --test postgres_sink -- --ignored --nocapture benchmark`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark, run by hand"]
+async fn benchmark_exactly_once_at_least_once_and_copy() {
+    const N: u64 = 100_000;
+    let pg = Postgres::shared();
+    let mock = MockTopology::start(3);
+    let producer = spawn_producer(mock.settings(
+        Role::Producer,
+        &[
+            ("producer.count", &N.to_string()),
+            ("producer.producer_id", P),
+        ],
+    ));
+    producer.task.await.expect("producer").expect("delivered");
+    let mut figures = Vec::new();
+    for (delivery, table) in [("exactly_once", "bench_eo"), ("at_least_once", "bench_alo")] {
+        let s = settings(
+            &mock,
+            Role::Batch,
+            pg,
+            table,
+            &[("sink.delivery", delivery), ("kafka.group.id", table)],
+        );
+        let sink = new_sink(&s, Role::Batch).await;
+        let run = spawn_consumer(Role::Batch, s, sink);
+        wait_until(WAIT, "the first rows", || pg.count(table) > 0).await;
+        let started = std::time::Instant::now();
+        let first = pg.count(table);
+        wait_until(Duration::from_secs(600), "every row", || {
+            pg.count(table) >= N as i64
+        })
+        .await;
+        let rate = (N as i64 - first) as f64 / started.elapsed().as_secs_f64();
+        run.stop().await.expect("stops");
+        figures.push((format!("kafkad batch, {delivery}"), rate));
+    }
+    let csv = std::env::temp_dir().join(format!("kafkad-bench-{}.csv", std::process::id()));
+    pg.execute(
+        "DROP TABLE IF EXISTS bench_copy; CREATE TABLE bench_copy (LIKE bench_alo INCLUDING ALL)",
+    );
+    let psql = |command: String| {
+        let status =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
+                .args(["psql", "-qc", &command])
+                .env("POSTGRES_DIR", pg.dir())
+                .status()
+                .expect("psql");
+        assert!(status.success(), "{command}");
+    };
+    psql(format!("\\copy bench_alo TO '{}' CSV", csv.display()));
+    let started = std::time::Instant::now();
+    psql(format!("\\copy bench_copy FROM '{}' CSV", csv.display()));
+    figures.push((
+        "psql \\copy of the same rows".to_owned(),
+        N as f64 / started.elapsed().as_secs_f64(),
+    ));
+    let _ = std::fs::remove_file(&csv);
+    println!("\n{N} messages into PostgreSQL, batch role (max_size 500), one run:");
+    for (what, rate) in &figures {
+        println!("  {what:<40}{rate:>10.0} msgs/s");
+    }
+}

@@ -315,6 +315,12 @@ fn transaction(
         _ => unreachable!("prepared for exactly_once"),
     };
     for (span, claim) in spans.iter().zip(claims) {
+        if claim.written.is_some_and(|written| span.next < written) {
+            return Err(Failure::Sink(SinkError::Fenced(format!(
+                "{topic}/{}: next offset {} would move back from {:?}",
+                span.partition, span.next, claim.written
+            ))));
+        }
         let updated = tx
             .execute(
                 update,
@@ -385,7 +391,11 @@ impl Sink for PostgresSink {
     ) -> Result<(), SinkError> {
         match self.shared.exactly_once {
             true => self.write_at(batch, at),
-            false => self.insert(batch),
+            false => {
+                self.insert(batch)?;
+                test_pause::at(Stage::AfterCommit, &covers(at.topic, at.spans));
+                Ok(())
+            }
         }
     }
 

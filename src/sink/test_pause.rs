@@ -3,8 +3,9 @@
 //! production; with the variable unset (always, outside tests) every call here does nothing.
 //!
 //! `TEST_KAFKAD_SINK_PAUSE=<stage>:<duration>[:once]`, read once per process:
-//! * `after_commit`: after the destination committed, before the call returns, that is
-//!   before the consumer's own Kafka commit: a SIGKILL then lands between the two commits.
+//! * `after_commit`: after the destination committed (with `at_least_once`: after the
+//!   write), before the call returns, that is before the consumer's own Kafka commit: a
+//!   SIGKILL then lands between the two commits.
 //! * `before_commit`: after the records were written in the transaction, before the
 //!   positions are and the transaction commits: the process stays a member while its call
 //!   hangs, its partitions move on, and it resumes as a zombie.

@@ -82,6 +82,11 @@ impl Postgres {
         })
     }
 
+    /// The script's state directory (`POSTGRES_DIR`) of this server.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Runs `sql` (statements separated by `;`).
     pub fn execute(&self, sql: &str) {
         self.with_client(|client| client.batch_execute(sql))
