@@ -36,6 +36,35 @@ fn scenario(name: &str) -> Scenario<'static> {
         .with("KAFKAD_KAFKA__HEARTBEAT_INTERVAL_MS", "1000")
 }
 
+/// A kill run's start: the scenario `name` with its topic, both batch members under `env`
+/// plus the pause after each commit at the sink (ready), and both producers with what they
+/// will send.
+struct KillRun {
+    scenario: Scenario<'static>,
+    members: Vec<Kafkad>,
+    producers: Vec<Kafkad>,
+    produced: HashSet<MessageKey>,
+    env: Vec<(&'static str, String)>,
+}
+
+fn start_kill_run(name: &str, mut env: Vec<(&'static str, String)>) -> KillRun {
+    let scenario = scenario(name);
+    scenario.ensure_topic();
+    env.push(("TEST_KAFKAD_SINK_PAUSE", PAUSE_AFTER_COMMIT.to_owned()));
+    let mut members: Vec<Kafkad> = BATCH.iter().map(|s| scenario.start(s, s, &env)).collect();
+    for m in &mut members {
+        wait_ready(m);
+    }
+    let (producers, produced) = producers(&scenario);
+    KillRun {
+        scenario,
+        members,
+        producers,
+        produced,
+        env,
+    }
+}
+
 /// Starts both producers; returns them with what they will send.
 fn producers(scenario: &Scenario) -> (Vec<Kafkad>, HashSet<MessageKey>) {
     let producers = vec![
@@ -129,16 +158,14 @@ mod real_broker {
     #[test]
     fn postgres_exactly_once_through_kills_and_a_broker_crash() {
         let pg = Postgres::shared();
-        let scenario = scenario("eos-pg");
-        scenario.ensure_topic();
         let table = "eos_pg";
-        let mut env = pg.sink_env(table);
-        env.push(("TEST_KAFKAD_SINK_PAUSE", PAUSE_AFTER_COMMIT.to_owned()));
-        let mut members: Vec<Kafkad> = BATCH.iter().map(|s| scenario.start(s, s, &env)).collect();
-        for m in &mut members {
-            wait_ready(m);
-        }
-        let (mut producers, produced) = producers(&scenario);
+        let KillRun {
+            scenario,
+            mut members,
+            mut producers,
+            produced,
+            env,
+        } = start_kill_run("eos-pg", pg.sink_env(table));
         let group = scenario.batch_group.clone();
         let windows = kill_loop(
             cluster(),
@@ -170,17 +197,16 @@ mod real_broker {
     #[test]
     fn postgres_at_least_once_through_kills_loses_nothing() {
         let pg = Postgres::shared();
-        let scenario = scenario("alo-pg");
-        scenario.ensure_topic();
         let table = "alo_pg";
         let mut env = pg.sink_env(table);
         env.push(("KAFKAD_SINK__DELIVERY", "at_least_once".to_owned()));
-        env.push(("TEST_KAFKAD_SINK_PAUSE", PAUSE_AFTER_COMMIT.to_owned()));
-        let mut members: Vec<Kafkad> = BATCH.iter().map(|s| scenario.start(s, s, &env)).collect();
-        for m in &mut members {
-            wait_ready(m);
-        }
-        let (mut producers, produced) = producers(&scenario);
+        let KillRun {
+            scenario,
+            mut members,
+            mut producers,
+            produced,
+            env,
+        } = start_kill_run("alo-pg", env);
         kill_loop(
             cluster(),
             true,
@@ -229,20 +255,19 @@ mod real_broker {
     /// of transactions that were aborted (killed members, fenced zombies).
     #[test]
     fn kafka_sink_exactly_once_through_kills() {
-        let scenario = scenario("eos-kafka");
-        scenario.ensure_topic();
         let output = "eos-kafka-out";
         cluster().create_topic(output, 3, 3, &["min.insync.replicas=2"]);
         let env = vec![
             ("KAFKAD_SINK__KIND", "kafka".to_owned()),
             ("KAFKAD_SINK__TOPIC", output.to_owned()),
-            ("TEST_KAFKAD_SINK_PAUSE", PAUSE_AFTER_COMMIT.to_owned()),
         ];
-        let mut members: Vec<Kafkad> = BATCH.iter().map(|s| scenario.start(s, s, &env)).collect();
-        for m in &mut members {
-            wait_ready(m);
-        }
-        let (mut producers, produced) = producers(&scenario);
+        let KillRun {
+            scenario,
+            mut members,
+            mut producers,
+            produced,
+            env,
+        } = start_kill_run("eos-kafka", env);
         // Progress: the output topic's end offsets (a read of the group's offsets can meet a
         // coordinator that is moving while brokers are killed; an error counts as no progress).
         let reader = support::plain_consumer(&cluster().bootstrap, "kafkad-test-progress");
