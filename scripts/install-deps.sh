@@ -11,7 +11,9 @@
 #                                  prometheus package) for the alert rules and their unit tests,
 #                                  and kubectl where the apt sources have it, to render the
 #                                  kustomize overlays (Debian's own kubernetes-client 1.20
-#                                  predates kustomize components, so it is not a substitute).
+#                                  predates kustomize components, so it is not a substitute),
+#                                  and Debian's postgresql server for the postgres sink's tests
+#                                  (scripts/postgres.sh runs a throwaway one).
 #   scripts/install-deps.sh bench  the build, and what `make bench` runs beside it: a JDK and
 #                                  Maven for the Apache Kafka cluster, and python3's venv module
 #                                  for the seed's Python client.
@@ -35,6 +37,7 @@ fi
 if [ "${1:-}" = test ]; then
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   if ! command -v kubectl >/dev/null 2>&1 && apt-cache show kubectl >/dev/null 2>&1; then
     need_apt+=(kubectl)
   fi

@@ -570,6 +570,8 @@ impl Replay<'_> {
                 partition: source_partition,
                 offset: source_offset,
                 message,
+                key: copy.key(),
+                headers: None,
             };
             deliver(sink, self.target.role, &record, &settings.retry, shutdown).map_err(
                 |failure| match failure {

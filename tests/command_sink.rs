@@ -92,6 +92,8 @@ fn run_and_check(script: &str, timeout: Duration) -> Result<(), SinkError> {
             partition: 0,
             offset: id,
             message: KafkaMessage::new(id, "x".repeat(64), "p"),
+            key: None,
+            headers: None,
         })
         .collect();
 

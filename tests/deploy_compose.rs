@@ -50,8 +50,35 @@ fn compose_follows_the_compose_specification_with_the_seed_services() {
     );
     let mut expected = set(BROKERS);
     expected.extend(set(["topic-init", "kafka-ui"]));
+    expected.extend(set(POSTGRES_PROFILE));
     expected.extend(KAFKAD_SERVICES.iter().map(|(name, _)| name.to_string()));
     assert_eq!(key_names(mapping(&compose, &["services"])), expected);
+}
+
+/// The services only `--profile postgres` starts.
+const POSTGRES_PROFILE: [&str; 2] = ["postgres", "batch-postgres"];
+
+/// The postgres example: off by default, a batch consumer of a group of its own that waits
+/// for the database and passes `config check` (which does not connect) with an exactly-once
+/// postgres sink, its password hidden from `config print`.
+#[test]
+fn the_postgres_profile_wires_an_exactly_once_batch_consumer_to_its_database() {
+    let compose = compose();
+    for name in POSTGRES_PROFILE {
+        assert_eq!(
+            strings(service(&compose, name), &["profiles"]),
+            vec!["postgres"],
+            "{name}"
+        );
+    }
+    let consumer = service(&compose, "batch-postgres");
+    assert!(depends_on(consumer).contains_key("postgres"));
+    let env = compose_env(consumer);
+    let print = assert_config_valid("batch-postgres", &[], &env);
+    assert_eq!(printed(&print, "kind"), "postgres");
+    assert_eq!(printed(&print, "delivery"), "exactly_once");
+    assert_eq!(printed(&print, "\"group.id\""), "batch-postgres-group");
+    assert!(!print.contains(&env["KAFKAD_SINK__PASSWORD"]), "{print}");
 }
 
 #[test]

@@ -16,6 +16,8 @@ fn record(id: i64) -> Record<'static> {
         partition: 0,
         offset: id,
         message: KafkaMessage::new(id, "c", "p"),
+        key: None,
+        headers: None,
     }
 }
 

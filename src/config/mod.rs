@@ -16,6 +16,7 @@
 pub mod kafka;
 mod librdkafka_properties;
 mod render;
+pub mod sinks;
 pub mod sources;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kafka::{KafkaProperties, KafkaValue, PropertyError, Scope};
 pub use librdkafka_properties::LIBRDKAFKA_VERSION;
+pub use sinks::{Delivery, KafkaSinkSettings, OnConflict, PostgresSettings, ResolvedSecret};
 use sources::{EnvSource, FlagSource, Origin, TomlSource};
 
 /// Which loop this process runs.
@@ -224,6 +226,12 @@ pub struct Settings {
     /// The http sink's `headers` with secret references resolved; filled in by [`load`].
     #[serde(skip)]
     pub resolved_sink_headers: ResolvedHeaders,
+    /// The postgres sink's `password` with a secret reference resolved; filled in by [`load`].
+    #[serde(skip)]
+    pub resolved_sink_password: ResolvedSecret,
+    /// The kafka sink's `[sink.kafka]` with secret references resolved; filled in by [`load`].
+    #[serde(skip)]
+    pub resolved_sink_kafka: KafkaProperties,
 }
 
 /// Header names and values ready to send; `Debug` never shows the values.
@@ -449,6 +457,23 @@ pub enum SinkSettings {
         #[serde(default = "default_sink_timeout", with = "humantime_serde")]
         timeout: Duration,
     },
+    /// Inserts one row per message into a PostgreSQL table; with `delivery = "exactly_once"`
+    /// (the default) the consumer's next offsets are written in the same transaction.
+    Postgres(PostgresSettings),
+    /// Produces each message to an output topic; with `delivery = "exactly_once"` (the
+    /// default) inside a Kafka transaction that also commits the consumer's offsets.
+    Kafka(KafkaSinkSettings),
+}
+
+impl SinkSettings {
+    /// The delivery mode of a sink that can take part in a transaction, `None` for the others.
+    pub fn delivery(&self) -> Option<Delivery> {
+        match self {
+            SinkSettings::Postgres(postgres) => Some(postgres.delivery),
+            SinkSettings::Kafka(kafka) => Some(kafka.delivery),
+            _ => None,
+        }
+    }
 }
 
 fn default_sink_timeout() -> Duration {
@@ -741,6 +766,24 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         settings.resolved_kafka.set("client.id", client_id);
     }
     settings.resolved_sink_headers = resolve_sink_headers(&settings.sink, &request.env, &tree)?;
+    match &settings.sink {
+        SinkSettings::Postgres(postgres) => {
+            if let Some(password) = &postgres.password.0 {
+                let text = resolve_value(password, "sink.password", &request.env, &tree)?;
+                settings.resolved_sink_password = ResolvedSecret(Some(text));
+            }
+        }
+        SinkSettings::Kafka(kafka) => {
+            settings.resolved_sink_kafka = sinks::output_properties(
+                &settings.resolved_kafka,
+                &kafka.kafka.0,
+                |name, value| {
+                    resolve_value(value, &format!("sink.kafka.{name}"), &request.env, &tree)
+                },
+            )?;
+        }
+        _ => {}
+    }
     validate(&settings, &tree)?;
     Ok(LoadedConfig {
         settings,
@@ -1038,7 +1081,8 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
         return fail("log.level", &format!("not a log filter: {error}"));
     }
     check_retry(&settings.retry, tree)?;
-    check_sink(&settings.sink, tree)
+    check_sink(&settings.sink, tree)?;
+    check_transactional_sink(settings, tree)
 }
 
 /// Topic config names as Kafka spells them (the broker judges the names and values when it
@@ -1127,7 +1171,11 @@ fn check_retry(retry: &RetrySettings, tree: &Map<String, Value>) -> Result<(), C
 fn check_sink(sink: &SinkSettings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
     let fail = |key: &str, message: String| Err(invalid(tree, key, message));
     match sink {
-        SinkSettings::Log {} | SinkSettings::Jsonl { .. } => Ok(()),
+        // The sinks taking part in a transaction: check_transactional_sink.
+        SinkSettings::Log {}
+        | SinkSettings::Jsonl { .. }
+        | SinkSettings::Postgres(_)
+        | SinkSettings::Kafka(_) => Ok(()),
         SinkSettings::Http { url, timeout, .. } => {
             if timeout.is_zero() {
                 return fail("sink.timeout", "must be above 0 (e.g. \"30s\")".to_owned());
@@ -1165,6 +1213,87 @@ fn check_sink(sink: &SinkSettings, tree: &Map<String, Value>) -> Result<(), Conf
             }
         }
     }
+}
+
+/// A sink taking part in a transaction: its keys agree with each other and with the consumer.
+fn check_transactional_sink(
+    settings: &Settings,
+    tree: &Map<String, Value>,
+) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| Err(invalid(tree, key, message));
+    let timeout = match &settings.sink {
+        SinkSettings::Postgres(postgres) => {
+            if let Err(why) = postgres.url.check() {
+                return fail("sink.url", why);
+            }
+            if postgres.on_conflict.is_some() && postgres.delivery == Delivery::ExactlyOnce {
+                return fail(
+                    "sink.on_conflict",
+                    "applies to delivery = \"at_least_once\" only: exactly_once writes each record once already".to_owned(),
+                );
+            }
+            let keyed = !postgres.conflict_key.is_empty();
+            if postgres.on_conflict.is_some() != keyed {
+                return fail(
+                    "sink.conflict_key",
+                    "on_conflict and conflict_key go together: on_conflict = \"ignore\" with the columns of a unique key, e.g. conflict_key = [\"producer_id\", \"message_id\"]".to_owned(),
+                );
+            }
+            if let Some(bad) = postgres
+                .conflict_key
+                .iter()
+                .find(|c| !crate::sink::postgres::COLUMNS.contains(&c.as_str()))
+            {
+                return fail(
+                    "sink.conflict_key",
+                    format!(
+                        "`{bad}` is not a column the sink writes; they are {}",
+                        crate::sink::postgres::COLUMNS.join(", ")
+                    ),
+                );
+            }
+            if postgres.table == postgres.offsets_table {
+                return fail(
+                    "sink.offsets_table",
+                    "must differ from sink.table".to_owned(),
+                );
+            }
+            postgres.timeout
+        }
+        SinkSettings::Kafka(kafka) => {
+            if let Err(why) = kafka_topic_name(&kafka.topic) {
+                return fail("sink.topic", why);
+            }
+            let same_cluster = !kafka.kafka.0.contains_key("bootstrap.servers");
+            if same_cluster && kafka.topic == settings.topic.name {
+                return fail(
+                    "sink.topic",
+                    "must differ from topic.name: every output message would be read again as input, forever".to_owned(),
+                );
+            }
+            settings.resolved_sink_kafka.validate().map_err(|error| {
+                invalid(
+                    tree,
+                    &format!("sink.kafka.{}", error.name),
+                    error.to_string(),
+                )
+            })?;
+            kafka.timeout
+        }
+        _ => return Ok(()),
+    };
+    if timeout.is_zero() {
+        return fail("sink.timeout", "must be above 0 (e.g. \"30s\")".to_owned());
+    }
+    if settings.sink.delivery() == Some(Delivery::ExactlyOnce)
+        && settings.consumer.ordering != ProcessingOrder::Partition
+    {
+        return fail(
+            "consumer.ordering",
+            "must be \"partition\" with a sink's delivery = \"exactly_once\": each call writes its partitions' next offsets, and with key ordering two calls of one partition could write them out of order; set ordering = \"partition\" or delivery = \"at_least_once\"".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Where `program` would be run from: itself when it holds a `/`, else the first executable

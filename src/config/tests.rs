@@ -867,3 +867,69 @@ fn a_min_insync_replicas_the_replicas_cannot_meet_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn postgres_sink_passwords_stay_hidden_wherever_they_come_from() {
+    let secret_file = toml_file("pg-from-file\n");
+    let file = toml_file(&format!(
+        "[sink]\nkind = \"postgres\"\nurl = \"postgres://kafkad:pg-in-url@db/kafkad\"\n\
+         password = {{ file = \"{}\" }}\ntable = \"rows\"\n",
+        secret_file.path().display()
+    ));
+    let config = load_ok(&request(Some(Role::Batch), Some(file.path()), &[]));
+    assert_eq!(
+        config.settings.resolved_sink_password.0.as_deref(),
+        Some("pg-from-file"),
+        "read without its newline"
+    );
+    let printed = config.render();
+    let debugged = format!("{:?}", config.settings);
+    for secret in ["pg-from-file", "pg-in-url"] {
+        assert!(!printed.contains(secret), "{printed}");
+        assert!(!debugged.contains(secret), "Debug shows {secret}");
+    }
+    assert!(
+        printed.contains("postgres://kafkad:<redacted>@db/kafkad"),
+        "{printed}"
+    );
+    assert!(printed.contains("delivery = \"exactly_once\""), "{printed}");
+    let plain = toml_file(
+        "[sink]\nkind = \"postgres\"\nurl = \"postgres://db/k\"\npassword = \"pg-plain\"\ntable = \"rows\"\n",
+    );
+    let config = load_ok(&request(Some(Role::Batch), Some(plain.path()), &[]));
+    assert!(!config.render().contains("pg-plain"));
+}
+
+#[test]
+fn transactional_sinks_refuse_settings_that_contradict_each_other() {
+    for (sink, key) in [
+        ("kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"a.b.c\"", "sink"),
+        (
+            "kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"t\"\non_conflict = \"ignore\"\nconflict_key = [\"message_id\"]",
+            "sink.on_conflict",
+        ),
+        (
+            "kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"t\"\ndelivery = \"at_least_once\"\non_conflict = \"ignore\"",
+            "sink.conflict_key",
+        ),
+        (
+            "kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"t\"\ndelivery = \"at_least_once\"\non_conflict = \"ignore\"\nconflict_key = [\"nope\"]",
+            "sink.conflict_key",
+        ),
+        ("kind = \"kafka\"\ntopic = \"andrew-topic\"", "sink.topic"),
+        ("kind = \"kafka\"\ntopic = \"out\"\n[sink.kafka]\n\"no.such.property\" = \"1\"", "sink.kafka.no.such.property"),
+    ] {
+        let file = toml_file(&format!("[sink]\n{sink}\n"));
+        let error = load_err(&request(Some(Role::Batch), Some(file.path()), &[]));
+        assert!(error.contains(&format!("`{key}`")), "{sink}: {error}");
+    }
+    let file = toml_file("[sink]\nkind = \"kafka\"\ntopic = \"out\"\n[sink.kafka]\n\"sasl.password\" = \"kafka-secret\"\n");
+    let config = load_ok(&request(Some(Role::Batch), Some(file.path()), &[]));
+    assert_eq!(
+        config.settings.resolved_sink_kafka.get("bootstrap.servers"),
+        Some("localhost:9092"),
+        "the input cluster's"
+    );
+    assert!(!config.render().contains("kafka-secret"));
+    assert!(!format!("{:?}", config.settings).contains("kafka-secret"));
+}

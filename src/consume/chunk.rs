@@ -78,6 +78,16 @@ impl Chunk {
         self.entries()[index].value.clone().map(|r| &self.bytes[r])
     }
 
+    /// The key of record `index`, if it has one.
+    pub fn key(&self, index: usize) -> Option<&[u8]> {
+        self.entries[index].key.clone().map(|r| &self.bytes[r])
+    }
+
+    /// The headers of record `index`, if it has any.
+    pub fn headers(&self, index: usize) -> Option<&OwnedHeaders> {
+        self.entries[index].headers.as_ref()
+    }
+
     /// Record `index` as it was received, from `topic`, for its dead-letter copy (its
     /// timestamp is the copy's own).
     pub fn original(&self, topic: &str, index: usize) -> OwnedMessage {

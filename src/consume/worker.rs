@@ -224,6 +224,8 @@ fn run_each(
                         partition: e.partition,
                         offset: e.offset,
                         message,
+                        key: chunk.key(entry),
+                        headers: chunk.headers(entry),
                     };
                     let span = [Span {
                         partition: e.partition,
@@ -300,6 +302,8 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
                         partition: e.partition,
                         offset: e.offset,
                         message,
+                        key: chunk.key(entry),
+                        headers: chunk.headers(entry),
                     });
                     sent.push(this);
                 }

@@ -172,7 +172,13 @@ pub async fn run(
             .await
             .map(RoleReport::Producer),
         (Some(consumer), RoleMetrics::Consumer(metrics)) => {
-            let sink = sink::from_settings(&settings, role)?;
+            // Off the async workers: a sink may connect, synchronously, as it is created
+            // (the postgres sink's client runs a runtime of its own, which cannot start on
+            // an async worker).
+            let for_sink = Arc::clone(&settings);
+            let sink = tokio::task::spawn_blocking(move || sink::from_settings(&for_sink, role))
+                .await
+                .map_err(|e| RoleError::Thread(e.to_string()))??;
             run_consumer(consumer, settings, sink, metrics, shutdown)
                 .await
                 .map(RoleReport::Consumer)

@@ -387,6 +387,8 @@ mod tests {
             partition: 0,
             offset: id,
             message: KafkaMessage::new(id, "c", "p"),
+            key: None,
+            headers: None,
         }
     }
 

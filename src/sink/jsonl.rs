@@ -99,6 +99,8 @@ mod tests {
             partition: 2,
             offset,
             message: KafkaMessage::new(id, "c", "p-1"),
+            key: None,
+            headers: None,
         }
     }
 

@@ -58,6 +58,8 @@ mod tests {
             partition: 0,
             offset: id,
             message: KafkaMessage::new(id, "c", "p"),
+            key: None,
+            headers: None,
         };
         let sink = MemorySink::default();
         let mut a = sink.clone();

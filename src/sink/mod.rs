@@ -28,11 +28,15 @@
 //! Sinks, one file each: [`LogSink`], [`JsonlSink`], [`http::HttpSink`],
 //! [`command::CommandSink`], and [`MemorySink`] for the demo and tests.
 
+mod claims;
 pub mod command;
 pub mod http;
 mod jsonl;
+pub mod kafka;
 mod log;
 mod memory;
+pub mod postgres;
+pub mod test_pause;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +54,10 @@ pub struct Record<'a> {
     pub partition: i32,
     pub offset: i64,
     pub message: KafkaMessage<'a>,
+    /// The record's key as it was in Kafka, if it had one (a sink producing to Kafka keeps it).
+    pub key: Option<&'a [u8]>,
+    /// Its headers as they were in Kafka, if it had any.
+    pub headers: Option<&'a rdkafka::message::OwnedHeaders>,
 }
 
 /// Where one partition's records in a sink call end, for a sink keeping positions.
@@ -188,6 +196,22 @@ pub enum SinkError {
     /// The downstream refused the record itself: trying it again gives the same answer.
     #[error("the record was rejected: {0}")]
     Rejected(String),
+    /// The database failed or refused a write (or, at start-up, cannot be used as
+    /// configured); `code` is its SQLSTATE when it answered with one.
+    #[error("PostgreSQL: {message}{}", code.as_deref().map(|c| format!(" (SQLSTATE {c})")).unwrap_or_default())]
+    Database {
+        /// What was being done, and the database's or the client's words.
+        message: String,
+        code: Option<String>,
+        retryable: bool,
+    },
+    /// The output cluster failed or refused a send or a transaction.
+    #[error("Kafka sink: {what}: {reason}")]
+    Produce {
+        what: String,
+        reason: String,
+        retryable: bool,
+    },
     /// A sink keeping positions refused to write for a partition this member's claim no
     /// longer covers: another member, or a later assignment of this one, holds it now. The
     /// records are not this call's to write; they were not written.
@@ -224,7 +248,7 @@ pub const COMMAND_REJECTS: i32 = 65;
 impl SinkError {
     /// Every [`kind`](Self::kind): the kinds `kafkad_processing_failures_total` shows, each
     /// at 0 until a sink fails that way.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 11] = [
         "io",
         "http_status",
         "http_transport",
@@ -234,6 +258,8 @@ impl SinkError {
         "command_exit",
         "rejected",
         "fenced",
+        "database",
+        "kafka",
     ];
 
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
@@ -250,6 +276,9 @@ impl SinkError {
                 matches!(status, 408 | 429) || (500..600).contains(status)
             }
             SinkError::CommandExit { code, .. } => *code != Some(COMMAND_REJECTS),
+            SinkError::Database { retryable, .. } | SinkError::Produce { retryable, .. } => {
+                *retryable
+            }
             SinkError::Write { .. }
             | SinkError::HttpTransport { .. }
             | SinkError::CommandSpawn { .. }
@@ -279,6 +308,8 @@ impl SinkError {
             SinkError::CommandExit { .. } => "command_exit",
             SinkError::Rejected(_) => "rejected",
             SinkError::Fenced(_) => "fenced",
+            SinkError::Database { .. } => "database",
+            SinkError::Produce { .. } => "kafka",
         }
     }
 }
@@ -303,6 +334,20 @@ pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, S
             }
             Ok(Box::new(command::CommandSink::new(command, *timeout)))
         }
+        SinkSettings::Postgres(postgres) => {
+            let kafka = &settings.resolved_kafka;
+            Ok(Box::new(postgres::PostgresSink::connect(
+                postgres,
+                &settings.resolved_sink_password,
+                &settings.topic.name,
+                kafka.get("group.id").unwrap_or_default(),
+                kafka.get("client.id").unwrap_or_default(),
+            )?))
+        }
+        SinkSettings::Kafka(kafka) => Ok(Box::new(kafka::KafkaSink::new(
+            kafka,
+            &settings.resolved_sink_kafka,
+        )?)),
     }
 }
 
@@ -387,6 +432,16 @@ mod tests {
             },
             SinkError::Rejected(String::new()),
             SinkError::Fenced(String::new()),
+            SinkError::Database {
+                message: String::new(),
+                code: None,
+                retryable: true,
+            },
+            SinkError::Produce {
+                what: String::new(),
+                reason: String::new(),
+                retryable: true,
+            },
         ];
         // Without a wildcard arm, a new variant does not compile here until it is added above.
         for error in &one_of_each {
@@ -400,7 +455,9 @@ mod tests {
                 | SinkError::CommandTimeout { .. }
                 | SinkError::CommandExit { .. }
                 | SinkError::Rejected(_)
-                | SinkError::Fenced(_) => {}
+                | SinkError::Fenced(_)
+                | SinkError::Database { .. }
+                | SinkError::Produce { .. } => {}
             }
         }
         let kinds: std::collections::BTreeSet<&str> =

@@ -5,6 +5,8 @@
 pub mod deploy;
 pub mod http_server;
 pub mod kafka;
+pub mod kills;
+pub mod postgres;
 pub mod process;
 pub mod scenario;
 pub mod tls;

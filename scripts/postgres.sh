@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL server on loopback, from Debian's `postgresql` package
+# (scripts/install-deps.sh test installs it). Tests, benchmarks and anyone trying the postgres
+# sink by hand use it.
+#
+#   scripts/postgres.sh start [--port P] [--owner PID]   initialise and start a server; waits
+#                                                         until it accepts connections; prints
+#                                                         its URL (without the password) on
+#                                                         stdout
+#   scripts/postgres.sh stop                              stop it (fast shutdown) and remove
+#                                                         its data
+#   scripts/postgres.sh kill                              SIGKILL the server (a crash)
+#   scripts/postgres.sh url                               print the URL again
+#   scripts/postgres.sh psql [ARGS...]                    psql connected to it
+#   scripts/postgres.sh run [--port P] [-- CMD...]        start; run CMD with POSTGRES_URL and
+#                                                         POSTGRES_PASSWORD_FILE set, or wait
+#                                                         for Ctrl-C; always stop afterwards
+#
+# The server has one user, `kafkad`, whose password (random, in $POSTGRES_DIR/password) is
+# required over TCP (scram-sha-256), and one database, `kafkad`. It listens on 127.0.0.1 only,
+# on a free port unless --port says. It is stopped once the owner process (--owner, default
+# the caller) is gone, so a crashed test binary leaves no server behind. PostgreSQL refuses
+# to run as root: as root the server runs as the `postgres` user the package creates, with
+# its data in a directory of that user's under /tmp.
+#
+# Environment:
+#   POSTGRES_DIR          state: URL, password, pid, log (default target/postgres); one
+#                         directory per server
+#   POSTGRES_BINDIR       the server's binaries (default: `pg_config --bindir`, else the
+#                         newest /usr/lib/postgresql/*/bin)
+#   POSTGRES_START_TIMEOUT  seconds to wait for the server (default 60)
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+script="$root/scripts/postgres.sh"
+state="${POSTGRES_DIR:-$root/target/postgres}"
+start_timeout="${POSTGRES_START_TIMEOUT:-60}"
+
+fail() {
+  echo "postgres: $*" >&2
+  exit 1
+}
+
+bindir() {
+  local dir="${POSTGRES_BINDIR:-}"
+  if [ -z "$dir" ]; then
+    # Debian's libpq-dev pg_config answers /usr/bin, where the server is not: check.
+    if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+      dir="$(pg_config --bindir)"
+    else
+      dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    fi
+  fi
+  [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] ||
+    fail "no PostgreSQL server binaries (initdb, pg_ctl) found; scripts/install-deps.sh test installs Debian's postgresql package, or set POSTGRES_BINDIR"
+  echo "$dir"
+}
+
+# Runs the command as the server's user: ourselves, or `postgres` when we are root.
+as_server() {
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || fail "running as root needs the postgres user (Debian's postgresql package creates it)"
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+load_state() {
+  [ -f "$state/server.env" ] || fail "no server runs from $state (start one: $script start)"
+  # shellcheck disable=SC1091
+  . "$state/server.env"
+}
+
+url() {
+  load_state
+  echo "postgres://kafkad@127.0.0.1:$port/kafkad?sslmode=disable"
+}
+
+start() {
+  local port="" owner="$PPID"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --port) port="$2"; shift 2 ;;
+      --owner) owner="$2"; shift 2 ;;
+      *) fail "start: unknown argument $1 (see $script for usage)" ;;
+    esac
+  done
+  command -v python3 >/dev/null 2>&1 || fail "python3 not found: it picks a free port"
+  local bin
+  bin="$(bindir)"
+  if [ -f "$state/server.env" ]; then
+    (load_state; as_server "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1) &&
+      fail "a server already runs from $state (stop it first: $script stop)"
+    stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$state"
+  mkdir -p "$state"
+  [ -n "$port" ] || port="$(free_port)"
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && fail "port $port is taken by another process"
+  local data
+  data="$(mktemp -d "${TMPDIR:-/tmp}/kafkad-postgres.XXXXXX")"
+  python3 -c 'import secrets; print(secrets.token_urlsafe(18))' >"$state/password"
+  chmod 600 "$state/password"
+  cp "$state/password" "$data/pwfile"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres "$data"
+  fi
+  cat >"$state/server.env" <<EOF
+port=$port
+data=$data/cluster
+bin=$bin
+owner=$owner
+EOF
+  trap 'stop >/dev/null 2>&1' EXIT
+  if ! as_server "$bin/initdb" -D "$data/cluster" -U kafkad --pwfile="$data/pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$state/initdb.log" 2>&1; then
+    fail "initdb failed; its log: $state/initdb.log"
+  fi
+  rm -f "$data/pwfile"
+  # Loopback only, the socket inside the data directory; small and quick to stop.
+  cat >>"$data/cluster/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$data'
+max_connections = 100
+shared_buffers = 64MB
+fsync = on
+logging_collector = off
+EOF
+  if ! as_server "$bin/pg_ctl" -D "$data/cluster" -l "$data/server.log" -w -t "$start_timeout" start \
+    >"$state/pg_ctl.log" 2>&1; then
+    fail "the server did not start; its log: $data/server.log"
+  fi
+  ln -sf "$data/server.log" "$state/server.log"
+  as_server "$bin/psql" -h "$data" -p "$port" -U kafkad -d postgres -qAt \
+    -c "CREATE DATABASE kafkad" >/dev/null || fail "cannot create the database kafkad"
+  trap - EXIT
+  # The watcher: once the owner is gone, stop the server (unless someone already did).
+  setsid bash -c '
+    while kill -0 "$1" 2>/dev/null && [ -f "$2/server.env" ]; do sleep 1; done
+    [ -f "$2/server.env" ] && POSTGRES_DIR="$2" "$3" stop
+  ' _ "$owner" "$state" "$script" </dev/null >/dev/null 2>&1 &
+  echo $! >"$state/watcher.pid"
+  echo "postgres: server up on 127.0.0.1:$port; password in $state/password; log $state/server.log" >&2
+  url
+}
+
+stop() {
+  [ -f "$state/server.env" ] || return 0
+  load_state
+  if [ -f "$data/postmaster.pid" ]; then
+    as_server "$bin/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+      kill -KILL "$(head -n1 "$data/postmaster.pid")" 2>/dev/null || true
+  fi
+  rm -f "$state/server.env"
+  rm -rf "$(dirname "$data")"
+  if [ -f "$state/watcher.pid" ]; then
+    local watcher
+    watcher="$(cat "$state/watcher.pid")"
+    [ "$watcher" = "$PPID" ] || kill "$watcher" 2>/dev/null || true
+    rm -f "$state/watcher.pid"
+  fi
+}
+
+kill_server() {
+  load_state
+  [ -f "$data/postmaster.pid" ] || fail "the server is not running"
+  local pid
+  pid="$(head -n1 "$data/postmaster.pid")"
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+psql_() {
+  load_state
+  PGPASSWORD="$(cat "$state/password")" "$bin/psql" -h 127.0.0.1 -p "$port" -U kafkad -d kafkad "$@"
+}
+
+run() {
+  local start_args=() cmd=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --) shift; cmd=("$@"); break ;;
+      *) start_args+=("$1"); shift ;;
+    esac
+  done
+  trap 'stop' EXIT
+  trap 'exit 130' INT TERM
+  local server_url
+  server_url="$(start --owner $$ "${start_args[@]}")"
+  if [ ${#cmd[@]} -gt 0 ]; then
+    POSTGRES_URL="$server_url" POSTGRES_PASSWORD_FILE="$state/password" "${cmd[@]}"
+  else
+    echo "postgres: $server_url (password in $state/password); Ctrl-C stops the server" >&2
+    while :; do sleep 3600; done
+  fi
+}
+
+verb="${1:-}"
+[ $# -gt 0 ] && shift
+case "$verb" in
+  start) start "$@" ;;
+  stop) stop ;;
+  kill) kill_server ;;
+  url) url ;;
+  psql) psql_ "$@" ;;
+  run) run "$@" ;;
+  *)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
