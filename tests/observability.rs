@@ -14,7 +14,7 @@ use kafkad::shutdown;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::http;
 use kafkad::telemetry::metrics::{ProducerMetrics, RoleMetrics};
-use support::process::Kafkad;
+use support::process::{self, Kafkad};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -301,10 +301,14 @@ async fn json_logs_parse_and_carry_role_and_group() {
                     && v["fields"]["lag"].is_i64()
             })
     };
-    wait_until(WAIT, "the batch to be processed and summarized with lag", || {
-        let log = consumer.log_text();
-        log.contains("processed batch") && summarized_with_lag(&log)
-    })
+    wait_until(
+        WAIT,
+        "the batch to be processed and summarized with lag",
+        || {
+            let log = consumer.log_text();
+            log.contains("processed batch") && summarized_with_lag(&log)
+        },
+    )
     .await;
     consumer.signal(libc::SIGTERM);
     assert_eq!(
@@ -649,4 +653,54 @@ async fn a_fourth_member_of_a_three_partition_group_is_ready() {
     for member in &members {
         member.signal(libc::SIGTERM);
     }
+}
+
+/// The single role hands the `jsonl` sink every record in hand of a lane in one call (one
+/// write, one flush), rather than a call per record: fewer sink calls than records (how many
+/// fewer depends on how many arrive while a call runs: about a third on the mock), each record
+/// still written once, as a single message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_role_writes_a_file_sink_in_runs() {
+    let mock = MockTopology::start(3);
+    const N: i64 = 3000;
+    let records: Vec<RawRecord> = (1..=N)
+        .map(|id| RawRecord::value(message("p", id)))
+        .collect();
+    produce_raw(&mock.bootstrap, TOPIC, &records).await;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("processed.jsonl");
+    let settings = mock.settings(Role::Single, &[]);
+    let sink = kafkad::sink::JsonlSink::create(&path).expect("sink file");
+    let run = spawn_consumer(Role::Single, settings.clone(), Box::new(sink));
+    let addr = endpoint(
+        &settings,
+        Role::Single,
+        RoleMetrics::Consumer(run.metrics.clone()),
+    )
+    .await;
+    wait_until(WAIT, "the single role to process every record", || {
+        run.metrics.processed.get() >= N as u64
+    })
+    .await;
+    let text = scrape(&addr).await;
+    let report = run.stop().await.expect("stops cleanly");
+    assert_eq!(report.processed, N as u64);
+
+    let labels = [
+        ("role", "single"),
+        ("topic", TOPIC),
+        ("group", "single-message-group"),
+    ];
+    let calls = sample(&text, "kafkad_processing_seconds_count", &labels).expect("{text}");
+    assert!(
+        calls > 0.0 && calls * 2.0 <= N as f64,
+        "{calls} sink calls for {N} records: {text}"
+    );
+    let produced: HashSet<_> = (1..=N).map(|id| ("p".to_owned(), id)).collect();
+    let written = process::read_jsonl(&path)
+        .into_iter()
+        .map(|line| (line.producer_id, line.message_id));
+    let r = reconcile(&produced, written);
+    assert_eq!((r.consumed, r.lost, r.duplicates), (N as u64, 0, 0));
 }

@@ -73,6 +73,32 @@ impl Tally {
         }
     }
 
+    /// Messages processed in one sink call from `started` to `ended`: one processing time
+    /// (the call's), a latency each.
+    pub fn processed_together<'m>(
+        &mut self,
+        messages: impl Iterator<Item = &'m KafkaMessage<'m>>,
+        started: Tick,
+        ended: Tick,
+    ) {
+        let mut since = ended.nanos_since(self.published);
+        if u128::from(since) >= PUBLISH_INTERVAL.as_nanos() {
+            self.publish_now();
+            since = 0;
+        }
+        self.processing.observe(ended.seconds_since(started));
+        let now = self.published_unix_micros + i64::try_from(since / 1000).unwrap_or(i64::MAX);
+        for message in messages {
+            if let Some(latency) = latency(message, now) {
+                self.latency.observe(latency);
+            }
+            self.processed += 1;
+        }
+        if self.processed >= PUBLISH_EVERY {
+            self.publish_now();
+        }
+    }
+
     /// Publishes what was gathered, if anything.
     pub fn publish(&mut self) {
         if self.processed > 0 {

@@ -18,7 +18,7 @@ use super::job::{Completion, Finished, Job, Outcome, Part, Progress, Report, Sha
 use super::tally::Tally;
 use crate::dlq::{self, DeadLetterError, DeadLetters, Rejection};
 use crate::shutdown::Shutdown;
-use crate::sink::{Positions, Record, Sink, Span};
+use crate::sink::{Positions, Record, Sink, SinkError, Span};
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
@@ -149,6 +149,7 @@ fn run(
     done: &Sender<Report>,
 ) -> Outcome {
     match job.shape {
+        Shape::Each if sink.writes_runs() => run_in_runs(sink, job, shared, tally, done),
         Shape::Each | Shape::Isolate => run_each(sink, job, shared, tally, done),
         Shape::Batch => run_batch(sink, job, shared),
     }
@@ -269,6 +270,107 @@ fn run_each(
         }
     }
     Outcome::Done
+}
+
+/// The single role with a sink that writes runs (see `Sink::writes_runs`): the records up to
+/// the next undecodable one go in one `process_run` call, which finishes all of them or none;
+/// an undecodable record is dead-lettered on its own, after the run before it.
+fn run_in_runs(
+    sink: &mut dyn Sink,
+    job: &mut Job,
+    shared: &WorkerShared,
+    tally: &mut Tally,
+    done: &Sender<Report>,
+) -> Outcome {
+    let Job {
+        parts,
+        progress,
+        dead_letter_first,
+        failures,
+        accepted,
+        cancel,
+        ..
+    } = job;
+    let mut index = 0;
+    for part in parts.iter() {
+        let chunk = &part.chunk;
+        let mut run = Vec::new();
+        let mut members = Vec::new();
+        for entry in 0..chunk.len() {
+            let this = index;
+            index += 1;
+            if progress[this] != Progress::Pending {
+                continue;
+            }
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Outcome::Cancelled;
+            }
+            let decoded = match dead_letter_first.take() {
+                Some(decided) => Err(decided),
+                None => dlq::inspect(chunk.value(entry), shared.max_record_bytes),
+            };
+            match decoded {
+                Ok(message) => {
+                    let e = &chunk.entries()[entry];
+                    run.push(Record {
+                        partition: e.partition,
+                        offset: e.offset,
+                        message,
+                        key: chunk.key(entry),
+                        headers: chunk.headers(entry),
+                    });
+                    members.push(this);
+                }
+                Err(rejection) => {
+                    let ran = write_run(sink, &run, tally);
+                    if let Err(error) = ran {
+                        return Outcome::Failed(error);
+                    }
+                    finish(progress, &mut members, failures, accepted, !run.is_empty());
+                    run.clear();
+                    report_finished(parts, progress, done);
+                    if let Err(outcome) = dead_letter(chunk, entry, &rejection, shared) {
+                        return outcome;
+                    }
+                    progress[this] = Progress::Finished;
+                    *failures = None;
+                }
+            }
+        }
+        if let Err(error) = write_run(sink, &run, tally) {
+            return Outcome::Failed(error);
+        }
+        finish(progress, &mut members, failures, accepted, !run.is_empty());
+    }
+    Outcome::Done
+}
+
+/// One `process_run` call for `run`, if it holds anything, with its figures.
+fn write_run(sink: &mut dyn Sink, run: &[Record<'_>], tally: &mut Tally) -> Result<(), SinkError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let started = Tick::now();
+    sink.process_run(run)?;
+    tally.processed_together(run.iter().map(|r| &r.message), started, Tick::now());
+    Ok(())
+}
+
+/// Marks the records of a run the sink took as finished.
+fn finish(
+    progress: &mut [Progress],
+    members: &mut Vec<usize>,
+    failures: &mut Option<super::retry::Failures>,
+    accepted: &mut u64,
+    ran: bool,
+) {
+    for member in members.drain(..) {
+        progress[member] = Progress::Finished;
+    }
+    if ran {
+        *failures = None;
+        *accepted += 1;
+    }
 }
 
 /// The pending records in one sink call, undecodable ones dead-lettered first. A copy that

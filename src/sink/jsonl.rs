@@ -84,6 +84,16 @@ impl Sink for JsonlSink {
         self.write_all(batch)
     }
 
+    /// A run of records is one write and one flush: the records it covers are acknowledged
+    /// once it was handed to the kernel, as one record's line is.
+    fn writes_runs(&self) -> bool {
+        true
+    }
+
+    fn process_run(&mut self, records: &[Record<'_>]) -> Result<(), SinkError> {
+        self.write_all(records)
+    }
+
     fn another(&self) -> Option<Box<dyn Sink>> {
         Some(Box::new(self.clone()))
     }

@@ -42,6 +42,14 @@ impl Sink for MemorySink {
         Ok(())
     }
 
+    fn writes_runs(&self) -> bool {
+        true
+    }
+
+    fn process_run(&mut self, records: &[Record<'_>]) -> Result<(), SinkError> {
+        self.process_batch(records)
+    }
+
     fn another(&self) -> Option<Box<dyn Sink>> {
         Some(Box::new(self.clone()))
     }

@@ -132,6 +132,23 @@ pub trait Sink: Send {
         None
     }
 
+    /// Whether [`process_run`](Self::process_run) hands a run of records to the destination
+    /// at once (one write for a file), so that the single role sends runs rather than one
+    /// call per record. `false` by default, and for a sink that keeps positions
+    /// ([`process_at`](Self::process_at)): a run carries none.
+    fn writes_runs(&self) -> bool {
+        false
+    }
+
+    /// Processes `records`, one message each as [`process`](Self::process) would (not a
+    /// batch: the destination sees single messages), in one go: `Ok` means every one of them
+    /// is processed, `Err` that none counts as processed (they are tried again, so the
+    /// destination may see some twice: at-least-once). Used only where
+    /// [`writes_runs`](Self::writes_runs) says so. By default one `process` call each.
+    fn process_run(&mut self, records: &[Record<'_>]) -> Result<(), SinkError> {
+        records.iter().try_for_each(|record| self.process(record))
+    }
+
     /// A sink for one more worker of the same consumer (`concurrency > 1`): the same
     /// destination through a handle of its own (a connection pool, a program, a file handle),
     /// callable from another thread at the same time as this one. `None` (the default) means

@@ -117,7 +117,8 @@ pub struct ConsumerMetrics {
     pub assigned_partitions: Gauge,
     /// Now minus the message's own timestamp, at processing time.
     pub end_to_end_latency: Histogram,
-    /// Time spent in the sink, per message or per batch.
+    /// Time spent in one sink call: a message, a run of messages (a file sink in the single
+    /// role), or a batch.
     pub processing_time: Histogram,
 }
 
@@ -255,7 +256,7 @@ impl ConsumerMetrics {
         );
         registry.register_with_unit(
             "processing",
-            "Time spent in the sink per message or batch",
+            "Time spent in one sink call (a message, a run of messages, or a batch)",
             prometheus_client::registry::Unit::Seconds,
             self.processing_time.clone(),
         );
