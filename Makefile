@@ -20,8 +20,14 @@ release: build
 
 # The seed topology on librdkafka's embedded mock cluster: 2 producers, 2 single and
 # 2 batch consumers, then a reconciliation per group. Exits 0 only if nothing was lost.
+# It runs the dev profile, whose build `make test` uses too: the demo takes about a second of CPU
+# in either profile, and the release profile (`make build`, the container image) would be a
+# longer build of its own. A first build takes about 2 minutes on 2 cores, most of it
+# librdkafka's C library; cargo shows its progress.
 demo: deps
-	$(CARGO) run --release --quiet -- demo
+	@echo "make demo: building kafkad (a fresh clone: about 2 minutes on 2 cores, mostly librdkafka)"
+	$(CARGO) build --bin kafkad
+	$(CARGO) run --quiet --bin kafkad -- demo
 
 # Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, then
 # the real-broker tests (tests named real_broker::*) on Apache Kafka: each test binary starts its
