@@ -29,16 +29,18 @@ demo: deps
 	$(CARGO) build --bin kafkad
 	$(CARGO) run --quiet --bin kafkad -- demo
 
-# Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, then
-# the real-broker tests (tests named real_broker::*) on Apache Kafka: each test binary starts its
-# own cluster with scripts/kafka-cluster.sh, and its tests run one at a time, with their output
-# shown so the topic descriptions and reconciliation tables are in the log.
+# Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, the
+# codec benchmarks run once each as tests, then the real-broker tests (tests named real_broker::*)
+# on Apache Kafka with scripts/test-real-broker.sh: each test binary starts its own cluster with
+# scripts/kafka-cluster.sh and runs its tests one at a time, two binaries at a time, and each
+# binary's output is printed whole (topic descriptions, reconciliation tables). All of it builds
+# the dev profile, as `make demo` does.
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --lib --bins --tests -- --skip real_broker::
 	$(CARGO) test --benches
-	$(CARGO) test --workspace --tests -- --nocapture --test-threads=1 real_broker::
+	scripts/test-real-broker.sh
 
 # A local 3-broker Apache Kafka cluster on 127.0.0.1:9092-9094 (KRaft, like the seed's) for
 # trying config/*.toml by hand; Ctrl-C stops it.
