@@ -20,19 +20,27 @@ release: build
 
 # The seed topology on librdkafka's embedded mock cluster: 2 producers, 2 single and
 # 2 batch consumers, then a reconciliation per group. Exits 0 only if nothing was lost.
+# It runs the dev profile, whose build `make test` uses too: the demo takes about a second of CPU
+# in either profile, and the release profile (`make build`, the container image) would be a
+# longer build of its own. A first build takes about 2 minutes on 2 cores, most of it
+# librdkafka's C library; cargo shows its progress.
 demo: deps
-	$(CARGO) run --release --quiet -- demo
+	@echo "make demo: building kafkad (a fresh clone: about 2 minutes on 2 cores, mostly librdkafka)"
+	$(CARGO) build --bin kafkad
+	$(CARGO) run --quiet --bin kafkad -- demo
 
-# Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, then
-# the real-broker tests (tests named real_broker::*) on Apache Kafka: each test binary starts its
-# own cluster with scripts/kafka-cluster.sh, and its tests run one at a time, with their output
-# shown so the topic descriptions and reconciliation tables are in the log.
+# Formatting, lints and every test: unit, mock-cluster integration, CLI, deployment files, the
+# codec benchmarks run once each as tests, then the real-broker tests (tests named real_broker::*)
+# on Apache Kafka with scripts/test-real-broker.sh: each test binary starts its own cluster with
+# scripts/kafka-cluster.sh and runs its tests one at a time, two binaries at a time, and each
+# binary's output is printed whole (topic descriptions, reconciliation tables). All of it builds
+# the dev profile, as `make demo` does.
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --lib --bins --tests -- --skip real_broker::
 	$(CARGO) test --benches
-	$(CARGO) test --workspace --tests -- --nocapture --test-threads=1 real_broker::
+	scripts/test-real-broker.sh
 
 # A local 3-broker Apache Kafka cluster on 127.0.0.1:9092-9094 (KRaft, like the seed's) for
 # trying config/*.toml by hand; Ctrl-C stops it.

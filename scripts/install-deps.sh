@@ -52,7 +52,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
+  # Only what is named: Debian's docker-compose recommends the Docker engine itself (containerd,
+  # runc: hundreds of MB) and prometheus its node exporter; nothing here uses either.
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
