@@ -43,9 +43,10 @@ mapfile -t executables < <(grep '"profile":{[^}]*"test":true' "$artifacts" \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 rm -f "$artifacts"
 
-# Longest first (as measured on 2 cores: kafka_exactly_once, kafka_e2e and kafka_broker_faults take minutes, the
-# others one or two at most), so that the two long ones run side by side and the short ones fill
-# in after them; a binary not named here runs last. The order only affects the total time.
+# Longest first (as measured on 2 cores: kafka_exactly_once, kafka_e2e and kafka_broker_faults
+# take minutes, the others one or two at most), so that the long ones run side by side and the
+# short ones fill in after them; a binary not named here runs last. The order only affects the
+# total time.
 longest_first=(kafka_exactly_once kafka_e2e kafka_broker_faults kafka_processing security kafka_replay
   kafka_dead_letters kafka_cluster_script)
 name_of() {
