@@ -24,6 +24,9 @@ pub struct PhaseResult {
     /// End-to-end latencies in microseconds (roundtrip only), without the warm-up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latencies_us: Vec<u64>,
+    /// Throughput as the program reports it itself, over its own window (Kafka's perf tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_msgs_per_s: Option<f64>,
 }
 
 impl PhaseResult {
@@ -128,6 +131,7 @@ pub fn window(created: Instant, start: Mark, end: Mark, messages: u64) -> PhaseR
         peak_rss_mb: 0.0,
         startup_s: start.at.duration_since(created).as_secs_f64(),
         latencies_us: Vec::new(),
+        tool_msgs_per_s: None,
     }
 }
 

@@ -82,3 +82,36 @@ fn bench_roundtrip_reports_latency_percentiles() {
     }
     assert!(report["latency_p50_ms"].as_f64() <= report["latency_max_ms"].as_f64());
 }
+
+/// Runs kafkad-bench expecting it to refuse its arguments; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kafkad-bench"))
+        .args(args)
+        .output()
+        .expect("kafkad-bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "kafkad-bench {args:?} should refuse its arguments:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn bench_refuses_missing_peer_programs_before_running_anything() {
+    let stderr = refused(&[
+        "produce",
+        "--franz-go",
+        "/nonexistent/kafkad-bench-franz-go",
+    ]);
+    assert!(stderr.contains("--franz-go /nonexistent"), "{stderr}");
+    let empty = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-kafka-tools");
+    std::fs::create_dir_all(&empty).expect("a scratch directory");
+    let empty = empty.to_str().expect("a UTF-8 path");
+    let stderr = refused(&["consume", "--kafka-tools", empty, "--java-probe", empty]);
+    assert!(stderr.contains("no kafka-tools jar"), "{stderr}");
+    // The tools without the probe that times them would have no comparable window.
+    let stderr = refused(&["consume", "--kafka-tools", empty]);
+    assert!(stderr.contains("--java-probe"), "{stderr}");
+}
