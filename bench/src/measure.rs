@@ -171,13 +171,21 @@ impl DeliveryWatch {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut marks = DeliveryMarks::default();
-            while !stopped.load(Ordering::Relaxed) {
+            loop {
+                // Read before sampling: a stop that comes after the last delivery still gets
+                // one sample that sees it. (Checking it first lost the last mark whenever this
+                // thread was scheduled late, as on a loaded machine, and the run failed with
+                // "not every message was delivered" although every message was.)
+                let stop = stopped.load(Ordering::Relaxed);
                 let delivered = counter();
                 if delivered > 0 && marks.first.is_none() {
                     marks.first = Some((Mark::now(), delivered));
                 }
                 if delivered >= target {
                     marks.last = Some(Mark::now());
+                    break;
+                }
+                if stop {
                     break;
                 }
                 std::thread::sleep(Duration::from_micros(500));
