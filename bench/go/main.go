@@ -272,8 +272,16 @@ func produce(o options) (result, error) {
 	return window(created, counter.first, counter.last, o.messages-1), nil
 }
 
-// consumer joins the group and reads the topic from its start, with the role's fetch settings.
-func consumer(o options, commit kgo.Opt) (*kgo.Client, error) {
+// session is a consumer in the group, reading the topic from its start with the role's fetch
+// settings, within the run's deadline; it marks the first record handed to processing.
+type session struct {
+	client *kgo.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	first  *mark
+}
+
+func join(o options, commit kgo.Opt) (*session, error) {
 	client, err := kgo.NewClient(
 		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
 		kgo.ConsumerGroup(o.group),
@@ -287,7 +295,26 @@ func consumer(o options, commit kgo.Opt) (*kgo.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	return client, nil
+	ctx, cancel := context.WithDeadline(context.Background(), deadline(o.messages))
+	return &session{client: client, ctx: ctx, cancel: cancel}, nil
+}
+
+func (s *session) close() {
+	s.cancel()
+	s.client.Close()
+}
+
+// handle is what processing a record means here: decoding it into the seed's message.
+func (s *session) handle(record *kgo.Record) error {
+	if s.first == nil {
+		at := now()
+		s.first = &at
+	}
+	var message KafkaMessage
+	if err := json.Unmarshal(record.Value, &message); err != nil {
+		return fmt.Errorf("record %s[%d]@%d: %w", record.Topic, record.Partition, record.Offset, err)
+	}
+	return nil
 }
 
 // fetchError is the first real error of a poll: a poll's own time limit running out is not one.
@@ -300,29 +327,18 @@ func fetchError(fetches kgo.Fetches) error {
 	return nil
 }
 
-func decode(record *kgo.Record) error {
-	var message KafkaMessage
-	if err := json.Unmarshal(record.Value, &message); err != nil {
-		return fmt.Errorf("record %s[%d]@%d: %w", record.Topic, record.Partition, record.Offset, err)
-	}
-	return nil
-}
-
 // single reads one record at a time: decode it, then mark it for the next automatic commit.
 func single(o options) (result, error) {
 	created := time.Now()
-	client, err := consumer(o, kgo.AutoCommitMarks())
+	s, err := join(o, kgo.AutoCommitMarks())
 	if err != nil {
 		return result{}, err
 	}
-	defer client.Close()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline(o.messages))
-	defer cancel()
-	var first *mark
+	defer s.close()
 	seen := uint64(0)
 	for seen < o.messages {
-		fetches := client.PollFetches(ctx)
-		if ctx.Err() != nil {
+		fetches := s.client.PollFetches(s.ctx)
+		if s.ctx.Err() != nil {
 			return result{}, fmt.Errorf("%d of %d messages in time", seen, o.messages)
 		}
 		if err := fetchError(fetches); err != nil {
@@ -330,19 +346,15 @@ func single(o options) (result, error) {
 		}
 		for records := fetches.RecordIter(); !records.Done() && seen < o.messages; {
 			record := records.Next()
-			if first == nil {
-				at := now()
-				first = &at
-			}
-			if err := decode(record); err != nil {
+			if err := s.handle(record); err != nil {
 				return result{}, err
 			}
-			client.MarkCommitRecords(record)
+			s.client.MarkCommitRecords(record)
 			seen++
 		}
 	}
 	end := now()
-	return window(created, *first, end, o.messages), nil
+	return window(created, *s.first, end, o.messages), nil
 }
 
 // batch forms batches by kafkad's rule (hand a batch on at max-size records; or at min-size
@@ -350,29 +362,27 @@ func single(o options) (result, error) {
 // as it arrives, and commits each batch synchronously before reading on.
 func batch(o options) (result, error) {
 	created := time.Now()
-	client, err := consumer(o, kgo.DisableAutoCommit())
+	s, err := join(o, kgo.DisableAutoCommit())
 	if err != nil {
 		return result{}, err
 	}
-	defer client.Close()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline(o.messages))
-	defer cancel()
-	var first, end *mark
+	defer s.close()
+	var end *mark
 	seen := uint64(0)
 	pending := make([]*kgo.Record, 0, o.maxSize)
 	var started time.Time
 	for end == nil {
-		if ctx.Err() != nil {
+		if s.ctx.Err() != nil {
 			return result{}, fmt.Errorf("%d of %d messages in time", seen, o.messages)
 		}
 		var fetches kgo.Fetches
 		room := o.maxSize - len(pending)
 		if len(pending) >= o.minSize {
 			// A nil context returns what is buffered, without waiting.
-			fetches = client.PollRecords(nil, room)
+			fetches = s.client.PollRecords(nil, room)
 		} else {
-			poll, stop := context.WithTimeout(ctx, 100*time.Millisecond)
-			fetches = client.PollRecords(poll, room)
+			poll, stop := context.WithTimeout(s.ctx, 100*time.Millisecond)
+			fetches = s.client.PollRecords(poll, room)
 			stop()
 		}
 		if err := fetchError(fetches); err != nil {
@@ -381,11 +391,7 @@ func batch(o options) (result, error) {
 		got := 0
 		for records := fetches.RecordIter(); !records.Done(); got++ {
 			record := records.Next()
-			if first == nil {
-				at := now()
-				first = &at
-			}
-			if err := decode(record); err != nil {
+			if err := s.handle(record); err != nil {
 				return result{}, err
 			}
 			if started.IsZero() {
@@ -403,11 +409,11 @@ func batch(o options) (result, error) {
 			at := now()
 			end = &at
 		}
-		if err := client.CommitRecords(ctx, pending...); err != nil {
+		if err := s.client.CommitRecords(s.ctx, pending...); err != nil {
 			return result{}, fmt.Errorf("commit: %w", err)
 		}
 		pending = pending[:0]
 		started = time.Time{}
 	}
-	return window(created, *first, *end, o.messages), nil
+	return window(created, *s.first, *end, o.messages), nil
 }
