@@ -47,10 +47,11 @@ test: test-deps
 kafka: test-deps
 	scripts/kafka-cluster.sh run --port 9092
 
-# kafkad against a raw-librdkafka reference, a codec-inclusive reference and the seed's Python
-# system (kafkad-bench, the bench/ crate), on the mock cluster and on a 3-broker Apache Kafka
-# cluster, plus the codec's criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh, which
-# installs a JDK, Maven, Kafka and the Python client as needed).
+# kafkad against a raw-librdkafka reference, a codec-inclusive reference, the seed's Python
+# system and, on Apache Kafka, franz-go and Kafka's own perf tools (kafkad-bench, the bench/
+# crate), on the mock cluster and on a 3-broker Apache Kafka cluster, plus the codec's
+# criterion benchmarks; writes BENCHMARKS.md (scripts/bench.sh, which installs a JDK, Maven,
+# Kafka and the Python client as needed, and uses Go where it is installed).
 bench: deps
 	scripts/bench.sh
 

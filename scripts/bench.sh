@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: kafkad's roles against a raw-librdkafka reference, a codec-inclusive reference
-# and, on Apache Kafka, the seed's Python system (`kafkad-bench`, the bench/ crate), on
+# and, on Apache Kafka, the seed's Python system and the clients users would pick instead (a
+# franz-go program and Kafka's own perf tools) (`kafkad-bench`, the bench/ crate), on
 # librdkafka's mock cluster and on a 3-broker Apache Kafka cluster on loopback
 # (scripts/kafka-cluster.sh), plus the codec's criterion benchmarks; then writes BENCHMARKS.md
 # from what was measured.
 #
-#   scripts/bench.sh            everything (10-15 minutes on 2 cores, after the build)
+#   scripts/bench.sh            everything (10-15 minutes on 2 cores, after the build, before the
+#                               peers and the million-record consumers added several)
 #   scripts/bench.sh kafka      internal: the Apache Kafka part, run inside kafka-cluster.sh run
 #
 # Sizes can be changed with BENCH_MESSAGES (mock, consume), BENCH_PRODUCE_MESSAGES (mock,
@@ -14,6 +16,10 @@
 # at the first acknowledgement, and with fewer messages everything was already queued by then,
 # so it measured librdkafka draining its queue instead of the sending loop. Raw outputs go to target/bench/. The seed's Python system runs from a virtual
 # environment in target/bench-venv, with the confluent-kafka of bench/python/requirements.txt.
+# The franz-go peer is built from bench/go into target/ with the Go toolchain (its modules come
+# from the Go module proxy into Go's own cache); without `go` on PATH the bench says so and runs
+# without it. Kafka's perf tools run from the cluster script's jars, with the window probe of
+# bench/java compiled against them into target/bench-java.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +28,8 @@ kafkad="$root/target/release/kafkad"
 bench="$root/target/release/kafkad-bench"
 venv="$root/target/bench-venv"
 requirements="$root/bench/python/requirements.txt"
+franz_go="$root/target/kafkad-bench-franz-go"
+probe="$root/target/bench-java"
 runs="${BENCH_RUNS:-3}"
 
 # KAFKAD_* variables of the caller's shell would change the settings under measurement.
@@ -52,17 +60,50 @@ python_env() {
   cp "$requirements" "$venv/requirements.installed"
 }
 
+# The peers' programs: the franz-go one where Go is installed, and the probe that times Kafka's
+# perf tools, compiled against the jars they run from.
+build_peers() {
+  rm -f "$franz_go"
+  if command -v go >/dev/null 2>&1; then
+    (cd "$root/bench/go" && go build -o "$franz_go" .)
+  else
+    echo "bench: Go is not installed (no go on PATH): the franz-go columns are skipped" >&2
+  fi
+  local libs
+  libs="$(scripts/kafka-cluster.sh libs)"
+  rm -rf "$probe"
+  javac --release 17 -cp "$libs/*" -d "$probe" "$root"/bench/java/kafkad/bench/*.java
+  cp "$root/bench/java/log4j2.xml" "$probe/"
+}
+
+# kafkad-bench's options for the peers that were built.
+peer_options() {
+  if [ -x "$franz_go" ]; then
+    echo --franz-go "$franz_go"
+  fi
+  echo --kafka-tools "$(scripts/kafka-cluster.sh libs)" --java-probe "$probe"
+}
+
 if [ "${1:-}" = "kafka" ]; then
   bootstrap="${KAFKA_BOOTSTRAP:?run inside scripts/kafka-cluster.sh run}"
-  n="${BENCH_KAFKA_MESSAGES:-200000}"
+  # A million records, as many as the producers send: Kafka's perf tools compile their hot
+  # paths while they read, and over 100,000 records that was most of ConsumerPerformance's
+  # window (a quarter of its rate over a million, at 3-4x the CPU per record).
+  n="${BENCH_KAFKA_MESSAGES:-1000000}"
   np="${BENCH_KAFKA_PRODUCE_MESSAGES:-1000000}"
   seed=(--seed-python "$venv/bin/python")
+  # Paths without spaces (the repository's and Kafka's cache), so word splitting is safe.
+  # shellcheck disable=SC2207
+  peers=($(peer_options))
   # Freshly started brokers run their first requests in the JVM's interpreter: the first runs
   # were 2-4x slower than later ones. One unrecorded pass warms up produce and fetch.
   echo "== kafka warm-up (not recorded)" >&2
-  clean "$bench" consume --bootstrap "$bootstrap" --messages "$n" --runs 1 >"$out/kafka-warmup.log" 2>&1
-  measure kafka-produce produce --bootstrap "$bootstrap" --messages "$np" --runs "$runs" "${seed[@]}"
-  measure kafka-consume consume --bootstrap "$bootstrap" --messages "$n" --runs "$runs" "${seed[@]}"
+  clean "$bench" consume --bootstrap "$bootstrap" --messages "$((n < 200000 ? n : 200000))" \
+    --runs 1 >"$out/kafka-warmup.log" 2>&1
+  measure kafka-produce produce --bootstrap "$bootstrap" --messages "$np" --runs "$runs" \
+    "${seed[@]}" "${peers[@]}"
+  measure kafka-consume consume --bootstrap "$bootstrap" --messages "$n" --runs "$runs" \
+    "${seed[@]}" "${peers[@]}"
   measure kafka-roundtrip roundtrip --bootstrap "$bootstrap" --messages 3000 --rate 1000 \
     --runs "$runs" "${seed[@]}"
   exit 0
@@ -77,6 +118,7 @@ scripts/kafka-cluster.sh install
 python_env
 # The daemon (for its version line) and the benchmark, the workspace's two binaries.
 cargo build --release --workspace
+build_peers
 
 n="${BENCH_MESSAGES:-300000}"
 measure mock-produce produce --messages "${BENCH_PRODUCE_MESSAGES:-600000}" --runs "$runs"
@@ -105,6 +147,12 @@ cargo bench --bench codec -- --warm-up-time 1 --measurement-time 5 | tee "$out/c
   echo "rustc=$(rustc -V)"
   echo "kafka=Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
   echo "java=$(java -version 2>&1 | head -1)"
+  if [ -x "$franz_go" ]; then
+    echo "franz_go=franz-go $(sed -n 's:^require github.com/twmb/franz-go \(v[^ ]*\)$:\1:p' bench/go/go.mod), $(go version | cut -d' ' -f3)"
+  else
+    echo "franz_go=not measured: Go is not installed (no go on PATH)"
+  fi
+  echo "java_tools=Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml), JVM started as Kafka's perf-test scripts start it (-Xmx512M, G1)"
   echo "python=$("$venv/bin/python" -c 'import sys, confluent_kafka as c; v = c.version(); v = v if isinstance(v, str) else v[0]; print(f"Python {sys.version.split()[0]}, confluent-kafka {v} (librdkafka {c.libversion()[0]})")')"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
   echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes')"

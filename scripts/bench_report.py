@@ -59,6 +59,9 @@ SIDES = [
     ("codec_reference_", "reference + codec", "ratio_codec_"),
     ("", "kafkad", None),
     ("python_", "Python seed", "ratio_python_"),
+    ("franz_go_", "franz-go", "ratio_franz_go_"),
+    ("java_", "Kafka perf tool", "ratio_java_"),
+    ("java_librdkafka_batch_", "Kafka perf tool, librdkafka batch.size", "ratio_java_librdkafka_batch_"),
 ]
 
 
@@ -83,8 +86,12 @@ def table(report, prefix):
     for key, label in [
         ("window_messages", "messages in the window"),
         ("runs_msgs_per_s", "msgs/s of every run"),
+        ("median_msgs_per_s", "msgs/s of the median run"),
+        ("tool_msgs_per_s", "msgs/s as the tool itself reports the best run"),
         ("startup_s", "startup s (not in the window)"),
     ]:
+        if not any(f"{side}{prefix}{key}" in report for side, _, _ in sides):
+            continue
         cells = [label] + [fmt(report.get(f"{side}{prefix}{key}")) for side, _, _ in sides]
         rows.append("| " + " | ".join(cells + [""] * (len(ratios) + 1)) + " |")
     return "\n".join(rows)
@@ -166,6 +173,103 @@ def python_headline():
             f"| **{ratio_cell(report, f'ratio_python_{p}peak_rss_mb')}** |"
         )
     return "\n".join(rows) if any_row else "not measured"
+
+
+# The peers, per role: (JSON prefix of the side, what the side is, for that role).
+PEERS = {
+    "producer": [
+        ("franz_go_", "franz-go (pre-serialized values)"),
+        ("java_", "ProducerPerformance at its defaults (`batch.size` 16,384)"),
+        ("java_librdkafka_batch_", "ProducerPerformance with librdkafka's `batch.size` (1,000,000)"),
+    ],
+    "single": [
+        ("franz_go_", "franz-go + encoding/json (decodes every record)"),
+        ("java_", "ConsumerPerformance (decodes nothing)"),
+    ],
+    "batch": [
+        ("franz_go_", "franz-go + encoding/json, a synchronous commit per batch"),
+        ("java_", "ConsumerPerformance (decodes nothing, commits automatically)"),
+    ],
+}
+KAFKAD_DOES = {
+    "producer": "kafkad (encodes every message)",
+    "single": "kafkad (decodes every record)",
+    "batch": "kafkad (decodes every record, a synchronous commit per batch)",
+}
+
+
+def median_of(report, side, p, key):
+    return report.get(f"{side}{p}median_{key}")
+
+
+def peers_headline():
+    rows = [
+        "| role | side | msgs/s | kafkad ÷ side | CPU µs/msg | CPU per message kafkad ÷ side | peak RSS MiB | RSS kafkad ÷ side |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    any_row = False
+    for role, report, p in roles("kafka"):
+        peers = [(side, label) for side, label in PEERS[role] if f"{side}{p}median_msgs_per_s" in report]
+        if not peers and "franz_go" not in machine:
+            continue
+        any_row = True
+        rows.append(
+            f"| {role} | {KAFKAD_DOES[role]} | {fmt(median_of(report, '', p, 'msgs_per_s'))} | "
+            f"| {fmt(median_of(report, '', p, 'cpu_us_per_msg'))} | "
+            f"| {fmt(median_of(report, '', p, 'peak_rss_mb'))} | |"
+        )
+        for side, label in PEERS[role]:
+            if f"{side}{p}median_msgs_per_s" not in report:
+                if side == "franz_go_" and machine.get("franz_go", "").startswith("not measured"):
+                    rows.append(f"| {role} | franz-go | {machine['franz_go']} | | | | | |")
+                continue
+            ratio = f"ratio_{side}{p}median_"
+            rows.append(
+                f"| {role} | {label} | {fmt(median_of(report, side, p, 'msgs_per_s'))} "
+                f"| **{ratio_cell(report, ratio + 'msgs_per_s')}** "
+                f"| {fmt(median_of(report, side, p, 'cpu_us_per_msg'))} "
+                f"| **{ratio_cell(report, ratio + 'cpu_us_per_msg')}** "
+                f"| {fmt(median_of(report, side, p, 'peak_rss_mb'))} "
+                f"| **{ratio_cell(report, ratio + 'peak_rss_mb')}** |"
+            )
+    return "\n".join(rows) if any_row else "not measured"
+
+
+# The targets against the peers: (role, what, JSON key of kafkad's median ratio, bound, at
+# least or at most).
+PEER_TARGETS = [
+    ("producer", "msgs/s ≥ 1.1× franz-go's", "ratio_franz_go_median_msgs_per_s", 1.1, "min"),
+    ("producer", "CPU per message ≤ 1.0× franz-go's", "ratio_franz_go_median_cpu_us_per_msg", 1.0, "max"),
+    ("producer", "msgs/s ≥ 0.9× the raw reference's", "ratio_median_msgs_per_s", 0.9, "min"),
+    ("single", "msgs/s ≥ 2.5× franz-go + encoding/json", "ratio_franz_go_single_median_msgs_per_s", 2.5, "min"),
+    ("single", "msgs/s ≥ 0.8× ConsumerPerformance's", "ratio_java_single_median_msgs_per_s", 0.8, "min"),
+    ("batch", "msgs/s ≥ 1.0× franz-go's", "ratio_franz_go_batch_median_msgs_per_s", 1.0, "min"),
+    ("batch", "msgs/s ≥ 0.5× ConsumerPerformance's", "ratio_java_batch_median_msgs_per_s", 0.5, "min"),
+]
+
+
+def peer_targets():
+    reports = {role: report for role, report, _ in roles("kafka")}
+    rows = ["| role | target | kafkad ÷ peer (medians) | verdict |", "|---|---|---:|---|"]
+    for role, what, key, bound, kind in PEER_TARGETS:
+        value = reports.get(role, {}).get(key)
+        if value is None:
+            verdict = "not measured"
+        else:
+            met = value >= bound if kind == "min" else value <= bound
+            verdict = "met" if met else "**missed**"
+        rows.append(f"| {role} | {what} | {'-' if value is None else f'{value:.3f}×'} | {verdict} |")
+    peaks = [
+        (role, report.get(f"{p}median_peak_rss_mb"))
+        for role, report, p in roles("kafka")
+        if report.get(f"{p}median_peak_rss_mb") is not None
+    ]
+    if peaks:
+        worst = max(value for _, value in peaks)
+        figure = ", ".join(f"{role} {value:.1f}" for role, value in peaks)
+        verdict = "met" if worst <= 64 else "**missed**"
+        rows.append(f"| every role | kafkad's peak RSS ≤ 64 MiB | {figure} MiB | {verdict} |")
+    return "\n".join(rows)
 
 
 def latency_headline():
@@ -272,6 +376,33 @@ messages, as the seed does, and is measured on the first 20,000 records of the t
 
 {python_headline()}
 
+### Against the clients users would pick instead (Apache Kafka)
+
+The same cluster, the same invocation, each run a process of its own interleaved with
+kafkad's; **the median run of each side** by throughput (of an even number of runs, the slower
+middle one; the per-workload tables further down show each side's best run), peak RSS the
+highest of a side's runs. Throughput above 1× and CPU or RSS below 1× favour kafkad.
+
+* **franz-go** ({machine.get('franz_go', '?')}; `bench/go`): the producer with the seed's
+  settings (acks=all, idempotence, lz4, `linger.ms` 5; franz-go cannot hold an idempotent
+  producer to one request in flight: it allows 5 per broker) sending the raw reference's
+  pre-serialized values; the consumers decode every record into the seed's `KafkaMessage` with
+  encoding/json and fetch with the roles' settings, single marking each record for the
+  automatic commit, batch committing each batch (the role's sizes) synchronously.
+* **Kafka's perf tools** ({machine.get('java_tools', '?')}): `ProducerPerformance` with the
+  seed's settings, once at the Java client's defaults and once with librdkafka's `batch.size`
+  (kafkad's), values from the same file; `ConsumerPerformance` at its defaults (which fetch as
+  librdkafka's do), reading the same topic as the consumers without looking inside a record.
+  A probe in their clients times the same window as kafkad's (first acknowledgement to last;
+  first record to the N-th): the tools' own figures, which include connecting, are in the
+  tables further down. CPU is the JVM's, JIT compiler and garbage collector included.
+
+{peers_headline()}
+
+The targets against them, on this run's medians:
+
+{peer_targets()}
+
 ### Concurrency against a slow downstream
 
 {concurrency()}
@@ -292,6 +423,8 @@ messages, as the seed does, and is measured on the first 20,000 records of the t
 | rustc | {machine.get('rustc', '?')} |
 | brokers | {machine.get('kafka', '?')} (scripts/kafka-cluster.sh: 3 combined broker+controller nodes in KRaft mode on 127.0.0.1, 512 MB heap each, on the same 2 cores); {machine.get('java', '?')} |
 | Python seed | {machine.get('python', '?')} |
+| franz-go peer | {machine.get('franz_go', '?')} |
+| Kafka's perf tools | {machine.get('java_tools', '?')} |
 
 ## Settings
 

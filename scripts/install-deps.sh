@@ -15,8 +15,11 @@
 #                                  and Debian's postgresql server for the postgres sink's tests
 #                                  (scripts/postgres.sh runs a throwaway one).
 #   scripts/install-deps.sh bench  the build, and what `make bench` runs beside it: a JDK and
-#                                  Maven for the Apache Kafka cluster, and python3's venv module
-#                                  for the seed's Python client.
+#                                  Maven for the Apache Kafka cluster, javac for the probe that
+#                                  times Kafka's perf tools, and python3's venv module for the
+#                                  seed's Python client. Go, for the franz-go peer, is used where
+#                                  it is installed and not installed here: without it the bench
+#                                  skips that peer.
 set -euo pipefail
 
 need_apt=()
@@ -45,6 +48,8 @@ fi
 if [ "${1:-}" = bench ]; then
   # Debian splits venv (and the pip it bootstraps) out of python3.
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+  # A JRE has no compiler.
+  command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -3,6 +3,9 @@
 # combined broker and controller. Tests, make targets and anyone trying kafkad by hand use it.
 #
 #   scripts/kafka-cluster.sh install                 fetch the pinned Kafka jars (no-op when cached)
+#   scripts/kafka-cluster.sh libs                    install, then print the jars' directory (for
+#                                                    running Kafka's classes another way, e.g.
+#                                                    its perf tools under kafkad-bench)
 #   scripts/kafka-cluster.sh start [--brokers N] [--port P] [--listeners L,...] [--owner PID]
 #                                                    format and start N nodes (1 or 3, default 3);
 #                                                    waits until the cluster reports N brokers;
@@ -460,6 +463,10 @@ verb="${1:-}"
 [ $# -gt 0 ] && shift
 case "$verb" in
   install) install ;;
+  libs)
+    install
+    echo "$cache/libs"
+    ;;
   start) start "$@" ;;
   stop) stop ;;
   kill) kill_node "${1:-}" ;;

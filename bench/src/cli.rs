@@ -132,6 +132,19 @@ pub struct CompareArgs {
     /// thousandth of the other sides' rate.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     pub seed_batch_messages: u64,
+    /// The franz-go peer (`bench/go`, built by scripts/bench.sh with the Go toolchain): also
+    /// runs a franz-go producer, and consumers decoding with encoding/json, as a further side.
+    #[arg(long, value_name = "PROGRAM")]
+    pub franz_go: Option<PathBuf>,
+    /// Kafka's jars (`scripts/kafka-cluster.sh libs`): also runs Kafka's own perf tools,
+    /// `ProducerPerformance` (at its defaults, and with librdkafka's `batch.size`) and
+    /// `ConsumerPerformance`, as further sides. Needs `--java-probe`.
+    #[arg(long, value_name = "DIR", requires = "java_probe")]
+    pub kafka_tools: Option<PathBuf>,
+    /// The window probe that times Kafka's perf tools from inside their clients (`bench/java`,
+    /// compiled by scripts/bench.sh).
+    #[arg(long, value_name = "DIR", requires = "kafka_tools")]
+    pub java_probe: Option<PathBuf>,
 }
 
 /// The options of `concurrency`.

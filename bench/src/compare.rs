@@ -13,6 +13,8 @@ use kafkad::telemetry::metrics::ProducerMetrics;
 
 use crate::cli::{CompareArgs, ConfigFlags, Phase, Workload};
 use crate::measure::PhaseResult;
+use crate::peers::{self, JavaTool, PeerRun, Programs, Scratch};
+use crate::reference::payload_ring;
 use crate::report::{effective_settings, BenchReport, Comparison, Side, SideKind};
 use crate::settings::{mean_value_bytes, payload_override, role_settings, Target};
 use crate::BenchError;
@@ -26,8 +28,13 @@ struct Pair {
     reference: Phase,
     /// The codec-inclusive reference, where there is one.
     codec: Option<Phase>,
-    /// The seed's Python loop for this workload (`seed_bench.py WORKLOAD`).
-    python: &'static str,
+    /// The workload's name to the seed's Python loops (`seed_bench.py WORKLOAD`), to the
+    /// franz-go peer, and in the names of the peers' runs.
+    workload: &'static str,
+    /// Whether the franz-go peer has a loop for it.
+    franz_go: bool,
+    /// The ways Kafka's perf tools run beside this workload.
+    java: &'static [JavaTool],
 }
 
 const PRODUCER: Pair = Pair {
@@ -36,7 +43,9 @@ const PRODUCER: Pair = Pair {
     kafkad: Phase::ProduceKafkad,
     reference: Phase::ProduceReference,
     codec: Some(Phase::ProduceReferenceCodec),
-    python: "produce",
+    workload: "produce",
+    franz_go: true,
+    java: &[JavaTool::Producer, JavaTool::ProducerLibrdkafkaBatch],
 };
 const SINGLE: Pair = Pair {
     prefix: "single_",
@@ -44,7 +53,9 @@ const SINGLE: Pair = Pair {
     kafkad: Phase::SingleKafkad,
     reference: Phase::SingleReference,
     codec: Some(Phase::SingleReferenceCodec),
-    python: "single",
+    workload: "single",
+    franz_go: true,
+    java: &[JavaTool::Consumer],
 };
 const BATCH: Pair = Pair {
     prefix: "batch_",
@@ -52,7 +63,9 @@ const BATCH: Pair = Pair {
     kafkad: Phase::BatchKafkad,
     reference: Phase::BatchReference,
     codec: Some(Phase::BatchReferenceCodec),
-    python: "batch",
+    workload: "batch",
+    franz_go: true,
+    java: &[JavaTool::Consumer],
 };
 const ROUNDTRIP: Pair = Pair {
     prefix: "",
@@ -60,7 +73,9 @@ const ROUNDTRIP: Pair = Pair {
     kafkad: Phase::RoundtripKafkad,
     reference: Phase::RoundtripReference,
     codec: None,
-    python: "roundtrip",
+    workload: "roundtrip",
+    franz_go: false,
+    java: &[],
 };
 
 impl Pair {
@@ -70,11 +85,16 @@ impl Pair {
     }
 }
 
-/// What runs one side's run: a `kafkad-bench phase` child, or the seed's Python loop.
+/// What runs one side's run: a `kafkad-bench phase` child, the seed's Python loop, the
+/// franz-go peer's loop, or one of Kafka's perf tools.
 #[derive(Debug, Clone, Copy)]
 enum Runner {
     Phase(Phase),
     Python(&'static str),
+    FranzGo(&'static str),
+    /// A perf tool, and the workload it runs beside (`ConsumerPerformance` runs beside both
+    /// consumers, each time under a group of its own).
+    Java(JavaTool, &'static str),
 }
 
 impl Runner {
@@ -82,15 +102,27 @@ impl Runner {
         match self {
             Runner::Phase(phase) => phase.as_str().to_owned(),
             Runner::Python(workload) => format!("{workload}-python"),
+            Runner::FranzGo(workload) => format!("{workload}-franz-go"),
+            Runner::Java(tool, workload) => format!("{workload}-{}", tool.name()),
         }
     }
 
     fn consumes(self) -> bool {
         match self {
             Runner::Phase(phase) => phase.role() != Role::Producer,
-            Runner::Python(workload) => workload != "produce",
+            Runner::Python(workload) | Runner::FranzGo(workload) => workload != "produce",
+            Runner::Java(tool, _) => tool.consumes(),
         }
     }
+}
+
+/// The files the peers read: the producer role's values, one per line, and the properties
+/// that load the window probe into `ConsumerPerformance`'s client.
+struct PeerFiles {
+    payloads: std::path::PathBuf,
+    consumer_config: std::path::PathBuf,
+    /// Owns the directory they are in (removed with it).
+    _scratch: Scratch,
 }
 
 /// Which topic a run reads or writes.
@@ -149,6 +181,8 @@ pub struct Bench<'a> {
     messages: u64,
     /// Names of this run's topics and groups start with it.
     stem: String,
+    programs: Programs,
+    peer_files: Option<PeerFiles>,
 }
 
 impl<'a> Bench<'a> {
@@ -169,7 +203,13 @@ impl<'a> Bench<'a> {
         if messages == 0 {
             return Err(BenchError::Invalid("--messages must be above 0".to_owned()));
         }
-        Ok(Bench {
+        let programs = Programs::check(
+            args.franz_go.as_deref(),
+            args.kafka_tools.as_deref(),
+            args.java_probe.as_deref(),
+        )
+        .map_err(BenchError::Invalid)?;
+        let mut bench = Bench {
             workload,
             args,
             config,
@@ -177,6 +217,39 @@ impl<'a> Bench<'a> {
             brokers: Brokers::start(args.bootstrap.as_deref())?,
             messages,
             stem: format!("kafkad-bench-{}", std::process::id()),
+            programs,
+            peer_files: None,
+        };
+        if bench.programs.any() {
+            bench.peer_files = Some(bench.peer_files()?);
+        }
+        Ok(bench)
+    }
+
+    /// Writes the peers' files: the values the producer role sends (the raw reference's, from
+    /// the same message factory), and `ConsumerPerformance`'s properties.
+    fn peer_files(&self) -> Result<PeerFiles, BenchError> {
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| BenchError::Io { what, source }
+        };
+        let scratch = Scratch::create().map_err(io("the peers' scratch directory"))?;
+        let producer = self.settings(Role::Producer, &payload_override(self.args.payload_bytes))?;
+        let lines = peers::payload_lines(&payload_ring(&producer.producer, self.messages))
+            .map_err(BenchError::Invalid)?;
+        let payloads = scratch
+            .write("payloads.txt", &lines)
+            .map_err(io("the peers' payload file"))?;
+        let consumer_config = scratch
+            .write(
+                "consumer-window.properties",
+                peers::consumer_config(self.messages).as_bytes(),
+            )
+            .map_err(io("ConsumerPerformance's properties"))?;
+        Ok(PeerFiles {
+            payloads,
+            consumer_config,
+            _scratch: scratch,
         })
     }
 
@@ -253,7 +326,17 @@ impl<'a> Bench<'a> {
         }
         sides.push((SideKind::Kafkad, Runner::Phase(pair.kafkad)));
         if self.args.seed_python.is_some() {
-            sides.push((SideKind::Python, Runner::Python(pair.python)));
+            sides.push((SideKind::Python, Runner::Python(pair.workload)));
+        }
+        if pair.franz_go && self.programs.franz_go.is_some() {
+            sides.push((SideKind::FranzGo, Runner::FranzGo(pair.workload)));
+        }
+        if self.programs.java.is_some() {
+            sides.extend(
+                pair.java
+                    .iter()
+                    .map(|&tool| (tool.kind(), Runner::Java(tool, pair.workload))),
+            );
         }
         let mut results: Vec<Vec<PhaseResult>> = vec![Vec::new(); sides.len()];
         for run in 0..self.args.runs {
@@ -274,6 +357,7 @@ impl<'a> Bench<'a> {
                 .map(|((kind, _), runs)| Side {
                     kind: *kind,
                     best: best(runs, pair.paced()),
+                    median: median(runs),
                     runs: runs.iter().map(PhaseResult::msgs_per_s).collect(),
                 })
                 .collect(),
@@ -303,7 +387,73 @@ impl<'a> Bench<'a> {
         match runner {
             Runner::Phase(phase) => self.spawn_phase(phase, &topic, group).await,
             Runner::Python(workload) => self.spawn_python(workload, &topic, group).await,
+            Runner::FranzGo(workload) => self.spawn_franz_go(workload, &topic, group).await,
+            Runner::Java(tool, _) => self.spawn_java(tool, &topic, group).await,
         }
+    }
+
+    /// What a peer's run gets: the brokers, its topic and group, and the peers' files.
+    fn peer_run<'r>(
+        &'r self,
+        topic: &'r str,
+        group: Option<&'r str>,
+    ) -> Result<(PeerRun<'r>, &'r PeerFiles), BenchError> {
+        let files = self
+            .peer_files
+            .as_ref()
+            .ok_or_else(|| BenchError::Invalid("no peer files were written".to_owned()))?;
+        let run = PeerRun {
+            bootstrap: &self.brokers.bootstrap,
+            topic,
+            group,
+            messages: self.messages,
+            payloads: &files.payloads,
+        };
+        Ok((run, files))
+    }
+
+    /// Runs the franz-go peer's loop for `workload` as a child process and reads its result.
+    async fn spawn_franz_go(
+        &self,
+        workload: &'static str,
+        topic: &str,
+        group: Option<&str>,
+    ) -> Result<PhaseResult, BenchError> {
+        let program = self
+            .programs
+            .franz_go
+            .as_ref()
+            .ok_or_else(|| BenchError::Invalid("no --franz-go".to_owned()))?;
+        let role = match workload {
+            "single" => Role::Single,
+            "batch" => Role::Batch,
+            _ => Role::Producer,
+        };
+        let settings = self.settings(role, &[])?;
+        let (run, _) = self.peer_run(topic, group)?;
+        let command = peers::franz_go_command(program, workload, &run, &settings);
+        run_child("franz-go", command).await
+    }
+
+    /// Runs one of Kafka's perf tools as a child process and reads what its probe measured.
+    async fn spawn_java(
+        &self,
+        tool: JavaTool,
+        topic: &str,
+        group: Option<&str>,
+    ) -> Result<PhaseResult, BenchError> {
+        let (libs, probe) = self
+            .programs
+            .java
+            .as_ref()
+            .ok_or_else(|| BenchError::Invalid("no --kafka-tools".to_owned()))?;
+        let (run, files) = self.peer_run(topic, group)?;
+        let command = peers::java_command(tool, (libs, probe), &run, &files.consumer_config);
+        let stdout = child_stdout(tool.name(), command).await?;
+        peers::java_result(tool, &stdout).map_err(|detail| BenchError::Child {
+            phase: tool.name(),
+            detail,
+        })
     }
 
     /// Runs the seed's Python loop for `workload` as a child process and reads its result.
@@ -429,8 +579,21 @@ impl<'a> Bench<'a> {
 /// Runs one measured child and reads its result, the last line of its stdout.
 async fn run_child(
     phase: &'static str,
-    mut command: std::process::Command,
+    command: std::process::Command,
 ) -> Result<PhaseResult, BenchError> {
+    let stdout = child_stdout(phase, command).await?;
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| BenchError::Child {
+        phase,
+        detail: format!("unreadable result `{last}`: {e}"),
+    })
+}
+
+/// Runs one measured child to its end and returns its stdout; its stderr goes to ours.
+async fn child_stdout(
+    phase: &'static str,
+    mut command: std::process::Command,
+) -> Result<String, BenchError> {
     let child = |detail: String| BenchError::Child { phase, detail };
     command
         .stdin(Stdio::null())
@@ -447,9 +610,7 @@ async fn run_child(
             output.status
         )));
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).map_err(|e| child(format!("unreadable result `{last}`: {e}")))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// A side's best run, with the highest peak RSS of all its runs. Best is the highest
@@ -466,7 +627,49 @@ fn best(runs: &[PhaseResult], paced: bool) -> PhaseResult {
         runs.iter()
             .max_by(|a, b| a.msgs_per_s().total_cmp(&b.msgs_per_s()))
     };
-    let mut best = chosen.cloned().unwrap_or_default();
-    best.peak_rss_mb = runs.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max);
-    best
+    with_peak_rss(chosen, runs)
+}
+
+/// A side's median run by throughput (of an even number of runs, the slower of the two in
+/// the middle), with the highest peak RSS of all its runs.
+fn median(runs: &[PhaseResult]) -> PhaseResult {
+    let mut sorted: Vec<&PhaseResult> = runs.iter().collect();
+    sorted.sort_by(|a, b| a.msgs_per_s().total_cmp(&b.msgs_per_s()));
+    with_peak_rss(
+        sorted.get(sorted.len().saturating_sub(1) / 2).copied(),
+        runs,
+    )
+}
+
+/// `chosen`, carrying the highest peak RSS of all `runs`: a side's memory is its worst run's.
+fn with_peak_rss(chosen: Option<&PhaseResult>, runs: &[PhaseResult]) -> PhaseResult {
+    let mut result = chosen.cloned().unwrap_or_default();
+    result.peak_rss_mb = runs.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(msgs_per_s: f64, peak_rss_mb: f64) -> PhaseResult {
+        PhaseResult {
+            messages: msgs_per_s as u64,
+            seconds: 1.0,
+            peak_rss_mb,
+            ..PhaseResult::default()
+        }
+    }
+
+    #[test]
+    fn the_median_run_is_the_middle_one_by_throughput_with_the_highest_peak_rss() {
+        let runs = [run(300.0, 10.0), run(100.0, 30.0), run(200.0, 20.0)];
+        let middle = median(&runs);
+        assert_eq!(middle.messages, 200);
+        assert_eq!(middle.peak_rss_mb, 30.0);
+        assert_eq!(best(&runs, false).messages, 300);
+        // Of two, the slower: a median never flatters a side.
+        assert_eq!(median(&runs[..2]).messages, 100);
+        assert_eq!(median(&[]).messages, 0);
+    }
 }

@@ -8,7 +8,10 @@
 //! (each message encoded with serde_json into a reused buffer, each consumed one decoded), so
 //! the codec's cost and the cost of kafkad's own loop show apart. With `--seed-python`, the
 //! seed's own system (Python on confluent-kafka, `python/seed_bench.py`, with the seed's
-//! settings) runs as a further side on the same brokers. kafkad and the references get the
+//! settings) runs as a further side on the same brokers. With `--franz-go` and
+//! `--kafka-tools`/`--java-probe`, the clients users would pick instead run as further sides
+//! too: a franz-go program (`go/`) and Kafka's own `ProducerPerformance` and
+//! `ConsumerPerformance` (see `peers.rs`). kafkad and the references get the
 //! identical librdkafka client configuration, built from
 //! the same `Settings` (`client_config(Scope::…)`), so the role's real settings apply:
 //! `acks=all`, idempotence, `max.in.flight=1`, lz4 and `linger.ms=5` for the producer;
@@ -27,9 +30,15 @@
 //!   `/proc/self/status`) belong to that run alone. The mock cluster (and the topic filling)
 //!   live in the parent process, so their cost never lands on either side.
 //! * The sides run in turn, in an order reversed on every other run (reference, codec,
-//!   kafkad, Python, then Python, kafkad, codec, reference, …), and each side reports its best
-//!   run (highest throughput; for the paced roundtrip, lowest p99 latency); peak RSS is the
-//!   highest over that side's runs.
+//!   kafkad, Python, peers, then peers, Python, kafkad, codec, reference, …), and each side
+//!   reports its best run (highest throughput; for the paced roundtrip, lowest p99 latency) and,
+//!   in the JSON under `median_` keys, its median run by throughput (of an even number of runs,
+//!   the slower middle one); peak RSS is the highest over that side's runs either way.
+//! * The peers measure themselves over the same windows: franz-go with `getrusage` and
+//!   `VmHWM` as the phases do; Kafka's Java tools through a probe in their clients, whose CPU
+//!   is the JVM's process CPU (every thread: JIT compiler and garbage collector included; in
+//!   steps of 10 ms, as the JVM reads it) and whose start-up, JVM included, is outside the
+//!   window.
 //! * Throughput windows: producer from client creation until every message is acknowledged
 //!   (both sides); consumers from the first record handed to processing until the N-th was
 //!   processed, excluding the group join (consumers read a topic pre-filled with N messages,
@@ -49,6 +58,7 @@ mod concurrency;
 mod downstream;
 mod kafkad_side;
 mod measure;
+mod peers;
 mod phase;
 mod reference;
 mod report;
@@ -81,6 +91,11 @@ pub enum BenchError {
     Child { phase: &'static str, detail: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 impl BenchError {

@@ -24,6 +24,9 @@ pub struct PhaseResult {
     /// End-to-end latencies in microseconds (roundtrip only), without the warm-up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latencies_us: Vec<u64>,
+    /// Throughput as the program reports it itself, over its own window (Kafka's perf tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_msgs_per_s: Option<f64>,
 }
 
 impl PhaseResult {
@@ -128,6 +131,7 @@ pub fn window(created: Instant, start: Mark, end: Mark, messages: u64) -> PhaseR
         peak_rss_mb: 0.0,
         startup_s: start.at.duration_since(created).as_secs_f64(),
         latencies_us: Vec::new(),
+        tool_msgs_per_s: None,
     }
 }
 
@@ -167,13 +171,21 @@ impl DeliveryWatch {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut marks = DeliveryMarks::default();
-            while !stopped.load(Ordering::Relaxed) {
+            loop {
+                // Read before sampling: a stop that comes after the last delivery still gets
+                // one sample that sees it. (Checking it first lost the last mark whenever this
+                // thread was scheduled late, as on a loaded machine, and the run failed with
+                // "not every message was delivered" although every message was.)
+                let stop = stopped.load(Ordering::Relaxed);
                 let delivered = counter();
                 if delivered > 0 && marks.first.is_none() {
                     marks.first = Some((Mark::now(), delivered));
                 }
                 if delivered >= target {
                     marks.last = Some(Mark::now());
+                    break;
+                }
+                if stop {
                     break;
                 }
                 std::thread::sleep(Duration::from_micros(500));

@@ -121,6 +121,25 @@ fn decode(kind: Kind, payload: Option<&[u8]>) {
     }
 }
 
+/// Delivery-report events served per [`serve`] call at most, as the role serves them.
+const SERVE_EVENTS: usize = 64;
+
+/// Serves the delivery reports librdkafka has queued, up to [`SERVE_EVENTS`] events, until a
+/// poll finds none; never blocks (`BaseProducer::poll` with no time left takes one event, a
+/// request's worth of reports).
+fn serve(producer: &BaseProducer<Reference>) {
+    let context = producer.context();
+    let reported =
+        || context.delivered.load(Ordering::Relaxed) + context.failed.load(Ordering::Relaxed);
+    for _ in 0..SERVE_EVENTS {
+        let before = reported();
+        producer.poll(Duration::ZERO);
+        if reported() == before {
+            return;
+        }
+    }
+}
+
 /// Sends `messages` records with the producer role's client configuration. With `rate`, paces
 /// them like the role and keys each with its send time (8 bytes, big-endian microseconds) for
 /// the latency measurement; otherwise keys them with the decimal id, as the role does.
@@ -179,9 +198,14 @@ pub fn reference_send(
                     rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
                     _,
                 )) => {
-                    // Serve delivery reports to make room. rdkafka's `BaseProducer::poll`
-                    // polls until its timeout ends, so this waits 1 ms, as the role does.
-                    producer.poll(Duration::from_millis(1));
+                    // Serve delivery reports to make room, wait 1 ms and serve again, as the
+                    // role does. Not `poll(1 ms)`: rdkafka polls until its timeout ends and
+                    // hands librdkafka the time left in whole milliseconds, so every poll of
+                    // that millisecond has a timeout of 0, a busy wait that took a core from
+                    // the brokers.
+                    serve(&producer);
+                    std::thread::sleep(Duration::from_millis(1));
+                    serve(&producer);
                 }
                 Err((error, _)) => {
                     return Err(BenchError::Reference(format!("reference send: {error}")))

@@ -19,6 +19,12 @@ pub enum SideKind {
     Kafkad,
     /// The seed's system: Python on confluent-kafka.
     Python,
+    /// A peer: the same loops on franz-go, decoding with encoding/json.
+    FranzGo,
+    /// A peer: Kafka's own perf tool, at the Java client's defaults.
+    Java,
+    /// A peer: Kafka's producer perf tool with librdkafka's `batch.size`.
+    JavaLibrdkafkaBatch,
 }
 
 impl SideKind {
@@ -29,6 +35,9 @@ impl SideKind {
             SideKind::Codec => "codec_reference_",
             SideKind::Kafkad => "",
             SideKind::Python => "python_",
+            SideKind::FranzGo => "franz_go_",
+            SideKind::Java => "java_",
+            SideKind::JavaLibrdkafkaBatch => "java_librdkafka_batch_",
         }
     }
 
@@ -39,6 +48,9 @@ impl SideKind {
             SideKind::Codec => Some("ratio_codec_"),
             SideKind::Kafkad => None,
             SideKind::Python => Some("ratio_python_"),
+            SideKind::FranzGo => Some("ratio_franz_go_"),
+            SideKind::Java => Some("ratio_java_"),
+            SideKind::JavaLibrdkafkaBatch => Some("ratio_java_librdkafka_batch_"),
         }
     }
 
@@ -48,16 +60,31 @@ impl SideKind {
             SideKind::Codec => "reference + codec",
             SideKind::Kafkad => "kafkad",
             SideKind::Python => "Python seed",
+            SideKind::FranzGo => "franz-go",
+            SideKind::Java => "Kafka perf tool",
+            SideKind::JavaLibrdkafkaBatch => "Kafka perf tool, librdkafka batch.size",
         }
     }
 }
 
-/// One side's best run, and every run's throughput for the record.
+/// One side's best and median runs, and every run's throughput for the record.
 #[derive(Debug, Clone)]
 pub struct Side {
     pub kind: SideKind,
     pub best: PhaseResult,
+    pub median: PhaseResult,
     pub runs: Vec<f64>,
+}
+
+impl Side {
+    /// The run a statistic stands for: the median, or the best.
+    fn run(&self, median: bool) -> &PhaseResult {
+        if median {
+            &self.median
+        } else {
+            &self.best
+        }
+    }
 }
 
 /// A role measured on every side (kafkad and the raw reference always; the codec reference
@@ -160,13 +187,19 @@ impl BenchReport {
                 continue;
             };
             let kafkad_figures = figures(&kafkad.best, self.value_bytes);
-            let _ = write!(out, "{:<30}", c.label);
+            // Wide enough for the longest row title, "  kafkad / <side>".
+            let width = c
+                .sides
+                .iter()
+                .map(|side| side.kind.label().len() + 11)
+                .fold(30, usize::max);
+            let _ = write!(out, "{:<width$}", c.label);
             for (key, _) in &kafkad_figures {
                 let _ = write!(out, "{key:>16}");
             }
             out.push('\n');
             for side in &c.sides {
-                let _ = write!(out, "{:<30}", format!("  {}", side.kind.label()));
+                let _ = write!(out, "{:<width$}", format!("  {}", side.kind.label()));
                 for (_, value) in figures(&side.best, self.value_bytes) {
                     let _ = write!(out, "{:>16}", format_figure(value));
                 }
@@ -174,7 +207,11 @@ impl BenchReport {
             }
             for side in c.sides.iter().filter(|s| s.kind != SideKind::Kafkad) {
                 let other = figures(&side.best, self.value_bytes);
-                let _ = write!(out, "{:<30}", format!("  kafkad / {}", side.kind.label()));
+                let _ = write!(
+                    out,
+                    "{:<width$}",
+                    format!("  kafkad / {}", side.kind.label())
+                );
                 for ((_, k), (_, r)) in kafkad_figures.iter().zip(&other) {
                     let _ = write!(out, "{:>16}", format!("{:.3}x", ratio(*k, *r)));
                 }
@@ -189,9 +226,14 @@ impl BenchReport {
             for side in &c.sides {
                 let _ = writeln!(
                     out,
-                    "  msgs/s of every run, {}: [{}]",
+                    "  msgs/s of every run, {}: [{}], median {:.0}{}",
                     side.kind.label(),
-                    runs(&side.runs)
+                    runs(&side.runs),
+                    side.median.msgs_per_s(),
+                    side.best
+                        .tool_msgs_per_s
+                        .map(|own| format!(" (as the tool reports its best run: {own:.0})"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -218,26 +260,42 @@ impl BenchReport {
             "settings".into(),
             serde_json::to_value(&self.settings).unwrap_or_default(),
         );
+        // Each side's figures twice: of its best run (keys as they always were) and of its
+        // median run (`median_` before the figure's name), each with kafkad's ratio to it.
         for c in &self.comparisons {
             let p = c.prefix;
-            let kafkad = c
-                .side(SideKind::Kafkad)
-                .map(|side| figures(&side.best, self.value_bytes))
-                .unwrap_or_default();
-            for side in &c.sides {
-                let side_prefix = side.kind.json_prefix();
-                let values = figures(&side.best, self.value_bytes);
-                for (key, value) in &values {
-                    object.insert(format!("{side_prefix}{p}{key}"), round(*value).into());
-                }
-                if let Some(ratio_prefix) = side.kind.ratio_prefix() {
-                    for ((key, k), (_, r)) in kafkad.iter().zip(&values) {
+            for (statistic, median) in [("", false), ("median_", true)] {
+                let kafkad = c
+                    .side(SideKind::Kafkad)
+                    .map(|side| figures(side.run(median), self.value_bytes))
+                    .unwrap_or_default();
+                for side in &c.sides {
+                    let side_prefix = side.kind.json_prefix();
+                    let values = figures(side.run(median), self.value_bytes);
+                    for (key, value) in &values {
                         object.insert(
-                            format!("{ratio_prefix}{p}{key}"),
-                            round(ratio(*k, *r)).into(),
+                            format!("{side_prefix}{p}{statistic}{key}"),
+                            round(*value).into(),
+                        );
+                    }
+                    if let Some(ratio_prefix) = side.kind.ratio_prefix() {
+                        for ((key, k), (_, r)) in kafkad.iter().zip(&values) {
+                            object.insert(
+                                format!("{ratio_prefix}{p}{statistic}{key}"),
+                                round(ratio(*k, *r)).into(),
+                            );
+                        }
+                    }
+                    if let Some(own) = side.run(median).tool_msgs_per_s {
+                        object.insert(
+                            format!("{side_prefix}{p}{statistic}tool_msgs_per_s"),
+                            round(own).into(),
                         );
                     }
                 }
+            }
+            for side in &c.sides {
+                let side_prefix = side.kind.json_prefix();
                 object.insert(
                     format!("{side_prefix}{p}window_messages"),
                     side.best.messages.into(),
