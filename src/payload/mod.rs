@@ -36,7 +36,7 @@ pub use framing::SchemaFraming;
 pub use registry::{RegistryError, SchemaRegistry};
 
 /// What a record value is: `format` in `[consumer]` and `[producer]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// The seed's `KafkaMessage`: a JSON object with its five fields, strictly checked.
@@ -88,6 +88,23 @@ impl Format {
             Format::JsonSchema => Some(SchemaFraming::JsonSchema),
             Format::KafkaMessage | Format::Json | Format::Text | Format::Bytes => None,
         }
+    }
+}
+
+/// Read by name, naming every format when the name is none of them.
+impl<'de> Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Format::ALL
+            .into_iter()
+            .find(|format| format.as_str() == name)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+                serde::de::Error::custom(format_args!(
+                    "unknown format `{name}`; allowed: {}",
+                    allowed.join(", ")
+                ))
+            })
     }
 }
 

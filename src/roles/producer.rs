@@ -519,6 +519,10 @@ mod tests {
 
     fn settings(content: &str, payload_bytes: usize) -> ProducerSettings {
         ProducerSettings {
+            source: crate::config::InputSource::Generate,
+            format: crate::payload::Format::KafkaMessage,
+            key: None,
+            headers: Default::default(),
             count: 0,
             rate: 0.0,
             producer_id: None,
