@@ -64,9 +64,9 @@ fn the_seed_format_and_generated_messages_are_the_defaults() {
 fn every_format_is_spelled_as_its_name() {
     for format in Format::ALL {
         let text = format!("[consumer]\nformat = \"{format}\"\n[schema_registry]\nurl = \"http://127.0.0.1:8081\"\n");
-        assert_eq!(loaded(Some(Role::Single), &text).consumer.format, format);
+        assert_eq!(loaded(None, &text).consumer.format, format);
     }
-    let error = refused(Some(Role::Single), "[consumer]\nformat = \"xml\"\n");
+    let error = refused(None, "[consumer]\nformat = \"xml\"\n");
     assert!(
         error.contains("consumer.format")
             && error.contains("unknown format `xml`; allowed: kafka_message, json, text"),
@@ -89,23 +89,29 @@ fn schema_formats_need_a_registry_that_parses() {
         error.starts_with("`schema_registry.url` (file ") && error.contains("not an http://"),
         "{error}"
     );
-    let settings = loaded(
-        Some(Role::Batch),
-        "[consumer]\nformat = \"protobuf\"\n[schema_registry]\nurl = \"http://127.0.0.1:8080/apis/ccompat/v7\"\n",
-    );
-    let registry = settings.schema_registry.expect("configured");
+    let text = "[consumer]\nformat = \"protobuf\"\n[schema_registry]\nurl = \"http://127.0.0.1:8080/apis/ccompat/v7\"\n";
+    let registry = loaded(None, text).schema_registry.expect("configured");
     assert_eq!(registry.timeout, Duration::from_secs(10));
+    // The consumer roles decode the seed's format alone until the engine decodes the others.
+    let error = refused(Some(Role::Batch), text);
+    assert!(
+        error.starts_with("`consumer.format` (file ")
+            && error.contains("decode kafka_message only in this version, not protobuf"),
+        "{error}"
+    );
 }
 
 #[test]
 fn the_producer_reads_stdin_or_a_file_and_finds_keys() {
+    let input = tempfile::NamedTempFile::new().expect("input file");
+    let path = input.path().display().to_string();
     let settings = loaded(
         Some(Role::Producer),
-        "[producer]\nsource = { file = \"/data/in.jsonl\" }\nformat = \"json\"\nkey = { field = \"user_id\" }\n[producer.headers]\norigin = \"crm\"\n",
+        &format!("[producer]\nsource = {{ file = \"{path}\" }}\nformat = \"json\"\nkey = {{ field = \"user_id\" }}\n[producer.headers]\norigin = \"crm\"\n"),
     );
     assert_eq!(
         settings.producer.source,
-        InputSource::File("/data/in.jsonl".into())
+        InputSource::File(path.clone().into())
     );
     assert_eq!(
         settings.producer.key,
@@ -128,15 +134,22 @@ fn the_producer_reads_stdin_or_a_file_and_finds_keys() {
     let settings = load_env(
         Role::Producer,
         &[
-            ("KAFKAD_PRODUCER__SOURCE__FILE", "/in.txt"),
+            ("KAFKAD_PRODUCER__SOURCE__FILE", &path),
             ("KAFKAD_PRODUCER__FORMAT", "bytes"),
         ],
     )
     .expect("valid")
     .settings;
+    assert_eq!(settings.producer.source, InputSource::File(path.into()));
+    // The file must be there to be read: a missing one is a configuration error.
+    let error = load_env(
+        Role::Producer,
+        &[("KAFKAD_PRODUCER__SOURCE__FILE", "/no/such/input")],
+    )
+    .expect_err("missing file");
     assert_eq!(
-        settings.producer.source,
-        InputSource::File("/in.txt".into())
+        error,
+        "`producer.source` (env KAFKAD_PRODUCER__SOURCE__FILE): cannot read /no/such/input: No such file or directory (os error 2)"
     );
 }
 
@@ -308,7 +321,7 @@ fn topic_selections_that_cannot_work_are_refused_naming_the_key() {
 
 #[test]
 fn config_print_shows_formats_sources_and_topic_lists() {
-    let printed = load_toml(Some(Role::Single), "[consumer]\nformat = \"json\"\n")
+    let printed = load_toml(None, "[consumer]\nformat = \"json\"\n")
         .expect("valid")
         .render();
     assert!(printed.contains("[consumer]"), "{printed}");
@@ -320,14 +333,12 @@ fn config_print_shows_formats_sources_and_topic_lists() {
     );
     let printed = load_toml(
         Some(Role::Producer),
-        "[producer]\nsource = { file = \"/in\" }\nformat = \"text\"\n",
+        "[producer]\nsource = \"stdin\"\nformat = \"text\"\n",
     )
     .expect("valid")
     .render();
     assert!(
-        printed
-            .lines()
-            .any(|l| l.starts_with("source = { file = \"/in\" }")),
+        printed.lines().any(|l| l.starts_with("source = \"stdin\"")),
         "{printed}"
     );
     let printed = load_toml(None, "topic = [\"a\", \"b\"]\n")

@@ -1119,10 +1119,30 @@ fn check_formats(settings: &Settings, tree: &Map<String, Value>) -> Result<(), C
             format!("missing; `consumer.format = \"{consumer_format}\"` takes its schemas from a schema registry ([schema_registry] url = \"http://host:8081\")"),
         );
     }
+    if matches!(settings.role, Some(Role::Single | Role::Batch))
+        && consumer_format != Format::KafkaMessage
+    {
+        return fail(
+            "consumer.format",
+            format!("the single and batch roles decode kafka_message only in this version, not {consumer_format}"),
+        );
+    }
     if settings.role != Some(Role::Producer) {
         return Ok(());
     }
     let producer = &settings.producer;
+    if let InputSource::File(path) = &producer.source {
+        let readable = std::fs::metadata(path).and_then(|meta| match meta.is_dir() {
+            true => Err(std::io::Error::other("it is a directory")),
+            false => std::fs::File::open(path).map(drop),
+        });
+        if let Err(error) = readable {
+            return fail(
+                "producer.source",
+                format!("cannot read {}: {error}", path.display()),
+            );
+        }
+    }
     match (&producer.source, producer.format) {
         (_, format) if format.schema_framing().is_some() => fail(
             "producer.format",
