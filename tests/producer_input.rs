@@ -149,6 +149,8 @@ async fn text_lines_with_a_delimited_key_arrive_byte_for_byte() {
     for (line, value) in lines.iter().zip(&values) {
         let key = &line[..line.len() - value.len() - 1];
         assert_eq!(found[*value].key(), Some(key));
+        // An empty line is an empty value, not a tombstone.
+        assert!(found[*value].payload().is_some(), "{value:?}");
     }
 }
 

@@ -25,17 +25,19 @@ use tokio::sync::mpsc;
 use crate::config::{InputSource, LineKey};
 use crate::payload::{BadValue, Decoder, Format};
 
-/// Lines handed from the reading thread to the producer at once.
+/// Lines handed from the reading thread to the producer at once, at most...
 const BATCH_LINES: usize = 512;
+/// ...and about this many bytes of them.
+const BATCH_BYTES: usize = 256 * 1024;
 /// Batches the reading thread may be ahead of the producer.
 const BATCHES_AHEAD: usize = 8;
 
 /// One line of input, numbered from 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputLine {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputLine<'b> {
     Line {
         number: u64,
-        bytes: Vec<u8>,
+        bytes: &'b [u8],
     },
     /// A line longer than the limit, skipped while read: its number and length.
     TooLong {
@@ -44,9 +46,47 @@ pub enum InputLine {
     },
 }
 
+/// Lines read one after another into one buffer: no allocation per line.
+#[derive(Debug, Default)]
+pub struct LineBatch {
+    data: Vec<u8>,
+    /// Each line's number, and where it ends in `data` (`None`: too long, with its length).
+    lines: Vec<(u64, Result<usize, u64>)>,
+}
+
+impl LineBatch {
+    fn with_capacity() -> Self {
+        LineBatch {
+            data: Vec::with_capacity(BATCH_BYTES + 4096),
+            lines: Vec::with_capacity(BATCH_LINES),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.lines.len() >= BATCH_LINES || self.data.len() >= BATCH_BYTES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = InputLine<'_>> {
+        let mut start = 0;
+        self.lines.iter().map(move |&(number, end)| match end {
+            Ok(end) => {
+                let bytes = &self.data[start..end];
+                start = end;
+                InputLine::Line { number, bytes }
+            }
+            Err(len) => InputLine::TooLong { number, len },
+        })
+    }
+}
+
 /// What the reading thread hands over: lines, then the end, or the error that ended reading.
 pub enum Batch {
-    Lines(Vec<InputLine>),
+    Lines(LineBatch),
     Failed {
         /// The lines read before it.
         after_line: u64,
@@ -75,31 +115,34 @@ impl<R: BufRead> LineReader<R> {
         self.number
     }
 
-    /// The next line; `None` at the end of the input.
-    pub fn next_line(&mut self) -> std::io::Result<Option<InputLine>> {
-        let mut line = Vec::new();
+    /// Reads the next line into `batch`; `false` at the end of the input.
+    pub fn read_into(&mut self, batch: &mut LineBatch) -> std::io::Result<bool> {
+        let start = batch.data.len();
         let mut len: u64 = 0;
         let mut any = false;
         loop {
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    batch.data.truncate(start);
+                    return Err(error);
+                }
             };
             if available.is_empty() {
                 break;
             }
             any = true;
-            let (taken, ended) = match memchr(available) {
+            let (taken, ended) = match newline(available) {
                 Some(at) => (at, true),
                 None => (available.len(), false),
             };
             len += taken as u64;
             if len <= self.limit as u64 {
-                line.extend_from_slice(&available[..taken]);
-            } else if !line.is_empty() {
+                batch.data.extend_from_slice(&available[..taken]);
+            } else {
                 // Too long: what was kept is dropped, the rest only counted.
-                line = Vec::new();
+                batch.data.truncate(start);
             }
             self.reader.consume(taken + usize::from(ended));
             if ended {
@@ -107,22 +150,19 @@ impl<R: BufRead> LineReader<R> {
             }
         }
         if !any {
-            return Ok(None);
+            return Ok(false);
         }
         self.number += 1;
-        let number = self.number;
-        Ok(Some(if len > self.limit as u64 {
-            InputLine::TooLong { number, len }
-        } else {
-            InputLine::Line {
-                number,
-                bytes: line,
-            }
-        }))
+        let end = match len > self.limit as u64 {
+            true => Err(len),
+            false => Ok(batch.data.len()),
+        };
+        batch.lines.push((self.number, end));
+        Ok(true)
     }
 }
 
-fn memchr(bytes: &[u8]) -> Option<usize> {
+fn newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
@@ -157,19 +197,18 @@ pub fn start(
 
 /// Reads every line into batches until the end, an error, or the producer no longer listens.
 fn read_all<R: BufRead>(mut reader: LineReader<R>, sender: &mpsc::Sender<Batch>) {
-    let mut batch = Vec::with_capacity(BATCH_LINES);
+    let mut batch = LineBatch::with_capacity();
     loop {
-        match reader.next_line() {
-            Ok(Some(line)) => {
-                batch.push(line);
-                if batch.len() == BATCH_LINES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES));
+        match reader.read_into(&mut batch) {
+            Ok(true) => {
+                if batch.is_full() {
+                    let full = std::mem::replace(&mut batch, LineBatch::with_capacity());
                     if sender.blocking_send(Batch::Lines(full)).is_err() {
                         return;
                     }
                 }
             }
-            Ok(None) => {
+            Ok(false) => {
                 if !batch.is_empty() {
                     let _ = sender.blocking_send(Batch::Lines(batch));
                 }
@@ -354,16 +393,26 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], limit: usize) -> Vec<InputLine> {
+    /// The lines of `input` as (number, bytes), `None` for one too long (with its length).
+    fn lines(input: &[u8], limit: usize) -> Vec<(u64, Result<Vec<u8>, u64>)> {
         let mut reader = LineReader::new(std::io::BufReader::with_capacity(4, input), limit);
-        std::iter::from_fn(|| reader.next_line().expect("reads")).collect()
+        let mut batch = LineBatch::default();
+        while reader.read_into(&mut batch).expect("reads") {}
+        collect(&batch)
     }
 
-    fn line(number: u64, bytes: &[u8]) -> InputLine {
-        InputLine::Line {
-            number,
-            bytes: bytes.to_vec(),
-        }
+    fn collect(batch: &LineBatch) -> Vec<(u64, Result<Vec<u8>, u64>)> {
+        batch
+            .iter()
+            .map(|line| match line {
+                InputLine::Line { number, bytes } => (number, Ok(bytes.to_vec())),
+                InputLine::TooLong { number, len } => (number, Err(len)),
+            })
+            .collect()
+    }
+
+    fn line(number: u64, bytes: &[u8]) -> (u64, Result<Vec<u8>, u64>) {
+        (number, Ok(bytes.to_vec()))
     }
 
     #[test]
@@ -390,11 +439,7 @@ mod tests {
         let input = [b"short\n".as_slice(), &[b'x'; 50], b"\nafter"].concat();
         assert_eq!(
             lines(&input, 10),
-            [
-                line(1, b"short"),
-                InputLine::TooLong { number: 2, len: 50 },
-                line(3, b"after")
-            ]
+            [line(1, b"short"), (2, Err(50)), line(3, b"after")]
         );
         assert_eq!(lines(b"exactly10!\n", 10), [line(1, b"exactly10!")]);
     }
@@ -417,7 +462,9 @@ mod tests {
         let reader = LineReader::new(std::io::BufReader::new(Failing(b"a\nb\nc".to_vec())), 10);
         read_all(reader, &sender);
         match receiver.blocking_recv() {
-            Some(Batch::Lines(lines)) => assert_eq!(lines, [line(1, b"a"), line(2, b"b")]),
+            Some(Batch::Lines(lines)) => {
+                assert_eq!(collect(&lines), [line(1, b"a"), line(2, b"b")])
+            }
             _ => panic!("the lines read first"),
         }
         match receiver.blocking_recv() {

@@ -401,7 +401,7 @@ async fn send_lines(
             }
             Some(Batch::Lines(lines)) => lines,
         };
-        for line in lines {
+        for line in lines.iter() {
             if shutdown.is_triggered() || (config.count > 0 && tally.read >= config.count) {
                 return Ok(None);
             }
@@ -418,7 +418,7 @@ async fn send_lines(
                 }
                 InputLine::Line { number, bytes } => (number, bytes),
             };
-            let record = match format.record(&bytes) {
+            let record = match format.record(bytes) {
                 Ok(record) => record,
                 Err(rejection) => {
                     tally.reject(number, &rejection);
