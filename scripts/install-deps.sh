@@ -13,8 +13,9 @@
 #                                  kustomize overlays (Debian's own kubernetes-client 1.20
 #                                  predates kustomize components, so it is not a substitute).
 #   scripts/install-deps.sh bench  the build, and what `make bench` runs beside it: a JDK and
-#                                  Maven for the Apache Kafka cluster, and python3's venv module
-#                                  for the seed's Python client.
+#                                  Maven for the Apache Kafka cluster, python3's venv module
+#                                  for the seed's Python client, and Debian's kcat where apt
+#                                  has it (the file producer's comparison).
 set -euo pipefail
 
 need_apt=()
@@ -42,6 +43,11 @@ fi
 if [ "${1:-}" = bench ]; then
   # Debian splits venv (and the pip it bootstraps) out of python3.
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+  # kcat -P, beside which the producer reading a file is measured, where the apt sources
+  # have it (Debian does).
+  if ! command -v kcat >/dev/null 2>&1 && apt-cache show kcat >/dev/null 2>&1; then
+    need_apt+=(kcat)
+  fi
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
