@@ -93,24 +93,10 @@ pub mod header {
 }
 
 /// Every value [`Rejection::kind`] gives, the `kafkad.error.kind` header of a copy.
-pub const KINDS: &[&str] = &[
-    "not_utf8",
-    "not_json",
-    "empty",
-    "tombstone",
-    "missing_field",
-    "wrong_type",
-    "duplicate_field",
-    "too_large",
-    "too_deep",
-    "no_schema_id",
-    "unknown_schema",
-    "wrong_schema_type",
-    "invalid_schema",
-    "undecodable_avro",
-    "undecodable_protobuf",
-    "processing_failed",
-];
+pub fn kinds() -> &'static [&'static str] {
+    static KINDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KINDS.get_or_init(|| Rejection::kinds().collect())
+}
 
 impl Rejection {
     /// The `kafkad.error.kind` header and the metrics label.
@@ -151,6 +137,15 @@ pub fn inspect(
     payload: Option<&[u8]>,
     max_record_bytes: usize,
 ) -> Result<KafkaMessage<'_>, Rejection> {
+    Ok(KafkaMessage::decode(within_limit(
+        payload,
+        max_record_bytes,
+    )?)?)
+}
+
+/// The value, unless the record is a tombstone or its value is above `max_record_bytes`.
+#[inline]
+fn within_limit(payload: Option<&[u8]>, max_record_bytes: usize) -> Result<&[u8], Rejection> {
     let bytes = payload.ok_or(Rejection::Tombstone)?;
     if bytes.len() > max_record_bytes {
         return Err(Rejection::TooLarge {
@@ -158,7 +153,7 @@ pub fn inspect(
             limit: max_record_bytes,
         });
     }
-    Ok(KafkaMessage::decode(bytes)?)
+    Ok(bytes)
 }
 
 impl From<BadValue> for Rejection {
@@ -188,14 +183,7 @@ pub fn inspect_with<'a>(
     payload: Option<&'a [u8]>,
     max_record_bytes: usize,
 ) -> Result<Payload<'a>, NotDecoded> {
-    let bytes = payload.ok_or(Rejection::Tombstone)?;
-    if bytes.len() > max_record_bytes {
-        return Err(Rejection::TooLarge {
-            size: bytes.len(),
-            limit: max_record_bytes,
-        }
-        .into());
-    }
+    let bytes = within_limit(payload, max_record_bytes)?;
     decoder.decode(bytes).map_err(|undecoded| match undecoded {
         Undecoded::Bad(bad) => NotDecoded::Rejected(bad.into()),
         Undecoded::RegistryUnavailable(error) => NotDecoded::RegistryUnavailable(error),
@@ -636,7 +624,7 @@ mod tests {
             }
             .kind(),
         );
-        let mut listed = KINDS.to_vec();
+        let mut listed = super::kinds().to_vec();
         listed.sort_unstable();
         kinds.sort_unstable();
         assert_eq!(kinds, listed);

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kafkad::config::Role;
-use kafkad::roles::RoleError;
+use kafkad::roles::{ProducerReport, RoleError};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use support::process::kafkad_command;
 use support::*;
@@ -27,6 +27,23 @@ fn input_file(lines: &[&[u8]]) -> tempfile::NamedTempFile {
     }
     file.flush().expect("flush");
     file
+}
+
+/// Runs a producer reading a file of `lines`, with `extra` settings, on the mock; its outcome.
+async fn send_file(
+    mock: &MockTopology,
+    lines: &[&[u8]],
+    extra: &[(&str, &str)],
+) -> Result<ProducerReport, RoleError> {
+    let file = input_file(lines);
+    let path = file.path().display().to_string();
+    let mut settings = vec![("producer.source.file", path.as_str())];
+    settings.extend_from_slice(extra);
+    let run = spawn_producer(mock.settings(Role::Producer, &settings));
+    tokio::time::timeout(WAIT, run.task)
+        .await
+        .expect("the end of the file ends the run")
+        .expect("task")
 }
 
 /// The records of the test topic by value, each with its key and headers.
@@ -61,30 +78,24 @@ async fn json_lines_become_records_with_their_keys_and_bad_lines_are_counted_by_
         br#"{"user": null, "note": "no key"}"#,
     ];
     let big = format!("{{\"user\": \"x\", \"pad\": \"{}\"}}", "p".repeat(2_000));
-    let file = input_file(&[
-        good[0],
-        b"{not json",
-        good[1],
-        br#"{"order": 2}"#,
-        big.as_bytes(),
-        good[2],
-    ]);
-    let path = file.path().display().to_string();
-    let settings = mock.settings(
-        Role::Producer,
+    let outcome = send_file(
+        &mock,
         &[
-            ("producer.source.file", &path),
+            good[0],
+            b"{not json",
+            good[1],
+            br#"{"order": 2}"#,
+            big.as_bytes(),
+            good[2],
+        ],
+        &[
             ("producer.format", "json"),
             ("producer.key.field", "user"),
             ("producer.headers.origin", "import"),
             ("kafka.message.max.bytes", "1500"),
         ],
-    );
-    let run = spawn_producer(settings);
-    let outcome = tokio::time::timeout(WAIT, run.task)
-        .await
-        .expect("the end of the file ends the run")
-        .expect("task");
+    )
+    .await;
     let error = match outcome {
         Err(RoleError::LinesNotSent { accounting }) => accounting,
         other => panic!("three lines could not be sent: {other:?}"),
@@ -116,21 +127,13 @@ async fn text_lines_with_a_delimited_key_arrive_byte_for_byte() {
         b"k3|a|b|c",
         "k4|\u{1F600} \"quoted\" \\ tab\t".as_bytes(),
     ];
-    let file = input_file(&lines);
-    let path = file.path().display().to_string();
-    let settings = mock.settings(
-        Role::Producer,
-        &[
-            ("producer.source.file", &path),
-            ("producer.format", "text"),
-            ("producer.key.delimiter", "|"),
-        ],
-    );
-    let report = tokio::time::timeout(WAIT, spawn_producer(settings).task)
-        .await
-        .expect("ends")
-        .expect("task")
-        .expect("every line delivered");
+    let report = send_file(
+        &mock,
+        &lines,
+        &[("producer.format", "text"), ("producer.key.delimiter", "|")],
+    )
+    .await
+    .expect("every line delivered");
     assert_eq!(
         (
             report.lines,

@@ -1,18 +1,8 @@
 //! `format`, `[producer] source` and `key`, `[schema_registry]`, and `topic` as a list or a
 //! pattern: what loads, and each refusal naming its key and source.
 
-use std::io::Write;
-
+use super::tests::toml_file;
 use super::*;
-
-fn toml_file(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp file");
-    file.write_all(text.as_bytes()).expect("write");
-    file
-}
 
 fn load_toml(role: Option<Role>, text: &str) -> Result<LoadedConfig, String> {
     let file = toml_file(text);

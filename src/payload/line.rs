@@ -190,6 +190,20 @@ mod tests {
             })
     }
 
+    fn origin<'a>(
+        topic: &'a str,
+        key: Option<&'a [u8]>,
+        headers: Option<&'a OwnedHeaders>,
+    ) -> Origin<'a> {
+        Origin {
+            topic,
+            partition: 2,
+            offset: 42,
+            key,
+            headers,
+        }
+    }
+
     fn line(origin: &Origin<'_>, payload: &Payload<'_>) -> serde_json::Value {
         let mut out = Vec::new();
         write_line(&mut out, origin, payload);
@@ -206,13 +220,7 @@ mod tests {
     #[test]
     fn a_json_record_line_has_its_value_and_where_it_came_from() {
         let headers = headers();
-        let origin = Origin {
-            topic: "orders.eu",
-            partition: 2,
-            offset: 42,
-            key: Some(b"user-7"),
-            headers: Some(&headers),
-        };
+        let origin = origin("orders.eu", Some(b"user-7"), Some(&headers));
         let value = br#"{"order": 1, "items": [{"sku": "a"}]}"#;
         assert_eq!(
             line(&origin, &decoded(Format::Json, value)),
@@ -231,13 +239,7 @@ mod tests {
 
     #[test]
     fn text_is_a_string_and_bytes_are_base64_named_so() {
-        let origin = Origin {
-            topic: "t",
-            partition: 0,
-            offset: 0,
-            key: Some(&[0x80, 0x81]),
-            headers: None,
-        };
+        let origin = origin("t", Some(&[0x80, 0x81]), None);
         let text = "tab\there \"quoted\" \u{1F600}\r";
         let written = line(&origin, &decoded(Format::Text, text.as_bytes()));
         assert_eq!(written["value"], text, "the text back, byte for byte");
@@ -257,14 +259,7 @@ mod tests {
 
     #[test]
     fn no_key_is_null() {
-        let origin = Origin {
-            topic: "t",
-            partition: 0,
-            offset: 0,
-            key: None,
-            headers: None,
-        };
-        let written = line(&origin, &decoded(Format::Json, b"1"));
+        let written = line(&origin("t", None, None), &decoded(Format::Json, b"1"));
         assert_eq!(written["key"], serde_json::Value::Null);
         assert_eq!(written["value"], 1);
     }
@@ -273,25 +268,19 @@ mod tests {
     fn the_seed_format_keeps_its_reconciliation_line_and_adds_key_and_headers() {
         let headers = headers();
         let value = KafkaMessage::new(5, "c", "producer-1").encode();
-        let origin = Origin {
-            topic: "andrew-topic",
-            partition: 1,
-            offset: 9,
-            key: Some(b"5"),
-            headers: Some(&headers),
-        };
+        let origin = origin("andrew-topic", Some(b"5"), Some(&headers));
         let payload = decoded(Format::KafkaMessage, &value);
         let mut out = Vec::new();
         write_line(&mut out, &origin, &payload);
         let text = String::from_utf8(out).expect("utf8");
         assert!(
             text.starts_with(
-                r#"{"producer_id":"producer-1","message_id":5,"partition":1,"offset":9,"topic":"andrew-topic","key":"5","headers":["#
+                r#"{"producer_id":"producer-1","message_id":5,"partition":2,"offset":42,"topic":"andrew-topic","key":"5","headers":["#
             ),
             "{text}"
         );
         let processed: crate::sink::ProcessedLine = serde_json::from_str(&text).expect("read");
-        assert_eq!((processed.message_id, processed.offset), (5, 9));
+        assert_eq!((processed.message_id, processed.offset), (5, 42));
 
         let mut command = Vec::new();
         write_command_line(&mut command, &origin, &payload);
@@ -321,13 +310,7 @@ mod tests {
             posted(&Payload::Bytes(Cow::Borrowed(&[0xff][..]))),
             r#""/w==""#
         );
-        let origin = Origin {
-            topic: "t",
-            partition: 0,
-            offset: 0,
-            key: None,
-            headers: None,
-        };
+        let origin = origin("t", None, None);
         let json = decoded(Format::Json, b"[1,2]");
         let mut command = Vec::new();
         write_command_line(&mut command, &origin, &json);
