@@ -8,10 +8,15 @@
 #
 #   scripts/bench.sh            everything (10-15 minutes on 2 cores, after the build, before the
 #                               peers and the million-record consumers added several)
+#   scripts/bench.sh file       only the producer reading a file of lines beside
+#                               kafka-console-producer and kcat -P (a few minutes), into
+#                               target/bench/kafka-produce-file.txt; BENCHMARKS.md is rewritten
+#                               from what target/bench/ holds
 #   scripts/bench.sh kafka      internal: the Apache Kafka part, run inside kafka-cluster.sh run
 #
 # Sizes can be changed with BENCH_MESSAGES (mock, consume), BENCH_PRODUCE_MESSAGES (mock,
-# produce), BENCH_KAFKA_MESSAGES (Kafka, consume), BENCH_KAFKA_PRODUCE_MESSAGES, BENCH_RUNS.
+# produce), BENCH_KAFKA_MESSAGES (Kafka, consume), BENCH_KAFKA_PRODUCE_MESSAGES,
+# BENCH_FILE_LINES (the file the producers read), BENCH_RUNS.
 # Producers send many more messages than librdkafka's queue holds (100,000): the window opens
 # at the first acknowledgement, and with fewer messages everything was already queued by then,
 # so it measured librdkafka draining its queue instead of the sending loop. Raw outputs go to target/bench/. The seed's Python system runs from a virtual
@@ -84,6 +89,125 @@ peer_options() {
   echo --kafka-tools "$(scripts/kafka-cluster.sh libs)" --java-probe "$probe"
 }
 
+# The producer reading a file of BENCH_FILE_LINES lines (the seed's messages, as JSON lines)
+# beside Kafka's kafka-console-producer and Debian's kcat -P, each into a topic of its own with
+# the producer role's settings (acks=all, idempotence, lz4, linger.ms=5, one request in flight);
+# every side must leave exactly the file's lines in its topic. Each run is timed from start to
+# exit (start-up and the final flush included), with its CPU time and peak RSS.
+produce_file() {
+  local bootstrap="$1" lines="${BENCH_FILE_LINES:-1000000}"
+  local file="$out/lines.jsonl"
+  if [ ! -f "$file" ] || [ "$(wc -l <"$file")" != "$lines" ]; then
+    python3 - "$file" "$lines" <<'PY'
+import sys
+path, lines = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as out:
+    for n in range(1, lines + 1):
+        out.write('{"message_id": %d, "content": "Message %d from file", "producer_id": "file", '
+                  '"timestamp": "2026-11-25T18:08:06.906824Z", "metadata": {"source": "bench"}}\n' % (n, n))
+PY
+  fi
+  local settings=(acks=all enable.idempotence=true compression.type=lz4 linger.ms=5
+    max.in.flight.requests.per.connection=1)
+  # kafkad twice: checking each line is JSON (format = "json"), and sending it unchecked
+  # (format = "bytes"), as the other two do.
+  local sides=(kafkad kafkad-bytes kafka-console-producer)
+  command -v kcat >/dev/null 2>&1 && sides+=(kcat)
+  local run side topic
+  for side in "${sides[@]}"; do
+    for run in $(seq 1 "$runs"); do
+      topic="bench-file-$side-$run-$$"
+      "$root/scripts/kafka-cluster.sh" tool kafka-topics --create --topic "$topic" \
+        --partitions 3 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
+      case "$side" in
+        kafkad | kafkad-bytes)
+          local unset=() format=json
+          [ "$side" = kafkad ] || format=bytes
+          for name in $(env | grep -o '^KAFKAD_[A-Za-z0-9_]*' || true); do unset+=(-u "$name"); done
+          timed "$side" "$topic" "$lines" env ${unset[@]+"${unset[@]}"} \
+            KAFKAD_KAFKA__BOOTSTRAP_SERVERS="$bootstrap" \
+            KAFKAD_TOPIC="$topic" KAFKAD_PRODUCER__SOURCE__FILE="$file" \
+            KAFKAD_PRODUCER__FORMAT="$format" KAFKAD_PRODUCER__RATE=0 KAFKAD_HTTP__LISTEN= \
+            KAFKAD_LOG__LEVEL=warn "$kafkad" --role producer --config "$root/config/producer.toml"
+          ;;
+        kafka-console-producer)
+          local props=()
+          for setting in "${settings[@]}"; do props+=(--producer-property "$setting"); done
+          timed "$side" "$topic" "$lines" "$root/scripts/kafka-cluster.sh" tool \
+            kafka-console-producer --topic "$topic" "${props[@]}" <"$file"
+          ;;
+        kcat)
+          local props=()
+          for setting in "${settings[@]}"; do props+=(-X "$setting"); done
+          timed "$side" "$topic" "$lines" kcat -P -b "$bootstrap" -t "$topic" "${props[@]}" <"$file"
+          ;;
+      esac
+    done
+  done | python3 -c '
+import json, sys
+runs = [json.loads(line) for line in sys.stdin]
+best = {}
+for run in runs:
+    if run["side"] not in best or run["msgs_per_s"] > best[run["side"]]["msgs_per_s"]:
+        best[run["side"]] = run
+report = {"workload": "produce-file", "lines": runs[0]["lines"], "bytes": runs[0]["bytes"],
+          "runs": runs, "best": best, "date": sys.argv[1], "commit": sys.argv[2]}
+for side, run in best.items():
+    if side != "kafkad":
+        report["ratio_" + side] = best["kafkad"]["msgs_per_s"] / run["msgs_per_s"]
+print(json.dumps(report))
+' "$(date -u +%Y-%m-%dT%H:%MZ)" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" |
+    tee "$out/kafka-produce-file.txt"
+}
+
+# Runs a side's command (standard input as given), then checks its topic holds every line;
+# prints one JSON line: wall time, msgs/s, MB/s, CPU seconds and peak RSS of the process tree.
+timed() {
+  local side="$1" topic="$2" lines="$3"
+  shift 3
+  echo "== file producer: $side into $topic" >&2
+  python3 -c '
+import json, os, resource, subprocess, sys, time
+side, lines, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+start = time.monotonic()
+code = subprocess.call(sys.argv[4:])
+wall = time.monotonic() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+if code != 0:
+    sys.exit(f"{side} exited {code}")
+size = os.path.getsize(path)
+print(json.dumps({"side": side, "lines": lines, "bytes": size, "wall_s": wall,
+                  "msgs_per_s": lines / wall, "mb_per_s": size / wall / 1e6,
+                  "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}))
+' "$side" "$lines" "$out/lines.jsonl" "$@"
+  local written
+  written="$("$root/scripts/kafka-cluster.sh" tool kafka-get-offsets --topic "$topic" |
+    awk -F: '{sum += $3} END {print sum + 0}')"
+  [ "$written" = "$lines" ] || {
+    echo "bench: $side left $written records in $topic, not $lines" >&2
+    exit 1
+  }
+}
+
+if [ "${1:-}" = "file-kafka" ]; then
+  produce_file "${KAFKA_BOOTSTRAP:?run inside scripts/kafka-cluster.sh run}"
+  exit 0
+fi
+
+if [ "${1:-}" = "file" ]; then
+  mkdir -p "$out"
+  cd "$root"
+  scripts/install-deps.sh bench >/dev/null
+  scripts/kafka-cluster.sh install
+  cargo build --release -p kafkad
+  KAFKA_CLUSTER_DIR="$root/target/bench-kafka" scripts/kafka-cluster.sh run --brokers 3 -- "$0" file-kafka
+  if [ -f "$out/machine.txt" ]; then
+    python3 scripts/bench_report.py "$out" benches/analysis.md >BENCHMARKS.md
+    echo "bench: rewrote BENCHMARKS.md" >&2
+  fi
+  exit 0
+fi
+
 if [ "${1:-}" = "kafka" ]; then
   bootstrap="${KAFKA_BOOTSTRAP:?run inside scripts/kafka-cluster.sh run}"
   # A million records, as many as the producers send: Kafka's perf tools compile their hot
@@ -106,6 +230,7 @@ if [ "${1:-}" = "kafka" ]; then
     "${seed[@]}" "${peers[@]}"
   measure kafka-roundtrip roundtrip --bootstrap "$bootstrap" --messages 3000 --rate 1000 \
     --runs "$runs" "${seed[@]}"
+  produce_file "$bootstrap"
   exit 0
 fi
 

@@ -315,6 +315,43 @@ def concurrency():
     return "\n".join(rows)
 
 
+def produce_file():
+    report = load("kafka-produce-file")
+    if not report:
+        return "not measured (`scripts/bench.sh file`)"
+    best = report["best"]
+    titles = {
+        "kafkad": "kafkad producer, `source = { file }`, `format = \"json\"` (each line checked)",
+        "kafkad-bytes": "kafkad producer, `format = \"bytes\"` (unchecked)",
+        "kafka-console-producer": "`kafka-console-producer` (Kafka's own, Java)",
+        "kcat": "`kcat -P` (Debian's)",
+    }
+    rows = [
+        f"{report['lines']:,} lines ({report['bytes'] / 1e6:.0f} MB, the seed's message as one JSON "
+        "line each) into a topic of 3 partitions, RF 3, `min.insync.replicas=2`, on the 3-broker "
+        "Apache Kafka cluster, each side with `acks=all`, idempotence, lz4, `linger.ms=5`, one "
+        "request in flight; timed from start to exit (start-up and the final flush included), "
+        "every side's topic checked to hold every line; best of the runs per side"
+        + (f" (measured {report['date']} at {report['commit']})." if "date" in report else "."),
+        "",
+        "| side | msgs/s | MB/s | CPU s | peak RSS MiB | kafkad (json) ÷ side, msgs/s | msgs/s of every run |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for side in ["kafkad", "kafkad-bytes", "kafka-console-producer", "kcat"]:
+        if side not in best:
+            if side == "kcat":
+                rows.append(f"| {titles[side]} | not installed | | | | | |")
+            continue
+        run = best[side]
+        ratio = report.get(f"ratio_{side}")
+        every = ", ".join(fmt(r["msgs_per_s"]) for r in report["runs"] if r["side"] == side)
+        rows.append(
+            f"| {titles[side]} | {fmt(run['msgs_per_s'])} | {fmt(run['mb_per_s'])} | {fmt(run['cpu_s'])} "
+            f"| {fmt(run['peak_rss_mb'])} | {'**' + f'{ratio:.2f}×' + '**' if ratio else ''} | {every} |"
+        )
+    return "\n".join(rows)
+
+
 def codec():
     path = out / "codec.txt"
     if not path.exists():
@@ -406,6 +443,10 @@ The targets against them, on this run's medians:
 ### Concurrency against a slow downstream
 
 {concurrency()}
+
+### The producer reading a file
+
+{produce_file()}
 
 ### End-to-end latency at 1,000 msgs/s (producer role → single consumer role)
 

@@ -16,10 +16,11 @@
 #                                  (scripts/postgres.sh runs a throwaway one).
 #   scripts/install-deps.sh bench  the build, and what `make bench` runs beside it: a JDK and
 #                                  Maven for the Apache Kafka cluster, javac for the probe that
-#                                  times Kafka's perf tools, and python3's venv module for the
-#                                  seed's Python client. Go, for the franz-go peer, is used where
-#                                  it is installed and not installed here: without it the bench
-#                                  skips that peer.
+#                                  times Kafka's perf tools, python3's venv module for the
+#                                  seed's Python client, and Debian's kcat where apt has it (the
+#                                  file producer's comparison). Go, for the franz-go peer, is
+#                                  used where it is installed and not installed here: without it
+#                                  the bench skips that peer.
 set -euo pipefail
 
 need_apt=()
@@ -50,6 +51,11 @@ if [ "${1:-}" = bench ]; then
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
   # A JRE has no compiler.
   command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
+  # kcat -P, beside which the producer reading a file is measured, where the apt sources
+  # have it (Debian does).
+  if ! command -v kcat >/dev/null 2>&1 && apt-cache show kcat >/dev/null 2>&1; then
+    need_apt+=(kcat)
+  fi
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -66,7 +66,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                     println!(
                         "configuration OK: role {}, topic {}",
                         s.role.map(|r| r.as_str()).unwrap_or("-"),
-                        s.topic.name
+                        s.topic.selection
                     );
                 }
                 ConfigAction::Print => print!("{}", loaded.render()),
@@ -82,6 +82,17 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             action: TopicAction::Ensure { wait },
         }) => {
             let loaded = config::load(&cli.config.request(false))?;
+            if let config::TopicSelection::Pattern(pattern) = &loaded.settings.topic.selection {
+                return Err(ConfigError::Invalid {
+                    key: "topic.name".to_owned(),
+                    origin: loaded.origin("topic.name"),
+                    message: format!(
+                        "`{}` is a pattern; topic ensure creates named topics: list them (topic = [\"a\", \"b\"])",
+                        pattern.as_str()
+                    ),
+                }
+                .into());
+            }
             init_logging(&loaded);
             for ensured in crate::topic::ensure(&loaded.settings, wait).await? {
                 println!(

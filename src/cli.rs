@@ -120,7 +120,7 @@ pub struct ReplayArgs {
     #[arg(
         long = "reason",
         value_name = "KIND",
-        value_parser = PossibleValuesParser::new(crate::dlq::KINDS)
+        value_parser = PossibleValuesParser::new(crate::dlq::kinds())
             .try_map(|kind| kind.parse::<crate::replay::ErrorKind>())
     )]
     pub reasons: Vec<crate::replay::ErrorKind>,

@@ -37,7 +37,7 @@
 //! | header                     | value                                           |
 //! |----------------------------|-------------------------------------------------|
 //! | `kafkad.error`             | the error, e.g. ``field `content` is missing``   |
-//! | `kafkad.error.kind`        | `not_utf8`, `not_json`, `missing_field`, ...     |
+//! | `kafkad.error.kind`        | `not_utf8`, `not_json`, `unknown_schema`, ...    |
 //! | `kafkad.source.topic`      | the topic it was read from                       |
 //! | `kafkad.source.partition`  | its partition (decimal)                          |
 //! | `kafkad.source.offset`     | its offset (decimal)                             |
@@ -59,6 +59,7 @@ use rdkafka::Message;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings};
 use crate::message::{DecodeError, KafkaMessage};
+use crate::payload::{BadValue, Decoder, Payload, PayloadError, RegistryError, Undecoded};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
 
@@ -71,6 +72,9 @@ pub enum Rejection {
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A value that is not a record of the consumer's `format` (other than the seed's).
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
     /// A valid message the sink could not process: a permanent failure, or retryable ones
     /// until the attempts ran out.
     #[error("processing failed after {attempts} attempt(s): {error}")]
@@ -89,18 +93,10 @@ pub mod header {
 }
 
 /// Every value [`Rejection::kind`] gives, the `kafkad.error.kind` header of a copy.
-pub const KINDS: &[&str] = &[
-    "not_utf8",
-    "not_json",
-    "empty",
-    "tombstone",
-    "missing_field",
-    "wrong_type",
-    "duplicate_field",
-    "too_large",
-    "too_deep",
-    "processing_failed",
-];
+pub fn kinds() -> &'static [&'static str] {
+    static KINDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KINDS.get_or_init(|| Rejection::kinds().collect())
+}
 
 impl Rejection {
     /// The `kafkad.error.kind` header and the metrics label.
@@ -109,6 +105,7 @@ impl Rejection {
             Rejection::Tombstone => "tombstone",
             Rejection::TooLarge { .. } => "too_large",
             Rejection::Decode(error) => error.kind(),
+            Rejection::Payload(error) => error.kind(),
             Rejection::ProcessingFailed { .. } => "processing_failed",
         }
     }
@@ -119,6 +116,12 @@ impl Rejection {
         ["tombstone", "too_large"]
             .into_iter()
             .chain(DecodeError::KINDS)
+            // The formats share `empty`, `not_utf8` and `not_json` with the seed's codec.
+            .chain(
+                PayloadError::KINDS
+                    .into_iter()
+                    .filter(|kind| !DecodeError::KINDS.contains(kind)),
+            )
     }
 
     /// Every [`kind`](Self::kind): the reasons `kafkad_records_dead_lettered_by_reason_total`
@@ -134,6 +137,15 @@ pub fn inspect(
     payload: Option<&[u8]>,
     max_record_bytes: usize,
 ) -> Result<KafkaMessage<'_>, Rejection> {
+    Ok(KafkaMessage::decode(within_limit(
+        payload,
+        max_record_bytes,
+    )?)?)
+}
+
+/// The value, unless the record is a tombstone or its value is above `max_record_bytes`.
+#[inline]
+fn within_limit(payload: Option<&[u8]>, max_record_bytes: usize) -> Result<&[u8], Rejection> {
     let bytes = payload.ok_or(Rejection::Tombstone)?;
     if bytes.len() > max_record_bytes {
         return Err(Rejection::TooLarge {
@@ -141,7 +153,41 @@ pub fn inspect(
             limit: max_record_bytes,
         });
     }
-    Ok(KafkaMessage::decode(bytes)?)
+    Ok(bytes)
+}
+
+impl From<BadValue> for Rejection {
+    fn from(bad: BadValue) -> Self {
+        match bad {
+            BadValue::Message(error) => Rejection::Decode(error),
+            BadValue::Payload(error) => Rejection::Payload(error),
+        }
+    }
+}
+
+/// Why [`inspect_with`] gave no payload.
+#[derive(Debug, thiserror::Error)]
+pub enum NotDecoded {
+    /// A bad record: dead-letter it with its kind.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The schema registry could not be asked: the record is not at fault; try it again
+    /// later, as for a sink that is down.
+    #[error(transparent)]
+    RegistryUnavailable(RegistryError),
+}
+
+/// [`inspect`] for a consumer of any `format`: the size limit first, then `decoder`.
+pub fn inspect_with<'a>(
+    decoder: &Decoder,
+    payload: Option<&'a [u8]>,
+    max_record_bytes: usize,
+) -> Result<Payload<'a>, NotDecoded> {
+    let bytes = within_limit(payload, max_record_bytes)?;
+    decoder.decode(bytes).map_err(|undecoded| match undecoded {
+        Undecoded::Bad(bad) => NotDecoded::Rejected(bad.into()),
+        Undecoded::RegistryUnavailable(error) => NotDecoded::RegistryUnavailable(error),
+    })
 }
 
 /// Why a dead-letter copy was not made; either way the record stays uncommitted.
@@ -445,6 +491,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::payload::Format;
 
     #[test]
     fn kinds_lists_the_kind_of_every_rejection_and_nothing_else() {
@@ -452,6 +499,7 @@ mod tests {
             Rejection::Tombstone,
             Rejection::TooLarge { size: 2, limit: 1 },
             Rejection::Decode(DecodeError::TooDeep),
+            Rejection::Payload(PayloadError::Empty),
             Rejection::ProcessingFailed {
                 error: String::new(),
                 attempts: 1,
@@ -466,6 +514,11 @@ mod tests {
             Rejection::Decode(error) => {
                 assert_eq!(rejection.kind(), error.kind());
                 DecodeError::KINDS.to_vec()
+            }
+            // The other formats' kinds: any of PayloadError::KINDS (checked in payload).
+            Rejection::Payload(error) => {
+                assert_eq!(rejection.kind(), error.kind());
+                PayloadError::KINDS.to_vec()
             }
         };
         let all: BTreeSet<&str> = one_of_each.iter().flat_map(possible_kinds).collect();
@@ -499,6 +552,31 @@ mod tests {
     }
 
     #[test]
+    fn inspect_with_checks_size_before_any_format() {
+        let json = Decoder::new(Format::Json, None);
+        assert!(matches!(
+            inspect_with(&json, None, 10),
+            Err(NotDecoded::Rejected(Rejection::Tombstone))
+        ));
+        assert!(matches!(
+            inspect_with(&json, Some(b"[1,2,3,4,5,6]"), 10),
+            Err(NotDecoded::Rejected(Rejection::TooLarge {
+                size: 13,
+                limit: 10
+            }))
+        ));
+        assert!(matches!(
+            inspect_with(&json, Some(br#"{"message_id": 1, "content": "x"}"#), 100),
+            Ok(Payload::Json(_))
+        ));
+        let text = Decoder::new(Format::Text, None);
+        match inspect_with(&text, Some(b"\xff"), 10) {
+            Err(NotDecoded::Rejected(rejection)) => assert_eq!(rejection.kind(), "not_utf8"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn kinds_lists_every_rejection() {
         let deep = format!(
             r#"{{"message_id":1,"content":"c","producer_id":"p","timestamp":"2026-01-01T00:00:00Z","metadata":{{"x":{}{}}}}}"#,
@@ -518,6 +596,27 @@ mod tests {
         ]
         .map(|payload| inspect(payload, 10_000).expect_err("rejected"));
         let mut kinds: Vec<&str> = rejections.iter().map(Rejection::kind).collect();
+        // The other formats' own kinds, each from a value of its format.
+        let registry_less = |format| Decoder::new(format, None);
+        let schema_id_less = [0x7b_u8];
+        let unknown_schema = [0u8, 0, 0, 0, 1];
+        for (decoder, value) in [
+            (registry_less(Format::Avro), &schema_id_less[..]),
+            (registry_less(Format::Avro), &unknown_schema[..]),
+        ] {
+            match inspect_with(&decoder, Some(value), 10_000) {
+                Err(NotDecoded::Rejected(rejection)) => kinds.push(rejection.kind()),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Those a registry's answer or a body decides (payload::registry's, avro's and
+        // protobuf's tests make each from a value).
+        kinds.extend([
+            "wrong_schema_type",
+            "invalid_schema",
+            "undecodable_avro",
+            "undecodable_protobuf",
+        ]);
         kinds.push(
             Rejection::ProcessingFailed {
                 error: String::new(),
@@ -525,7 +624,7 @@ mod tests {
             }
             .kind(),
         );
-        let mut listed = KINDS.to_vec();
+        let mut listed = super::kinds().to_vec();
         listed.sort_unstable();
         kinds.sort_unstable();
         assert_eq!(kinds, listed);

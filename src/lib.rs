@@ -5,6 +5,8 @@
 //! * [`roles`]: the roles: the producer, and the two consumer roles run on the consumer
 //!   engine (`consume`).
 //! * [`message`]: the `KafkaMessage` codec, the one place the wire format lives.
+//! * [`payload`]: record values in every other format (`json`, `text`, `bytes`, the schema
+//!   registry's), and what a sink writes for a record.
 //! * [`config`]: layered configuration and librdkafka property handling.
 //! * [`sink`], [`dlq`]: where processed and rejected records go; [`replay`]: a group's
 //!   dead-lettered records through its sink again.
@@ -23,6 +25,7 @@ mod consume;
 pub mod demo;
 pub mod dlq;
 pub mod message;
+pub mod payload;
 pub mod reconcile;
 pub mod replay;
 pub mod roles;

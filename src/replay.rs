@@ -65,7 +65,7 @@ impl std::str::FromStr for ErrorKind {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        dlq::KINDS
+        dlq::kinds()
             .iter()
             .copied()
             .find(|kind| *kind == text)
@@ -73,7 +73,7 @@ impl std::str::FromStr for ErrorKind {
             .ok_or_else(|| {
                 format!(
                     "`{text}` is not a dead-letter kind; one of: {}",
-                    dlq::KINDS.join(", ")
+                    dlq::kinds().join(", ")
                 )
             })
     }

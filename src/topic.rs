@@ -213,9 +213,10 @@ pub enum TopicError {
     Client(KafkaError),
 }
 
-/// Ensures the configured topic (and its dead-letter topic, when enabled) exists; verifies the
-/// main topic's shape and reports both topics' durability settings. Retries while the
-/// brokers are unreachable, for at most `wait`.
+/// Ensures the configured topics (one, or each of a list) and their dead-letter topics, when
+/// enabled, exist; verifies each topic's shape and reports every topic's durability
+/// settings. Retries while the brokers are unreachable, for at most `wait`. A pattern names
+/// no topic to create: configuration refuses it before this runs.
 pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>, TopicError> {
     let kafka = &settings.resolved_kafka;
     let mut config = kafka.client_config(Scope::Producer);
@@ -243,37 +244,44 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
     };
 
     let creation = topic.creation_config();
-    let outcome = target
-        .ensure_one(&topic.name, expected, true, &creation)
-        .await?;
-    let (source, source_configs) = target.durability(&topic.name, &acks).await?;
-    check_config(&topic.name, &topic.config, &source_configs)?;
-    let mut results = vec![Ensured {
-        warnings: source.warnings(&topic.name),
-        notes: source.notes(&topic.name),
-        topic: topic.name.clone(),
-        outcome,
-        durability: source.clone(),
-    }];
-    if let Some(dlq) = settings.dlq_topic() {
+    let mut results = Vec::new();
+    // Each dead-letter topic, with the largest max.message.bytes of the topics it serves.
+    let mut dead_letters: Vec<(String, Option<i64>, String)> = Vec::new();
+    for name in topic.selection.names() {
+        let outcome = target.ensure_one(name, expected, true, &creation).await?;
+        let (source, source_configs) = target.durability(name, &acks).await?;
+        check_config(name, &topic.config, &source_configs)?;
+        if let Some(dlq) = settings.dead_letter_topic_of(name) {
+            match dead_letters.iter_mut().find(|(topic, _, _)| *topic == dlq) {
+                Some((_, max, _)) => *max = (*max).max(source.max_message_bytes),
+                None => dead_letters.push((dlq, source.max_message_bytes, name.clone())),
+            }
+        }
+        results.push(Ensured {
+            warnings: source.warnings(name),
+            notes: source.notes(name),
+            topic: name.clone(),
+            outcome,
+            durability: source,
+        });
+    }
+    for (dlq, source_max, first_source) in dead_letters {
         let mut config: BTreeMap<String, String> = creation
-            .into_iter()
+            .iter()
             .filter(|(name, _)| SHARED_WITH_DEAD_LETTERS.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        // Whatever the source topic accepted must fit in the dead-letter topic.
-        if let Some(bytes) = source.max_message_bytes {
+        // Whatever the source topics accepted must fit in the dead-letter topic.
+        if let Some(bytes) = source_max {
             config.insert("max.message.bytes".to_owned(), bytes.to_string());
         }
         let outcome = target.ensure_one(&dlq, expected, false, &config).await?;
         let (durability, _) = target.durability(&dlq, &acks).await?;
         let mut warnings = durability.warnings(&dlq);
-        if let (Some(source_max), Some(dlq_max)) =
-            (source.max_message_bytes, durability.max_message_bytes)
-        {
+        if let (Some(source_max), Some(dlq_max)) = (source_max, durability.max_message_bytes) {
             if dlq_max < source_max {
                 warnings.push(format!(
-                    "dead-letter topic {dlq} has max.message.bytes={dlq_max}, less than {source_max} on {}: a record the source accepted that is larger cannot be dead-lettered (raise max.message.bytes on {dlq})",
-                    topic.name
+                    "dead-letter topic {dlq} has max.message.bytes={dlq_max}, less than {source_max} on {first_source}: a record the source accepted that is larger cannot be dead-lettered (raise max.message.bytes on {dlq})"
                 ));
             }
         }
@@ -664,6 +672,7 @@ mod tests {
     fn the_min_insync_replicas_topic_ensure_chooses_draws_no_warning() {
         for replication_factor in 2..=5 {
             let topic = crate::config::TopicSettings {
+                selection: crate::config::TopicSelection::One("t".to_owned()),
                 name: "t".to_owned(),
                 partitions: 3,
                 replication_factor,

@@ -13,11 +13,13 @@
 //! the `[kafka]` table goes through librdkafka's own `rd_kafka_conf_set` before anything
 //! connects.
 
+pub mod input;
 pub mod kafka;
 mod librdkafka_properties;
 mod render;
 pub mod sinks;
 pub mod sources;
+pub mod topics;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,10 +30,14 @@ use std::time::Duration;
 use config::{Map, Value, ValueKind};
 use serde::{Deserialize, Serialize};
 
+use crate::payload::Format;
+
+pub use input::{InputSource, LineKey};
 pub use kafka::{KafkaProperties, KafkaValue, PropertyError, Scope};
 pub use librdkafka_properties::LIBRDKAFKA_VERSION;
 pub use sinks::{Delivery, KafkaSinkSettings, OnConflict, PostgresSettings, ResolvedSecret};
 use sources::{EnvSource, FlagSource, Origin, TomlSource};
+pub use topics::{TopicPattern, TopicSelection};
 
 /// Which loop this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -95,12 +101,15 @@ replication_factor = 2
 "statistics.interval.ms" = "5000"
 
 [producer]
+source = "generate"
+format = "kafka_message"
 count = 0
 rate = 0.0
 content = "Message {id} from {producer_id}"
 payload_bytes = 0
 
 [consumer]
+format = "kafka_message"
 concurrency = 1
 ordering = "partition"
 drain_timeout = "5s"
@@ -220,6 +229,9 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    /// The schema registry of the `avro`, `protobuf` and `json_schema` formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySettings>,
     /// `[kafka]` with secret references resolved; filled in by [`load`].
     #[serde(skip)]
     pub resolved_kafka: KafkaProperties,
@@ -305,7 +317,14 @@ impl Serialize for KafkaTable {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicSettings {
-    /// The topic every role uses (`topic = "name"` at the top level is shorthand for this).
+    /// The topics the roles use: one, a list, or a pattern (`[topic] name`, or `topic` at the
+    /// top level as shorthand; see [`topics`]).
+    #[serde(rename = "name")]
+    pub selection: TopicSelection,
+    /// The one topic of `selection`, for what reads or writes exactly one: the producer, the
+    /// consumer roles (which refuse a list or a pattern for now), their metrics and dead
+    /// letters. Empty for a list or a pattern; filled in by [`load`].
+    #[serde(skip)]
     pub name: String,
     /// Partitions `topic ensure` creates or expects.
     pub partitions: i32,
@@ -344,6 +363,18 @@ pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerSettings {
+    /// Where records come from: the seed's messages made up, or lines of real input.
+    pub source: InputSource,
+    /// What a line of input is, and so the records' values: `kafka_message` (each line one
+    /// of the seed's messages, checked), `json`, `text` or `bytes`. `generate` makes
+    /// `kafka_message`s.
+    pub format: Format,
+    /// Where a line's key comes from; unset, lines are sent without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<LineKey>,
+    /// Headers every record carries, name = text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// Messages to send before flushing and exiting; 0 sends until stopped.
     pub count: u64,
     /// Messages per second; 0 sends as fast as librdkafka accepts them.
@@ -383,6 +414,9 @@ fn host_name() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerSettings {
+    /// What the records' values are (see [`crate::payload`]): the seed's `kafka_message`,
+    /// `json`, `text`, `bytes`, or a schema registry's `avro`, `protobuf`, `json_schema`.
+    pub format: Format,
     /// Sink calls in flight at once: a record (single) or a batch (batch) each. 1 (the
     /// default) processes one at a time, as the seed does; more pays off when the sink waits
     /// on a slow downstream.
@@ -523,6 +557,22 @@ fn serialize_headers<S: serde::Serializer>(
     serialize_values(headers.iter(), headers.len(), is_secret_header, serializer)
 }
 
+/// The schema registry the schema'd formats take their schemas from: `[schema_registry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistrySettings {
+    /// Its address, with the path of its Confluent-compatible API where it has one
+    /// (Apicurio Registry: `http://host:8080/apis/ccompat/v7`).
+    pub url: String,
+    /// How long one request may take, connecting included.
+    #[serde(default = "default_registry_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_registry_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// What a consumer does when the sink fails to process a record or batch: `[retry]`.
 ///
 /// A retryable failure (timeout, connection refused, HTTP 408/429/5xx, a command killed by its
@@ -647,12 +697,19 @@ impl Settings {
         }
     }
 
-    /// The dead-letter topic, or `None` where the operator disabled it with `dlq_topic = ""`.
+    /// The dead-letter topic of the one topic `topic.name`, or `None` where the operator
+    /// disabled it with `dlq_topic = ""`.
     pub fn dlq_topic(&self) -> Option<String> {
+        self.dead_letter_topic_of(&self.topic.name)
+    }
+
+    /// Where a bad record of `topic` goes: `dlq_topic`, else `<topic>.dlq`; `None` where
+    /// dead-lettering is off (`dlq_topic = ""`).
+    pub fn dead_letter_topic_of(&self, topic: &str) -> Option<String> {
         match &self.dlq_topic {
-            None => Some(format!("{}.dlq", self.topic.name)),
-            Some(topic) if topic.is_empty() => None,
-            Some(topic) => Some(topic.clone()),
+            None => Some(format!("{topic}.dlq")),
+            Some(dlq) if dlq.is_empty() => None,
+            Some(dlq) => Some(dlq.clone()),
         }
     }
 }
@@ -760,6 +817,12 @@ pub fn load(request: &LoadRequest) -> Result<LoadedConfig, ConfigError> {
         .try_deserialize()
         .map_err(|e| deserialize_error(e, &tree))?;
     settings.role = role;
+    settings.topic.name = settings
+        .topic
+        .selection
+        .single()
+        .unwrap_or_default()
+        .to_owned();
     settings.resolved_kafka = resolve_kafka(&settings.kafka.0, &request.env, &tree)?;
     if settings.resolved_kafka.get("client.id").is_none() {
         let client_id = settings.default_client_id();
@@ -1022,29 +1085,8 @@ fn validate(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Config
 /// a log filter that parses.
 fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
     let fail = |key: &str, message: &str| Err(invalid(tree, key, message));
-    if let Err(why) = kafka_topic_name(&settings.topic.name) {
-        return fail("topic.name", &why);
-    }
-    if let Some(dlq) = settings.dlq_topic() {
-        if let Err(why) = kafka_topic_name(&dlq) {
-            return match settings.dlq_topic {
-                Some(_) => fail("dlq_topic", &why),
-                // The default name, `<topic>.dlq`, can be four characters too long.
-                None => fail(
-                    "topic.name",
-                    &format!(
-                        "gives the default dead-letter topic `{dlq}`, which {why}; set dlq_topic"
-                    ),
-                ),
-            };
-        }
-    }
-    if settings.dlq_topic() == Some(settings.topic.name.clone()) {
-        return fail(
-            "dlq_topic",
-            "must differ from topic.name: a bad record's dead-letter copy would be read again as a bad record, forever",
-        );
-    }
+    topics::check(settings, tree)?;
+    check_formats(settings, tree)?;
     if settings.topic.partitions < 1 {
         return fail("topic.partitions", "must be at least 1");
     }
@@ -1083,6 +1125,99 @@ fn check_ranges(settings: &Settings, tree: &Map<String, Value>) -> Result<(), Co
     check_retry(&settings.retry, tree)?;
     check_sink(&settings.sink, tree)?;
     check_transactional_sink(settings, tree)
+}
+
+/// The formats each role can use, and what they need: a registry for the schema'd formats,
+/// the producer's input for its format and key.
+fn check_formats(settings: &Settings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| Err(invalid(tree, key, message));
+    if let Some(registry) = &settings.schema_registry {
+        if registry.timeout.is_zero() {
+            return fail(
+                "schema_registry.timeout",
+                "must be above 0 (e.g. \"10s\")".to_owned(),
+            );
+        }
+        match registry.url.parse::<ureq::http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some_and(|h| !h.is_empty()) => {}
+            _ => {
+                return fail(
+                    "schema_registry.url",
+                    format!(
+                        "`{}` is not an http:// or https:// address with a host",
+                        registry.url
+                    ),
+                )
+            }
+        }
+    }
+    let consumer_format = settings.consumer.format;
+    if matches!(settings.role, Some(Role::Single | Role::Batch))
+        && consumer_format.schema_framing().is_some()
+        && settings.schema_registry.is_none()
+    {
+        return fail(
+            "schema_registry.url",
+            format!("missing; `consumer.format = \"{consumer_format}\"` takes its schemas from a schema registry ([schema_registry] url = \"http://host:8081\")"),
+        );
+    }
+    if matches!(settings.role, Some(Role::Single | Role::Batch))
+        && consumer_format != Format::KafkaMessage
+    {
+        return fail(
+            "consumer.format",
+            format!("the single and batch roles decode kafka_message only in this version, not {consumer_format}"),
+        );
+    }
+    if settings.role != Some(Role::Producer) {
+        return Ok(());
+    }
+    let producer = &settings.producer;
+    if let InputSource::File(path) = &producer.source {
+        let readable = std::fs::metadata(path).and_then(|meta| match meta.is_dir() {
+            true => Err(std::io::Error::other("it is a directory")),
+            false => std::fs::File::open(path).map(drop),
+        });
+        if let Err(error) = readable {
+            return fail(
+                "producer.source",
+                format!("cannot read {}: {error}", path.display()),
+            );
+        }
+    }
+    match (&producer.source, producer.format) {
+        (_, format) if format.schema_framing().is_some() => fail(
+            "producer.format",
+            format!("the producer sends kafka_message, json, text or bytes, not {format} (it registers no schemas)"),
+        ),
+        (InputSource::Generate, Format::KafkaMessage) => match producer.key {
+            Some(_) => fail(
+                "producer.key",
+                "applies to lines of input (source = \"stdin\" or { file = ... }); generated messages are keyed by their id".to_owned(),
+            ),
+            None => Ok(()),
+        },
+        (InputSource::Generate, format) => fail(
+            "producer.format",
+            format!("source = \"generate\" makes the seed's messages (kafka_message), not {format}; send your own data with source = \"stdin\" or {{ file = \"/path\" }}"),
+        ),
+        (_, format) => match &producer.key {
+            Some(LineKey::Field(_)) if format != Format::Json => fail(
+                "producer.key",
+                format!("a key field is read from a JSON object: it needs format = \"json\", not {format}"),
+            ),
+            Some(LineKey::Delimiter(delimiter)) if delimiter.is_empty() || delimiter.contains('\n') => fail(
+                "producer.key",
+                "a key delimiter is at least one character and no line end".to_owned(),
+            ),
+            Some(LineKey::Field(field)) if field.is_empty() => {
+                fail("producer.key", "names a field: { field = \"user_id\" }".to_owned())
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Topic config names as Kafka spells them (the broker judges the names and values when it
@@ -1265,10 +1400,11 @@ fn check_transactional_sink(
                 return fail("sink.topic", why);
             }
             let same_cluster = !kafka.kafka.0.contains_key("bootstrap.servers");
-            if same_cluster && kafka.topic == settings.topic.name {
+            // Any topic the consumer reads, a list's or a pattern's too.
+            if same_cluster && settings.topic.selection.selects(&kafka.topic) {
                 return fail(
                     "sink.topic",
-                    "must differ from topic.name: every output message would be read again as input, forever".to_owned(),
+                    "must differ from topic.name (and be none of the topics it names): every output message would be read again as input, forever".to_owned(),
                 );
             }
             settings.resolved_sink_kafka.validate().map_err(|error| {
@@ -1384,5 +1520,7 @@ impl LoadedConfig {
     }
 }
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod tests;

@@ -50,29 +50,41 @@ pub(super) fn render(
             line(&mut out, key, &value.to_string(), &origin_of(tree, key));
         }
     }
-    match settings.dlq_topic() {
-        Some(topic) => {
-            let origin = if settings.dlq_topic.is_some() {
-                origin_of(tree, "dlq_topic")
-            } else {
-                "default (<topic>.dlq)".to_owned()
-            };
-            line(&mut out, "dlq_topic", &quote(&topic), &origin);
-        }
-        None => line(
+    let dlq_origin = || origin_of(tree, "dlq_topic");
+    match (&settings.dlq_topic, settings.dlq_topic()) {
+        (Some(dlq), _) if dlq.is_empty() => line(
             &mut out,
             "dlq_topic",
             "\"\"",
-            &format!(
-                "{} (dead-letter topic disabled)",
-                origin_of(tree, "dlq_topic")
-            ),
+            &format!("{} (dead-letter topic disabled)", dlq_origin()),
+        ),
+        (Some(dlq), _) => line(&mut out, "dlq_topic", &quote(dlq), &dlq_origin()),
+        (None, Some(dlq)) if !settings.topic.name.is_empty() => {
+            line(&mut out, "dlq_topic", &quote(&dlq), "default (<topic>.dlq)")
+        }
+        (None, _) => line(
+            &mut out,
+            "dlq_topic",
+            "\"<topic>.dlq\"",
+            "default (each topic's own)",
         ),
     }
 
     for table in [
-        "topic", "kafka", "producer", "batch", "sink", "retry", "http", "log",
+        "topic",
+        "kafka",
+        "producer",
+        "consumer",
+        "batch",
+        "sink",
+        "retry",
+        "http",
+        "log",
+        "schema_registry",
     ] {
+        if table == "schema_registry" && settings.schema_registry.is_none() {
+            continue;
+        }
         let _ = writeln!(out, "\n[{table}]");
         let Some(toml::Value::Table(values)) = document.get(table) else {
             continue;

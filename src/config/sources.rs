@@ -119,7 +119,7 @@ impl TomlSource {
         for (key, value) in table {
             let value = convert(value, tag.as_ref());
             match (key.as_str(), &value.kind) {
-                ("topic", ValueKind::String(_)) => {
+                ("topic", ValueKind::String(_) | ValueKind::Array(_)) => {
                     insert(&mut map, &normalize_topic(vec![key]), value)
                 }
                 _ => {
@@ -197,7 +197,8 @@ impl Source for TomlSource {
 /// `KAFKAD_KAFKA__FETCH_WAIT_MAX_MS` is `fetch.wait.max.ms`, and likewise for topic configs:
 /// `KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS` is `topic.config.min.insync.replicas`. A single
 /// segment is a top-level key (`KAFKAD_SHUTDOWN_TIMEOUT`), and `KAFKAD_TOPIC` is the topic
-/// name.
+/// name. The producer's `source` and `key` tables take a third segment, their one key
+/// (`KAFKAD_PRODUCER__SOURCE__FILE`).
 ///
 /// A variable Kubernetes injects for a Service whose name starts with `kafkad` is not
 /// configuration: it is set aside (see [`is_service_link`]) instead of failing as an unknown
@@ -290,6 +291,13 @@ fn env_key_path(rest: &str) -> Option<KeyPath> {
             "config".to_owned(),
             name.to_ascii_lowercase().replace('_', "."),
         ]),
+        // The producer's input is a table of one key: `KAFKAD_PRODUCER__SOURCE__FILE=/in`
+        // is `source = { file = "/in" }`, `KAFKAD_PRODUCER__KEY__FIELD=id` `key = { field = "id" }`.
+        ["PRODUCER", table @ ("SOURCE" | "KEY"), variant] if !variant.is_empty() => Some(vec![
+            "producer".to_owned(),
+            table.to_ascii_lowercase(),
+            variant.to_ascii_lowercase(),
+        ]),
         [key] if !key.is_empty() => Some(normalize_topic(vec![key.to_ascii_lowercase()])),
         [section, key] if !section.is_empty() && !key.is_empty() => {
             let section = section.to_ascii_lowercase();
@@ -362,6 +370,11 @@ mod tests {
             ["topic", "config", "min.insync.replicas"]
         );
         assert_eq!(env_key_path("A__B__C"), None);
+        assert_eq!(
+            env_key_path("PRODUCER__SOURCE__FILE"),
+            Some(vec!["producer".into(), "source".into(), "file".into()])
+        );
+        assert_eq!(env_key_path("PRODUCER__COUNT__X"), None);
         assert_eq!(env_key_path("BATCH__CONFIG__X"), None);
         assert_eq!(env_key_path("KAFKA__"), None);
     }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use super::*;
 
-fn toml_file(text: &str) -> tempfile::NamedTempFile {
+pub(super) fn toml_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::Builder::new()
         .suffix(".toml")
         .tempfile()

@@ -13,8 +13,10 @@
 //! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (`consumer.rs`,
 //! what the consumers share, says why); the producer runs on the async runtime.
 
+pub mod input;
 pub mod producer;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdkafka::error::KafkaError;
@@ -57,6 +59,19 @@ pub enum RoleError {
         failed: u64,
         undelivered: u64,
     },
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    /// The input stopped being readable; what was accepted before was flushed.
+    #[error("reading {source_name} failed after line {after_line}: {error}; {accounting}")]
+    InputFailed {
+        source_name: String,
+        after_line: u64,
+        error: std::io::Error,
+        accounting: String,
+    },
+    /// Every record sent was delivered, but some lines could not be records.
+    #[error("{accounting}")]
+    LinesNotSent { accounting: String },
     #[error("fatal consumer error: {0}")]
     FatalConsumer(String),
     #[error("cannot connect to the brokers, and retrying will not help: {0}")]
@@ -83,9 +98,17 @@ pub struct ProducerReport {
     pub accepted: u64,
     pub delivered: u64,
     pub failed: u64,
-    /// Ids whose delivery failed, the first [`FAILED_IDS_KEPT`] of them (`failed` counts
-    /// them all): a producer failing for hours keeps a bounded sample, not every id.
+    /// Ids whose delivery failed (for lines of input, their line numbers), the first
+    /// [`FAILED_IDS_KEPT`] of them (`failed` counts them all): a producer failing for hours
+    /// keeps a bounded sample, not every id.
     pub failed_ids: Vec<i64>,
+    /// Lines of input read (0 when generating): each one accepted, or not sent.
+    pub lines: u64,
+    /// Lines not sent because they cannot be a record, by kind: `too_large` (above
+    /// `message.max.bytes`), `missing_key`, or the format's own (`not_json`, `not_utf8`, ...).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// The numbers of the first lines not sent.
+    pub rejected_lines: Vec<u64>,
 }
 
 /// How many failed message ids a producer keeps for its report.
@@ -101,6 +124,43 @@ impl ProducerReport {
     /// Whether `failed_ids` holds every failed id.
     pub fn failed_ids_complete(&self) -> bool {
         self.failed_ids.len() as u64 == self.failed
+    }
+
+    /// Lines read but not sent.
+    pub fn not_sent(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// What became of every line or message, in one sentence.
+    pub fn accounting(&self) -> String {
+        let undelivered = self.accepted.saturating_sub(self.delivered + self.failed);
+        let mut text = format!(
+            "{} lines read: {} accepted ({} delivered, {} failed, {} unacknowledged), {} not sent",
+            self.lines,
+            self.accepted,
+            self.delivered,
+            self.failed,
+            undelivered,
+            self.not_sent()
+        );
+        if !self.rejected.is_empty() {
+            let kinds: Vec<String> = self
+                .rejected
+                .iter()
+                .map(|(kind, n)| format!("{kind}: {n}"))
+                .collect();
+            let shown: Vec<String> = self
+                .rejected_lines
+                .iter()
+                .take(10)
+                .map(u64::to_string)
+                .collect();
+            let _ = std::fmt::Write::write_fmt(
+                &mut text,
+                format_args!(" ({}; lines {})", kinds.join(", "), shown.join(", ")),
+            );
+        }
+        text
     }
 }
 

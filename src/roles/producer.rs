@@ -1,4 +1,5 @@
-//! The producer: `KafkaMessage`s at a configured rate, every delivery report counted.
+//! The producer: `KafkaMessage`s at a configured rate, or the lines of real input (standard
+//! input or a file, see [`super::input`]), every delivery report counted.
 //!
 //! # Guarantee
 //!
@@ -15,23 +16,31 @@
 //! On shutdown the producer stops generating, then flushes for at most `shutdown_timeout`;
 //! dropping a producer with messages still queued would purge them, so it never does that
 //! silently: whatever is left is reported as undelivered.
+//!
+//! Reading input, the end of the input ends the run after the flush. A line that cannot be a
+//! record (too large, no key, not of its format) is not sent, and is counted and reported by
+//! its kind; the run then exits 1, as the input was not all delivered. Input that fails while
+//! it is read (a file that stops being readable) ends the run the same way: what was accepted
+//! is flushed, and one line names the failure and the line it came after, with the accounting.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
+use super::input::{self, Batch, InputLine, LineFormat, LineRejection};
 use super::{ProducerReport, RoleError};
 use crate::client::ClientLog;
-use crate::config::{ProducerSettings, Scope, Settings};
+use crate::config::{InputSource, ProducerSettings, Scope, Settings};
 use crate::message::{KafkaMessage, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ProducerMetrics;
@@ -55,9 +64,10 @@ pub struct DeliveryCounter {
 crate::delegate_client_context!(DeliveryCounter, log);
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    /// The message id, or the input line number, of each record.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, number: usize) {
         match result {
             Ok(_) => {
                 self.metrics.delivered.inc();
@@ -66,22 +76,17 @@ impl ProducerContext for DeliveryCounter {
             }
             Err((error, message)) => {
                 self.metrics.failed.inc();
-                let id = message
-                    .key()
-                    .and_then(|key| std::str::from_utf8(key).ok())
-                    .and_then(|key| key.parse::<i64>().ok());
-                if let Some(id) = id {
-                    if let Ok(mut failed) = self.failed_ids.lock() {
-                        if failed.len() < super::FAILED_IDS_KEPT {
-                            failed.push(id);
-                        }
+                let id = number as i64;
+                if let Ok(mut failed) = self.failed_ids.lock() {
+                    if failed.len() < super::FAILED_IDS_KEPT {
+                        failed.push(id);
                     }
                 }
                 if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
                     self.fatal.store(true, Ordering::SeqCst);
                 }
                 tracing::error!(
-                    message_id = ?id,
+                    message_id = id,
                     partition = message.partition(),
                     %error,
                     "delivery failed"
@@ -237,11 +242,32 @@ async fn produce(
     metrics: ProducerMetrics,
     mut shutdown: Shutdown,
 ) -> Result<ProducerReport, RoleError> {
-    let producer = create(&settings, &producer_id, &metrics)?;
     let config = &settings.producer;
-    tracing::info!(count = config.count, rate = config.rate, "producer started");
-    let factory = MessageFactory::new(config, producer_id.clone());
-    let sent = send_all(&producer, &settings, factory, &metrics, &mut shutdown).await;
+    // The input opens before anything connects: a file that cannot be read fails at once.
+    let input = input::start(&config.source, message_max_bytes(&settings))?;
+    let producer = create(&settings, &producer_id, &metrics)?;
+    let mut tally = LineTally::default();
+    let sent = match input {
+        None => {
+            tracing::info!(count = config.count, rate = config.rate, "producer started");
+            let factory = MessageFactory::new(config, producer_id.clone());
+            send_all(&producer, &settings, factory, &metrics, &mut shutdown)
+                .await
+                .map(|()| None)
+        }
+        Some(lines) => {
+            tracing::info!(source = %describe(&config.source), format = %config.format, rate = config.rate, "producer started, reading lines");
+            send_lines(
+                &producer,
+                &settings,
+                lines,
+                &metrics,
+                &mut shutdown,
+                &mut tally,
+            )
+            .await
+        }
+    };
 
     if shutdown.is_triggered() {
         metrics.health.begin_shutdown();
@@ -258,6 +284,9 @@ async fn produce(
             .lock()
             .map(|ids| ids.clone())
             .unwrap_or_default(),
+        lines: tally.read,
+        rejected: tally.rejected,
+        rejected_lines: tally.first_rejected,
     };
     let undelivered = report
         .accepted
@@ -267,11 +296,159 @@ async fn produce(
         delivered = report.delivered,
         failed = report.failed,
         undelivered,
+        lines = report.lines,
+        not_sent = report.not_sent(),
         "producer stopped"
     );
-    let outcome = sent.and_then(|()| delivered(&producer, report));
+    let outcome = match sent {
+        Ok(Some(failure)) => Err(RoleError::InputFailed {
+            source_name: describe(&config.source),
+            after_line: failure.after_line,
+            error: failure.error,
+            accounting: report.accounting(),
+        }),
+        Ok(None) => delivered(&producer, report),
+        Err(error) => Err(error),
+    };
     release(producer).await;
     outcome
+}
+
+/// The input, as a log line and an error name it.
+fn describe(source: &InputSource) -> String {
+    match source {
+        InputSource::Generate => "generated messages".to_owned(),
+        InputSource::Stdin => "standard input".to_owned(),
+        InputSource::File(path) => path.display().to_string(),
+    }
+}
+
+/// librdkafka's limit on a message (`message.max.bytes`, 1000000 unless `[kafka]` sets it):
+/// a longer line could not be sent, so it is not even held in memory.
+fn message_max_bytes(settings: &Settings) -> usize {
+    settings
+        .resolved_kafka
+        .get("message.max.bytes")
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// What became of the lines read.
+#[derive(Default)]
+struct LineTally {
+    read: u64,
+    rejected: BTreeMap<&'static str, u64>,
+    first_rejected: Vec<u64>,
+}
+
+/// Rejected lines logged one by one; after these, only counted (and summed up at the end).
+const REJECTED_LOGGED: usize = 100;
+
+impl LineTally {
+    fn reject(&mut self, number: u64, rejection: &LineRejection) {
+        *self.rejected.entry(rejection.kind()).or_default() += 1;
+        if self.first_rejected.len() < REJECTED_LOGGED {
+            self.first_rejected.push(number);
+            tracing::warn!(line = number, kind = rejection.kind(), error = %rejection, "line not sent");
+            if self.first_rejected.len() == REJECTED_LOGGED {
+                tracing::warn!("{REJECTED_LOGGED} lines not sent; the rest are only counted");
+            }
+        }
+    }
+}
+
+/// The input stopped being readable after `after_line` lines.
+struct InputFailure {
+    after_line: u64,
+    error: std::io::Error,
+}
+
+/// Sends a record per line of `lines` until the input ends, fails (`Ok(Some)`), `count`
+/// lines were read, or shutdown; an error when a failure stops the producer first.
+async fn send_lines(
+    producer: &RoleProducer,
+    settings: &Settings,
+    mut lines: tokio::sync::mpsc::Receiver<Batch>,
+    metrics: &ProducerMetrics,
+    shutdown: &mut Shutdown,
+    tally: &mut LineTally,
+) -> Result<Option<InputFailure>, RoleError> {
+    let config = &settings.producer;
+    let topic = settings.topic.name.as_str();
+    let format = LineFormat::new(config.format, config.key.clone());
+    let headers = (!config.headers.is_empty()).then(|| {
+        config
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (name, value)| {
+                headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                })
+            })
+    });
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    loop {
+        let batch = tokio::select! {
+            batch = lines.recv() => batch,
+            _ = shutdown.wait() => None,
+        };
+        let lines = match batch {
+            None => return Ok(None),
+            Some(Batch::Failed { after_line, error }) => {
+                return Ok(Some(InputFailure { after_line, error }))
+            }
+            Some(Batch::Lines(lines)) => lines,
+        };
+        for line in lines.iter() {
+            if shutdown.is_triggered() || (config.count > 0 && tally.read >= config.count) {
+                return Ok(None);
+            }
+            stopped_by_failure(producer)?;
+            if !pace(producer, config.rate, started, sent, shutdown, metrics).await {
+                return Ok(None);
+            }
+            tally.read += 1;
+            let (number, bytes) = match line {
+                InputLine::TooLong { number, len } => {
+                    let limit = message_max_bytes(settings);
+                    tally.reject(number, &LineRejection::TooLarge { len, limit });
+                    continue;
+                }
+                InputLine::Line { number, bytes } => (number, bytes),
+            };
+            let record = match format.record(bytes) {
+                Ok(record) => record,
+                Err(rejection) => {
+                    tally.reject(number, &rejection);
+                    continue;
+                }
+            };
+            let mut out = BaseRecord::with_opaque_to(topic, number as usize).payload(record.value);
+            out.key = record.key.as_deref();
+            out.headers = headers.clone();
+            match send(producer, out, shutdown).await? {
+                Handed::Taken => {}
+                Handed::Shutdown => return Ok(None),
+                Handed::TooLarge(_) => {
+                    let len = bytes.len() as u64;
+                    let limit = message_max_bytes(settings);
+                    tally.reject(number, &LineRejection::TooLarge { len, limit });
+                    continue;
+                }
+            }
+            metrics.accepted.inc();
+            sent += 1;
+            if config.rate > 0.0 || sent % SERVE_EVERY == 0 {
+                serve(producer);
+                metrics.health.progress();
+            }
+        }
+        if producer.client().fatal_error().is_some() {
+            return Err(fatal_error(producer));
+        }
+    }
 }
 
 /// Time kept back from `shutdown_timeout` for the final report and the exit after the last
@@ -344,8 +521,19 @@ async fn send_all(
         }
         let id = sent as i64 + 1;
         factory.build(id);
-        if !send(producer, topic, &factory, id, shutdown).await? {
-            break; // shutdown while librdkafka's queue was full: this message was not taken
+        let record = BaseRecord::with_opaque_to(topic, id as usize)
+            .key(factory.key().as_bytes())
+            .payload(factory.value());
+        match send(producer, record, shutdown).await? {
+            Handed::Taken => {}
+            // Shutdown while librdkafka's queue was full: this message was not taken.
+            Handed::Shutdown => break,
+            Handed::TooLarge(source) => {
+                return Err(RoleError::Enqueue {
+                    message_id: id,
+                    source,
+                })
+            }
         }
         metrics.accepted.inc();
         sent += 1;
@@ -404,38 +592,48 @@ async fn pace(
     true
 }
 
-/// Hands the message `factory` built to librdkafka, waiting while its queue is full; `false`
-/// when shutdown came while waiting (the message was not taken).
+/// What became of a record handed to librdkafka.
+enum Handed {
+    Taken,
+    /// Shutdown came while librdkafka's queue was full: the record was not taken.
+    Shutdown,
+    /// Larger than librdkafka's `message.max.bytes`.
+    TooLarge(KafkaError),
+}
+
+/// Hands `record` to librdkafka, waiting while its queue is full.
 async fn send(
     producer: &RoleProducer,
-    topic: &str,
-    factory: &MessageFactory,
-    id: i64,
+    mut record: BaseRecord<'_, [u8], [u8], usize>,
     shutdown: &mut Shutdown,
-) -> Result<bool, RoleError> {
+) -> Result<Handed, RoleError> {
     loop {
-        let record = BaseRecord::to(topic)
-            .key(factory.key())
-            .payload(factory.value());
         match producer.send(record) {
-            Ok(()) => return Ok(true),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            Ok(()) => return Ok(Handed::Taken),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
                 // librdkafka's queue is full: serve the deliveries that make room, and wait
                 // for more, or for the brokers, which may never come back: shutdown must not
                 // wait for them.
                 serve(producer);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(1)) => {}
-                    _ = shutdown.wait() => return Ok(false),
+                    _ = shutdown.wait() => return Ok(Handed::Shutdown),
                 }
                 serve(producer);
             }
             Err((error, _)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
                 return Err(fatal_error(producer));
             }
-            Err((error, _)) => {
+            Err((
+                error @ KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                _,
+            )) => {
+                return Ok(Handed::TooLarge(error));
+            }
+            Err((error, back)) => {
                 return Err(RoleError::Enqueue {
-                    message_id: id,
+                    message_id: back.delivery_opaque as i64,
                     source: error,
                 });
             }
@@ -457,6 +655,11 @@ fn delivered(producer: &RoleProducer, report: ProducerReport) -> Result<Producer
             accepted: report.accepted,
             failed: report.failed,
             undelivered: report.accepted - report.delivered,
+        });
+    }
+    if report.not_sent() > 0 {
+        return Err(RoleError::LinesNotSent {
+            accounting: report.accounting(),
         });
     }
     Ok(report)
@@ -519,6 +722,10 @@ mod tests {
 
     fn settings(content: &str, payload_bytes: usize) -> ProducerSettings {
         ProducerSettings {
+            source: crate::config::InputSource::Generate,
+            format: crate::payload::Format::KafkaMessage,
+            key: None,
+            headers: Default::default(),
             count: 0,
             rate: 0.0,
             producer_id: None,
