@@ -326,3 +326,60 @@ async fn a_batch_tail_below_min_size_is_processed_after_max_wait() {
     let ids: HashSet<i64> = sink.lines().iter().map(|l| l.message_id).collect();
     assert_eq!(ids, report.delivered_ids().collect());
 }
+
+/// The batch role does not wait for its commits: with the group's coordinator 300 ms away
+/// (its partitions' leaders are near), batches go on while a commit is out, and one commit
+/// carries every batch that finished meanwhile. A commit per batch, waited for, would take
+/// 60 × 300 ms here. Everything is committed at the end, nothing past what was processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
+    use rdkafka::mocking::MockCoordinator;
+    let mock = MockTopology::start(1);
+    mock.cluster
+        .partition_leader(TOPIC, 0, 1)
+        .expect("leader near");
+    mock.cluster
+        .mock()
+        .coordinator(MockCoordinator::Group("batch-message-group".to_owned()), 3)
+        .expect("coordinator far");
+    mock.cluster
+        .mock()
+        .broker_round_trip_time(3, Duration::from_millis(300))
+        .expect("rtt");
+    const N: u64 = 3000;
+    let report = spawn_producer(mock.settings(
+        Role::Producer,
+        &[("producer.count", "3000"), ("producer.producer_id", "p")],
+    ))
+    .task
+    .await
+    .expect("task")
+    .expect("delivered");
+    let produced = delivered_keys(&[&report]);
+
+    let sink = MemorySink::default();
+    let run = spawn_consumer(
+        Role::Batch,
+        mock.settings(
+            Role::Batch,
+            &[("batch.min_size", "50"), ("batch.max_size", "50")],
+        ),
+        Box::new(sink.clone()),
+    );
+    wait_until(WAIT, "every record processed", || sink.len() as u64 >= N).await;
+    let (batches, commits) = (run.metrics.batches.get(), run.metrics.commits.get());
+    let report = run.stop().await.expect("stops cleanly");
+    assert_eq!(report.processed, N);
+    assert_eq!(batches, N / 50);
+    assert!(
+        commits * 4 <= batches,
+        "{commits} commits for {batches} batches: batches waited for their commits"
+    );
+    let r = reconcile(&produced, processed_keys(&sink));
+    assert_eq!((r.consumed, r.lost, r.duplicates), (N, 0, 0));
+    assert_eq!(
+        committed_offset(&mock.bootstrap, "batch-message-group"),
+        Some(N as i64),
+        "the final commit carries the last batch"
+    );
+}

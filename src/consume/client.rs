@@ -22,6 +22,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::commits::CommitRequests;
 use super::engine::Engine;
 use crate::client::ClientLog;
 use crate::roles::RoleError;
@@ -38,8 +39,11 @@ pub(crate) struct ConsumerHooks {
     pub topic: String,
     pub group: String,
     metrics: ConsumerMetrics,
-    /// Batch role: every store is followed by a synchronous commit (auto commit is off).
+    /// Batch role: every store is followed by a commit (auto commit is off), sent by the
+    /// commit thread (see `commits`).
     commit_every_store: bool,
+    /// The commit thread's requests.
+    pub commits: Arc<CommitRequests>,
     engine: Mutex<Engine>,
 }
 
@@ -58,6 +62,7 @@ impl ConsumerHooks {
             group: group.to_owned(),
             metrics,
             commit_every_store,
+            commits: Arc::default(),
             engine: Mutex::new(engine),
         }
     }
@@ -74,15 +79,10 @@ impl ConsumerHooks {
         self.log.failure()
     }
 
-    /// Stores the commit points that moved, then (batch role, or `always`) commits them
-    /// synchronously. On failure they stay stored and the next commit carries them.
-    ///
-    /// Synchronous, on the polling thread, because librdkafka does not hand the answer to an
-    /// asynchronous manual commit back through rdkafka's event API (tried: the commit goes
-    /// out, its answer never reaches `commit_callback`), and without the answer a second
-    /// commit could not be held back until the first was through. The sink does not wait on
-    /// it: the next batch goes to a worker before this commit starts (see the loop's order in
-    /// `consume::run`), so processing and committing overlap.
+    /// Stores the commit points that moved, then commits them: the batch role asks the
+    /// commit thread for a commit and goes on (see `commits`); `always` (revocation,
+    /// shutdown) commits synchronously here, once the commit thread's commit in flight
+    /// returned. A failed commit's offsets stay stored, and the next commit carries them.
     pub fn store_and_commit(
         &self,
         consumer: &KafkadConsumer,
@@ -96,11 +96,10 @@ impl ConsumerHooks {
         }
         match always {
             Some(when) => {
+                self.commits.quiesce();
                 self.commit_stored(consumer, when);
             }
-            None if self.commit_every_store && !moved.is_empty() => {
-                self.commit_stored(consumer, "batch");
-            }
+            None if self.commit_every_store && !moved.is_empty() => self.commits.request(),
             None => {}
         }
     }
@@ -130,7 +129,10 @@ impl ConsumerHooks {
     /// Commits the stored offsets, synchronously. Whether a commit was made (not when nothing
     /// new was stored, nor when it failed: the offsets then stay stored for the next one).
     pub fn commit_stored(&self, consumer: &KafkadConsumer, when: &str) -> bool {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
+        self.metrics.health.commit_out(Some(Tick::now()));
+        let committed = consumer.commit_consumer_state(CommitMode::Sync);
+        self.metrics.health.commit_out(None);
+        match committed {
             Ok(()) => {
                 self.metrics.commits.inc();
                 tracing::debug!(when, "committed the stored offsets");

@@ -34,6 +34,7 @@
 
 mod chunk;
 mod client;
+mod commits;
 mod engine;
 mod job;
 mod offsets;
@@ -58,6 +59,7 @@ use crate::sink::Sink;
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 use client::{ConsumerHooks, KafkadConsumer};
+use commits::Committer;
 use engine::Engine;
 pub(crate) use engine::Strategy;
 use partitions::{Partitions, Window};
@@ -93,9 +95,12 @@ pub(crate) fn consume(
 ) -> Result<ConsumerReport, RoleError> {
     let consumer = Arc::new(create(strategy, settings, sink, metrics, shutdown)?);
     let hooks = consumer.context();
+    let committer = Committer::start(Arc::clone(&consumer))
+        .map_err(|e| RoleError::Thread(format!("cannot start the commit thread: {e}")))?;
     let probe = Probe::start(Arc::clone(&consumer));
     tracing::info!(group = %hooks.group, concurrency = settings.consumer.concurrency, ordering = ?settings.consumer.ordering, "consumer started");
     let stopped = run(&consumer, &probe, settings, metrics, shutdown);
+    committer.stop();
 
     // The final commit, then the dead-letter producer and the group, within what is left.
     let deadline = stopped + settings.shutdown_timeout;
@@ -241,8 +246,7 @@ fn run(
             }
             engine.settle(Duration::ZERO);
             engine.release_due(now);
-            // Work goes out before the (batch role's synchronous) commit of what came back, so
-            // a worker processes the next batch while the commit is on its way.
+            // Work goes out before what came back is stored and its commit asked for.
             engine.dispatch(now, queue_drained);
             hooks.store_and_commit(consumer, &mut engine, None, None);
             hooks.apply_pauses(consumer, &mut engine, now);

@@ -44,6 +44,8 @@ pub struct Health {
     last_turn: AtomicU64,
     /// Nanoseconds a partition that should deliver has gone without (consumer).
     fetch_wait: AtomicU64,
+    /// Nanoseconds from `epoch` to when the commit on its way left; `u64::MAX`: none is.
+    commit_sent: AtomicU64,
 }
 
 impl Default for Health {
@@ -59,6 +61,7 @@ impl Default for Health {
             busy: AtomicBool::new(true),
             last_turn: AtomicU64::new(u64::MAX),
             fetch_wait: AtomicU64::default(),
+            commit_sent: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -107,9 +110,17 @@ impl Health {
         self.fetch_wait.store(nanos, Ordering::Relaxed);
     }
 
+    /// A consumer's commit left at `now` (`Some`), or returned (`None`): one that does not
+    /// return counts as no progress, whichever thread waits for it.
+    pub fn commit_out(&self, now: Option<Tick>) {
+        let at = now.map_or(u64::MAX, |now| now.nanos_since(self.epoch));
+        self.commit_sent.store(at, Ordering::Relaxed);
+    }
+
     /// How long the role has gone without the progress it owes: the longest of time since
-    /// work last finished (while work is out), since the loop last turned, and a partition's
-    /// wait for records. What `/healthz` and `kafkad_seconds_since_progress` report.
+    /// work last finished (while work is out), since the loop last turned, since a commit on
+    /// its way left, and a partition's wait for records. What `/healthz` and
+    /// `kafkad_seconds_since_progress` report.
     pub fn since_progress(&self) -> Duration {
         let now = Tick::now().nanos_since(self.epoch);
         let since = |at: u64| now.saturating_sub(at);
@@ -121,8 +132,12 @@ impl Health {
             u64::MAX => 0,
             last => since(last),
         };
+        let commit = match self.commit_sent.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            sent => since(sent),
+        };
         let fetch = self.fetch_wait.load(Ordering::Relaxed);
-        Duration::from_nanos(work.max(turn).max(fetch))
+        Duration::from_nanos(work.max(turn).max(commit).max(fetch))
     }
 
     /// The gauge of seconds since the last progress, for the role's registry.
@@ -204,6 +219,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         health.progress();
         assert!(!health.is_alive(), "the loop stopped turning");
+    }
+
+    #[test]
+    fn a_commit_that_does_not_return_is_a_stall_while_the_loop_turns() {
+        let health = Health::default();
+        health.set_stall_timeout(Duration::from_millis(50));
+        health.set_running(true);
+        health.set_busy(false);
+        health.commit_out(Some(Tick::now()));
+        std::thread::sleep(Duration::from_millis(80));
+        health.turn_at(Tick::now());
+        assert!(
+            !health.is_alive(),
+            "the commit is out for longer than stall_timeout"
+        );
+        health.commit_out(None);
+        assert!(health.is_alive(), "it returned");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! Rebalances go through [`Engine::assign`] and [`Engine::revoke`], called by the consumer's
 //! rebalance callback on the polling thread.
 //!
-//! Nothing here waits on a sink. The only waits are bounded ones the poll loop chooses: a
-//! synchronous commit, and at a revocation up to `drain_timeout` for work in flight on the
-//! partitions that go, so that what finishes is committed before they move.
+//! Nothing here waits on a sink. The only waits are bounded ones the poll loop chooses: at a
+//! revocation up to `drain_timeout` for work in flight on the partitions that go, and their
+//! synchronous commit, so that what finishes is committed before they move. The batch
+//! role's commit after each batch goes out on a thread of its own (`commits`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
