@@ -383,3 +383,65 @@ async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
         "the final commit carries the last batch"
     );
 }
+
+/// A member joins while the batch role's commits are slow (the coordinator is 300 ms away)
+/// and go out back to back: the revocation commits what finished, after the commit on its
+/// way (librdkafka itself held the revocation back until that commit returned, each time it
+/// was traced), and the partitions move on. Nothing is lost; what the first member finished
+/// after its last accepted commit, if anything, is processed again by the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_while_a_batch_commit_is_out_loses_nothing() {
+    use rdkafka::mocking::MockCoordinator;
+    let mock = MockTopology::start(3);
+    for partition in 0..3 {
+        mock.cluster
+            .partition_leader(TOPIC, partition, 1)
+            .expect("leader near");
+    }
+    mock.cluster
+        .mock()
+        .coordinator(MockCoordinator::Group("batch-message-group".to_owned()), 3)
+        .expect("coordinator far");
+    mock.cluster
+        .mock()
+        .broker_round_trip_time(3, Duration::from_millis(300))
+        .expect("rtt");
+    const N: u64 = 6000;
+    let producer = spawn_producer(mock.settings(
+        Role::Producer,
+        &[
+            ("producer.count", "6000"),
+            ("producer.rate", "1500"),
+            ("producer.producer_id", "p"),
+        ],
+    ));
+    let settings = mock.settings(
+        Role::Batch,
+        &[("batch.min_size", "20"), ("batch.max_size", "20")],
+    );
+    let sink = MemorySink::default();
+    let first = spawn_consumer(Role::Batch, settings.clone(), Box::new(sink.clone()));
+    wait_until(WAIT, "the first member to commit", || {
+        first.metrics.commits.get() >= 2
+    })
+    .await;
+    let second = spawn_consumer(Role::Batch, settings, Box::new(sink.clone()));
+    let report = producer.task.await.expect("task").expect("delivered");
+    let produced = delivered_keys(&[&report]);
+    wait_until(WAIT, "every record processed", || {
+        reconcile(&produced, processed_keys(&sink)).lost == 0
+    })
+    .await;
+    assert!(
+        first.metrics.rebalances.get() >= 2,
+        "the join revoked and assigned"
+    );
+    first.stop().await.expect("the first stops cleanly");
+    second.stop().await.expect("the second stops cleanly");
+    let r = reconcile(&produced, processed_keys(&sink));
+    println!(
+        "a member joined while a commit was out: {} produced, {} processed, {} lost, {} again",
+        N, r.consumed, r.lost, r.duplicates
+    );
+    assert_eq!((r.lost, r.unexpected), (0, 0));
+}
