@@ -241,6 +241,12 @@ impl KafkaSink {
                 .map_err(|e| failed("listing the offsets", &e, false))?;
         }
         let producer = self.producer()?;
+        if test_pause::armed(Stage::BeforeCommit) {
+            producer
+                .flush(timeout)
+                .map_err(|e| failed("waiting for acknowledgements", &e, true))?;
+            test_pause::at(Stage::BeforeCommit, &covers(at.topic, at.spans));
+        }
         producer
             .send_offsets_to_transaction(&offsets, group, timeout)
             .map_err(|e| transaction_error("sending the offsets", &e))?;

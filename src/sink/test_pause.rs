@@ -2,13 +2,15 @@
 //! tests can stop a process at a moment they choose rather than by luck. Nothing sets it in
 //! production; with the variable unset (always, outside tests) every call here does nothing.
 //!
-//! `TEST_KAFKAD_SINK_PAUSE=<stage>:<duration>[:once]`, read once per process:
+//! `TEST_KAFKAD_SINK_PAUSE=<stage>:<duration>[:once][,<stage>:...]`, read once per process:
 //! * `after_commit`: after the destination committed (with `at_least_once`: after the
 //!   write), before the call returns, that is before the consumer's own Kafka commit: a
 //!   SIGKILL then lands between the two commits.
-//! * `before_commit`: after the records were written in the transaction, before the
-//!   positions are and the transaction commits: the process stays a member while its call
-//!   hangs, its partitions move on, and it resumes as a zombie.
+//! * `before_commit`: after the records were written in the transaction (the kafka sink
+//!   waits for the brokers to have them first), before the positions are and the transaction
+//!   commits: a SIGKILL then leaves a transaction open, for its successor to abort; a long
+//!   pause keeps the process a member while its call hangs, its partitions move on, and it
+//!   resumes as a zombie.
 //!
 //! `once`: only the first call of the process pauses. Each pause logs a WARN line saying
 //! where it stands, which the tests read to know the window was hit. The variable does not
@@ -35,18 +37,28 @@ struct Pause {
     used: AtomicBool,
 }
 
-fn pause() -> Option<&'static Pause> {
-    static PAUSE: OnceLock<Option<Pause>> = OnceLock::new();
-    PAUSE
+/// The pause the variable sets at `stage`, if any.
+fn pause(stage: Stage) -> Option<&'static Pause> {
+    static PAUSES: OnceLock<Vec<Pause>> = OnceLock::new();
+    PAUSES
         .get_or_init(|| {
-            let text = std::env::var(VARIABLE).ok()?;
-            let parsed = parse(&text);
-            if parsed.is_none() {
+            let Ok(text) = std::env::var(VARIABLE) else {
+                return Vec::new();
+            };
+            let parsed: Option<Vec<Pause>> = text.split(',').map(parse).collect();
+            parsed.unwrap_or_else(|| {
                 tracing::error!(variable = VARIABLE, value = %text, "test hook not understood; no pause");
-            }
-            parsed
+                Vec::new()
+            })
         })
-        .as_ref()
+        .iter()
+        .find(|p| p.stage == stage)
+}
+
+/// Whether the test hook pauses at `stage` (so a sink can make that moment what the hook
+/// promises, at a cost only tests pay).
+pub fn armed(stage: Stage) -> bool {
+    pause(stage).is_some()
 }
 
 fn parse(text: &str) -> Option<Pause> {
@@ -72,7 +84,7 @@ fn parse(text: &str) -> Option<Pause> {
 
 /// Pauses here if the test hook asks for `stage`; `what` says what the call covers.
 pub fn at(stage: Stage, what: &dyn std::fmt::Display) {
-    let Some(pause) = pause().filter(|p| p.stage == stage) else {
+    let Some(pause) = pause(stage) else {
         return;
     };
     if pause.once && pause.used.swap(true, Ordering::SeqCst) {

@@ -12,11 +12,32 @@ use super::scenario::*;
 
 /// Kills of consumers per kill run.
 pub const KILLS: usize = 24;
-/// Every third kill at a random moment; the others right after a commit at the sink, inside
-/// the test-only pause before the consumer's own Kafka commit.
-pub const RANDOM_EVERY: usize = 3;
+/// Every third kill lands where [`Aim`] says; the others right after a commit at the sink,
+/// inside the test-only pause before the consumer's own Kafka commit.
+pub const THIRD_KILL_EVERY: usize = 3;
 /// The pause after each commit at the sink: the window a SIGKILL aims at.
 pub const PAUSE_AFTER_COMMIT: &str = "after_commit:300ms";
+/// Both pauses: after each commit, and inside each transaction once its records are written.
+pub const PAUSE_AROUND_COMMIT: &str = "after_commit:300ms,before_commit:300ms";
+
+/// What a kill run does besides killing consumers right after their commits.
+#[derive(Clone, Copy)]
+pub struct KillPlan {
+    /// A broker killed before a third of the kills, and restarted after the next one.
+    pub broker_fault: bool,
+    /// Where every third kill lands.
+    pub third_kills: Aim,
+}
+
+/// Where every third kill lands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Aim {
+    /// At a random moment.
+    Random,
+    /// Inside a transaction whose records are written, before its commit (the test-only
+    /// pause `before_commit`, see [`PAUSE_AROUND_COMMIT`]): its successor aborts it.
+    OpenTransaction,
+}
 /// The compose services of the members killed in turn.
 pub const BATCH: [&str; 2] = ["batch-1", "batch-2"];
 
@@ -29,11 +50,11 @@ pub struct Window {
     pub ahead: Vec<(i32, i64, Option<i64>)>,
 }
 
-/// The `partition@next` pairs of the last "committed at the sink" line of `log` after
-/// `from` bytes, and where that line ends.
-fn last_commit_line(log: &str, from: usize) -> Option<(Vec<(i32, i64)>, usize)> {
+/// The `partition@next` pairs of the last line of `log` after `from` bytes that holds
+/// `text` (a test hook's), and where that line ends.
+fn last_hook_line(log: &str, from: usize, text: &str) -> Option<(Vec<(i32, i64)>, usize)> {
     let tail = log.get(from..)?;
-    let at = tail.rfind("test hook: committed at the sink")?;
+    let at = tail.rfind(text)?;
     let line_start = tail[..at].rfind('\n').map_or(0, |i| i + 1);
     let line_end = tail[at..].find('\n').map_or(tail.len(), |i| at + i);
     let line = &tail[line_start..line_end];
@@ -49,13 +70,12 @@ fn last_commit_line(log: &str, from: usize) -> Option<(Vec<(i32, i64)>, usize)> 
 }
 
 /// Kills the members of `members` (one at a time, alternately) `KILLS` times and restarts
-/// each at once, with a broker killed before a third of the kills and restarted after the
-/// next one.
+/// each at once, as `plan` says.
 /// `positions` reads the sink's next offsets (none for a sink keeping no positions). Without
 /// `broker_fault`, the brokers are left alone.
 pub fn kill_loop(
     cluster: &KafkaCluster,
-    broker_fault: bool,
+    plan: KillPlan,
     scenario: &Scenario,
     members: &mut [Kafkad],
     env: &[(&str, String)],
@@ -67,7 +87,7 @@ pub fn kill_loop(
     let mut broker_down = None;
     let mut seed = 0x9e37_79b9_u64;
     for kill in 1..=KILLS {
-        if broker_fault && kill == KILLS / 3 {
+        if plan.broker_fault && kill == KILLS / 3 {
             let leader = cluster.partitions(&scenario.topic)[0].leader;
             println!("kill {kill}: SIGKILL broker {leader}, leader of partition 0");
             cluster.kill(leader);
@@ -95,19 +115,24 @@ pub fn kill_loop(
             std::thread::sleep(Duration::from_millis(50));
         }
         let victim = &mut members[index];
-        let in_window = kill % RANDOM_EVERY != 0;
+        let in_window = kill % THIRD_KILL_EVERY != 0;
+        let hook = match (in_window, plan.third_kills) {
+            (true, _) => Some("test hook: committed at the sink"),
+            (false, Aim::OpenTransaction) => Some("test hook: pausing inside the sink call"),
+            (false, Aim::Random) => None,
+        };
         let mut line = None;
-        if in_window {
+        if let Some(hook) = hook {
             let from = victim.log_text().len();
             let deadline = Instant::now() + CONSUME_TIMEOUT;
             while line.is_none() {
                 assert!(
                     Instant::now() < deadline,
-                    "{}: no commit at the sink",
+                    "{}: no line {hook:?}",
                     victim.name
                 );
                 std::thread::sleep(Duration::from_millis(10));
-                line = last_commit_line(&victim.log_text(), from);
+                line = last_hook_line(&victim.log_text(), from, hook);
             }
         } else {
             seed ^= seed << 13;
@@ -118,7 +143,14 @@ pub fn kill_loop(
         victim.signal(libc::SIGKILL);
         victim.wait(EXIT_TIMEOUT);
         let name = victim.name.clone();
-        if let Some((covered, _)) = line {
+        if !in_window {
+            match line {
+                Some((covered, _)) => {
+                    println!("kill {kill}: {name} inside an open transaction covering {covered:?}")
+                }
+                None => println!("kill {kill}: {name} at a random moment"),
+            }
+        } else if let Some((covered, _)) = line {
             let kafka = committed(&cluster.bootstrap, &group, &scenario.topic, 3);
             let sink = positions();
             let ahead: Vec<(i32, i64, Option<i64>)> = covered
@@ -134,8 +166,6 @@ pub fn kill_loop(
                     ahead,
                 });
             }
-        } else {
-            println!("kill {kill}: {name} at a random moment");
         }
         let service = BATCH[index];
         let restarted = scenario.start(service, &format!("{service}-{kill}"), env);
