@@ -45,6 +45,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::client::ClientLog;
 use crate::config::{RetrySettings, Role, Scope, Settings};
 use crate::dlq::{self, header, Rejection};
+use crate::payload::Payload;
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Record, Sink, SinkError};
 
@@ -567,9 +568,10 @@ impl Replay<'_> {
                 },
             )?;
             let record = Record {
+                topic: &settings.topic.name,
                 partition: source_partition,
                 offset: source_offset,
-                message,
+                payload: Payload::Message(message),
                 key: copy.key(),
                 headers: None,
             };

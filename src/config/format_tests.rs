@@ -82,13 +82,31 @@ fn schema_formats_need_a_registry_that_parses() {
     let text = "[consumer]\nformat = \"protobuf\"\n[schema_registry]\nurl = \"http://127.0.0.1:8080/apis/ccompat/v7\"\n";
     let registry = loaded(None, text).schema_registry.expect("configured");
     assert_eq!(registry.timeout, Duration::from_secs(10));
-    // The consumer roles decode the seed's format alone until the engine decodes the others.
-    let error = refused(Some(Role::Batch), text);
-    assert!(
-        error.starts_with("`consumer.format` (file ")
-            && error.contains("decode kafka_message only in this version, not protobuf"),
-        "{error}"
-    );
+    let consumer = loaded(Some(Role::Batch), text);
+    assert_eq!(consumer.consumer.format, Format::Protobuf);
+}
+
+#[test]
+fn the_sinks_writing_the_seeds_message_refuse_other_formats() {
+    for format in ["json", "text", "bytes"] {
+        let sink = "[sink]\nkind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"rows\"\n";
+        let error = refused(
+            Some(Role::Single),
+            &format!("[consumer]\nformat = \"{format}\"\n{sink}"),
+        );
+        assert!(
+            error.starts_with("`consumer.format` (file ")
+                && error.contains(&format!(
+                    "the postgres sink writes the seed's message (kafka_message), not {format}"
+                )),
+            "{error}"
+        );
+        let jsonl = loaded(
+            Some(Role::Single),
+            &format!("[consumer]\nformat = \"{format}\"\n[sink]\nkind = \"jsonl\"\npath = \"/tmp/x.jsonl\"\n"),
+        );
+        assert_eq!(jsonl.consumer.format.as_str(), format);
+    }
 }
 
 #[test]

@@ -1163,13 +1163,18 @@ fn check_formats(settings: &Settings, tree: &Map<String, Value>) -> Result<(), C
             format!("missing; `consumer.format = \"{consumer_format}\"` takes its schemas from a schema registry ([schema_registry] url = \"http://host:8081\")"),
         );
     }
-    if matches!(settings.role, Some(Role::Single | Role::Batch))
-        && consumer_format != Format::KafkaMessage
-    {
-        return fail(
-            "consumer.format",
-            format!("the single and batch roles decode kafka_message only in this version, not {consumer_format}"),
-        );
+    let message_sink = match &settings.sink {
+        SinkSettings::Postgres(_) => Some("postgres"),
+        SinkSettings::Kafka(_) => Some("kafka"),
+        _ => None,
+    };
+    if let (Some(Role::Single | Role::Batch), Some(sink)) = (settings.role, message_sink) {
+        if consumer_format != Format::KafkaMessage {
+            return fail(
+                "consumer.format",
+                format!("the {sink} sink writes the seed's message (kafka_message), not {consumer_format}; records of other formats go to the jsonl, http, command or log sink"),
+            );
+        }
     }
     if settings.role != Some(Role::Producer) {
         return Ok(());

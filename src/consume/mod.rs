@@ -52,6 +52,7 @@ use rdkafka::message::BorrowedMessage;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings};
 use crate::dlq::DeadLetters;
+use crate::payload::{Decoder, SchemaRegistry};
 use crate::roles::{ConsumerReport, RoleError};
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
@@ -159,6 +160,7 @@ fn create(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
         max_record_bytes: settings.max_record_bytes.get(),
+        decoder: decoder(settings),
     });
     let workers = Workers::start(sinks, Arc::clone(&shared))
         .map_err(|e| RoleError::Thread(format!("cannot start a sink worker: {e}")))?;
@@ -204,6 +206,20 @@ fn create(
             source,
         })?;
     Ok(consumer)
+}
+
+/// The decoder of `[consumer] format`, with its schema registry client for the schema'd
+/// formats (configuration made sure they have one).
+fn decoder(settings: &Settings) -> Decoder {
+    let format = settings.consumer.format;
+    let registry = match (&settings.schema_registry, format.schema_framing()) {
+        (Some(registry), Some(_)) => Some(Arc::new(SchemaRegistry::new(
+            &registry.url,
+            registry.timeout,
+        ))),
+        _ => None,
+    };
+    Decoder::new(format, registry)
 }
 
 /// The poll loop, until shutdown or a failure and then until the work in flight finished (or

@@ -16,7 +16,8 @@ use std::time::Duration;
 use super::chunk::Chunk;
 use super::job::{Completion, Finished, Job, Outcome, Part, Progress, Report, Shape};
 use super::tally::Tally;
-use crate::dlq::{self, DeadLetterError, DeadLetters, Rejection};
+use crate::dlq::{self, DeadLetterError, DeadLetters, NotDecoded, Rejection};
+use crate::payload::{Decoder, Payload};
 use crate::shutdown::Shutdown;
 use crate::sink::{Positions, Record, Sink, SinkError, Span};
 use crate::telemetry::clock::Tick;
@@ -32,6 +33,23 @@ pub(crate) struct WorkerShared {
     pub metrics: ConsumerMetrics,
     pub shutdown: Shutdown,
     pub max_record_bytes: usize,
+    /// Decodes values of the consumer's `format`.
+    pub decoder: Decoder,
+}
+
+impl WorkerShared {
+    /// Record `entry` of `chunk` decoded, or why not: a bad record, or a schema registry
+    /// that could not be asked (not the record's fault: the caller fails the call as a sink
+    /// outage would, and the record is tried again later).
+    #[inline]
+    fn decode<'c>(&self, chunk: &'c Chunk, entry: usize) -> Result<Payload<'c>, NotDecoded> {
+        dlq::inspect_with(&self.decoder, chunk.value(entry), self.max_record_bytes)
+    }
+}
+
+/// A schema registry that could not be asked, as the sink failure it is treated like.
+fn registry_down(error: &crate::payload::RegistryError) -> SinkError {
+    SinkError::SchemaRegistry(error.to_string())
 }
 
 /// The workers of one consumer and the way to them. Dropping it closes the inboxes: each
@@ -215,16 +233,20 @@ fn run_each(
             }
             let chunk = &part.chunk;
             let decoded = match dead_letter_first.take() {
-                Some(decided) => Err(decided),
-                None => dlq::inspect(chunk.value(entry), shared.max_record_bytes),
+                Some(decided) => Err(NotDecoded::Rejected(decided)),
+                None => shared.decode(chunk, entry),
             };
             match decoded {
-                Ok(message) => {
+                Err(NotDecoded::RegistryUnavailable(error)) => {
+                    return Outcome::Failed(registry_down(&error));
+                }
+                Ok(payload) => {
                     let e = &chunk.entries()[entry];
                     let record = Record {
+                        topic: &shared.topic,
                         partition: e.partition,
                         offset: e.offset,
-                        message,
+                        payload,
                         key: chunk.key(entry),
                         headers: chunk.headers(entry),
                     };
@@ -248,9 +270,9 @@ fn run_each(
                     }
                     *accepted += 1;
                     now = Tick::now();
-                    tally.processed(&record.message, started, now);
+                    tally.processed(&record.payload, started, now);
                 }
-                Err(rejection) => {
+                Err(NotDecoded::Rejected(rejection)) => {
                     // The copy may take long (the topic refusing writes for a while): what
                     // finished before it is committed meanwhile.
                     report_finished(parts, progress, done);
@@ -306,22 +328,31 @@ fn run_in_runs(
                 return Outcome::Cancelled;
             }
             let decoded = match dead_letter_first.take() {
-                Some(decided) => Err(decided),
-                None => dlq::inspect(chunk.value(entry), shared.max_record_bytes),
+                Some(decided) => Err(NotDecoded::Rejected(decided)),
+                None => shared.decode(chunk, entry),
             };
             match decoded {
-                Ok(message) => {
+                Ok(payload) => {
                     let e = &chunk.entries()[entry];
                     run.push(Record {
+                        topic: &shared.topic,
                         partition: e.partition,
                         offset: e.offset,
-                        message,
+                        payload,
                         key: chunk.key(entry),
                         headers: chunk.headers(entry),
                     });
                     members.push(this);
                 }
-                Err(rejection) => {
+                Err(NotDecoded::RegistryUnavailable(error)) => {
+                    // What came before goes to the sink; this record is tried again later.
+                    if let Err(error) = write_run(sink, &run, tally) {
+                        return Outcome::Failed(error);
+                    }
+                    finish(progress, &mut members, failures, accepted, !run.is_empty());
+                    return Outcome::Failed(registry_down(&error));
+                }
+                Err(NotDecoded::Rejected(rejection)) => {
                     let ran = write_run(sink, &run, tally);
                     if let Err(error) = ran {
                         return Outcome::Failed(error);
@@ -352,7 +383,7 @@ fn write_run(sink: &mut dyn Sink, run: &[Record<'_>], tally: &mut Tally) -> Resu
     }
     let started = Tick::now();
     sink.process_run(run)?;
-    tally.processed_together(run.iter().map(|r| &r.message), started, Tick::now());
+    tally.processed_together(run.iter().map(|r| &r.payload), started, Tick::now());
     Ok(())
 }
 
@@ -398,24 +429,33 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
             }
             let chunk = &part.chunk;
             let e = &chunk.entries()[entry];
-            match dlq::inspect(chunk.value(entry), shared.max_record_bytes) {
-                Ok(message) => {
+            match shared.decode(chunk, entry) {
+                Ok(payload) => {
                     records.push(Record {
+                        topic: &shared.topic,
                         partition: e.partition,
                         offset: e.offset,
-                        message,
+                        payload,
                         key: chunk.key(entry),
                         headers: chunk.headers(entry),
                     });
                     sent.push(this);
                 }
-                Err(rejection) => match dead_letter(chunk, entry, &rejection, shared) {
-                    Ok(()) => progress[this] = Progress::Finished,
-                    Err(outcome) => {
-                        stopped = Some(outcome);
-                        break 'records;
+                Err(NotDecoded::RegistryUnavailable(error)) => {
+                    // The records before it go to the sink; it and those after it are tried
+                    // again, as after a sink outage.
+                    stopped = Some(Outcome::Failed(registry_down(&error)));
+                    break 'records;
+                }
+                Err(NotDecoded::Rejected(rejection)) => {
+                    match dead_letter(chunk, entry, &rejection, shared) {
+                        Ok(()) => progress[this] = Progress::Finished,
+                        Err(outcome) => {
+                            stopped = Some(outcome);
+                            break 'records;
+                        }
                     }
-                },
+                }
             }
             cover(&mut spans, e.partition, part.epoch, e.offset);
         }
@@ -465,7 +505,7 @@ fn observe_batch(metrics: &ConsumerMetrics, records: &[Record<'_>], started: Tic
     metrics.end_to_end_latency.observe_all(
         records
             .iter()
-            .filter_map(|record| super::tally::latency(&record.message, now)),
+            .filter_map(|record| super::tally::latency(&record.payload, now)),
     );
     metrics.processed.inc_by(records.len() as u64);
 }
