@@ -122,6 +122,24 @@ impl Target {
                 })
             }
         };
+        if settings.topic.selection.single().is_none() {
+            return Err(Unfit {
+                key: "topic.name",
+                message: format!(
+                    "is `{}`: a replay reads the dead letters of one topic; give that topic (topic = \"orders\")",
+                    settings.topic.selection
+                ),
+            });
+        }
+        if settings.consumer.format != crate::payload::Format::KafkaMessage {
+            return Err(Unfit {
+                key: "consumer.format",
+                message: format!(
+                    "is {}: a replay sends the seed's messages (kafka_message) through the sink",
+                    settings.consumer.format
+                ),
+            });
+        }
         let Some(dlq_topic) = settings.dlq_topic() else {
             return Err(Unfit {
                 key: "dlq_topic",

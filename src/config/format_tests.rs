@@ -307,9 +307,15 @@ fn topic_selections_that_cannot_work_are_refused_naming_the_key() {
         ),
         (
             Some(Role::Batch),
-            "topic = \"^a.*\"\n",
+            "topic = \"^a.*\"\n[sink]\nkind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"rows\"\n",
             "topic.name",
-            "read one topic in this version",
+            "the postgres sink keeps the consumer's positions for one topic",
+        ),
+        (
+            Some(Role::Single),
+            "topic = [\"a\", \"a.dlq\"]\n",
+            "topic.name",
+            "lists `a.dlq`, the default dead-letter topic of another topic listed",
         ),
     ] {
         let error = refused(role, text);
@@ -325,6 +331,20 @@ fn topic_selections_that_cannot_work_are_refused_naming_the_key() {
     .expect_err("bad pattern")
     .to_string();
     assert!(error.starts_with("`topic.name` (flag --topic)"), "{error}");
+}
+
+#[test]
+fn the_consumers_read_a_list_or_a_pattern() {
+    for role in [Role::Single, Role::Batch] {
+        let list = loaded(Some(role), "topic = [\"orders\", \"refunds\"]\n");
+        assert_eq!(list.topic.selection.subscription(), ["orders", "refunds"]);
+        assert_eq!(
+            list.dead_letter_topic_of("refunds").as_deref(),
+            Some("refunds.dlq")
+        );
+        let pattern = loaded(Some(role), "topic = \"^orders\\\\..*\"\n");
+        assert_eq!(pattern.topic.selection.subscription(), [r"^orders\..*"]);
+    }
 }
 
 #[test]

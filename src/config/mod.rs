@@ -321,9 +321,9 @@ pub struct TopicSettings {
     /// top level as shorthand; see [`topics`]).
     #[serde(rename = "name")]
     pub selection: TopicSelection,
-    /// The one topic of `selection`, for what reads or writes exactly one: the producer, the
-    /// consumer roles (which refuse a list or a pattern for now), their metrics and dead
-    /// letters. Empty for a list or a pattern; filled in by [`load`].
+    /// The one topic of `selection`, for what reads or writes exactly one: the producer, a
+    /// consumer with a sink keeping positions, a replay. Empty for a list or a pattern;
+    /// filled in by [`load`].
     #[serde(skip)]
     pub name: String,
     /// Partitions `topic ensure` creates or expects.

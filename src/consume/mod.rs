@@ -40,6 +40,7 @@ mod offsets;
 mod partitions;
 mod retry;
 mod tally;
+mod tp;
 mod watch;
 mod worker;
 
@@ -137,7 +138,7 @@ fn create(
 ) -> Result<KafkadConsumer, RoleError> {
     let kafka = &settings.resolved_kafka;
     let group = kafka.get("group.id").unwrap_or_default().to_owned();
-    let topic = &settings.topic.name;
+    let topic = settings.topic.selection.to_string();
     let concurrency = settings.consumer.concurrency.get();
     let positions = sink.positions();
     let mut sinks = Vec::with_capacity(concurrency);
@@ -155,7 +156,6 @@ fn create(
         }
     })?;
     let shared = Arc::new(WorkerShared {
-        topic: topic.clone(),
         dead_letters: Arc::new(dead_letters),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
@@ -174,7 +174,6 @@ fn create(
     };
     let engine = Engine::new(
         strategy,
-        topic,
         Partitions::new(settings.consumer.ordering, window),
         workers,
         retry::RetryPolicy::new(&settings.retry),
@@ -186,7 +185,7 @@ fn create(
     let hooks = ConsumerHooks::new(
         ClientLog::new(format!("consumer {group}"), kafka.redactor())
             .with_stats(metrics.client.clone()),
-        topic,
+        &topic,
         &group,
         metrics.clone(),
         kafka.flag("enable.auto.commit") == Some(false),
@@ -199,12 +198,10 @@ fn create(
             client: "consumer",
             source,
         })?;
+    // Names, or one pattern (librdkafka's convention: it starts with `^`).
     consumer
-        .subscribe(&[topic])
-        .map_err(|source| RoleError::Subscribe {
-            topic: topic.clone(),
-            source,
-        })?;
+        .subscribe(&settings.topic.selection.subscription())
+        .map_err(|source| RoleError::Subscribe { topic, source })?;
     Ok(consumer)
 }
 

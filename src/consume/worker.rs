@@ -28,7 +28,6 @@ const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// What every worker of a consumer shares.
 pub(crate) struct WorkerShared {
-    pub topic: String,
     pub dead_letters: Arc<DeadLetters>,
     pub metrics: ConsumerMetrics,
     pub shutdown: Shutdown,
@@ -182,7 +181,7 @@ fn report_finished(parts: &[Part], progress: &mut [Progress], done: &Sender<Repo
             if progress[index] == Progress::Finished {
                 let e = &part.chunk.entries()[entry];
                 finished.push(Finished {
-                    partition: e.partition,
+                    partition: part.lane.tp,
                     epoch: part.epoch,
                     offset: e.offset,
                     size: part.chunk.size(entry),
@@ -243,7 +242,7 @@ fn run_each(
                 Ok(payload) => {
                     let e = &chunk.entries()[entry];
                     let record = Record {
-                        topic: &shared.topic,
+                        topic: &part.topic,
                         partition: e.partition,
                         offset: e.offset,
                         payload,
@@ -256,7 +255,7 @@ fn run_each(
                         next: e.offset + 1,
                     }];
                     let at = Positions {
-                        topic: &shared.topic,
+                        topic: &part.topic,
                         spans: &span,
                         group: group.as_ref().map(|m| &*m.0),
                     };
@@ -276,7 +275,7 @@ fn run_each(
                     // The copy may take long (the topic refusing writes for a while): what
                     // finished before it is committed meanwhile.
                     report_finished(parts, progress, done);
-                    if let Err(outcome) = dead_letter(chunk, entry, &rejection, shared) {
+                    if let Err(outcome) = dead_letter(part, entry, &rejection, shared) {
                         return outcome;
                     }
                     now = Tick::now();
@@ -335,7 +334,7 @@ fn run_in_runs(
                 Ok(payload) => {
                     let e = &chunk.entries()[entry];
                     run.push(Record {
-                        topic: &shared.topic,
+                        topic: &part.topic,
                         partition: e.partition,
                         offset: e.offset,
                         payload,
@@ -360,7 +359,7 @@ fn run_in_runs(
                     finish(progress, &mut members, failures, accepted, !run.is_empty());
                     run.clear();
                     report_finished(parts, progress, done);
-                    if let Err(outcome) = dead_letter(chunk, entry, &rejection, shared) {
+                    if let Err(outcome) = dead_letter(part, entry, &rejection, shared) {
                         return outcome;
                     }
                     progress[this] = Progress::Finished;
@@ -432,7 +431,7 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
             match shared.decode(chunk, entry) {
                 Ok(payload) => {
                     records.push(Record {
-                        topic: &shared.topic,
+                        topic: &part.topic,
                         partition: e.partition,
                         offset: e.offset,
                         payload,
@@ -448,7 +447,7 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
                     break 'records;
                 }
                 Err(NotDecoded::Rejected(rejection)) => {
-                    match dead_letter(chunk, entry, &rejection, shared) {
+                    match dead_letter(part, entry, &rejection, shared) {
                         Ok(()) => progress[this] = Progress::Finished,
                         Err(outcome) => {
                             stopped = Some(outcome);
@@ -461,8 +460,11 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
         }
     }
     if !spans.is_empty() {
+        // A sink keeping positions has a consumer of one topic (configuration sees to it):
+        // the spans are that topic's.
+        let topic = parts.first().map_or("", |part| &*part.topic);
         let at = Positions {
-            topic: &shared.topic,
+            topic,
             spans: &spans,
             group: group.as_ref().map(|m| &*m.0),
         };
@@ -510,14 +512,14 @@ fn observe_batch(metrics: &ConsumerMetrics, records: &[Record<'_>], started: Tic
     metrics.processed.inc_by(records.len() as u64);
 }
 
-/// Copies record `entry` of `chunk` to the dead-letter topic, waiting for the acknowledgement.
+/// Copies record `entry` of `part` to the dead-letter topic, waiting for the acknowledgement.
 fn dead_letter(
-    chunk: &Chunk,
+    part: &Part,
     entry: usize,
     rejection: &Rejection,
     shared: &WorkerShared,
 ) -> Result<(), Outcome> {
-    let original = chunk.original(&shared.topic, entry);
+    let original = part.chunk.original(&part.topic, entry);
     match shared
         .dead_letters
         .send(&original, rejection, &shared.shutdown)
