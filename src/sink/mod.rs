@@ -110,7 +110,8 @@ pub struct Span {
     pub next: i64,
 }
 
-/// What a sink call covers, for a sink keeping positions.
+/// What a sink call covers, for a sink keeping positions: a consumer with such a sink reads one
+/// topic (configuration refuses it a list or a pattern), whose name is `topic`.
 #[derive(Clone, Copy)]
 pub struct Positions<'a> {
     pub topic: &'a str,
