@@ -57,7 +57,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
 use crate::client::ClientLog;
-use crate::config::{Scope, Settings};
+use crate::config::{Scope, Settings, TopicSelection};
 use crate::message::{DecodeError, KafkaMessage};
 use crate::payload::{BadValue, Decoder, Payload, PayloadError, RegistryError, Undecoded};
 use crate::shutdown::Shutdown;
@@ -243,8 +243,13 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 
 /// Routes rejected records of one consumer.
 pub struct DeadLetters {
-    target: Option<(FutureProducer<ClientLog>, String)>,
-    source_topic: String,
+    /// The producer of the copies; `None` with `dlq_topic = ""`.
+    producer: Option<FutureProducer<ClientLog>>,
+    /// `dlq_topic` where set: every copy goes there; unset, each goes to its own record's
+    /// `<topic>.dlq`.
+    fixed: Option<String>,
+    /// The topics the consumer reads: a copy is never written where it would be read again.
+    selection: TopicSelection,
     group: String,
     metrics: ConsumerMetrics,
 }
@@ -256,15 +261,17 @@ impl DeadLetters {
         group: &str,
         metrics: ConsumerMetrics,
     ) -> rdkafka::error::KafkaResult<Self> {
-        let target = match settings.dlq_topic() {
-            None => {
+        let selection = &settings.topic.selection;
+        let fixed = settings.dlq_topic.clone();
+        let producer = match fixed.as_deref() {
+            Some("") => {
                 tracing::warn!(
-                    topic = %settings.topic.name,
+                    topic = %selection,
                     "dead-letter topic disabled (dlq_topic = \"\"): undecodable records will be logged, counted and skipped"
                 );
                 None
             }
-            Some(topic) => {
+            fixed => {
                 let kafka = &settings.resolved_kafka;
                 let mut config = kafka.client_config(Scope::Producer);
                 // The copy must survive like the original: every in-sync replica, no duplicates
@@ -296,16 +303,29 @@ impl DeadLetters {
                     "dead-letter producer",
                     kafka.redactor(),
                 ))?;
-                tracing::info!(dlq_topic = %topic, "dead-lettering undecodable records");
-                Some((producer, topic))
+                match (fixed, selection.single()) {
+                    (Some(dlq), _) => tracing::info!(dlq_topic = %dlq, "dead-lettering undecodable records"),
+                    (None, Some(topic)) => tracing::info!(dlq_topic = %format_args!("{topic}.dlq"), "dead-lettering undecodable records"),
+                    (None, None) => tracing::info!(dlq_topic = "<topic>.dlq", "dead-lettering undecodable records, each to its own topic's dead-letter topic"),
+                }
+                Some(producer)
             }
         };
         Ok(DeadLetters {
-            target,
-            source_topic: settings.topic.name.clone(),
+            producer,
+            fixed,
+            selection: selection.clone(),
             group: group.to_owned(),
             metrics,
         })
+    }
+
+    /// The dead-letter topic of a record of `topic`.
+    pub fn topic_of(&self, topic: &str) -> String {
+        match &self.fixed {
+            Some(fixed) => fixed.clone(),
+            None => format!("{topic}.dlq"),
+        }
     }
 
     /// Copies `record` to the dead-letter topic and waits for the acknowledgement, retrying
@@ -332,7 +352,7 @@ impl DeadLetters {
             Rejection::ProcessingFailed { .. } => "a record the sink could not process",
             _ => "undecodable record",
         };
-        let Some((producer, topic)) = &self.target else {
+        let Some(producer) = &self.producer else {
             tracing::warn!(
                 topic = record.topic(), partition = record.partition(), offset = record.offset(),
                 kind = rejection.kind(), error = %rejection,
@@ -345,6 +365,23 @@ impl DeadLetters {
                 .inc();
             return Ok(());
         };
+        let topic = &self.topic_of(record.topic());
+        if self.selection.selects(topic) {
+            // Only a pattern can get here (configuration refuses a name or a list that holds
+            // its own dead-letter topic): the copy would be read again as a bad record, and
+            // its copy after it, forever.
+            self.metrics.dead_letter_failures.inc();
+            return Err(DeadLetterError::Permanent {
+                topic: record.topic().to_owned(),
+                partition: record.partition(),
+                offset: record.offset(),
+                dlq_topic: topic.clone(),
+                cause: format!(
+                    "the topic pattern `{}` matches the dead-letter topic, so the copy would be read again as a bad record; anchor the pattern (end it with $) or set dlq_topic to a topic it does not match",
+                    self.selection
+                ),
+            });
+        }
         let headers = self.headers(record, rejection);
         let mut backoff = BACKOFF.0;
         loop {
@@ -431,7 +468,7 @@ impl DeadLetters {
         for (key, value) in [
             (header::ERROR, error.as_str()),
             (header::ERROR_KIND, rejection.kind()),
-            (header::SOURCE_TOPIC, self.source_topic.as_str()),
+            (header::SOURCE_TOPIC, record.topic()),
             (header::SOURCE_PARTITION, partition.as_str()),
             (header::SOURCE_OFFSET, offset.as_str()),
             (header::CONSUMER_GROUP, self.group.as_str()),
@@ -456,7 +493,7 @@ impl DeadLetters {
     /// than waited for: its delivery may take up to 30 s to fail, which would hold the
     /// shutdown past `shutdown_timeout`.
     pub fn flush(&self, timeout: Duration) {
-        if let Some((producer, _)) = &self.target {
+        if let Some(producer) = &self.producer {
             let in_flight = producer.in_flight_count();
             if in_flight > 0 {
                 tracing::info!(

@@ -45,6 +45,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::client::ClientLog;
 use crate::config::{RetrySettings, Role, Scope, Settings};
 use crate::dlq::{self, header, Rejection};
+use crate::payload::Payload;
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Record, Sink, SinkError};
 
@@ -121,6 +122,24 @@ impl Target {
                 })
             }
         };
+        if settings.topic.selection.single().is_none() {
+            return Err(Unfit {
+                key: "topic.name",
+                message: format!(
+                    "is `{}`: a replay reads the dead letters of one topic; give that topic (topic = \"orders\")",
+                    settings.topic.selection
+                ),
+            });
+        }
+        if settings.consumer.format != crate::payload::Format::KafkaMessage {
+            return Err(Unfit {
+                key: "consumer.format",
+                message: format!(
+                    "is {}: a replay sends the seed's messages (kafka_message) through the sink",
+                    settings.consumer.format
+                ),
+            });
+        }
         let Some(dlq_topic) = settings.dlq_topic() else {
             return Err(Unfit {
                 key: "dlq_topic",
@@ -567,9 +586,10 @@ impl Replay<'_> {
                 },
             )?;
             let record = Record {
+                topic: &settings.topic.name,
                 partition: source_partition,
                 offset: source_offset,
-                message,
+                payload: Payload::Message(message),
                 key: copy.key(),
                 headers: None,
             };

@@ -89,9 +89,10 @@ fn run_and_check(script: &str, timeout: Duration) -> Result<(), SinkError> {
     let sink = CommandSink::new(&command, timeout);
     let batch: Vec<Record<'static>> = (0..8_000)
         .map(|id| Record {
+            topic: "t",
             partition: 0,
             offset: id,
-            message: KafkaMessage::new(id, "x".repeat(64), "p"),
+            payload: kafkad::payload::Payload::Message(KafkaMessage::new(id, "x".repeat(64), "p")),
             key: None,
             headers: None,
         })

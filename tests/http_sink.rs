@@ -13,9 +13,10 @@ use support::http_server::{Exchange, HttpServer, Reply};
 
 fn record(id: i64) -> Record<'static> {
     Record {
+        topic: "t",
         partition: 0,
         offset: id,
-        message: KafkaMessage::new(id, "c", "p"),
+        payload: kafkad::payload::Payload::Message(KafkaMessage::new(id, "c", "p")),
         key: None,
         headers: None,
     }

@@ -117,7 +117,10 @@ impl FailingSink {
 impl Sink for FailingSink {
     fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
         self.fail()?;
-        self.seen.lock().expect("lock").push(record.into());
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(ProcessedLine::of(record).expect("kafka_message"));
         Ok(())
     }
 
@@ -125,7 +128,7 @@ impl Sink for FailingSink {
         self.seen
             .lock()
             .expect("lock")
-            .extend(batch.iter().map(ProcessedLine::from));
+            .extend(batch.iter().filter_map(ProcessedLine::of));
         self.fail()
     }
 }

@@ -165,9 +165,10 @@ async fn at_least_once_with_a_conflict_key_stores_redeliveries_once() {
 
 fn record(partition: i32, offset: i64, id: i64) -> Record<'static> {
     Record {
+        topic: "t",
         partition,
         offset,
-        message: KafkaMessage::new(id, format!("m{id}"), P),
+        payload: kafkad::payload::Payload::Message(KafkaMessage::new(id, format!("m{id}"), P)),
         key: None,
         headers: None,
     }

@@ -61,8 +61,8 @@ impl CountingSink {
         self.seen += records.len() as u64;
         if let Some(latencies) = &mut self.latencies {
             let now = unix_micros();
-            for record in records {
-                let sent = record.message.timestamp.to_utc().timestamp_micros().max(0) as u64;
+            for record in records.filter_map(Record::message) {
+                let sent = record.timestamp.to_utc().timestamp_micros().max(0) as u64;
                 latencies.push((sent, now.saturating_sub(sent)));
             }
         }

@@ -82,13 +82,31 @@ fn schema_formats_need_a_registry_that_parses() {
     let text = "[consumer]\nformat = \"protobuf\"\n[schema_registry]\nurl = \"http://127.0.0.1:8080/apis/ccompat/v7\"\n";
     let registry = loaded(None, text).schema_registry.expect("configured");
     assert_eq!(registry.timeout, Duration::from_secs(10));
-    // The consumer roles decode the seed's format alone until the engine decodes the others.
-    let error = refused(Some(Role::Batch), text);
-    assert!(
-        error.starts_with("`consumer.format` (file ")
-            && error.contains("decode kafka_message only in this version, not protobuf"),
-        "{error}"
-    );
+    let consumer = loaded(Some(Role::Batch), text);
+    assert_eq!(consumer.consumer.format, Format::Protobuf);
+}
+
+#[test]
+fn the_sinks_writing_the_seeds_message_refuse_other_formats() {
+    for format in ["json", "text", "bytes"] {
+        let sink = "[sink]\nkind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"rows\"\n";
+        let error = refused(
+            Some(Role::Single),
+            &format!("[consumer]\nformat = \"{format}\"\n{sink}"),
+        );
+        assert!(
+            error.starts_with("`consumer.format` (file ")
+                && error.contains(&format!(
+                    "the postgres sink writes the seed's message (kafka_message), not {format}"
+                )),
+            "{error}"
+        );
+        let jsonl = loaded(
+            Some(Role::Single),
+            &format!("[consumer]\nformat = \"{format}\"\n[sink]\nkind = \"jsonl\"\npath = \"/tmp/x.jsonl\"\n"),
+        );
+        assert_eq!(jsonl.consumer.format.as_str(), format);
+    }
 }
 
 #[test]
@@ -289,9 +307,15 @@ fn topic_selections_that_cannot_work_are_refused_naming_the_key() {
         ),
         (
             Some(Role::Batch),
-            "topic = \"^a.*\"\n",
+            "topic = \"^a.*\"\n[sink]\nkind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"rows\"\n",
             "topic.name",
-            "read one topic in this version",
+            "the postgres sink keeps the consumer's positions for one topic",
+        ),
+        (
+            Some(Role::Single),
+            "topic = [\"a\", \"a.dlq\"]\n",
+            "topic.name",
+            "lists `a.dlq`, the default dead-letter topic of another topic listed",
         ),
     ] {
         let error = refused(role, text);
@@ -307,6 +331,20 @@ fn topic_selections_that_cannot_work_are_refused_naming_the_key() {
     .expect_err("bad pattern")
     .to_string();
     assert!(error.starts_with("`topic.name` (flag --topic)"), "{error}");
+}
+
+#[test]
+fn the_consumers_read_a_list_or_a_pattern() {
+    for role in [Role::Single, Role::Batch] {
+        let list = loaded(Some(role), "topic = [\"orders\", \"refunds\"]\n");
+        assert_eq!(list.topic.selection.subscription(), ["orders", "refunds"]);
+        assert_eq!(
+            list.dead_letter_topic_of("refunds").as_deref(),
+            Some("refunds.dlq")
+        );
+        let pattern = loaded(Some(role), "topic = \"^orders\\\\..*\"\n");
+        assert_eq!(pattern.topic.selection.subscription(), [r"^orders\..*"]);
+    }
 }
 
 #[test]

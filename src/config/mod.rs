@@ -321,9 +321,9 @@ pub struct TopicSettings {
     /// top level as shorthand; see [`topics`]).
     #[serde(rename = "name")]
     pub selection: TopicSelection,
-    /// The one topic of `selection`, for what reads or writes exactly one: the producer, the
-    /// consumer roles (which refuse a list or a pattern for now), their metrics and dead
-    /// letters. Empty for a list or a pattern; filled in by [`load`].
+    /// The one topic of `selection`, for what reads or writes exactly one: the producer, a
+    /// consumer with a sink keeping positions, a replay. Empty for a list or a pattern;
+    /// filled in by [`load`].
     #[serde(skip)]
     pub name: String,
     /// Partitions `topic ensure` creates or expects.
@@ -1163,13 +1163,18 @@ fn check_formats(settings: &Settings, tree: &Map<String, Value>) -> Result<(), C
             format!("missing; `consumer.format = \"{consumer_format}\"` takes its schemas from a schema registry ([schema_registry] url = \"http://host:8081\")"),
         );
     }
-    if matches!(settings.role, Some(Role::Single | Role::Batch))
-        && consumer_format != Format::KafkaMessage
-    {
-        return fail(
-            "consumer.format",
-            format!("the single and batch roles decode kafka_message only in this version, not {consumer_format}"),
-        );
+    let message_sink = match &settings.sink {
+        SinkSettings::Postgres(_) => Some("postgres"),
+        SinkSettings::Kafka(_) => Some("kafka"),
+        _ => None,
+    };
+    if let (Some(Role::Single | Role::Batch), Some(sink)) = (settings.role, message_sink) {
+        if consumer_format != Format::KafkaMessage {
+            return fail(
+                "consumer.format",
+                format!("the {sink} sink writes the seed's message (kafka_message), not {consumer_format}; records of other formats go to the jsonl, http, command or log sink"),
+            );
+        }
     }
     if settings.role != Some(Role::Producer) {
         return Ok(());

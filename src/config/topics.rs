@@ -19,7 +19,7 @@ use config::{Map, Value};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{invalid, kafka_topic_name, ConfigError, Role, Settings};
+use super::{invalid, kafka_topic_name, ConfigError, Role, Settings, SinkSettings};
 
 /// The topics a role reads (or, for one topic, writes).
 #[derive(Debug, Clone)]
@@ -203,16 +203,20 @@ pub(super) fn check(settings: &Settings, tree: &Map<String, Value>) -> Result<()
         }
     }
     if let (Some(role), None) = (settings.role, selection.single()) {
-        let what = match role {
-            Role::Producer => "the producer writes one topic",
-            Role::Single | Role::Batch => {
-                "the single and batch roles read one topic in this version"
-            }
+        let refused = match (role, &settings.sink) {
+            (Role::Producer, _) => Some("the producer writes one topic; a list or a pattern is for the consumers, `kafkad topic ensure` (a list) and `kafkad config check`".to_owned()),
+            // Their positions, and the transaction that writes them, are per topic.
+            (Role::Single | Role::Batch, SinkSettings::Postgres(_)) => Some(
+                "the postgres sink keeps the consumer's positions for one topic; read one topic per consumer with it".to_owned(),
+            ),
+            (Role::Single | Role::Batch, SinkSettings::Kafka(_)) => Some(
+                "the kafka sink keeps the consumer's positions for one topic; read one topic per consumer with it".to_owned(),
+            ),
+            (Role::Single | Role::Batch, _) => None,
         };
-        return fail(
-            "topic.name",
-            format!("`{selection}`: {what}; a list or a pattern is for `kafkad topic ensure` (a list) and `kafkad config check`"),
-        );
+        if let Some(why) = refused {
+            return fail("topic.name", format!("`{selection}`: {why}"));
+        }
     }
     for name in selection.names() {
         let Some(dlq) = settings.dead_letter_topic_of(name) else {
@@ -229,6 +233,19 @@ pub(super) fn check(settings: &Settings, tree: &Map<String, Value>) -> Result<()
                     ),
                 ),
             };
+        }
+    }
+    if settings.dlq_topic.is_none() {
+        if let Some(dlq) = selection
+            .names()
+            .iter()
+            .map(|name| format!("{name}.dlq"))
+            .find(|dlq| selection.selects(dlq))
+        {
+            return fail(
+                "topic.name",
+                format!("lists `{dlq}`, the default dead-letter topic of another topic listed: its copies would be read again as bad records, forever; set dlq_topic, or leave `{dlq}` out"),
+            );
         }
     }
     if let Some(dlq) = settings.dlq_topic.as_deref().filter(|dlq| !dlq.is_empty()) {

@@ -24,6 +24,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::commits::CommitRequests;
 use super::engine::Engine;
+use super::partitions::Partitions;
+use super::tp::Tp;
 use crate::client::ClientLog;
 use crate::roles::RoleError;
 use crate::telemetry::clock::Tick;
@@ -36,6 +38,7 @@ pub(crate) type KafkadConsumer = BaseConsumer<ConsumerHooks>;
 /// commit results counted.
 pub(crate) struct ConsumerHooks {
     log: ClientLog,
+    /// The topics read, as configured (one name, a list, or a pattern), for messages.
     pub topic: String,
     pub group: String,
     metrics: ConsumerMetrics,
@@ -87,12 +90,12 @@ impl ConsumerHooks {
         &self,
         consumer: &KafkadConsumer,
         engine: &mut Engine,
-        only: Option<&[i32]>,
+        only: Option<&[Tp]>,
         always: Option<&str>,
     ) {
         let moved = engine.partitions.take_unstored(only);
         if !moved.is_empty() {
-            self.store(consumer, &moved);
+            self.store(consumer, &engine.partitions, &moved);
         }
         match always {
             Some(when) => {
@@ -105,13 +108,13 @@ impl ConsumerHooks {
     }
 
     /// Stores `points` (next offset per partition) for the next commit to send.
-    fn store(&self, consumer: &KafkadConsumer, points: &[(i32, i64)]) {
+    fn store(&self, consumer: &KafkadConsumer, partitions: &Partitions, points: &[(Tp, i64)]) {
         let mut list = TopicPartitionList::with_capacity(points.len());
-        for &(partition, next) in points {
-            if let Err(error) =
-                list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
+        for &(tp, next) in points {
+            let topic = partitions.topic_name(tp);
+            if let Err(error) = list.add_partition_offset(topic, tp.partition, Offset::Offset(next))
             {
-                tracing::error!(partition, next, %error, "cannot build the offset list");
+                tracing::error!(%topic, partition = tp.partition, next, %error, "cannot build the offset list");
                 return;
             }
         }
@@ -121,7 +124,7 @@ impl ConsumerHooks {
             if let Err(error) = element.error() {
                 // A partition revoked meanwhile ("Erroneous state"): its new owner
                 // redelivers from the last commit. Expected during rebalances.
-                tracing::debug!(partition = element.partition(), offset = ?element.offset(), %error, "offset not stored");
+                tracing::debug!(topic = element.topic(), partition = element.partition(), offset = ?element.offset(), %error, "offset not stored");
             }
         }
     }
@@ -151,33 +154,52 @@ impl ConsumerHooks {
     pub fn apply_pauses(&self, consumer: &KafkadConsumer, engine: &mut Engine, now: Tick) {
         let (pause, resume) = engine.partitions.pauses_due(now);
         if !pause.is_empty() {
-            if let Err(error) = consumer.pause(&self.list(&pause)) {
-                tracing::warn!(partitions = ?pause, %error, "cannot pause partitions");
+            let list = list(&engine.partitions, &pause);
+            if let Err(error) = consumer.pause(&list) {
+                tracing::warn!(partitions = %describe(&list), %error, "cannot pause partitions");
             }
             engine.partitions.paused(&pause, true, now);
         }
         if !resume.is_empty() {
-            if let Err(error) = consumer.resume(&self.list(&resume)) {
-                tracing::warn!(partitions = ?resume, %error, "cannot resume partitions");
+            let list = list(&engine.partitions, &resume);
+            if let Err(error) = consumer.resume(&list) {
+                tracing::warn!(partitions = %describe(&list), %error, "cannot resume partitions");
             }
             engine.partitions.paused(&resume, false, now);
         }
     }
+}
 
-    fn list(&self, partitions: &[i32]) -> TopicPartitionList {
-        let mut list = TopicPartitionList::with_capacity(partitions.len());
-        for &partition in partitions {
-            list.add_partition(&self.topic, partition);
-        }
-        list
+/// `partitions` as librdkafka names them.
+fn list(names: &Partitions, partitions: &[Tp]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::with_capacity(partitions.len());
+    for &tp in partitions {
+        list.add_partition(names.topic_name(tp), tp.partition);
     }
+    list
+}
 
-    fn partitions_of(&self, list: &TopicPartitionList) -> Vec<i32> {
-        list.elements_for_topic(&self.topic)
-            .iter()
-            .map(|element| element.partition())
-            .collect()
-    }
+/// The partitions of `list`, of whatever topic, numbering topics not met before.
+fn partitions_of(names: &mut Partitions, list: &TopicPartitionList) -> Vec<Tp> {
+    list.elements()
+        .iter()
+        .map(|element| names.tp(element.topic(), element.partition()))
+        .collect()
+}
+
+/// The partition numbers of `list`, of whatever topic, for log lines.
+fn numbers(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// `topic/partition` of each element, for log lines.
+pub(crate) fn describe(list: &TopicPartitionList) -> String {
+    let parts: Vec<String> = list
+        .elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect();
+    parts.join(" ")
 }
 
 crate::delegate_client_context!(ConsumerHooks, log);
@@ -201,15 +223,22 @@ impl ConsumerContext for ConsumerHooks {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let starts = {
                     let mut engine = self.engine();
-                    engine.assign(&self.partitions_of(list))
+                    let assigned = partitions_of(&mut engine.partitions, list);
+                    let starts = engine.assign(&assigned);
+                    starts
+                        .into_iter()
+                        .map(|(tp, next)| {
+                            (engine.partitions.topic_name(tp).clone(), tp.partition, next)
+                        })
+                        .collect::<Vec<_>>()
                 };
-                for (partition, next) in starts {
+                for (topic, partition, next) in starts {
                     if let Err(error) =
-                        list.set_partition_offset(&self.topic, partition, Offset::Offset(next))
+                        list.set_partition_offset(&topic, partition, Offset::Offset(next))
                     {
-                        tracing::error!(partition, next, %error, "cannot start the partition where the sink says");
+                        tracing::error!(%topic, partition, next, %error, "cannot start the partition where the sink says");
                         self.engine().fail(RoleError::Thread(format!(
-                            "cannot start partition {partition} at offset {next}: {error}"
+                            "cannot start partition {topic}/{partition} at offset {next}: {error}"
                         )));
                     }
                 }
@@ -246,9 +275,9 @@ impl ConsumerContext for ConsumerHooks {
         match rebalance {
             Rebalance::Revoke(list) => {
                 self.metrics.rebalances.inc();
-                let partitions = self.partitions_of(list);
-                tracing::info!(?partitions, "partitions revoked");
+                tracing::info!(partitions = ?numbers(list), topic_partitions = %describe(list), "partitions revoked");
                 let mut engine = self.engine();
+                let partitions = partitions_of(&mut engine.partitions, list);
                 engine.revoke(&partitions);
                 self.store_and_commit(consumer, &mut engine, Some(&partitions), Some("revoke"));
                 engine.forget(&partitions);
@@ -257,7 +286,12 @@ impl ConsumerContext for ConsumerHooks {
                     .set(engine.partitions.assigned().len() as i64);
                 // Their lag is the next owner's to report: a series left behind would freeze at
                 // its last value on this member.
-                self.metrics.client.forget_partitions(&partitions);
+                let elements = list.elements();
+                let gone: Vec<(&str, i32)> = elements
+                    .iter()
+                    .map(|e| (e.topic(), e.partition()))
+                    .collect();
+                self.metrics.client.forget_partitions(&gone);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(error) => tracing::error!(%error, "rebalance error"),
@@ -270,10 +304,10 @@ impl ConsumerContext for ConsumerHooks {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             self.metrics.rebalances.inc();
-            let partitions = self.partitions_of(list);
-            if !partitions.is_empty() {
+            let partitions = numbers(list);
+            if list.count() > 0 {
                 if let Err(error) = consumer.resume(list) {
-                    tracing::warn!(?partitions, %error, "cannot resume newly assigned partitions");
+                    tracing::warn!(topic_partitions = %describe(list), %error, "cannot resume newly assigned partitions");
                 }
             }
             let mut engine = self.engine();
@@ -284,7 +318,7 @@ impl ConsumerContext for ConsumerHooks {
                 .assigned_partitions
                 .set(engine.partitions.assigned().len() as i64);
             self.metrics.health.set_ready(true);
-            tracing::info!(?partitions, "partitions assigned");
+            tracing::info!(?partitions, topic_partitions = %describe(list), "partitions assigned");
         }
     }
 

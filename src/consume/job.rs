@@ -12,13 +12,14 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 
 use super::chunk::Chunk;
 use super::retry::Failures;
+use super::tp::Tp;
 use crate::dlq::{DeadLetterError, Rejection};
 use crate::sink::SinkError;
 
 /// Records that must reach the sink in order: one partition, or one key of one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Lane {
-    pub partition: i32,
+    pub tp: Tp,
     /// A hash of the record key with `ordering = "key"`; 0 otherwise.
     pub key: u64,
 }
@@ -39,6 +40,8 @@ pub(crate) enum Shape {
 #[derive(Debug)]
 pub(crate) struct Part {
     pub lane: Lane,
+    /// The name of the lane's topic.
+    pub topic: Arc<str>,
     pub epoch: u64,
     pub chunk: Chunk,
 }
@@ -143,8 +146,8 @@ impl Job {
     }
 
     /// The partitions the job holds records of.
-    pub fn partitions(&self) -> Vec<i32> {
-        let mut partitions: Vec<i32> = self.parts.iter().map(|p| p.lane.partition).collect();
+    pub fn partitions(&self) -> Vec<Tp> {
+        let mut partitions: Vec<Tp> = self.parts.iter().map(|p| p.lane.tp).collect();
         partitions.sort_unstable();
         partitions.dedup();
         partitions
@@ -200,7 +203,7 @@ pub(crate) struct Completion {
 /// A record finished while its job goes on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Finished {
-    pub partition: i32,
+    pub partition: Tp,
     pub epoch: u64,
     pub offset: i64,
     /// Key and value bytes it held.

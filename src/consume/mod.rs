@@ -41,6 +41,7 @@ mod offsets;
 mod partitions;
 mod retry;
 mod tally;
+mod tp;
 mod watch;
 mod worker;
 
@@ -53,6 +54,7 @@ use rdkafka::message::BorrowedMessage;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings};
 use crate::dlq::DeadLetters;
+use crate::payload::{Decoder, SchemaRegistry};
 use crate::roles::{ConsumerReport, RoleError};
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
@@ -141,7 +143,7 @@ fn create(
 ) -> Result<KafkadConsumer, RoleError> {
     let kafka = &settings.resolved_kafka;
     let group = kafka.get("group.id").unwrap_or_default().to_owned();
-    let topic = &settings.topic.name;
+    let topic = settings.topic.selection.to_string();
     let concurrency = settings.consumer.concurrency.get();
     let positions = sink.positions();
     let mut sinks = Vec::with_capacity(concurrency);
@@ -159,11 +161,11 @@ fn create(
         }
     })?;
     let shared = Arc::new(WorkerShared {
-        topic: topic.clone(),
         dead_letters: Arc::new(dead_letters),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
         max_record_bytes: settings.max_record_bytes.get(),
+        decoder: decoder(settings),
     });
     let workers = Workers::start(sinks, Arc::clone(&shared))
         .map_err(|e| RoleError::Thread(format!("cannot start a sink worker: {e}")))?;
@@ -177,7 +179,6 @@ fn create(
     };
     let engine = Engine::new(
         strategy,
-        topic,
         Partitions::new(settings.consumer.ordering, window),
         workers,
         retry::RetryPolicy::new(&settings.retry),
@@ -189,7 +190,7 @@ fn create(
     let hooks = ConsumerHooks::new(
         ClientLog::new(format!("consumer {group}"), kafka.redactor())
             .with_stats(metrics.client.clone()),
-        topic,
+        &topic,
         &group,
         metrics.clone(),
         kafka.flag("enable.auto.commit") == Some(false),
@@ -202,13 +203,25 @@ fn create(
             client: "consumer",
             source,
         })?;
+    // Names, or one pattern (librdkafka's convention: it starts with `^`).
     consumer
-        .subscribe(&[topic])
-        .map_err(|source| RoleError::Subscribe {
-            topic: topic.clone(),
-            source,
-        })?;
+        .subscribe(&settings.topic.selection.subscription())
+        .map_err(|source| RoleError::Subscribe { topic, source })?;
     Ok(consumer)
+}
+
+/// The decoder of `[consumer] format`, with its schema registry client for the schema'd
+/// formats (configuration made sure they have one).
+fn decoder(settings: &Settings) -> Decoder {
+    let format = settings.consumer.format;
+    let registry = match (&settings.schema_registry, format.schema_framing()) {
+        (Some(registry), Some(_)) => Some(Arc::new(SchemaRegistry::new(
+            &registry.url,
+            registry.timeout,
+        ))),
+        _ => None,
+    };
+    Decoder::new(format, registry)
 }
 
 /// The poll loop, until shutdown or a failure and then until the work in flight finished (or

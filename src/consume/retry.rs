@@ -120,7 +120,10 @@ impl RetryPolicy {
             return give_up;
         }
         let attempts_used = failures.attempts >= self.settings.max_attempts.get();
-        let outage = accepted == failures.accepted_then;
+        // The schema registry is down or not: records whose schemas are cached decoding
+        // meanwhile say nothing about it, so its failures always count as an outage.
+        let outage =
+            accepted == failures.accepted_then || matches!(error, SinkError::SchemaRegistry(_));
         let waited_enough = now.passed(failures.first_at, self.settings.max_elapsed);
         // Only a dead-letter copy waits for evidence: taking a batch apart loses nothing, and
         // an operator who chose to stop wants to hear of the failure, not of an outage a day on.

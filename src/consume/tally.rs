@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::message::KafkaMessage;
+use crate::payload::Payload;
 use crate::telemetry::clock::Tick;
 use crate::telemetry::histogram::LocalHistogram;
 use crate::telemetry::metrics::ConsumerMetrics;
@@ -15,8 +15,13 @@ pub(crate) fn unix_micros_now() -> i64 {
 }
 
 /// The end-to-end latency in seconds of a message processed at `now` ([`unix_micros_now`]):
-/// `now` minus the message's own timestamp; none for a timestamp in the future.
-pub(crate) fn latency(message: &KafkaMessage<'_>, now: i64) -> Option<f64> {
+/// `now` minus the message's own timestamp; none for a timestamp in the future, and none for
+/// a record of another format than `kafka_message`, which carries no timestamp of its own.
+#[inline]
+pub(crate) fn latency(payload: &Payload<'_>, now: i64) -> Option<f64> {
+    let Payload::Message(message) = payload else {
+        return None;
+    };
     let age = now - message.timestamp.unix_micros();
     (age >= 0).then(|| age as f64 / 1e6)
 }
@@ -56,7 +61,7 @@ impl Tally {
     }
 
     /// One message processed from `started` to `ended`.
-    pub fn processed(&mut self, message: &KafkaMessage<'_>, started: Tick, ended: Tick) {
+    pub fn processed(&mut self, message: &Payload<'_>, started: Tick, ended: Tick) {
         let mut since = ended.nanos_since(self.published);
         if u128::from(since) >= PUBLISH_INTERVAL.as_nanos() {
             self.publish_now();
@@ -77,7 +82,7 @@ impl Tally {
     /// (the call's), a latency each.
     pub fn processed_together<'m>(
         &mut self,
-        messages: impl Iterator<Item = &'m KafkaMessage<'m>>,
+        messages: impl Iterator<Item = &'m Payload<'m>>,
         started: Tick,
         ended: Tick,
     ) {

@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::KafkadConsumer;
 use super::engine::Engine;
+use super::tp::Tp;
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 
@@ -41,8 +42,8 @@ struct Ends {
 /// What the probe and the polling thread share.
 #[derive(Debug, Default)]
 struct Shared {
-    assigned: Vec<i32>,
-    ends: HashMap<i32, Ends>,
+    assigned: Vec<(Tp, Arc<str>)>,
+    ends: HashMap<Tp, Ends>,
 }
 
 /// The probe: a thread asking the brokers about the assigned partitions.
@@ -109,17 +110,22 @@ fn ask(consumer: &KafkadConsumer, shared: &Mutex<Shared>) {
     if assigned.is_empty() {
         return;
     }
-    let topic = consumer.context().topic.clone();
     let mut list = TopicPartitionList::with_capacity(assigned.len());
-    for &partition in &assigned {
-        list.add_partition(&topic, partition);
+    for (tp, topic) in &assigned {
+        list.add_partition(topic, tp.partition);
     }
-    let committed: HashMap<i32, i64> = match consumer.committed_offsets(list, PROBE_TIMEOUT) {
+    let tp_of = |topic: &str, partition: i32| {
+        assigned
+            .iter()
+            .find(|(tp, name)| tp.partition == partition && &**name == topic)
+            .map(|(tp, _)| *tp)
+    };
+    let committed: HashMap<Tp, i64> = match consumer.committed_offsets(list, PROBE_TIMEOUT) {
         Ok(list) => list
             .elements()
             .iter()
             .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => Some((e.partition(), offset)),
+                Offset::Offset(offset) => Some((tp_of(e.topic(), e.partition())?, offset)),
                 _ => None,
             })
             .collect(),
@@ -128,20 +134,22 @@ fn ask(consumer: &KafkadConsumer, shared: &Mutex<Shared>) {
             return;
         }
     };
-    for partition in assigned {
-        match consumer.fetch_watermarks(&topic, partition, PROBE_TIMEOUT) {
+    for (tp, topic) in assigned {
+        match consumer.fetch_watermarks(&topic, tp.partition, PROBE_TIMEOUT) {
             Ok((low, high)) => {
                 let ends = Ends {
                     low,
                     high,
-                    committed: committed.get(&partition).copied(),
+                    committed: committed.get(&tp).copied(),
                     at: Instant::now(),
                 };
                 if let Ok(mut shared) = shared.lock() {
-                    shared.ends.insert(partition, ends);
+                    shared.ends.insert(tp, ends);
                 }
             }
-            Err(error) => tracing::debug!(partition, %error, "cannot read the partition's end"),
+            Err(error) => {
+                tracing::debug!(%topic, partition = tp.partition, %error, "cannot read the partition's end")
+            }
         }
     }
 }
@@ -204,9 +212,9 @@ pub(crate) struct Watch {
     /// A partition the group never committed starts at its beginning.
     from_earliest: bool,
     /// Since when each partition has had records to read that did not arrive.
-    behind_since: HashMap<i32, Tick>,
+    behind_since: HashMap<Tp, Tick>,
     /// Partitions already reported as not delivering.
-    reported: Vec<i32>,
+    reported: Vec<Tp>,
 }
 
 impl Watch {
@@ -232,7 +240,12 @@ impl Watch {
             metrics.health.set_ready(true);
         }
         let mut shared = probe.shared();
-        shared.assigned = engine.partitions.assigned();
+        let partitions = &engine.partitions;
+        shared.assigned = partitions
+            .assigned()
+            .into_iter()
+            .map(|tp| (tp, Arc::clone(partitions.topic_name(tp))))
+            .collect();
         let mut total = Some(0);
         let mut longest_wait = Duration::ZERO;
         let mut waiting = Vec::new();
@@ -261,7 +274,8 @@ impl Watch {
             );
             match reading.lag {
                 Some(lag) => {
-                    metrics.client.set_lag(partition, lag);
+                    let topic = engine.partitions.topic_name(partition);
+                    metrics.client.set_lag(topic, partition.partition, lag);
                     total = total.map(|t| t + lag);
                 }
                 None => total = None,
@@ -283,7 +297,8 @@ impl Watch {
         for &partition in &waiting {
             if !self.reported.contains(&partition) {
                 tracing::error!(
-                    partition,
+                    topic = %engine.partitions.topic_name(partition),
+                    partition = partition.partition,
                     stall_timeout = ?self.stall_timeout,
                     "partition has records to read and none arrived within stall_timeout, though kafkad does not hold it paused; /healthz reports the consumer stalled"
                 );

@@ -16,7 +16,8 @@ use std::time::Duration;
 use super::chunk::Chunk;
 use super::job::{Completion, Finished, Job, Outcome, Part, Progress, Report, Shape};
 use super::tally::Tally;
-use crate::dlq::{self, DeadLetterError, DeadLetters, Rejection};
+use crate::dlq::{self, DeadLetterError, DeadLetters, NotDecoded, Rejection};
+use crate::payload::{Decoder, Payload};
 use crate::shutdown::Shutdown;
 use crate::sink::{Positions, Record, Sink, SinkError, Span};
 use crate::telemetry::clock::Tick;
@@ -27,11 +28,27 @@ const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// What every worker of a consumer shares.
 pub(crate) struct WorkerShared {
-    pub topic: String,
     pub dead_letters: Arc<DeadLetters>,
     pub metrics: ConsumerMetrics,
     pub shutdown: Shutdown,
     pub max_record_bytes: usize,
+    /// Decodes values of the consumer's `format`.
+    pub decoder: Decoder,
+}
+
+impl WorkerShared {
+    /// Record `entry` of `chunk` decoded, or why not: a bad record, or a schema registry
+    /// that could not be asked (not the record's fault: the caller fails the call as a sink
+    /// outage would, and the record is tried again later).
+    #[inline]
+    fn decode<'c>(&self, chunk: &'c Chunk, entry: usize) -> Result<Payload<'c>, NotDecoded> {
+        dlq::inspect_with(&self.decoder, chunk.value(entry), self.max_record_bytes)
+    }
+}
+
+/// A schema registry that could not be asked, as the sink failure it is treated like.
+fn registry_down(error: &crate::payload::RegistryError) -> SinkError {
+    SinkError::SchemaRegistry(error.to_string())
 }
 
 /// The workers of one consumer and the way to them. Dropping it closes the inboxes: each
@@ -164,7 +181,7 @@ fn report_finished(parts: &[Part], progress: &mut [Progress], done: &Sender<Repo
             if progress[index] == Progress::Finished {
                 let e = &part.chunk.entries()[entry];
                 finished.push(Finished {
-                    partition: e.partition,
+                    partition: part.lane.tp,
                     epoch: part.epoch,
                     offset: e.offset,
                     size: part.chunk.size(entry),
@@ -215,16 +232,20 @@ fn run_each(
             }
             let chunk = &part.chunk;
             let decoded = match dead_letter_first.take() {
-                Some(decided) => Err(decided),
-                None => dlq::inspect(chunk.value(entry), shared.max_record_bytes),
+                Some(decided) => Err(NotDecoded::Rejected(decided)),
+                None => shared.decode(chunk, entry),
             };
             match decoded {
-                Ok(message) => {
+                Err(NotDecoded::RegistryUnavailable(error)) => {
+                    return Outcome::Failed(registry_down(&error));
+                }
+                Ok(payload) => {
                     let e = &chunk.entries()[entry];
                     let record = Record {
+                        topic: &part.topic,
                         partition: e.partition,
                         offset: e.offset,
-                        message,
+                        payload,
                         key: chunk.key(entry),
                         headers: chunk.headers(entry),
                     };
@@ -234,7 +255,7 @@ fn run_each(
                         next: e.offset + 1,
                     }];
                     let at = Positions {
-                        topic: &shared.topic,
+                        topic: &part.topic,
                         spans: &span,
                         group: group.as_ref().map(|m| &*m.0),
                     };
@@ -248,13 +269,13 @@ fn run_each(
                     }
                     *accepted += 1;
                     now = Tick::now();
-                    tally.processed(&record.message, started, now);
+                    tally.processed(&record.payload, started, now);
                 }
-                Err(rejection) => {
+                Err(NotDecoded::Rejected(rejection)) => {
                     // The copy may take long (the topic refusing writes for a while): what
                     // finished before it is committed meanwhile.
                     report_finished(parts, progress, done);
-                    if let Err(outcome) = dead_letter(chunk, entry, &rejection, shared) {
+                    if let Err(outcome) = dead_letter(part, entry, &rejection, shared) {
                         return outcome;
                     }
                     now = Tick::now();
@@ -306,22 +327,31 @@ fn run_in_runs(
                 return Outcome::Cancelled;
             }
             let decoded = match dead_letter_first.take() {
-                Some(decided) => Err(decided),
-                None => dlq::inspect(chunk.value(entry), shared.max_record_bytes),
+                Some(decided) => Err(NotDecoded::Rejected(decided)),
+                None => shared.decode(chunk, entry),
             };
             match decoded {
-                Ok(message) => {
+                Ok(payload) => {
                     let e = &chunk.entries()[entry];
                     run.push(Record {
+                        topic: &part.topic,
                         partition: e.partition,
                         offset: e.offset,
-                        message,
+                        payload,
                         key: chunk.key(entry),
                         headers: chunk.headers(entry),
                     });
                     members.push(this);
                 }
-                Err(rejection) => {
+                Err(NotDecoded::RegistryUnavailable(error)) => {
+                    // What came before goes to the sink; this record is tried again later.
+                    if let Err(error) = write_run(sink, &run, tally) {
+                        return Outcome::Failed(error);
+                    }
+                    finish(progress, &mut members, failures, accepted, !run.is_empty());
+                    return Outcome::Failed(registry_down(&error));
+                }
+                Err(NotDecoded::Rejected(rejection)) => {
                     let ran = write_run(sink, &run, tally);
                     if let Err(error) = ran {
                         return Outcome::Failed(error);
@@ -329,7 +359,7 @@ fn run_in_runs(
                     finish(progress, &mut members, failures, accepted, !run.is_empty());
                     run.clear();
                     report_finished(parts, progress, done);
-                    if let Err(outcome) = dead_letter(chunk, entry, &rejection, shared) {
+                    if let Err(outcome) = dead_letter(part, entry, &rejection, shared) {
                         return outcome;
                     }
                     progress[this] = Progress::Finished;
@@ -352,7 +382,7 @@ fn write_run(sink: &mut dyn Sink, run: &[Record<'_>], tally: &mut Tally) -> Resu
     }
     let started = Tick::now();
     sink.process_run(run)?;
-    tally.processed_together(run.iter().map(|r| &r.message), started, Tick::now());
+    tally.processed_together(run.iter().map(|r| &r.payload), started, Tick::now());
     Ok(())
 }
 
@@ -398,31 +428,43 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
             }
             let chunk = &part.chunk;
             let e = &chunk.entries()[entry];
-            match dlq::inspect(chunk.value(entry), shared.max_record_bytes) {
-                Ok(message) => {
+            match shared.decode(chunk, entry) {
+                Ok(payload) => {
                     records.push(Record {
+                        topic: &part.topic,
                         partition: e.partition,
                         offset: e.offset,
-                        message,
+                        payload,
                         key: chunk.key(entry),
                         headers: chunk.headers(entry),
                     });
                     sent.push(this);
                 }
-                Err(rejection) => match dead_letter(chunk, entry, &rejection, shared) {
-                    Ok(()) => progress[this] = Progress::Finished,
-                    Err(outcome) => {
-                        stopped = Some(outcome);
-                        break 'records;
+                Err(NotDecoded::RegistryUnavailable(error)) => {
+                    // The records before it go to the sink; it and those after it are tried
+                    // again, as after a sink outage.
+                    stopped = Some(Outcome::Failed(registry_down(&error)));
+                    break 'records;
+                }
+                Err(NotDecoded::Rejected(rejection)) => {
+                    match dead_letter(part, entry, &rejection, shared) {
+                        Ok(()) => progress[this] = Progress::Finished,
+                        Err(outcome) => {
+                            stopped = Some(outcome);
+                            break 'records;
+                        }
                     }
-                },
+                }
             }
             cover(&mut spans, e.partition, part.epoch, e.offset);
         }
     }
     if !spans.is_empty() {
+        // A sink keeping positions has a consumer of one topic (configuration sees to it):
+        // the spans are that topic's.
+        let topic = parts.first().map_or("", |part| &*part.topic);
         let at = Positions {
-            topic: &shared.topic,
+            topic,
             spans: &spans,
             group: group.as_ref().map(|m| &*m.0),
         };
@@ -465,19 +507,19 @@ fn observe_batch(metrics: &ConsumerMetrics, records: &[Record<'_>], started: Tic
     metrics.end_to_end_latency.observe_all(
         records
             .iter()
-            .filter_map(|record| super::tally::latency(&record.message, now)),
+            .filter_map(|record| super::tally::latency(&record.payload, now)),
     );
     metrics.processed.inc_by(records.len() as u64);
 }
 
-/// Copies record `entry` of `chunk` to the dead-letter topic, waiting for the acknowledgement.
+/// Copies record `entry` of `part` to the dead-letter topic, waiting for the acknowledgement.
 fn dead_letter(
-    chunk: &Chunk,
+    part: &Part,
     entry: usize,
     rejection: &Rejection,
     shared: &WorkerShared,
 ) -> Result<(), Outcome> {
-    let original = chunk.original(&shared.topic, entry);
+    let original = part.chunk.original(&part.topic, entry);
     match shared
         .dead_letters
         .send(&original, rejection, &shared.shutdown)

@@ -267,7 +267,7 @@ pub async fn run_consumer(
     let span = tracing::info_span!(
         "role",
         role = role.role().as_str(),
-        topic = %settings.topic.name,
+        topic = %settings.topic.selection,
         group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
     );
     let summary = tokio::spawn(

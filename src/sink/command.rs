@@ -1,6 +1,9 @@
 //! The `command` sink: runs a program per message (single consumer) or per batch (batch
-//! consumer), writing the messages to its standard input as JSON lines; exit status 0 means
-//! processed.
+//! consumer), writing the records to its standard input as JSON lines; exit status 0 means
+//! processed. A line is what [`payload::line::write_command_line`](crate::payload::line)
+//! makes of a record: for `kafka_message` the message itself, for every other format the
+//! line the `jsonl` sink writes (the value with its topic, partition, offset, key and
+//! headers).
 //!
 //! One process per call, not one long-lived process: the exit status is then an unambiguous
 //! verdict on exactly the messages given, a timeout can kill the run without leaving a
@@ -32,6 +35,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Record, Sink, SinkError};
+use crate::payload::line::write_command_line;
 
 /// How much of the standard error of a failed run the error keeps, in characters.
 const STDERR_KEPT: usize = 512;
@@ -362,7 +366,8 @@ impl Sink for CommandSink {
     }
 
     fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
-        let mut input = record.message.encode();
+        let mut input = Vec::with_capacity(160);
+        write_command_line(&mut input, &record.origin(), &record.payload);
         input.push(b'\n');
         self.run(&input)
     }
@@ -370,7 +375,7 @@ impl Sink for CommandSink {
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
         let mut input = Vec::with_capacity(batch.len() * 160);
         for record in batch {
-            record.message.encode_into(&mut input);
+            write_command_line(&mut input, &record.origin(), &record.payload);
             input.push(b'\n');
         }
         self.run(&input)
@@ -381,12 +386,14 @@ impl Sink for CommandSink {
 mod tests {
     use super::*;
     use crate::message::KafkaMessage;
+    use crate::payload::Payload;
 
     fn record(id: i64) -> Record<'static> {
         Record {
+            topic: "t",
             partition: 0,
             offset: id,
-            message: KafkaMessage::new(id, "c", "p"),
+            payload: Payload::Message(KafkaMessage::new(id, "c", "p")),
             key: None,
             headers: None,
         }

@@ -1,5 +1,8 @@
-//! The `http` sink: POSTs each message (single consumer) or each batch as one JSON array
-//! (batch consumer) to a URL. Any 2xx answer means processed.
+//! The `http` sink: POSTs each record's value (single consumer) or each batch's as one JSON
+//! array (batch consumer) to a URL. Any 2xx answer means processed. The value is what
+//! [`payload::line::write_value`](crate::payload::line::write_value) makes of it: the
+//! message for `kafka_message`, the value itself for `json` and the schema'd formats, a JSON
+//! string for `text`, a base64 string for `bytes`.
 //!
 //! A blocking client on purpose ([`ureq`]): sinks run on the consumer's own thread, which may
 //! block, and a blocking call needs no runtime. The agent keeps idle connections open
@@ -23,6 +26,8 @@ use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use super::{HttpAnswer, Record, Sink, SinkError};
+use crate::payload::line::write_value;
+use crate::payload::Payload;
 
 /// How much of an error answer's body the error keeps.
 const BODY_KEPT: usize = 512;
@@ -131,10 +136,10 @@ fn parse_retry_after(value: &str, date: Option<&str>, now: SystemTime) -> Option
 }
 
 impl Sink for HttpSink {
-    /// The message as the JSON object it was produced as.
+    /// The value as JSON: a message as the JSON object it was produced as.
     fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
         self.body.clear();
-        record.message.encode_into(&mut self.body);
+        value_into(&mut self.body, &record.payload);
         self.post()
     }
 
@@ -148,7 +153,7 @@ impl Sink for HttpSink {
         }))
     }
 
-    /// The batch as one JSON array of messages, in batch order.
+    /// The batch as one JSON array of values, in batch order.
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
         self.body.clear();
         self.body.push(b'[');
@@ -156,10 +161,19 @@ impl Sink for HttpSink {
             if n > 0 {
                 self.body.push(b',');
             }
-            record.message.encode_into(&mut self.body);
+            value_into(&mut self.body, &record.payload);
         }
         self.body.push(b']');
         self.post()
+    }
+}
+
+/// Appends the JSON of a record's value; the seed's message through its own encoder, the
+/// same bytes [`write_value`] gives, without serde's indirection.
+fn value_into(body: &mut Vec<u8>, payload: &Payload<'_>) {
+    match payload {
+        Payload::Message(message) => message.encode_into(body),
+        other => write_value(body, other),
     }
 }
 

@@ -1,5 +1,8 @@
-//! The `jsonl` sink: appends `{"producer_id","message_id","partition","offset"}` per processed
-//! message to a file, so that runs can be reconciled.
+//! The `jsonl` sink: appends one JSON line per processed record to a file: its value with
+//! its topic, partition, offset, key and headers, as [`payload::line`](crate::payload::line)
+//! defines it for every format. For the seed's `kafka_message` a line starts with
+//! `{"producer_id","message_id","partition","offset"`, so that runs can be reconciled
+//! ([`ProcessedLine`] reads it back).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -9,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::{Record, Sink, SinkError};
+use crate::payload::line::write_line;
 
-/// What the jsonl sink writes per message; reconciliation reads it back.
+/// What reconciliation reads back of a `kafka_message` record's line (the line carries more:
+/// its topic, key and headers, which this ignores).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProcessedLine {
     pub producer_id: String,
@@ -19,14 +24,15 @@ pub struct ProcessedLine {
     pub offset: i64,
 }
 
-impl From<&Record<'_>> for ProcessedLine {
-    fn from(record: &Record<'_>) -> Self {
-        ProcessedLine {
-            producer_id: record.message.producer_id.clone().into_owned(),
-            message_id: record.message.message_id,
+impl ProcessedLine {
+    /// The line of a `kafka_message` record; `None` for a record of another format.
+    pub fn of(record: &Record<'_>) -> Option<Self> {
+        record.message().map(|message| ProcessedLine {
+            producer_id: message.producer_id.clone().into_owned(),
+            message_id: message.message_id,
             partition: record.partition,
             offset: record.offset,
-        }
+        })
     }
 }
 
@@ -61,12 +67,14 @@ impl JsonlSink {
     fn write_all(&self, records: &[Record<'_>]) -> Result<(), SinkError> {
         // A poisoned lock means a worker panicked mid-write; the buffer may hold a partial
         // line, which the flush below still hands to the file. Nothing better can be done.
+        let mut lines = Vec::with_capacity(records.len() * 160);
+        for record in records {
+            write_line(&mut lines, &record.origin(), &record.payload);
+            lines.push(b'\n');
+        }
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let written: std::io::Result<()> = records.iter().try_for_each(|record| {
-            serde_json::to_writer(&mut *writer, &ProcessedLine::from(record))?;
-            writer.write_all(b"\n")
-        });
-        written
+        writer
+            .write_all(&lines)
             .and_then(|()| writer.flush())
             .map_err(|source| SinkError::Write {
                 path: self.path.clone(),
@@ -103,12 +111,14 @@ impl Sink for JsonlSink {
 mod tests {
     use super::*;
     use crate::message::KafkaMessage;
+    use crate::payload::Payload;
 
     fn record(id: i64, offset: i64) -> Record<'static> {
         Record {
+            topic: "t",
             partition: 2,
             offset,
-            message: KafkaMessage::new(id, "c", "p-1"),
+            payload: Payload::Message(KafkaMessage::new(id, "c", "p-1")),
             key: None,
             headers: None,
         }
@@ -140,6 +150,29 @@ mod tests {
                 offset: 12
             }
         );
+    }
+
+    #[test]
+    fn a_record_of_any_format_is_its_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("out.jsonl");
+        let mut sink = JsonlSink::create(&path).expect("create");
+        let record = Record {
+            topic: "orders.eu",
+            partition: 1,
+            offset: 7,
+            payload: Payload::Json(std::borrow::Cow::Owned(
+                serde_json::value::RawValue::from_string(r#"{"a":[1]}"#.to_owned()).expect("json"),
+            )),
+            key: Some(b"k"),
+            headers: None,
+        };
+        sink.process_run(std::slice::from_ref(&record))
+            .expect("write");
+        let mut expected = Vec::new();
+        write_line(&mut expected, &record.origin(), &record.payload);
+        expected.push(b'\n');
+        assert_eq!(std::fs::read(&path).expect("read"), expected);
     }
 
     #[test]

@@ -144,12 +144,12 @@ impl KafkaSink {
     }
 
     /// Queues every record of `batch` for the output topic.
-    fn send(&mut self, topic: &str, batch: &[Record<'_>]) -> Result<(), SinkError> {
+    fn send(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
         let output = self.shared.output.clone();
         let producer = self.producer()?;
         for record in batch {
-            let value = record.message.encode();
-            let headers = source_headers(record.headers, topic, record);
+            let value = record.expect_message("kafka")?.encode();
+            let headers = source_headers(record.headers, record);
             let mut out = BaseRecord::<[u8], [u8]>::to(&output)
                 .payload(&value)
                 .headers(headers);
@@ -171,8 +171,8 @@ impl KafkaSink {
     }
 
     /// At-least-once: send and wait for every acknowledgement.
-    fn produce(&mut self, topic: &str, batch: &[Record<'_>]) -> Result<(), SinkError> {
-        self.send(topic, batch)?;
+    fn produce(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
+        self.send(batch)?;
         let timeout = self.shared.timeout;
         let producer = self.producer()?;
         producer
@@ -212,7 +212,7 @@ impl KafkaSink {
             .begin_transaction()
             .map_err(|e| failed("beginning a transaction", &e, true))?;
         let outcome = self
-            .send(at.topic, batch)
+            .send(batch)
             .and_then(|()| self.commit(at, group, timeout));
         if let Err(error) = outcome {
             if let Some(producer) = &self.producer {
@@ -257,7 +257,7 @@ impl KafkaSink {
 }
 
 /// The record's own headers, then where it came from.
-fn source_headers(own: Option<&OwnedHeaders>, topic: &str, record: &Record<'_>) -> OwnedHeaders {
+fn source_headers(own: Option<&OwnedHeaders>, record: &Record<'_>) -> OwnedHeaders {
     use rdkafka::message::Headers;
     let mut headers = OwnedHeaders::new_with_capacity(own.map_or(0, |h| h.count()) + 3);
     if let Some(own) = own {
@@ -265,7 +265,7 @@ fn source_headers(own: Option<&OwnedHeaders>, topic: &str, record: &Record<'_>) 
     }
     let (partition, offset) = (record.partition.to_string(), record.offset.to_string());
     for (key, value) in [
-        ("kafkad.source.topic", topic),
+        ("kafkad.source.topic", record.topic),
         ("kafkad.source.partition", partition.as_str()),
         ("kafkad.source.offset", offset.as_str()),
     ] {
@@ -316,11 +316,11 @@ fn transaction_error(what: &str, error: &KafkaError) -> SinkError {
 
 impl Sink for KafkaSink {
     fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
-        self.produce(&self.shared.output.clone(), std::slice::from_ref(record))
+        self.produce(std::slice::from_ref(record))
     }
 
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
-        self.produce(&self.shared.output.clone(), batch)
+        self.produce(batch)
     }
 
     fn process_at(&mut self, record: &Record<'_>, at: &Positions<'_>) -> Result<(), SinkError> {
@@ -334,7 +334,7 @@ impl Sink for KafkaSink {
     ) -> Result<(), SinkError> {
         match self.shared.exactly_once {
             true => self.transaction(batch, at),
-            false => self.produce(at.topic, batch),
+            false => self.produce(batch),
         }
     }
 

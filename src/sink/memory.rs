@@ -5,13 +5,44 @@ use std::sync::{Arc, Mutex};
 use super::{ProcessedLine, Record, Sink, SinkError};
 
 /// Collects processed lines in memory, shared between the consumers of one group (and the
-/// workers of each): what the demo and the tests reconcile against the producers.
+/// workers of each): what the demo and the tests reconcile against the producers. A
+/// `kafka_message` record is kept as its [`ProcessedLine`]; a record of another format as
+/// the JSON line the `jsonl` sink would write ([`others`](Self::others)).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink {
     lines: Arc<Mutex<Vec<ProcessedLine>>>,
+    others: Arc<Mutex<Vec<String>>>,
 }
 
 impl MemorySink {
+    /// The lines of the records of formats other than `kafka_message`, as the `jsonl` sink
+    /// writes them.
+    pub fn others(&self) -> Vec<String> {
+        self.others.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn keep(&self, records: &[Record<'_>]) {
+        let mut others = Vec::new();
+        if let Ok(mut lines) = self.lines.lock() {
+            for record in records {
+                match ProcessedLine::of(record) {
+                    Some(line) => lines.push(line),
+                    None => others.push(record),
+                }
+            }
+        }
+        if others.is_empty() {
+            return;
+        }
+        if let Ok(mut kept) = self.others.lock() {
+            for record in others {
+                let mut line = Vec::new();
+                crate::payload::line::write_line(&mut line, &record.origin(), &record.payload);
+                kept.push(String::from_utf8_lossy(&line).into_owned());
+            }
+        }
+    }
+
     /// Everything processed so far.
     pub fn lines(&self) -> Vec<ProcessedLine> {
         self.lines.lock().map(|l| l.clone()).unwrap_or_default()
@@ -29,16 +60,12 @@ impl MemorySink {
 
 impl Sink for MemorySink {
     fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
-        if let Ok(mut lines) = self.lines.lock() {
-            lines.push(record.into());
-        }
+        self.keep(std::slice::from_ref(record));
         Ok(())
     }
 
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
-        if let Ok(mut lines) = self.lines.lock() {
-            lines.extend(batch.iter().map(ProcessedLine::from));
-        }
+        self.keep(batch);
         Ok(())
     }
 
@@ -59,13 +86,15 @@ impl Sink for MemorySink {
 mod tests {
     use super::*;
     use crate::message::KafkaMessage;
+    use crate::payload::Payload;
 
     #[test]
     fn clones_share_lines() {
         let record = |id| Record {
+            topic: "t",
             partition: 0,
             offset: id,
-            message: KafkaMessage::new(id, "c", "p"),
+            payload: Payload::Message(KafkaMessage::new(id, "c", "p")),
             key: None,
             headers: None,
         };

@@ -47,17 +47,55 @@ pub use memory::MemorySink;
 
 use crate::config::{Role, Settings, SinkSettings};
 use crate::message::KafkaMessage;
+use crate::payload::line::Origin;
+use crate::payload::Payload;
 
-/// One decoded record with its position.
+/// One decoded record with where it came from.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
+    /// The topic it was read from (a consumer may read several).
+    pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
-    pub message: KafkaMessage<'a>,
+    /// The value, decoded by the consumer's `format`.
+    pub payload: Payload<'a>,
     /// The record's key as it was in Kafka, if it had one (a sink producing to Kafka keeps it).
     pub key: Option<&'a [u8]>,
     /// Its headers as they were in Kafka, if it had any.
     pub headers: Option<&'a rdkafka::message::OwnedHeaders>,
+}
+
+impl<'a> Record<'a> {
+    /// The seed's message, where the consumer's format is `kafka_message`.
+    pub fn message(&self) -> Option<&KafkaMessage<'a>> {
+        match &self.payload {
+            Payload::Message(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Where the record came from and what it carries besides its value, for
+    /// [`payload::line`](crate::payload::line).
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            topic: self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key,
+            headers: self.headers,
+        }
+    }
+
+    /// The seed's message, or [`SinkError::Rejected`] for a sink that takes only that format
+    /// (configuration refuses it any other, so this is a guard, not a path).
+    pub fn expect_message(&self, sink: &str) -> Result<&KafkaMessage<'a>, SinkError> {
+        self.message().ok_or_else(|| {
+            SinkError::Rejected(format!(
+                "the {sink} sink takes kafka_message records only, and {}/{}@{} is another format",
+                self.topic, self.partition, self.offset
+            ))
+        })
+    }
 }
 
 /// Where one partition's records in a sink call end, for a sink keeping positions.
@@ -72,7 +110,8 @@ pub struct Span {
     pub next: i64,
 }
 
-/// What a sink call covers, for a sink keeping positions.
+/// What a sink call covers, for a sink keeping positions: a consumer with such a sink reads one
+/// topic (configuration refuses it a list or a pattern), whose name is `topic`.
 #[derive(Clone, Copy)]
 pub struct Positions<'a> {
     pub topic: &'a str,
@@ -234,6 +273,10 @@ pub enum SinkError {
     /// records are not this call's to write; they were not written.
     #[error("not written: {0}")]
     Fenced(String),
+    /// The schema registry could not be asked for a record's schema (down, unreachable,
+    /// answering 5xx): not the record's fault, so it waits like a downstream outage.
+    #[error("cannot decode the record: {0}")]
+    SchemaRegistry(String),
 }
 
 /// What a non-2xx HTTP answer said besides its status.
@@ -265,7 +308,7 @@ pub const COMMAND_REJECTS: i32 = 65;
 impl SinkError {
     /// Every [`kind`](Self::kind): the kinds `kafkad_processing_failures_total` shows, each
     /// at 0 until a sink fails that way.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "io",
         "http_status",
         "http_transport",
@@ -277,6 +320,7 @@ impl SinkError {
         "fenced",
         "database",
         "kafka",
+        "schema_registry",
     ];
 
     /// Whether the same call may succeed later: timeouts, refused or broken connections,
@@ -300,7 +344,8 @@ impl SinkError {
             | SinkError::HttpTransport { .. }
             | SinkError::CommandSpawn { .. }
             | SinkError::CommandRun { .. }
-            | SinkError::CommandTimeout { .. } => true,
+            | SinkError::CommandTimeout { .. }
+            | SinkError::SchemaRegistry(_) => true,
         }
     }
 
@@ -327,6 +372,7 @@ impl SinkError {
             SinkError::Fenced(_) => "fenced",
             SinkError::Database { .. } => "database",
             SinkError::Produce { .. } => "kafka",
+            SinkError::SchemaRegistry(_) => "schema_registry",
         }
     }
 }
@@ -459,6 +505,7 @@ mod tests {
                 reason: String::new(),
                 retryable: true,
             },
+            SinkError::SchemaRegistry(String::new()),
         ];
         // Without a wildcard arm, a new variant does not compile here until it is added above.
         for error in &one_of_each {
@@ -474,7 +521,8 @@ mod tests {
                 | SinkError::Rejected(_)
                 | SinkError::Fenced(_)
                 | SinkError::Database { .. }
-                | SinkError::Produce { .. } => {}
+                | SinkError::Produce { .. }
+                | SinkError::SchemaRegistry(_) => {}
             }
         }
         let kinds: std::collections::BTreeSet<&str> =

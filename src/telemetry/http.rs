@@ -109,7 +109,8 @@ pub fn role_registry(settings: &Settings, role: Role, metrics: &RoleMetrics) -> 
         (Cow::Borrowed("role"), Cow::Borrowed(role.as_str())),
         (
             Cow::Borrowed("topic"),
-            Cow::Owned(settings.topic.name.clone()),
+            // The topic, or the list or pattern of a consumer of several.
+            Cow::Owned(settings.topic.selection.to_string()),
         ),
     ];
     if role != Role::Producer {

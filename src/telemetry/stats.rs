@@ -19,8 +19,12 @@ use rdkafka::Statistics;
 
 use super::health::Health;
 
+/// A partition of a topic the consumer reads. The topic is `source_topic`: every series of a
+/// role carries `topic` already, the topics it was configured with (one name, a list or a
+/// pattern), and two partitions 0 of two topics must not be one series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PartitionLabel {
+    pub source_topic: String,
     pub partition: i32,
 }
 
@@ -73,17 +77,23 @@ impl ClientStats {
         );
     }
 
-    /// Drops the lag series of partitions this consumer no longer holds.
-    pub fn forget_partitions(&self, partitions: &[i32]) {
-        for &partition in partitions {
-            self.consumer_lag.remove(&PartitionLabel { partition });
+    /// Drops the lag series of partitions (topic, partition) this consumer no longer holds.
+    pub fn forget_partitions(&self, partitions: &[(&str, i32)]) {
+        for &(topic, partition) in partitions {
+            self.consumer_lag.remove(&PartitionLabel {
+                source_topic: topic.to_owned(),
+                partition,
+            });
         }
     }
 
-    /// The lag of `partition`.
-    pub fn set_lag(&self, partition: i32, lag: i64) {
+    /// The lag of `partition` of `topic`.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         self.consumer_lag
-            .get_or_create(&PartitionLabel { partition })
+            .get_or_create(&PartitionLabel {
+                source_topic: topic.to_owned(),
+                partition,
+            })
             .set(lag);
     }
 

@@ -30,10 +30,12 @@ impl Engine {
             Failures::again,
         );
         let next = self.policy.next(unit, &error, failures, self.accepted, now);
-        let (partition, offset) = job.first_pending().map_or((-1, -1), |(_, part, entry)| {
-            let e = &part.chunk.entries()[entry];
-            (e.partition, e.offset)
-        });
+        let (topic, partition, offset) =
+            job.first_pending()
+                .map_or((String::new(), -1, -1), |(_, part, entry)| {
+                    let e = &part.chunk.entries()[entry];
+                    (part.topic.to_string(), e.partition, e.offset)
+                });
         let what = match job.shape {
             Shape::Each => "a record".to_owned(),
             Shape::Batch => format!("a batch of {} records", job.len()),
@@ -41,7 +43,7 @@ impl Engine {
         };
         let place = Place {
             what: &what,
-            topic: &self.topic,
+            topic: &topic,
             partition,
             offset,
         };
@@ -74,7 +76,7 @@ impl Engine {
             }
             Next::Stop => {
                 self.fail(RoleError::ProcessingFailed {
-                    what: format!("{what} ({}/{partition}@{offset})", self.topic),
+                    what: format!("{what} ({topic}/{partition}@{offset})"),
                     attempts: failures.attempts,
                     source: error,
                 });
@@ -91,7 +93,7 @@ impl Engine {
         let current = job
             .parts
             .iter()
-            .any(|part| self.partitions.is_current(part.lane.partition, part.epoch));
+            .any(|part| self.partitions.is_current(part.lane.tp, part.epoch));
         if current {
             self.fail(RoleError::Sink(error));
         } else {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::job::{Completion, Finished, Job, Membership, Outcome, Part, Progress, Report, Shape};
 use super::partitions::Partitions;
 use super::retry::RetryPolicy;
+use super::tp::Tp;
 use super::worker::{WorkerShared, Workers};
 use crate::config::BatchSettings;
 use crate::dlq::DeadLetters;
@@ -50,11 +51,10 @@ struct Waiting {
 /// The engine of one consumer.
 pub(crate) struct Engine {
     strategy: Strategy,
-    topic: String,
     pub(super) partitions: Partitions,
     workers: Workers,
     /// For each busy worker, the partitions its job holds and the job's cancel flag.
-    out: HashMap<usize, (Vec<i32>, Arc<AtomicBool>)>,
+    out: HashMap<usize, (Vec<Tp>, Arc<AtomicBool>)>,
     waiting: Vec<Waiting>,
     /// Jobs to send on as soon as a worker is idle (after a decision about a failure).
     ready: VecDeque<Job>,
@@ -77,7 +77,6 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         strategy: Strategy,
-        topic: &str,
         partitions: Partitions,
         workers: Workers,
         policy: RetryPolicy,
@@ -88,7 +87,6 @@ impl Engine {
     ) -> Self {
         Engine {
             strategy,
-            topic: topic.to_owned(),
             partitions,
             workers,
             out: HashMap::new(),
@@ -214,14 +212,20 @@ impl Engine {
 
     /// The next job of the role's strategy, if one is due.
     fn next_job(&mut self, now: Tick, queue_drained: bool) -> Option<Job> {
-        let part = |(lane, epoch, chunk)| Part { lane, epoch, chunk };
+        let part =
+            |partitions: &Partitions, (lane, epoch, chunk): (super::job::Lane, u64, _)| Part {
+                topic: Arc::clone(partitions.topic_name(lane.tp)),
+                lane,
+                epoch,
+                chunk,
+            };
         match &self.strategy {
             Strategy::Single if self.stopping => None,
             Strategy::Single => {
                 // Everything the lane holds: handing over costs the same for one record or a
                 // window's worth, and a long job reports what it finished as it goes.
                 let taken = self.partitions.take(usize::MAX)?;
-                Some(Job::new(Shape::Each, vec![part(taken)]))
+                Some(Job::new(Shape::Each, vec![part(&self.partitions, taken)]))
             }
             Strategy::Batch(limits) => {
                 let (min, max) = (limits.min_size.get(), limits.max_size.get());
@@ -242,7 +246,7 @@ impl Engine {
                         break;
                     };
                     taken += next.2.len();
-                    parts.push(part(next));
+                    parts.push(part(&self.partitions, next));
                 }
                 (!parts.is_empty()).then(|| Job::new(Shape::Batch, parts))
             }
@@ -330,8 +334,7 @@ impl Engine {
                         (e.offset, part.chunk.size(entry))
                     })
                 });
-            self.partitions
-                .finish(part.lane.partition, part.epoch, finished);
+            self.partitions.finish(part.lane.tp, part.epoch, finished);
         }
     }
 
@@ -354,8 +357,7 @@ impl Engine {
     /// is left.
     fn current(&mut self, mut job: Job) -> Option<Job> {
         let partitions = &self.partitions;
-        let dropped =
-            job.retain_parts(|part| partitions.is_current(part.lane.partition, part.epoch));
+        let dropped = job.retain_parts(|part| partitions.is_current(part.lane.tp, part.epoch));
         for lane in dropped {
             self.partitions.free(lane);
         }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Instant;
 
 use super::{Engine, Waiting};
+use crate::consume::tp::Tp;
 use crate::roles::RoleError;
 use crate::telemetry::clock::Tick;
 
@@ -12,12 +13,37 @@ impl Engine {
     /// Newly assigned `partitions` start from a fresh state. Where a sink keeps positions,
     /// it claims them and says where each starts (`None`: the claim failed, and the consumer
     /// stops; they are left to start where Kafka says, but nothing of them is processed).
-    pub fn assign(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
+    pub fn assign(&mut self, partitions: &[Tp]) -> Vec<(Tp, i64)> {
         let assigned = self.partitions.assign(partitions, Tick::now());
         let Some(store) = &mut self.positions else {
             return Vec::new();
         };
-        match store.claim(&self.topic, &assigned) {
+        // A sink keeping positions claims per topic.
+        let mut topics: Vec<u32> = assigned.iter().map(|(tp, _)| tp.topic).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let claimed: Result<Vec<(Tp, i64)>, _> =
+            topics
+                .into_iter()
+                .try_fold(Vec::new(), |mut starts, topic| {
+                    let name = self.partitions.topic_name(Tp {
+                        topic,
+                        partition: 0,
+                    });
+                    let of_topic: Vec<(i32, u64)> = assigned
+                        .iter()
+                        .filter(|(tp, _)| tp.topic == topic)
+                        .map(|&(tp, epoch)| (tp.partition, epoch))
+                        .collect();
+                    let claimed = store.claim(name, &of_topic)?;
+                    starts.extend(
+                        claimed
+                            .into_iter()
+                            .map(|(partition, next)| (Tp { topic, partition }, next)),
+                    );
+                    Ok(starts)
+                });
+        match claimed {
             Ok(starts) => {
                 tracing::info!(
                     ?starts,
@@ -36,7 +62,7 @@ impl Engine {
     /// `partitions` are being revoked: drop what of them is not with a worker, wait up to
     /// `drain_timeout` for what is, and return. The caller then stores and commits their
     /// commit points and forgets them ([`forget`](Self::forget)).
-    pub fn revoke(&mut self, partitions: &[i32]) {
+    pub fn revoke(&mut self, partitions: &[Tp]) {
         self.partitions.begin_revoke(partitions);
         for waiting in std::mem::take(&mut self.waiting) {
             for part in &waiting.job.parts {
@@ -79,14 +105,14 @@ impl Engine {
     }
 
     /// Whether a worker holds records of any of `partitions`.
-    fn holds_any(&self, partitions: &[i32]) -> bool {
+    fn holds_any(&self, partitions: &[Tp]) -> bool {
         self.out
             .values()
             .any(|(held, _)| held.iter().any(|p| partitions.contains(p)))
     }
 
     /// Forgets revoked `partitions`.
-    pub fn forget(&mut self, partitions: &[i32]) {
+    pub fn forget(&mut self, partitions: &[Tp]) {
         self.partitions.remove(partitions);
     }
 }

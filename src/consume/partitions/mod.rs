@@ -28,6 +28,7 @@ use rdkafka::Message;
 use super::chunk::Chunk;
 use super::job::Lane;
 use super::offsets::OffsetTracker;
+use super::tp::{TopicNames, Tp};
 use crate::config::ProcessingOrder;
 use crate::telemetry::clock::Tick;
 
@@ -85,10 +86,12 @@ impl PartitionState {
     }
 }
 
-/// The assigned partitions.
+/// The assigned partitions, of every topic the consumer reads.
 #[derive(Debug)]
 pub(crate) struct Partitions {
-    map: BTreeMap<i32, PartitionState>,
+    map: BTreeMap<Tp, PartitionState>,
+    /// The topics met so far: what a [`Tp`]'s topic number stands for.
+    names: TopicNames,
     ordering: ProcessingOrder,
     window: Window,
     /// Lanes that are not busy and hold records, in the order they became so.
@@ -108,6 +111,7 @@ impl Partitions {
     pub fn new(ordering: ProcessingOrder, window: Window) -> Self {
         Partitions {
             map: BTreeMap::new(),
+            names: TopicNames::default(),
             ordering,
             window,
             ready: VecDeque::new(),
@@ -118,9 +122,23 @@ impl Partitions {
         }
     }
 
+    /// The topic and partition `topic`/`partition` stands for, numbering the topic if it is
+    /// new.
+    pub fn tp(&mut self, topic: &str, partition: i32) -> Tp {
+        Tp {
+            topic: self.names.intern(topic),
+            partition,
+        }
+    }
+
+    /// The name of the topic of `tp`.
+    pub fn topic_name(&self, tp: Tp) -> &std::sync::Arc<str> {
+        self.names.name(tp.topic)
+    }
+
     /// Fresh states for newly assigned `partitions` (resumed by the caller); their
     /// assignment numbers.
-    pub fn assign(&mut self, partitions: &[i32], now: Tick) -> Vec<(i32, u64)> {
+    pub fn assign(&mut self, partitions: &[Tp], now: Tick) -> Vec<(Tp, u64)> {
         let mut assigned = Vec::with_capacity(partitions.len());
         for &partition in partitions {
             let epoch = self.next_epoch;
@@ -147,7 +165,7 @@ impl Partitions {
 
     /// Starts revoking `partitions`: their records not sent to a worker are dropped (the next
     /// owner reads them again from the last commit) and nothing more of them is sent.
-    pub fn begin_revoke(&mut self, partitions: &[i32]) {
+    pub fn begin_revoke(&mut self, partitions: &[Tp]) {
         for partition in partitions {
             if let Some(state) = self.map.get_mut(partition) {
                 state.revoking = true;
@@ -160,54 +178,59 @@ impl Partitions {
                 }
             }
         }
-        self.ready
-            .retain(|lane| !partitions.contains(&lane.partition));
+        self.ready.retain(|lane| !partitions.contains(&lane.tp));
     }
 
     /// Forgets revoked `partitions`.
-    pub fn remove(&mut self, partitions: &[i32]) {
+    pub fn remove(&mut self, partitions: &[Tp]) {
         for partition in partitions {
             self.map.remove(partition);
         }
     }
 
     #[cfg(test)]
-    pub fn get(&self, partition: i32) -> Option<&PartitionState> {
+    pub fn get(&self, partition: Tp) -> Option<&PartitionState> {
         self.map.get(&partition)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &PartitionState)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (Tp, &PartitionState)> + '_ {
         self.map.iter().map(|(&p, s)| (p, s))
     }
 
-    pub fn assigned(&self) -> Vec<i32> {
+    pub fn assigned(&self) -> Vec<Tp> {
         self.map.keys().copied().collect()
     }
 
     /// Whether work of `partition` from assignment `epoch` still counts.
-    pub fn is_current(&self, partition: i32, epoch: u64) -> bool {
+    pub fn is_current(&self, partition: Tp, epoch: u64) -> bool {
         self.map
             .get(&partition)
             .is_some_and(|s| s.epoch == epoch && !s.revoking)
     }
 
-    /// The lane `record` belongs to.
-    fn lane_of<M: Message>(&self, record: &M) -> Lane {
+    /// The lane `record` belongs to; `None` for a record of a topic never assigned.
+    #[inline]
+    fn lane_of<M: Message>(&self, record: &M) -> Option<Lane> {
         let key = match self.ordering {
             ProcessingOrder::Partition => 0,
             ProcessingOrder::Key => record.key().map_or(0, key_hash),
         };
-        Lane {
-            partition: record.partition(),
+        Some(Lane {
+            tp: Tp {
+                topic: self.names.find(record.topic())?,
+                partition: record.partition(),
+            },
             key,
-        }
+        })
     }
 
     /// Takes a record in hand. Returns false for a record that is not ours to take (its
     /// partition not assigned, or read again).
     pub fn receive<M: Message>(&mut self, record: &M, now: Tick) -> bool {
-        let lane = self.lane_of(record);
-        let Some(state) = self.map.get_mut(&lane.partition) else {
+        let Some(lane) = self.lane_of(record) else {
+            return false;
+        };
+        let Some(state) = self.map.get_mut(&lane.tp) else {
             return false;
         };
         if state.revoking || !state.offsets.receive(record.offset()) {
@@ -247,14 +270,14 @@ impl Partitions {
     }
 
     fn lane(&self, lane: &Lane) -> Option<&LaneState> {
-        self.map.get(&lane.partition)?.lanes.get(&lane.key)
+        self.map.get(&lane.tp)?.lanes.get(&lane.key)
     }
 
     /// The next ready lane's records, at most `limit` of them, with the partition's epoch;
     /// the lane is busy until [`free`](Self::free).
     pub fn take(&mut self, limit: usize) -> Option<(Lane, u64, Chunk)> {
         while let Some(lane) = self.ready.pop_front() {
-            let Some(state) = self.map.get_mut(&lane.partition) else {
+            let Some(state) = self.map.get_mut(&lane.tp) else {
                 continue;
             };
             let epoch = state.epoch;
@@ -290,7 +313,7 @@ impl Partitions {
 
     /// The job of `lane` is over: its records wait no longer.
     pub fn free(&mut self, lane: Lane) {
-        let Some(state) = self.map.get_mut(&lane.partition) else {
+        let Some(state) = self.map.get_mut(&lane.tp) else {
             return;
         };
         let Some(hand) = state.lanes.get_mut(&lane.key) else {
@@ -315,7 +338,7 @@ impl Partitions {
 
     /// A lane starts or stops waiting for a retry.
     pub fn set_waiting(&mut self, lane: Lane, waiting: bool) {
-        if let Some(state) = self.map.get_mut(&lane.partition) {
+        if let Some(state) = self.map.get_mut(&lane.tp) {
             match waiting {
                 true => state.waiting_lanes += 1,
                 false => state.waiting_lanes = state.waiting_lanes.saturating_sub(1),
@@ -327,7 +350,7 @@ impl Partitions {
     /// bytes they held.
     pub fn finish(
         &mut self,
-        partition: i32,
+        partition: Tp,
         epoch: u64,
         finished: impl IntoIterator<Item = (i64, usize)>,
     ) {
@@ -342,7 +365,7 @@ impl Partitions {
     }
 
     /// Commit points that moved since last stored, now counted as stored.
-    pub fn take_unstored(&mut self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+    pub fn take_unstored(&mut self, only: Option<&[Tp]>) -> Vec<(Tp, i64)> {
         let mut moved = Vec::new();
         for (&partition, state) in &mut self.map {
             if only.is_some_and(|only| !only.contains(&partition)) {
@@ -373,7 +396,7 @@ impl Partitions {
     /// Notes which partitions are full at `now`, and returns those whose pause state must
     /// change: (to pause, to resume). The caller applies them and reports back with
     /// [`paused`](Self::paused).
-    pub fn pauses_due(&mut self, now: Tick) -> (Vec<i32>, Vec<i32>) {
+    pub fn pauses_due(&mut self, now: Tick) -> (Vec<Tp>, Vec<Tp>) {
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
         let by_lane_wait = self.ordering == ProcessingOrder::Partition;
         for (&partition, state) in &mut self.map {
@@ -401,7 +424,7 @@ impl Partitions {
     }
 
     /// `partitions` were paused (`true`) or resumed at `now`.
-    pub fn paused(&mut self, partitions: &[i32], paused: bool, now: Tick) {
+    pub fn paused(&mut self, partitions: &[Tp], paused: bool, now: Tick) {
         for partition in partitions {
             if let Some(state) = self.map.get_mut(partition) {
                 state.paused = paused;
