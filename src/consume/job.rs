@@ -14,7 +14,8 @@ use super::chunk::Chunk;
 use super::retry::Failures;
 use super::tp::Tp;
 use crate::dlq::{DeadLetterError, Rejection};
-use crate::sink::SinkError;
+use crate::payload::Payload;
+use crate::sink::{Record, SinkError};
 
 /// Records that must reach the sink in order: one partition, or one key of one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +45,21 @@ pub(crate) struct Part {
     pub topic: Arc<str>,
     pub epoch: u64,
     pub chunk: Chunk,
+}
+
+impl Part {
+    /// The chunk's record at `entry`, its value decoded into `payload`, as a sink receives it.
+    pub fn record<'a>(&'a self, entry: usize, payload: Payload<'a>) -> Record<'a> {
+        let e = &self.chunk.entries()[entry];
+        Record {
+            topic: &self.topic,
+            partition: e.partition,
+            offset: e.offset,
+            payload,
+            key: self.chunk.key(entry),
+            headers: self.chunk.headers(entry),
+        }
+    }
 }
 
 /// Where each record of a job stands.

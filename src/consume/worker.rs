@@ -240,19 +240,11 @@ fn run_each(
                     return Outcome::Failed(registry_down(&error));
                 }
                 Ok(payload) => {
-                    let e = &chunk.entries()[entry];
-                    let record = Record {
-                        topic: &part.topic,
-                        partition: e.partition,
-                        offset: e.offset,
-                        payload,
-                        key: chunk.key(entry),
-                        headers: chunk.headers(entry),
-                    };
+                    let record = part.record(entry, payload);
                     let span = [Span {
-                        partition: e.partition,
+                        partition: record.partition,
                         assignment: part.epoch,
-                        next: e.offset + 1,
+                        next: record.offset + 1,
                     }];
                     let at = Positions {
                         topic: &part.topic,
@@ -332,15 +324,7 @@ fn run_in_runs(
             };
             match decoded {
                 Ok(payload) => {
-                    let e = &chunk.entries()[entry];
-                    run.push(Record {
-                        topic: &part.topic,
-                        partition: e.partition,
-                        offset: e.offset,
-                        payload,
-                        key: chunk.key(entry),
-                        headers: chunk.headers(entry),
-                    });
+                    run.push(part.record(entry, payload));
                     members.push(this);
                 }
                 Err(NotDecoded::RegistryUnavailable(error)) => {
@@ -430,14 +414,7 @@ fn run_batch(sink: &mut dyn Sink, job: &mut Job, shared: &WorkerShared) -> Outco
             let e = &chunk.entries()[entry];
             match shared.decode(chunk, entry) {
                 Ok(payload) => {
-                    records.push(Record {
-                        topic: &part.topic,
-                        partition: e.partition,
-                        offset: e.offset,
-                        payload,
-                        key: chunk.key(entry),
-                        headers: chunk.headers(entry),
-                    });
+                    records.push(part.record(entry, payload));
                     sent.push(this);
                 }
                 Err(NotDecoded::RegistryUnavailable(error)) => {
