@@ -5,7 +5,7 @@
 //! ([`ProcessedLine`] reads it back).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -36,51 +36,70 @@ impl ProcessedLine {
     }
 }
 
-/// Appends one JSON line per processed message. Each call ends with the lines handed to the
-/// kernel (`flush`), so a killed process loses nothing it reported processed.
+/// Appends one JSON line per processed message. Each call hands its lines to the kernel in
+/// one `write` before it returns, so a killed process loses nothing it reported processed.
 ///
-/// Every worker of a consumer ([`Sink::another`]) writes through the same buffered file under
-/// one lock: lines of two calls never interleave, whatever their size.
+/// Every worker of a consumer ([`Sink::another`]) writes to the same file under one lock:
+/// lines of two calls never interleave, whatever their size.
+///
+/// A process killed in the middle of a write (a large one can be cut short) leaves its last
+/// line incomplete. Those records were not acknowledged, so they are written again, whole,
+/// after the restart; and a sink opening a file whose last line has no end first ends it, so
+/// the cut line stays a line of its own rather than running into the next record's. A reader
+/// skips a line that is not complete JSON.
 #[derive(Clone)]
 pub struct JsonlSink {
     path: PathBuf,
-    writer: Arc<Mutex<BufWriter<File>>>,
+    file: Arc<Mutex<File>>,
 }
 
 impl JsonlSink {
     pub fn create(path: &Path) -> Result<Self, SinkError> {
-        let file = OpenOptions::new()
+        let open = |source| SinkError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
-            .map_err(|source| SinkError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(open)?;
+        if !ends_a_line(&mut file).map_err(open)? {
+            file.write_all(b"\n").map_err(open)?;
+        }
         Ok(JsonlSink {
             path: path.to_owned(),
-            writer: Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, file))),
+            file: Arc::new(Mutex::new(file)),
         })
     }
 
-    /// Writes `records` and flushes, under the lock.
+    /// Writes `records`' lines in one go, under the lock.
     fn write_all(&self, records: &[Record<'_>]) -> Result<(), SinkError> {
-        // A poisoned lock means a worker panicked mid-write; the buffer may hold a partial
-        // line, which the flush below still hands to the file. Nothing better can be done.
         let mut lines = Vec::with_capacity(records.len() * 160);
         for record in records {
             write_line(&mut lines, &record.origin(), &record.payload);
             lines.push(b'\n');
         }
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer
-            .write_all(&lines)
-            .and_then(|()| writer.flush())
-            .map_err(|source| SinkError::Write {
-                path: self.path.clone(),
-                source,
-            })
+        // A poisoned lock means a worker panicked while it held it, between whole writes:
+        // the file is as sound as ever.
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(&lines).map_err(|source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
+}
+
+/// Whether `file` is empty or its last byte ends a line.
+fn ends_a_line(file: &mut File) -> std::io::Result<bool> {
+    if file.seek(SeekFrom::End(0))? == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 impl Sink for JsonlSink {
@@ -173,6 +192,26 @@ mod tests {
         write_line(&mut expected, &record.origin(), &record.payload);
         expected.push(b'\n');
         assert_eq!(std::fs::read(&path).expect("read"), expected);
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_stays_a_line_of_its_own() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("out.jsonl");
+        let cut = r#"{"producer_id":"p-1","message_id":1,"par"#;
+        std::fs::write(&path, cut).expect("a file a killed process left");
+        let mut sink = JsonlSink::create(&path).expect("create");
+        sink.process(&record(1, 10)).expect("process");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], cut);
+        let line: ProcessedLine = serde_json::from_str(lines[1]).expect("the next line is whole");
+        assert_eq!((line.message_id, line.offset), (1, 10));
+        assert_eq!(lines.len(), 2);
+        // A file that ends its last line is left as it is.
+        drop(sink);
+        JsonlSink::create(&path).expect("reopen");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
     }
 
     #[test]

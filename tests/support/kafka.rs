@@ -234,8 +234,25 @@ impl KafkaCluster {
     }
 
     /// `kafka-topics --describe` of `topic`, as printed.
+    ///
+    /// Asked again (up to three times in all) when the tool's admin client reaches no broker
+    /// within its own timeout: on two loaded cores a broker just restarted can take that long
+    /// to answer, and the question is safe to repeat.
     pub fn describe_topic(&self, topic: &str) -> String {
-        self.tool("kafka-topics", &["--describe", "--topic", topic])
+        let args = ["tool", "kafka-topics", "--describe", "--topic", topic];
+        for _ in 1..3 {
+            let output = self.script(&args);
+            if output.status.success() {
+                return String::from_utf8_lossy(&output.stdout).into_owned();
+            }
+            if !String::from_utf8_lossy(&output.stderr)
+                .contains("Timed out waiting for a node assignment")
+            {
+                break;
+            }
+            println!("kafka-topics --describe reached no broker in time; asking again");
+        }
+        self.script_ok(&args)
     }
 
     /// Leader, replicas and in-sync replicas of each partition of `topic`.
