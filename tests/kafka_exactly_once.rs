@@ -349,6 +349,56 @@ mod real_broker {
         );
     }
 
+    /// The single role with the kafka sink, exactly-once: the records in hand of a
+    /// partition go out in one transaction with their offsets, not a transaction each, and a
+    /// `read_committed` reader of the output sees every message once.
+    #[test]
+    fn the_single_role_writes_a_transaction_per_run_of_records() {
+        let scenario = scenario("eos-kafka-single");
+        scenario.ensure_topic();
+        let output = "eos-kafka-single-out";
+        cluster().create_topic(output, 3, 3, &["min.insync.replicas=2"]);
+        const N: u64 = 3000;
+        let mut producer = scenario.producer("producer-1", "producer-1", N, 0);
+        assert_eq!(
+            producer.wait(CONSUME_TIMEOUT).code(),
+            Some(0),
+            "{}",
+            producer.log_tail()
+        );
+        let produced: HashSet<MessageKey> = produced_ids("producer-1", N).collect();
+        let env = vec![
+            ("KAFKAD_SINK__KIND", "kafka".to_owned()),
+            ("KAFKAD_SINK__TOPIC", output.to_owned()),
+        ];
+        let mut consumer = scenario.start("single-1", "single-1", &env);
+        wait_for_rows(
+            &produced,
+            &|| read_keys(output, 3, "read_committed"),
+            &scenario,
+        );
+        let addr = http_addr(&consumer).expect("the consumer serves /metrics");
+        let (_, metrics) = support::http_get(&addr, "/metrics").expect("/metrics answers");
+        let transactions = support::sample(
+            &metrics,
+            "kafkad_processing_seconds_count",
+            &[("role", "single")],
+        )
+        .expect("the sink calls are counted");
+        stop_gracefully(std::slice::from_mut(&mut consumer));
+        let r = reconcile(&produced, read_keys(output, 3, "read_committed"));
+        print_reconciliation(
+            &format!("kafka sink exactly_once, single role: {transactions} transactions"),
+            produced.len(),
+            &BTreeMap::from([(format!("{output} read_committed"), r)]),
+        );
+        assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0));
+        assert!(
+            transactions > 0.0 && transactions * 2.0 <= N as f64,
+            "{transactions} transactions for {N} records"
+        );
+    }
+
     /// A zombie: a batch consumer pauses inside its sink call (before its commit) while a
     /// second member joins and the partitions are assigned anew and processed; when it
     /// resumes, its transaction is refused, and the table holds each message once.

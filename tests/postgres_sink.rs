@@ -64,8 +64,16 @@ async fn consume_until(
     let sink = new_sink(&settings, role).await;
     let run = spawn_consumer(role, settings, sink);
     let table = table.to_owned();
+    let before = pg.count(&table);
     wait_until(WAIT, "rows in the table", || pg.count(&table) >= expected).await;
+    // One transaction per sink call: the single role too writes the records in hand of a
+    // partition together, not a transaction per record.
+    let (rows, calls) = (expected - before, run.metrics.processing_time.count());
     run.stop().await.expect("consumer stops cleanly");
+    assert!(
+        calls > 0 && calls * 2 <= rows as u64,
+        "{role}: {calls} transactions for {rows} rows"
+    );
 }
 
 /// The sink `settings` ask for, made off the test's runtime (it connects synchronously).

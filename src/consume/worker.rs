@@ -301,12 +301,17 @@ fn run_in_runs(
         dead_letter_first,
         failures,
         accepted,
+        group,
         cancel,
         ..
     } = job;
+    let group = group.as_ref().map(|m| &*m.0);
     let mut index = 0;
     for part in parts.iter() {
         let chunk = &part.chunk;
+        let write_run = |sink: &mut dyn Sink, run: &[Record<'_>], tally: &mut Tally| {
+            write_run(sink, run, part, group, tally)
+        };
         let mut run = Vec::new();
         let mut members = Vec::new();
         for entry in 0..chunk.len() {
@@ -359,13 +364,30 @@ fn run_in_runs(
     Outcome::Done
 }
 
-/// One `process_run` call for `run`, if it holds anything, with its figures.
-fn write_run(sink: &mut dyn Sink, run: &[Record<'_>], tally: &mut Tally) -> Result<(), SinkError> {
-    if run.is_empty() {
+/// One `process_run` call for `run` (records of `part`), if it holds anything, with where it
+/// ends and its figures.
+fn write_run(
+    sink: &mut dyn Sink,
+    run: &[Record<'_>],
+    part: &Part,
+    group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+    tally: &mut Tally,
+) -> Result<(), SinkError> {
+    let Some(last) = run.last() else {
         return Ok(());
-    }
+    };
+    let span = [Span {
+        partition: last.partition,
+        assignment: part.epoch,
+        next: last.offset + 1,
+    }];
+    let at = Positions {
+        topic: &part.topic,
+        spans: &span,
+        group,
+    };
     let started = Tick::now();
-    sink.process_run(run)?;
+    sink.process_run(run, &at)?;
     tally.processed_together(run.iter().map(|r| &r.payload), started, Tick::now());
     Ok(())
 }

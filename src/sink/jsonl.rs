@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::{Record, Sink, SinkError};
+use super::{Positions, Record, Sink, SinkError};
 use crate::payload::line::write_line;
 
 /// What reconciliation reads back of a `kafka_message` record's line (the line carries more:
@@ -117,7 +117,7 @@ impl Sink for JsonlSink {
         true
     }
 
-    fn process_run(&mut self, records: &[Record<'_>]) -> Result<(), SinkError> {
+    fn process_run(&mut self, records: &[Record<'_>], _: &Positions<'_>) -> Result<(), SinkError> {
         self.write_all(records)
     }
 
@@ -186,8 +186,7 @@ mod tests {
             key: Some(b"k"),
             headers: None,
         };
-        sink.process_run(std::slice::from_ref(&record))
-            .expect("write");
+        sink.process(&record).expect("write");
         let mut expected = Vec::new();
         write_line(&mut expected, &record.origin(), &record.payload);
         expected.push(b'\n');

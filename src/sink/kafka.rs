@@ -327,6 +327,16 @@ impl Sink for KafkaSink {
         self.process_batch_at(std::slice::from_ref(record), at)
     }
 
+    /// The single role's records in hand of a partition in one transaction (with the
+    /// consumer's offsets inside it, exactly-once), rather than a transaction each.
+    fn writes_runs(&self) -> bool {
+        true
+    }
+
+    fn process_run(&mut self, records: &[Record<'_>], at: &Positions<'_>) -> Result<(), SinkError> {
+        self.process_batch_at(records, at)
+    }
+
     fn process_batch_at(
         &mut self,
         batch: &[Record<'_>],

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{ProcessedLine, Record, Sink, SinkError};
+use super::{Positions, ProcessedLine, Record, Sink, SinkError};
 
 /// Collects processed lines in memory, shared between the consumers of one group (and the
 /// workers of each): what the demo and the tests reconcile against the producers. A
@@ -73,7 +73,7 @@ impl Sink for MemorySink {
         true
     }
 
-    fn process_run(&mut self, records: &[Record<'_>]) -> Result<(), SinkError> {
+    fn process_run(&mut self, records: &[Record<'_>], _: &Positions<'_>) -> Result<(), SinkError> {
         self.process_batch(records)
     }
 

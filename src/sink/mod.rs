@@ -173,8 +173,7 @@ pub trait Sink: Send {
 
     /// Whether [`process_run`](Self::process_run) hands a run of records to the destination
     /// at once (one write for a file), so that the single role sends runs rather than one
-    /// call per record. `false` by default, and for a sink that keeps positions
-    /// ([`process_at`](Self::process_at)): a run carries none.
+    /// call per record. `false` by default.
     fn writes_runs(&self) -> bool {
         false
     }
@@ -182,9 +181,13 @@ pub trait Sink: Send {
     /// Processes `records`, one message each as [`process`](Self::process) would (not a
     /// batch: the destination sees single messages), in one go: `Ok` means every one of them
     /// is processed, `Err` that none counts as processed (they are tried again, so the
-    /// destination may see some twice: at-least-once). Used only where
-    /// [`writes_runs`](Self::writes_runs) says so. By default one `process` call each.
-    fn process_run(&mut self, records: &[Record<'_>]) -> Result<(), SinkError> {
+    /// destination may see some twice, unless it keeps positions). `at` is where the run
+    /// ends: the records are one lane's, consecutive but for dead-lettered ones, and with a
+    /// sink keeping positions (which needs `ordering = "partition"`) one partition's. Used
+    /// only where [`writes_runs`](Self::writes_runs) says so. By default one `process` call
+    /// each, positions ignored: a sink that keeps positions and writes runs overrides it.
+    fn process_run(&mut self, records: &[Record<'_>], at: &Positions<'_>) -> Result<(), SinkError> {
+        let _ = at;
         records.iter().try_for_each(|record| self.process(record))
     }
 

@@ -397,6 +397,17 @@ impl Sink for PostgresSink {
         self.process_batch_at(std::slice::from_ref(record), at)
     }
 
+    /// The single role's records in hand of a partition in one transaction (with their
+    /// partition's next offset, exactly-once), rather than a transaction each: rows and
+    /// offsets are written as for a batch.
+    fn writes_runs(&self) -> bool {
+        true
+    }
+
+    fn process_run(&mut self, records: &[Record<'_>], at: &Positions<'_>) -> Result<(), SinkError> {
+        self.process_batch_at(records, at)
+    }
+
     fn process_batch_at(
         &mut self,
         batch: &[Record<'_>],
