@@ -194,7 +194,7 @@ PEERS = {
 KAFKAD_DOES = {
     "producer": "kafkad (encodes every message)",
     "single": "kafkad (decodes every record)",
-    "batch": "kafkad (decodes every record, a synchronous commit per batch)",
+    "batch": "kafkad (decodes every record, one commit on its way at a time)",
 }
 
 
