@@ -62,20 +62,7 @@ impl Tally {
 
     /// One message processed from `started` to `ended`.
     pub fn processed(&mut self, message: &Payload<'_>, started: Tick, ended: Tick) {
-        let mut since = ended.nanos_since(self.published);
-        if u128::from(since) >= PUBLISH_INTERVAL.as_nanos() {
-            self.publish_now();
-            since = 0;
-        }
-        self.processing.observe(ended.seconds_since(started));
-        let now = self.published_unix_micros + i64::try_from(since / 1000).unwrap_or(i64::MAX);
-        if let Some(latency) = latency(message, now) {
-            self.latency.observe(latency);
-        }
-        self.processed += 1;
-        if self.processed >= PUBLISH_EVERY {
-            self.publish_now();
-        }
+        self.processed_together(std::iter::once(message), started, ended);
     }
 
     /// Messages processed in one sink call from `started` to `ended`: one processing time
