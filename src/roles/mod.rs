@@ -1,17 +1,20 @@
-//! The three role loops, and what they share.
+//! The three roles, and what they share.
 //!
-//! * [`producer`]: sends `KafkaMessage`s at a rate, counts every delivery report, flushes on
-//!   the way out.
-//! * [`single`]: one message at a time; stores its offset only after processing.
-//! * [`batch`]: buffers, processes a batch, stores last+1 per partition and commits
-//!   synchronously.
+//! * [`producer`]: sends `KafkaMessage`s at a rate, or the lines of its input, counts every
+//!   delivery report, flushes on the way out.
+//! * the single consumer: each record through the sink in a call of its own (a run of
+//!   records for a sink that writes runs); its offsets stored as records finish, committed
+//!   automatically.
+//! * the batch consumer: buffers, processes a batch, stores the first unfinished offset per
+//!   partition and asks the commit thread for a commit.
 //!
-//! Each of those modules opens with the role's guarantee and its limits.
+//! Both consumers run on the one consumer engine (`crate::consume`), which differs between
+//! them only in how it forms jobs (its `Strategy`); its module docs state their guarantees.
 //!
 //! [`run`] runs whichever role the settings name; [`producer::run`] and [`run_consumer`] run
 //! one role, each taking its settings, a [`Shutdown`] and its metrics, and return a report or
-//! a [`RoleError`]. The consumer loops run on a dedicated blocking thread (`consumer.rs`,
-//! what the consumers share, says why); the producer runs on the async runtime.
+//! a [`RoleError`]. The consumer engine runs on a dedicated blocking thread; the producer
+//! runs on the async runtime.
 
 pub mod input;
 pub mod producer;
