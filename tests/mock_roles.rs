@@ -330,17 +330,16 @@ async fn a_batch_tail_below_min_size_is_processed_after_max_wait() {
     assert_eq!(ids, report.delivered_ids().collect());
 }
 
-/// The batch role does not wait for its commits: with the group's coordinator 300 ms away
-/// (its partitions' leaders are near), batches go on while a commit is out, and one commit
-/// carries every batch that finished meanwhile. A commit per batch, waited for, would take
-/// 60 × 300 ms here. Everything is committed at the end, nothing past what was processed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
+/// `partitions` partitions led by broker 1, and the batch group's coordinator on broker 3,
+/// 300 ms away: commits are slow, fetches are not.
+fn far_batch_coordinator(partitions: i32) -> MockTopology {
     use rdkafka::mocking::MockCoordinator;
-    let mock = MockTopology::start(1);
-    mock.cluster
-        .partition_leader(TOPIC, 0, 1)
-        .expect("leader near");
+    let mock = MockTopology::start(partitions);
+    for partition in 0..partitions {
+        mock.cluster
+            .partition_leader(TOPIC, partition, 1)
+            .expect("leader near");
+    }
     mock.cluster
         .mock()
         .coordinator(MockCoordinator::Group("batch-message-group".to_owned()), 3)
@@ -349,6 +348,16 @@ async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
         .mock()
         .broker_round_trip_time(3, Duration::from_millis(300))
         .expect("rtt");
+    mock
+}
+
+/// The batch role does not wait for its commits: with the group's coordinator 300 ms away
+/// (its partitions' leaders are near), batches go on while a commit is out, and one commit
+/// carries every batch that finished meanwhile. A commit per batch, waited for, would take
+/// 60 × 300 ms here. Everything is committed at the end, nothing past what was processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
+    let mock = far_batch_coordinator(1);
     const N: u64 = 3000;
     let report = spawn_producer(mock.settings(
         Role::Producer,
@@ -394,21 +403,7 @@ async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
 /// after its last accepted commit, if anything, is processed again by the new owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_while_a_batch_commit_is_out_loses_nothing() {
-    use rdkafka::mocking::MockCoordinator;
-    let mock = MockTopology::start(3);
-    for partition in 0..3 {
-        mock.cluster
-            .partition_leader(TOPIC, partition, 1)
-            .expect("leader near");
-    }
-    mock.cluster
-        .mock()
-        .coordinator(MockCoordinator::Group("batch-message-group".to_owned()), 3)
-        .expect("coordinator far");
-    mock.cluster
-        .mock()
-        .broker_round_trip_time(3, Duration::from_millis(300))
-        .expect("rtt");
+    let mock = far_batch_coordinator(3);
     const N: u64 = 6000;
     let producer = spawn_producer(mock.settings(
         Role::Producer,
