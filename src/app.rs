@@ -4,7 +4,6 @@
 //! a demo that lost messages); 2 usage or configuration error.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{
@@ -46,10 +45,11 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn exit_code(&self) -> ExitCode {
+    /// The process's exit status for this failure.
+    pub fn exit_status(&self) -> u8 {
         match self {
-            AppError::Config(_) => ExitCode::from(2),
-            _ => ExitCode::from(1),
+            AppError::Config(_) => 2,
+            _ => 1,
         }
     }
 }

@@ -397,6 +397,18 @@ macro_rules! delegate_client_context {
     };
 }
 
+/// Waits up to `timeout` for every librdkafka client of this process, and every thread
+/// librdkafka started, to be gone; whether they are.
+///
+/// A process must not exit while a client lives: exiting runs the C library's exit handlers,
+/// OpenSSL's clean-up among them, under librdkafka threads that may be inside a TLS
+/// handshake, and the heap is corrupted (an abort instead of the exit code).
+pub fn all_closed_within(timeout: Duration) -> bool {
+    let millis = std::os::raw::c_int::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: takes no pointer; only reads librdkafka's global counts of clients and threads.
+    unsafe { rdkafka::bindings::rd_kafka_wait_destroyed(millis) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,11 @@
 //! The `kafkad` binary: parse the command line, run it, map the outcome to an exit code.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a client being destroyed on another thread as the command returns may take.
+const LEFTOVER_CLIENT_WAIT: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = kafkad::cli::Cli::parse_args();
@@ -18,11 +23,20 @@ fn main() -> ExitCode {
     // Dropping the runtime would wait for every blocking thread, including a consumer stuck
     // in a commit to unreachable brokers after shutdown_timeout gave up on it: do not wait.
     runtime.shutdown_background();
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+    let status = match outcome {
+        Ok(()) => 0,
         Err(error) => {
             eprintln!("kafkad: {error}");
-            error.exit_code()
+            error.exit_status()
         }
+    };
+    // Every Kafka client is closed by now, unless a role gave up on one (a close or a sink
+    // call that outlived shutdown_timeout). Exiting under a live client's threads corrupts
+    // the heap (see `all_closed_within`): then leave without running the exit handlers.
+    if !kafkad::client::all_closed_within(LEFTOVER_CLIENT_WAIT) {
+        let _ = std::io::stdout().flush();
+        // SAFETY: ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(i32::from(status)) }
     }
+    ExitCode::from(status)
 }

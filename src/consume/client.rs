@@ -384,22 +384,19 @@ pub(crate) fn connection_failure(consumer: &KafkadConsumer) -> Option<RoleError>
 /// the close does not finish in time, it is left running on its own thread; the process is
 /// exiting anyway.
 pub(crate) fn close(consumer: Arc<KafkadConsumer>, timeout: Duration) {
-    let (closed, wait) = std::sync::mpsc::channel();
-    let closer = std::thread::Builder::new()
-        .name("kafkad-close".to_owned())
-        .spawn(move || {
-            drop(consumer);
-            let _ = closed.send(());
-        });
-    if let Err(error) = closer {
-        tracing::warn!(%error, "cannot start a thread to close the consumer");
-        return;
-    }
-    match wait.recv_timeout(timeout) {
-        Ok(()) => tracing::info!("consumer closed, group left"),
-        Err(_) => tracing::warn!(
+    let closer = match super::thread::spawn("kafkad-close".to_owned(), move || drop(consumer)) {
+        Ok(closer) => closer,
+        Err(error) => {
+            tracing::warn!(%error, "cannot start a thread to close the consumer");
+            return;
+        }
+    };
+    if closer.join_within(timeout) {
+        tracing::info!("consumer closed, group left");
+    } else {
+        tracing::warn!(
             ?timeout,
             "consumer did not close in time; exiting without waiting for it"
-        ),
+        );
     }
 }

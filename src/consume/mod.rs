@@ -41,6 +41,7 @@ mod offsets;
 mod partitions;
 mod retry;
 mod tally;
+mod thread;
 mod tp;
 mod watch;
 mod worker;
@@ -95,7 +96,8 @@ pub(crate) fn consume(
     metrics: &ConsumerMetrics,
     shutdown: &Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let consumer = Arc::new(create(strategy, settings, sink, metrics, shutdown)?);
+    let (consumer, workers) = create(strategy, settings, sink, metrics, shutdown)?;
+    let consumer = Arc::new(consumer);
     let hooks = consumer.context();
     let committer = Committer::start(Arc::clone(&consumer))
         .map_err(|e| RoleError::Thread(format!("cannot start the commit thread: {e}")))?;
@@ -124,23 +126,38 @@ pub(crate) fn consume(
     };
     let dead_letters = hooks.engine().dead_letters();
     dead_letters.flush(left() / 2);
-    drop(dead_letters);
     probe.stop(left() / 2);
     client::close(consumer, left());
+    // Closing dropped the engine and with it the workers' inboxes. Once every worker ended,
+    // this is the last handle on the dead-letter producer, destroyed here, before the role
+    // returns and the process may exit (see `thread`).
+    let mut left_running = 0;
+    for worker in workers {
+        if !worker.join_within(left()) {
+            left_running += 1;
+        }
+    }
+    if left_running > 0 {
+        tracing::warn!(
+            workers = left_running,
+            "sink workers did not end in time; exiting without waiting for them"
+        );
+    }
+    drop(dead_letters);
     match failure {
         Some(failure) => Err(failure),
         None => Ok(ConsumerReport::from_metrics(metrics)),
     }
 }
 
-/// The consumer, subscribed, with its engine and workers.
+/// The consumer, subscribed, with its engine and workers (whose threads it returns).
 fn create(
     strategy: Strategy,
     settings: &Settings,
     sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,
     shutdown: &Shutdown,
-) -> Result<KafkadConsumer, RoleError> {
+) -> Result<(KafkadConsumer, Vec<thread::Thread>), RoleError> {
     let kafka = &settings.resolved_kafka;
     let group = kafka.get("group.id").unwrap_or_default().to_owned();
     let topic = settings.topic.selection.to_string();
@@ -167,7 +184,7 @@ fn create(
         max_record_bytes: settings.max_record_bytes.get(),
         decoder: decoder(settings),
     });
-    let workers = Workers::start(sinks, Arc::clone(&shared))
+    let (workers, threads) = Workers::start(sinks, Arc::clone(&shared))
         .map_err(|e| RoleError::Thread(format!("cannot start a sink worker: {e}")))?;
     let max_batch = match &strategy {
         Strategy::Batch(limits) => limits.max_size.get(),
@@ -207,7 +224,7 @@ fn create(
     consumer
         .subscribe(&settings.topic.selection.subscription())
         .map_err(|source| RoleError::Subscribe { topic, source })?;
-    Ok(consumer)
+    Ok((consumer, threads))
 }
 
 /// The decoder of `[consumer] format`, with its schema registry client for the schema'd

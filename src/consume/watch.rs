@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -19,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::KafkadConsumer;
 use super::engine::Engine;
+use super::thread::{self, Thread};
 use super::tp::Tp;
 use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
@@ -50,7 +50,7 @@ struct Shared {
 pub(crate) struct Probe {
     shared: Arc<Mutex<Shared>>,
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<Thread>,
 }
 
 impl Probe {
@@ -59,21 +59,17 @@ impl Probe {
         let (stop, stopped) = mpsc::channel();
         let view = Arc::clone(&shared);
         let span = tracing::Span::current();
-        let thread = std::thread::Builder::new()
-            .name("kafkad-probe".to_owned())
-            .spawn(move || {
-                span.in_scope(|| loop {
-                    ask(&consumer, &view);
-                    match stopped.recv_timeout(PROBE_EVERY) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                })
+        let thread = thread::spawn("kafkad-probe".to_owned(), move || {
+            span.in_scope(|| loop {
+                ask(&consumer, &view);
+                match stopped.recv_timeout(PROBE_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
             })
-            .map_err(
-                |error| tracing::warn!(%error, "cannot start the lag probe; lag stays unknown"),
-            )
-            .ok();
+        })
+        .map_err(|error| tracing::warn!(%error, "cannot start the lag probe; lag stays unknown"))
+        .ok();
         Probe {
             shared,
             stop: Some(stop),
@@ -90,13 +86,7 @@ impl Probe {
     pub fn stop(mut self, timeout: Duration) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + timeout;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
+            thread.join_within(timeout);
         }
     }
 }

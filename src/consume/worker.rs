@@ -10,12 +10,12 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::chunk::Chunk;
 use super::job::{Completion, Finished, Job, Outcome, Part, Progress, Report, Shape};
 use super::tally::Tally;
+use super::thread::{self, Thread};
 use crate::dlq::{self, DeadLetterError, DeadLetters, NotDecoded, Rejection};
 use crate::payload::{Decoder, Payload};
 use crate::shutdown::Shutdown;
@@ -57,31 +57,33 @@ pub(crate) struct Workers {
     inboxes: Vec<Option<Sender<Job>>>,
     idle: Vec<usize>,
     reports: Receiver<Report>,
-    _threads: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// One thread per sink.
-    pub fn start(sinks: Vec<Box<dyn Sink>>, shared: Arc<WorkerShared>) -> std::io::Result<Self> {
+    /// One thread per sink; their handles go to the caller, who waits for them once the
+    /// workers are dropped (the last of them to end lets go of the dead-letter producer).
+    pub fn start(
+        sinks: Vec<Box<dyn Sink>>,
+        shared: Arc<WorkerShared>,
+    ) -> std::io::Result<(Self, Vec<Thread>)> {
         let (done, reports) = mpsc::channel();
         let mut workers = Workers {
             inboxes: Vec::new(),
             idle: Vec::new(),
             reports,
-            _threads: Vec::new(),
         };
+        let mut threads = Vec::new();
         for (index, sink) in sinks.into_iter().enumerate() {
             let (inbox, jobs) = mpsc::channel();
             let (shared, done) = (Arc::clone(&shared), done.clone());
             let span = tracing::Span::current();
-            let thread = std::thread::Builder::new()
-                .name(format!("kafkad-sink-{index}"))
-                .spawn(move || span.in_scope(|| work(index, sink, &jobs, &done, &shared)))?;
+            threads.push(thread::spawn(format!("kafkad-sink-{index}"), move || {
+                span.in_scope(|| work(index, sink, &jobs, &done, &shared))
+            })?);
             workers.inboxes.push(Some(inbox));
-            workers._threads.push(thread);
         }
         workers.idle = (0..workers.inboxes.len()).rev().collect();
-        Ok(workers)
+        Ok((workers, threads))
     }
 
     pub fn any_idle(&self) -> bool {
