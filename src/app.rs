@@ -164,7 +164,7 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
     shutdown::listen_for_signals(trigger)?;
 
     let metrics = RoleMetrics::for_role(role);
-    let _endpoint = serve_endpoint(&settings, role, &metrics, listen_origin).await?;
+    let _endpoint = serve_endpoint(&settings, &metrics, listen_origin).await?;
     let timeout = settings.shutdown_timeout;
     let mut watcher = shutdown.clone();
     let run = roles::run(Arc::clone(&settings), metrics, shutdown);
@@ -214,17 +214,16 @@ fn init_logging(loaded: &config::LoadedConfig) {
 /// operator chose is never moved: taken, it is an error naming the setting's source.
 async fn serve_endpoint(
     settings: &config::Settings,
-    role: config::Role,
     metrics: &RoleMetrics,
     listen_origin: String,
 ) -> Result<Option<http::Endpoint>, AppError> {
     let listen = settings.http.listen;
-    match http::serve_role(settings, role, metrics, listen).await {
+    match http::serve_role(settings, metrics, listen).await {
         Err((addr, source))
             if source.kind() == std::io::ErrorKind::AddrInUse && listen_origin == "default" =>
         {
             let any_port = SocketAddr::new(addr.ip(), 0);
-            let endpoint = http::serve_role(settings, role, metrics, Some(any_port))
+            let endpoint = http::serve_role(settings, metrics, Some(any_port))
                 .await
                 .map_err(|(addr, source)| AppError::Listen {
                     addr,

@@ -232,9 +232,12 @@ impl DemoTelemetry {
         }
     }
 
-    fn register(&mut self, role: Role, group: Option<&str>, instance: &str, metrics: RoleMetrics) {
+    fn register(&mut self, group: Option<&str>, instance: &str, metrics: RoleMetrics) {
         let mut labels = vec![
-            (Cow::Borrowed("role"), Cow::Borrowed(role.as_str())),
+            (
+                Cow::Borrowed("role"),
+                Cow::Borrowed(metrics.role().as_str()),
+            ),
             (Cow::Borrowed("topic"), Cow::Borrowed(TOPIC)),
             (Cow::Borrowed("instance"), Cow::Owned(instance.to_owned())),
         ];
@@ -244,7 +247,7 @@ impl DemoTelemetry {
         metrics.register(self.registry.sub_registry_with_labels(labels.into_iter()));
         // The demo is healthy and ready while its consumers are; producers finishing their
         // count is the normal course of the demo, not a failure.
-        if let RoleMetrics::Consumer(_) = metrics {
+        if let RoleMetrics::Consumer(..) = metrics {
             self.health.push(metrics.health());
         }
     }
@@ -279,10 +282,9 @@ fn spawn_consumers(
             let metrics = ConsumerMetrics::default();
             let name = format!("{role}-{n}");
             telemetry.register(
-                role,
                 Some(group),
                 &name,
-                RoleMetrics::Consumer(metrics.clone()),
+                RoleMetrics::Consumer(consumer_role, metrics.clone()),
             );
             let (stop, shutdown) = shutdown::channel();
             let task = tokio::spawn(roles::run_consumer(
@@ -325,12 +327,7 @@ fn spawn_producers(
             ],
         )?;
         let metrics = ProducerMetrics::default();
-        telemetry.register(
-            Role::Producer,
-            None,
-            &name,
-            RoleMetrics::Producer(metrics.clone()),
-        );
+        telemetry.register(None, &name, RoleMetrics::Producer(metrics.clone()));
         let task = tokio::spawn(producer::run(
             Arc::new(settings),
             metrics.clone(),

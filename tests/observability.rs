@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafkad::config::Role;
+use kafkad::config::{ConsumerRole, Role};
 use kafkad::reconcile::reconcile;
 use kafkad::roles;
 use kafkad::shutdown;
@@ -20,8 +20,8 @@ use support::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Serves one role's registry on a free loopback port, as its process would.
-async fn endpoint(settings: &kafkad::config::Settings, role: Role, metrics: RoleMetrics) -> String {
-    let registry = http::role_registry(settings, role, &metrics);
+async fn endpoint(settings: &kafkad::config::Settings, metrics: RoleMetrics) -> String {
+    let registry = http::role_registry(settings, &metrics);
     let endpoint = http::serve(
         "127.0.0.1:0".parse().expect("addr"),
         Arc::new(registry),
@@ -65,7 +65,6 @@ async fn metrics_counters_equal_the_reconciliation() {
     let producer_metrics = ProducerMetrics::default();
     let producer_addr = endpoint(
         &producer_settings,
-        Role::Producer,
         RoleMetrics::Producer(producer_metrics.clone()),
     )
     .await;
@@ -75,7 +74,12 @@ async fn metrics_counters_equal_the_reconciliation() {
         let settings = mock.settings(role, &[]);
         let sink = MemorySink::default();
         let run = spawn_consumer(role, settings.clone(), Box::new(sink.clone()));
-        let addr = endpoint(&settings, role, RoleMetrics::Consumer(run.metrics.clone())).await;
+        let consumer = role.consumer().expect("a consumer role");
+        let addr = endpoint(
+            &settings,
+            RoleMetrics::Consumer(consumer, run.metrics.clone()),
+        )
+        .await;
         consumers.push((role, addr, sink, run));
     }
 
@@ -675,8 +679,7 @@ async fn the_single_role_writes_a_file_sink_in_runs() {
     let run = spawn_consumer(Role::Single, settings.clone(), Box::new(sink));
     let addr = endpoint(
         &settings,
-        Role::Single,
-        RoleMetrics::Consumer(run.metrics.clone()),
+        RoleMetrics::Consumer(ConsumerRole::Single, run.metrics.clone()),
     )
     .await;
     wait_until(WAIT, "the single role to process every record", || {

@@ -60,12 +60,37 @@ impl Role {
         }
     }
 
+    /// The consumer loop this role runs; `None` for the producer.
+    pub fn consumer(self) -> Option<ConsumerRole> {
+        match self {
+            Role::Producer => None,
+            Role::Single => Some(ConsumerRole::Single),
+            Role::Batch => Some(ConsumerRole::Batch),
+        }
+    }
+
     fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "producer" => Some(Role::Producer),
             "single" => Some(Role::Single),
             "batch" => Some(Role::Batch),
             _ => None,
+        }
+    }
+}
+
+/// The two consumer loops: a [`Role`] that consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerRole {
+    Single,
+    Batch,
+}
+
+impl ConsumerRole {
+    pub fn role(self) -> Role {
+        match self {
+            ConsumerRole::Single => Role::Single,
+            ConsumerRole::Batch => Role::Batch,
         }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 
-use crate::config::{Role, Settings};
+use crate::config::Settings;
 use crate::consume::Strategy;
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Sink, SinkError};
@@ -87,8 +87,6 @@ pub enum RoleError {
     NotAuthorized { resource: String, reason: String },
     #[error("the role's thread failed: {0}")]
     Thread(String),
-    #[error("the {0} role was given another role's metrics")]
-    MetricsMismatch(Role),
     #[error("[consumer] concurrency = {concurrency} needs a sink that can serve several workers, and this one cannot; set concurrency = 1")]
     SinkNotShareable { concurrency: usize },
 }
@@ -197,44 +195,22 @@ pub enum RoleReport {
     Consumer(ConsumerReport),
 }
 
-/// The two consumer loops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumerRole {
-    Single,
-    Batch,
-}
+pub use crate::config::ConsumerRole;
 
-impl ConsumerRole {
-    /// The consumer loop of `role`; `None` for the producer.
-    pub fn of(role: Role) -> Option<Self> {
-        match role {
-            Role::Producer => None,
-            Role::Single => Some(ConsumerRole::Single),
-            Role::Batch => Some(ConsumerRole::Batch),
-        }
-    }
-
-    pub fn role(self) -> Role {
-        match self {
-            ConsumerRole::Single => Role::Single,
-            ConsumerRole::Batch => Role::Batch,
-        }
-    }
-}
-
-/// Runs the role `settings` names until it finishes (producer with a `count`) or `shutdown`
-/// fires; consumers process through the sink `[sink]` describes.
+/// Runs the role `metrics` was made for ([`RoleMetrics::for_role`]) until it finishes
+/// (producer with a `count`) or `shutdown` fires; consumers process through the sink
+/// `[sink]` describes.
 pub async fn run(
     settings: Arc<Settings>,
     metrics: RoleMetrics,
     shutdown: Shutdown,
 ) -> Result<RoleReport, RoleError> {
-    let role = settings.role.unwrap_or(Role::Producer);
-    match (ConsumerRole::of(role), metrics) {
-        (None, RoleMetrics::Producer(metrics)) => producer::run(settings, metrics, shutdown)
+    match metrics {
+        RoleMetrics::Producer(metrics) => producer::run(settings, metrics, shutdown)
             .await
             .map(RoleReport::Producer),
-        (Some(consumer), RoleMetrics::Consumer(metrics)) => {
+        RoleMetrics::Consumer(consumer, metrics) => {
+            let role = consumer.role();
             // Off the async workers: a sink may connect, synchronously, as it is created
             // (the postgres sink's client runs a runtime of its own, which cannot start on
             // an async worker).
@@ -246,7 +222,6 @@ pub async fn run(
                 .await
                 .map(RoleReport::Consumer)
         }
-        _ => Err(RoleError::MetricsMismatch(role)),
     }
 }
 

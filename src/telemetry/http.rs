@@ -104,7 +104,8 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
 
 /// A role's registry: its metrics under `kafkad_`, labelled with role, topic and (consumers)
 /// group, as every process of the topology exports them.
-pub fn role_registry(settings: &Settings, role: Role, metrics: &RoleMetrics) -> Registry {
+pub fn role_registry(settings: &Settings, metrics: &RoleMetrics) -> Registry {
+    let role = metrics.role();
     let mut labels = vec![
         (Cow::Borrowed("role"), Cow::Borrowed(role.as_str())),
         (
@@ -127,14 +128,13 @@ pub fn role_registry(settings: &Settings, role: Role, metrics: &RoleMetrics) -> 
 /// that one is taken); `None` when there is none (`""`).
 pub async fn serve_role(
     settings: &Settings,
-    role: Role,
     metrics: &RoleMetrics,
     listen: Option<SocketAddr>,
 ) -> Result<Option<Endpoint>, (SocketAddr, std::io::Error)> {
     let Some(listen) = listen else {
         return Ok(None);
     };
-    let registry = Arc::new(role_registry(settings, role, metrics));
+    let registry = Arc::new(role_registry(settings, metrics));
     serve(listen, registry, vec![metrics.health()])
         .await
         .map(Some)

@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use super::health::Health;
 use super::histogram::Histogram;
 use super::stats::ClientStats;
-use crate::config::Role;
+use crate::config::{ConsumerRole, Role};
 use crate::dlq::Rejection;
 
 /// A producer's counters, its librdkafka statistics and its health.
@@ -263,25 +263,33 @@ impl ConsumerMetrics {
     }
 }
 
-/// The metrics (and health) of whichever role runs.
+/// The role that runs, with its metrics (and health): what runs and what it reports to are
+/// one value, so they cannot disagree.
 #[derive(Debug, Clone)]
 pub enum RoleMetrics {
     Producer(ProducerMetrics),
-    Consumer(ConsumerMetrics),
+    Consumer(ConsumerRole, ConsumerMetrics),
 }
 
 impl RoleMetrics {
     pub fn for_role(role: Role) -> Self {
-        match role {
-            Role::Producer => RoleMetrics::Producer(ProducerMetrics::default()),
-            Role::Single | Role::Batch => RoleMetrics::Consumer(ConsumerMetrics::default()),
+        match role.consumer() {
+            None => RoleMetrics::Producer(ProducerMetrics::default()),
+            Some(consumer) => RoleMetrics::Consumer(consumer, ConsumerMetrics::default()),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match self {
+            RoleMetrics::Producer(_) => Role::Producer,
+            RoleMetrics::Consumer(consumer, _) => consumer.role(),
         }
     }
 
     pub fn register(&self, registry: &mut Registry) {
         match self {
             RoleMetrics::Producer(m) => m.register(registry),
-            RoleMetrics::Consumer(m) => m.register(registry),
+            RoleMetrics::Consumer(_, m) => m.register(registry),
         }
         registry.register(
             "seconds_since_progress",
@@ -293,7 +301,7 @@ impl RoleMetrics {
     pub fn health(&self) -> Arc<Health> {
         match self {
             RoleMetrics::Producer(m) => Arc::clone(&m.health),
-            RoleMetrics::Consumer(m) => Arc::clone(&m.health),
+            RoleMetrics::Consumer(_, m) => Arc::clone(&m.health),
         }
     }
 }

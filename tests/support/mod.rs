@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use kafkad::cluster::EmbeddedCluster;
 use kafkad::config::{LoadRequest, Role, Settings};
 use kafkad::reconcile::MessageKey;
-use kafkad::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
+use kafkad::roles::{self, producer, ConsumerReport, ProducerReport, RoleError};
 use kafkad::shutdown::{self, ShutdownTrigger};
 use kafkad::sink::{MemorySink, Sink};
 use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
@@ -115,7 +115,7 @@ impl ConsumerRun {
 pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> ConsumerRun {
     let (stop, shutdown) = shutdown::channel();
     let metrics = ConsumerMetrics::default();
-    let role = ConsumerRole::of(role).expect("a consumer role");
+    let role = role.consumer().expect("a consumer role");
     let task = tokio::spawn(roles::run_consumer(
         role,
         Arc::new(settings),
