@@ -54,6 +54,9 @@ impl AppError {
     }
 }
 
+/// How long after the shutdown's deadline the process waits for a role that overran it.
+const REPORT_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     match cli.command {
@@ -168,10 +171,14 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
     let timeout = settings.shutdown_timeout;
     let mut watcher = shutdown.clone();
     let run = roles::run(Arc::clone(&settings), metrics, shutdown);
-    // After a shutdown signal, the role has shutdown_timeout to finish; then we give up.
+    // The role's stop ends by the shutdown's deadline, each of its steps taking what is left
+    // of it; a step that overran it (a commit to brokers that are gone) is given up on a
+    // little after, once the role had its chance to report.
     let deadline = async move {
         watcher.wait().await;
-        tokio::time::sleep(timeout).await;
+        if let Some(deadline) = watcher.deadline(timeout + REPORT_MARGIN) {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
     };
     let report = tokio::select! {
         report = run => report?,

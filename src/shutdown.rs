@@ -5,10 +5,14 @@
 //! threads that drive consumers (`is_triggered()`, checked between polls). Roles finish the
 //! message or batch in hand, commit and close; [`listen_for_signals`] makes a second signal
 //! exit at once, for an operator who does not want to wait.
+//!
+//! The stop has one deadline: `shutdown_timeout` after the trigger fired
+//! ([`Shutdown::deadline`]). Each step of a role's stop (draining, the final commit, the
+//! dead-letter flush, leaving the group) takes its time from what is left of it, and the
+//! process's backstop gives up only a little after it, so the steps add up to one budget.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -16,22 +20,23 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ShutdownTrigger {
     sender: watch::Sender<bool>,
-    fired: Arc<AtomicBool>,
+    fired: Arc<OnceLock<Instant>>,
 }
 
 /// A handle on the shutdown, cheap to clone, one per task.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     receiver: watch::Receiver<bool>,
-    /// The same fact as the channel's value, for [`Shutdown::is_triggered`]: reading the
-    /// channel takes a lock, and a consumer loop asks once per message.
-    fired: Arc<AtomicBool>,
+    /// When the trigger fired: the same fact as the channel's value, for
+    /// [`Shutdown::is_triggered`] (reading the channel takes a lock, and a consumer loop asks
+    /// once per poll), and the start of the stop's one deadline.
+    fired: Arc<OnceLock<Instant>>,
 }
 
 /// A new trigger and the handle it controls.
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (sender, receiver) = watch::channel(false);
-    let fired = Arc::new(AtomicBool::new(false));
+    let fired = Arc::new(OnceLock::new());
     let trigger = ShutdownTrigger {
         sender,
         fired: Arc::clone(&fired),
@@ -42,7 +47,7 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
 impl ShutdownTrigger {
     /// Asks every holder of a [`Shutdown`] to stop. Idempotent.
     pub fn fire(&self) {
-        self.fired.store(true, Ordering::Release);
+        self.fired.get_or_init(Instant::now);
         self.sender.send_replace(true);
     }
 
@@ -66,7 +71,13 @@ impl Shutdown {
 
     /// Whether shutdown was asked for. Cheap: a blocking consumer loop calls it per poll.
     pub fn is_triggered(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
+        self.fired.get().is_some()
+    }
+
+    /// When a stop that may take `grace` must be over: `grace` after shutdown was asked for;
+    /// `None` while it was not.
+    pub fn deadline(&self, grace: Duration) -> Option<Instant> {
+        self.fired.get().map(|fired| *fired + grace)
     }
 
     /// Completes once shutdown is asked for (at once if it already was).

@@ -780,3 +780,98 @@ async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
         assert_eq!((report.processed, report.dead_lettered), (2, 1), "{group}");
     }
 }
+
+/// The whole stop of a consumer process fits in `shutdown_timeout` and ends with its report,
+/// however its steps go: here the dead-letter copy in flight is refused (retriably, for ever)
+/// and the final commit goes to a group coordinator two seconds away. Each step takes its time
+/// from the one deadline; a step that took the whole budget for itself would push the exit
+/// past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_a_refused_dead_letter_copy_and_a_slow_final_commit_ends_within_shutdown_timeout(
+) {
+    use rdkafka::mocking::MockCoordinator;
+    use support::process::{count_jsonl, read_jsonl, Kafkad};
+    const GROUP: &str = "stop-budget";
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(4);
+    /// What the process may take past the deadline: its report, the exit, and at most one
+    /// wait for a client it gave up on.
+    const MARGIN: Duration = Duration::from_secs(2);
+    /// Half the budget for each request to the coordinator: the final commit, then the
+    /// revocation's commit and leaving the group while closing, add up to more than the
+    /// budget, so the close must be cut short at the deadline.
+    const COORDINATOR_RTT: Duration = Duration::from_secs(2);
+    let mock = MockTopology::start(1);
+    produce_raw(&mock.bootstrap, TOPIC, &one_bad_record()).await;
+    mock.cluster
+        .partition_leader(TOPIC, 0, 1)
+        .expect("leader near");
+    mock.cluster
+        .mock()
+        .coordinator(MockCoordinator::Group(GROUP.to_owned()), 3)
+        .expect("coordinator far");
+    mock.cluster
+        .mock()
+        .broker_round_trip_time(3, COORDINATOR_RTT)
+        .expect("rtt");
+    // Only the dead-letter producer produces from now on; librdkafka retries its copy.
+    mock.cluster.fail_requests(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500],
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = dir.path().join("processed.jsonl");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut consumer = Kafkad::spawn(
+        "single",
+        dir.path(),
+        &["--role", "single"],
+        &[
+            ("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+            ("KAFKAD_KAFKA__GROUP_ID", GROUP.to_owned()),
+            // Only the final commit sends what was processed.
+            ("KAFKAD_KAFKA__AUTO_COMMIT_INTERVAL_MS", "600000".to_owned()),
+            ("KAFKAD_SINK__KIND", "jsonl".to_owned()),
+            ("KAFKAD_SINK__PATH", sink.display().to_string()),
+            ("KAFKAD_SHUTDOWN_TIMEOUT", "4s".to_owned()),
+            ("KAFKAD_HTTP__LISTEN", addr.clone()),
+        ],
+    );
+    // Every record in hand and the two before the bad one processed: the worker has the bad
+    // one, whose copy librdkafka keeps retrying.
+    wait_until(
+        WAIT,
+        "the records before the bad one to be processed",
+        || {
+            let consumed = http_get(&addr, "/metrics")
+                .and_then(|(_, text)| sample(&text, "kafkad_records_consumed_total", &[]));
+            count_jsonl(&sink) >= 2 && consumed == Some(5.0)
+        },
+    )
+    .await;
+
+    let started = Instant::now();
+    consumer.signal(libc::SIGTERM);
+    let exit = consumer.wait(SHUTDOWN_TIMEOUT + MARGIN + Duration::from_secs(10));
+    let took = started.elapsed();
+    let log = consumer.log_text();
+    eprintln!("stop budget: exited {exit:?} {took:?} after SIGTERM");
+    assert!(
+        took < SHUTDOWN_TIMEOUT + MARGIN,
+        "stopping took {took:?}, shutdown_timeout is {SHUTDOWN_TIMEOUT:?}:\n{}",
+        consumer.log_tail()
+    );
+    assert_eq!(exit.code(), Some(0), "{}", consumer.log_tail());
+    assert!(
+        log.contains("done") && log.contains("processed="),
+        "the report: {}",
+        consumer.log_tail()
+    );
+    let processed: Vec<i64> = read_jsonl(&sink).iter().map(|l| l.message_id).collect();
+    assert!(processed.starts_with(&[1, 2]), "{processed:?}");
+    let b = mock.bootstrap.clone();
+    assert_eq!(
+        blocking(move || committed_offsets(&plain_consumer(&b, GROUP), 1)).await,
+        [Some(BAD_OFFSET)],
+        "the final commit: up to the bad record, not past it"
+    );
+}

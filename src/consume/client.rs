@@ -382,16 +382,17 @@ pub(crate) fn connection_failure(consumer: &KafkadConsumer) -> Option<RoleError>
 /// the last handle on the consumer does) has no bound and can hang while brokers are
 /// unreachable. The revoke callback runs during the close and commits what was finished. If
 /// the close does not finish in time, it is left running on its own thread; the process is
-/// exiting anyway.
-pub(crate) fn close(consumer: Arc<KafkadConsumer>, timeout: Duration) {
+/// exiting anyway. Whether it finished.
+pub(crate) fn close(consumer: Arc<KafkadConsumer>, timeout: Duration) -> bool {
     let closer = match super::thread::spawn("kafkad-close".to_owned(), move || drop(consumer)) {
         Ok(closer) => closer,
         Err(error) => {
             tracing::warn!(%error, "cannot start a thread to close the consumer");
-            return;
+            return false;
         }
     };
-    if closer.join_within(timeout) {
+    let closed = closer.join_within(timeout);
+    if closed {
         tracing::info!("consumer closed, group left");
     } else {
         tracing::warn!(
@@ -399,4 +400,5 @@ pub(crate) fn close(consumer: Arc<KafkadConsumer>, timeout: Duration) {
             "consumer did not close in time; exiting without waiting for it"
         );
     }
+    closed
 }

@@ -103,11 +103,10 @@ pub(crate) fn consume(
         .map_err(|e| RoleError::Thread(format!("cannot start the commit thread: {e}")))?;
     let probe = Probe::start(Arc::clone(&consumer));
     tracing::info!(group = %hooks.group, concurrency = settings.consumer.concurrency, ordering = ?settings.consumer.ordering, "consumer started");
-    let stopped = run(&consumer, &probe, settings, metrics, shutdown);
+    let deadline = run(&consumer, &probe, settings, metrics, shutdown);
     committer.stop();
 
     // The final commit, then the dead-letter producer and the group, within what is left.
-    let deadline = stopped + settings.shutdown_timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
     let failure = {
         let mut engine = hooks.engine();
@@ -127,14 +126,16 @@ pub(crate) fn consume(
     let dead_letters = hooks.engine().dead_letters();
     dead_letters.flush(left() / 2);
     probe.stop(left() / 2);
-    client::close(consumer, left());
-    // Closing dropped the engine and with it the workers' inboxes. Once every worker ended,
+    // Closing drops the engine and with it the workers' inboxes. Once every worker ended,
     // this is the last handle on the dead-letter producer, destroyed here, before the role
-    // returns and the process may exit (see `thread`).
+    // returns and the process may exit (see `thread`). A close cut short at the deadline
+    // leaves them all running: the process exits without them.
     let mut left_running = 0;
-    for worker in workers {
-        if !worker.join_within(left()) {
-            left_running += 1;
+    if client::close(consumer, left()) {
+        for worker in workers {
+            if !worker.join_within(left()) {
+                left_running += 1;
+            }
         }
     }
     if left_running > 0 {
@@ -242,7 +243,8 @@ fn decoder(settings: &Settings) -> Decoder {
 }
 
 /// The poll loop, until shutdown or a failure and then until the work in flight finished (or
-/// its share of `shutdown_timeout` ran out). Returns when stopping began.
+/// its share of `shutdown_timeout` ran out). Returns the deadline of the stop: the shutdown's
+/// (see `shutdown`), or for a failure `shutdown_timeout` after the loop saw it.
 fn run(
     consumer: &KafkadConsumer,
     probe: &Probe,
@@ -256,8 +258,9 @@ fn run(
         Some("earliest" | "smallest" | "beginning")
     );
     let mut watch = Watch::new(settings.stall_timeout, from_earliest);
-    let drain_budget = settings.shutdown_timeout.mul_f64(DRAIN_SHARE);
-    let mut stopping: Option<Instant> = None;
+    // What the steps after the drain get of `shutdown_timeout`.
+    let after_drain = settings.shutdown_timeout.mul_f64(1.0 - DRAIN_SHARE);
+    let mut deadline: Option<Instant> = None;
     let mut queue_drained = true;
     loop {
         let now = Tick::now();
@@ -267,11 +270,15 @@ fn run(
             if let Some(failure) = client::connection_failure(consumer) {
                 engine.fail(failure);
             }
-            if stopping.is_none() && (shutdown.is_triggered() || engine.has_failed()) {
+            if deadline.is_none() && (shutdown.is_triggered() || engine.has_failed()) {
                 if shutdown.is_triggered() {
                     metrics.health.begin_shutdown();
                 }
-                stopping = Some(Instant::now());
+                deadline = Some(
+                    shutdown
+                        .deadline(settings.shutdown_timeout)
+                        .unwrap_or_else(|| Instant::now() + settings.shutdown_timeout),
+                );
                 engine.stop();
             }
             engine.settle(Duration::ZERO);
@@ -281,9 +288,10 @@ fn run(
             hooks.store_and_commit(consumer, &mut engine, None, None);
             hooks.apply_pauses(consumer, &mut engine, now);
             watch.turn(&engine, probe, metrics, now);
-            if let Some(since) = stopping {
-                if engine.in_flight() == 0 || since.elapsed() >= drain_budget {
-                    return since;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if engine.in_flight() == 0 || left <= after_drain {
+                    return deadline;
                 }
             }
             waits(&engine, now)
