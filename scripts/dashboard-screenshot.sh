@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Renders docs/dashboard.png, the README's picture of the Grafana dashboard, from a real run:
+# Renders docs/dashboard.png, docs/operations.md's picture of the Grafana dashboard, from a real
+# run:
 #
 #   1. Apache Kafka on loopback (scripts/kafka-cluster.sh, one node), `kafkad topic ensure`,
 #      and the seed topology as six kafkad processes (release build), each with its own HTTP

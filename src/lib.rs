@@ -1,5 +1,6 @@
 //! kafkad: a Kafka worker daemon, the seed's Python producer/consumer system rebuilt as one
-//! binary. See README.md for the tour; the modules, from the outside in:
+//! binary. See README.md for the tour (and docs/ for the reference); the modules, from the
+//! outside in:
 //!
 //! * [`cli`], [`app`]: the command line and what each command does.
 //! * [`roles`]: the roles: the producer, and the two consumer roles run on the consumer

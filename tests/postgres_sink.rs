@@ -418,10 +418,10 @@ fn a_database_that_cannot_be_used_stops_kafkad_at_start_with_one_line() {
     }
 }
 
-/// The throughput figure of README's Exactly-once section: the batch role writing the same
-/// 100,000 messages into PostgreSQL exactly-once, then at-least-once, then psql's `\copy` of
-/// those rows into a table of the same shape (the database's own limit for loading them), on
-/// one machine, in one run. A benchmark, run by hand:
+/// The throughput figure of docs/guarantees.md's Exactly-once section: the batch role writing
+/// the same 100,000 messages into PostgreSQL exactly-once, then at-least-once, then psql's
+/// `\copy` of those rows into a table of the same shape (the database's own limit for loading
+/// them), on one machine, in one run. A benchmark, run by hand:
 /// `cargo test --release --test postgres_sink -- --ignored --nocapture benchmark`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a benchmark, run by hand"]

@@ -1,7 +1,8 @@
-//! What README.md says about sinks, dead letters and exit codes, held against the code that
-//! decides it: the sentences are looked up in the README, and the code asked the same
-//! question. A README edit that changes one of these promises must change the code with it,
-//! and the other way round.
+//! What the documentation says about sinks, dead letters and exit codes, held against the code
+//! that decides it: the sentences are looked up where they live (docs/failures.md, or every
+//! page: README.md and docs/*.md), and the code asked the same question. An edit of the
+//! documentation that changes one of these promises must change the code with it, and the
+//! other way round.
 
 mod support;
 
@@ -12,12 +13,35 @@ use kafkad::sink::{SinkError, COMMAND_REJECTS};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use support::process::run_kafkad;
 
-fn readme() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    std::fs::read_to_string(path).expect("README.md")
+/// docs/failures.md: dead letters, when processing fails, exit codes.
+fn failures_page() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/failures.md");
+    std::fs::read_to_string(path).expect("docs/failures.md")
 }
 
-/// The README's paragraphs, each joined into one line.
+/// Every page of the documentation, README.md and docs/*.md, in a fixed order, apart by a
+/// blank line so that no two pages' paragraphs run into one.
+fn every_page() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.expect("docs/ entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    pages.sort();
+    assert!(
+        pages.iter().any(|path| path.ends_with("failures.md")),
+        "docs/ without failures.md: {pages:?}"
+    );
+    pages.insert(0, root.join("README.md"));
+    pages
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// A page's paragraphs, each joined into one line.
 fn paragraphs(text: &str) -> Vec<String> {
     text.split("\n\n")
         .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -30,7 +54,7 @@ fn paragraph_with(text: &str, phrase: &str) -> String {
         .into_iter()
         .filter(|p| p.contains(phrase))
         .collect();
-    assert_eq!(found.len(), 1, "README: one paragraph with {phrase:?}");
+    assert_eq!(found.len(), 1, "docs: one paragraph with {phrase:?}");
     found[0].clone()
 }
 
@@ -38,12 +62,12 @@ fn paragraph_with(text: &str, phrase: &str) -> String {
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     text.split_once(start)
         .and_then(|(_, rest)| rest.split(end).next())
-        .unwrap_or_else(|| panic!("README: nothing after {start:?}"))
+        .unwrap_or_else(|| panic!("docs: nothing after {start:?}"))
 }
 
 fn assert_says(text: &str, phrases: &[&str]) {
     for phrase in phrases {
-        assert!(text.contains(phrase), "README no longer says {phrase:?}");
+        assert!(text.contains(phrase), "docs no longer say {phrase:?}");
     }
 }
 
@@ -51,12 +75,12 @@ fn produce_error(code: RDKafkaErrorCode) -> KafkaError {
     KafkaError::MessageProduction(code)
 }
 
-/// The refusals the README lists for a dead-letter copy, permanent (the consumer stops, exit
-/// 1) or transient (retried), are classified so by `dlq::is_permanent`.
+/// The refusals docs/failures.md lists for a dead-letter copy, permanent (the consumer stops,
+/// exit 1) or transient (retried), are classified so by `dlq::is_permanent`.
 #[test]
-fn dead_letter_refusals_are_permanent_or_retried_as_the_readme_says() {
+fn dead_letter_refusals_are_permanent_or_retried_as_documented() {
     use RDKafkaErrorCode::*;
-    let text = readme();
+    let text = failures_page();
     let section = paragraph_with(&text, "**When the dead-letter topic cannot be written.**");
     for (phrase, codes, permanent) in [
         (
@@ -93,15 +117,15 @@ fn dead_letter_refusals_are_permanent_or_retried_as_the_readme_says() {
             assert_eq!(
                 is_permanent(&produce_error(*code)),
                 permanent,
-                "README: {phrase:?} ({code:?}) is {}",
+                "docs/failures.md: {phrase:?} ({code:?}) is {}",
                 if permanent { "permanent" } else { "retried" }
             );
         }
     }
 }
 
-/// Wherever the README speaks of a dead-letter copy refused with an error the code treats as
-/// permanent, it says the consumer stops, never that the copy is retried.
+/// Wherever the documentation (any page) speaks of a dead-letter copy refused with an error
+/// the code treats as permanent, it says the consumer stops, never that the copy is retried.
 #[test]
 fn no_paragraph_says_a_permanent_dead_letter_refusal_is_retried() {
     use RDKafkaErrorCode::*;
@@ -115,7 +139,7 @@ fn no_paragraph_says_a_permanent_dead_letter_refusal_is_retried() {
     for code in permanent {
         assert!(is_permanent(&produce_error(code)), "{code:?}");
     }
-    let text = readme();
+    let text = every_page();
     let mut checked = 0;
     for paragraph in paragraphs(&text) {
         let names_one = permanent
@@ -127,7 +151,7 @@ fn no_paragraph_says_a_permanent_dead_letter_refusal_is_retried() {
         checked += 1;
         assert!(
             paragraph.contains("exit 1") && !paragraph.contains("retried"),
-            "README says a permanent dead-letter refusal is retried, or not that the consumer \
+            "docs say a permanent dead-letter refusal is retried, or not that the consumer \
              stops with exit 1: {paragraph}"
         );
     }
@@ -137,11 +161,11 @@ fn no_paragraph_says_a_permanent_dead_letter_refusal_is_retried() {
     );
 }
 
-/// "When processing fails": which sink failures are retried and which are not, and the
-/// `kind` labels the README names for them.
+/// docs/failures.md, "When processing fails": which sink failures are retried and which are
+/// not, and the `kind` labels it names for them.
 #[test]
-fn sink_failures_are_retried_as_the_readme_says() {
-    let text = readme();
+fn sink_failures_are_retried_as_documented() {
+    let text = failures_page();
     let rule = paragraph_with(&text, "The sink's answer decides.");
     assert_says(
         &rule,
@@ -197,15 +221,16 @@ fn sink_failures_are_retried_as_the_readme_says() {
     .collect();
     assert!(
         named.is_subset(&kinds) && !named.is_empty(),
-        "README names {named:?}, the code has {kinds:?}"
+        "docs/failures.md names {named:?}, the code has {kinds:?}"
     );
 }
 
-/// The exit codes table lists 0, 1, 2 and 130; the cheap ones are checked by running kafkad:
-/// a configuration error is 2, a sink file that cannot be opened is 1 (before connecting).
+/// The exit codes table (docs/failures.md) lists 0, 1, 2 and 130; the cheap ones are checked
+/// by running kafkad: a configuration error is 2, a sink file that cannot be opened is 1
+/// (before connecting).
 #[test]
-fn exit_codes_are_the_ones_the_readme_lists() {
-    let text = readme();
+fn exit_codes_are_the_ones_documented() {
+    let text = failures_page();
     let table = between(&text, "## Exit codes", "\n## ");
     let codes: Vec<&str> = table
         .lines()

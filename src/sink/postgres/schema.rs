@@ -166,7 +166,7 @@ pub(super) fn prepare(client: &mut Client, settings: &PostgresSettings) -> Resul
     let found = columns(client, &table).map_err(db)?;
     if found.is_empty() {
         return Err(fail(
-            "does not exist; create it (README: Sinks, postgres) or set [sink] create_table = true"
+            "does not exist; create it (docs/sinks.md, postgres) or set [sink] create_table = true"
                 .to_owned(),
         ));
     }
