@@ -56,6 +56,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
+use crate::backoff::Backoff;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings, TopicSelection};
 use crate::message::{DecodeError, KafkaMessage};
@@ -238,8 +239,8 @@ pub fn is_permanent(error: &KafkaError) -> bool {
 
 /// How long one dead-letter delivery may take before it counts as failed and is retried.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Backoff between failed attempts: doubles from the first to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+/// Waits between failed attempts.
+const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Routes rejected records of one consumer.
 pub struct DeadLetters {
@@ -383,7 +384,7 @@ impl DeadLetters {
             });
         }
         let headers = self.headers(record, rejection);
-        let mut backoff = BACKOFF.0;
+        let mut failed = 0;
         loop {
             let mut copy = FutureRecord::to(topic).headers(headers.clone());
             if let Some(key) = record.key() {
@@ -440,6 +441,8 @@ impl DeadLetters {
                         |e| e.to_string(),
                     );
                     self.metrics.dead_letter_failures.inc();
+                    failed += 1;
+                    let backoff = BACKOFF.delay(failed, 0.0);
                     tracing::error!(
                         topic = record.topic(), partition = record.partition(), offset = record.offset(),
                         dlq_topic = %topic, %error, retry_in = ?backoff,
@@ -448,7 +451,6 @@ impl DeadLetters {
                     if shutdown.sleep_blocking(backoff) {
                         return Err(DeadLetterError::Interrupted);
                     }
-                    backoff = (backoff * 2).min(BACKOFF.1);
                 }
             }
         }

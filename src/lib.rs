@@ -18,6 +18,7 @@
 //! through this same public surface.
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod client;
 pub mod cluster;

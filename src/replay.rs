@@ -663,7 +663,7 @@ fn deliver(
     retry: &RetrySettings,
     shutdown: &Shutdown,
 ) -> Result<(), Undelivered> {
-    let mut delay = retry.initial;
+    let backoff = retry.backoff().steady();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -678,6 +678,7 @@ fn deliver(
             }
             Err(error) => error,
         };
+        let delay = backoff.delay(attempts, 0.0);
         tracing::warn!(
             partition = record.partition, offset = record.offset, attempts, %error,
             retry_in = ?delay, "the sink failed on a replayed record"
@@ -685,9 +686,6 @@ fn deliver(
         if shutdown.sleep_blocking(delay) {
             return Err(Undelivered::Interrupted);
         }
-        delay = Duration::try_from_secs_f64(delay.as_secs_f64() * retry.multiplier)
-            .unwrap_or(retry.max)
-            .min(retry.max);
     }
 }
 

@@ -29,6 +29,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
+use crate::backoff::Backoff;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings, MIN_INSYNC_REPLICAS};
 
@@ -355,7 +356,8 @@ impl Target<'_> {
         let started = Instant::now();
         let mut attempts = 0;
         let mut created = false;
-        let mut backoff = Duration::from_millis(100);
+        // Brokers starting up: look again soon, then less often.
+        let backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             attempts += 1;
             let step = match describe(self.admin, name).await {
@@ -402,13 +404,14 @@ impl Target<'_> {
                     last_error: error,
                 });
             }
-            let pause = backoff.min(self.wait.saturating_sub(started.elapsed()));
+            let pause = backoff
+                .delay(attempts, 0.0)
+                .min(self.wait.saturating_sub(started.elapsed()));
             tracing::debug!(topic = name, attempt = attempts, %error, retry_in = ?pause, "not ready; retrying");
             if attempts > 3 {
                 tracing::warn!(topic = name, attempt = attempts, %error, retry_in = ?pause, "broker not ready; retrying");
             }
             tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

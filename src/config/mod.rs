@@ -638,6 +638,18 @@ pub struct RetrySettings {
     pub on_exhausted: OnExhausted,
 }
 
+impl RetrySettings {
+    /// The waits between attempts.
+    pub fn backoff(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff {
+            initial: self.initial,
+            multiplier: self.multiplier,
+            max: self.max,
+            jitter: self.jitter,
+        }
+    }
+}
+
 /// What happens to a record the sink failed to process `max_attempts` times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -23,9 +23,9 @@
 //! The wait itself is the engine's: the work stays in hand, its lane waits, the consumer
 //! keeps polling (see `engine`).
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use crate::backoff::Jitter;
 use crate::config::{OnExhausted, RetrySettings};
 use crate::sink::SinkError;
 use crate::telemetry::clock::Tick;
@@ -87,18 +87,14 @@ impl Failures {
 /// `[retry]` with its source of jitter.
 pub(crate) struct RetryPolicy {
     settings: RetrySettings,
-    random: u64,
+    jitter: Jitter,
 }
 
 impl RetryPolicy {
     pub fn new(settings: &RetrySettings) -> Self {
-        // A seed that differs per process, so consumers of one group do not retry in step.
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
         RetryPolicy {
             settings: settings.clone(),
-            random: seed | 1,
+            jitter: Jitter::new(),
         }
     }
 
@@ -139,26 +135,9 @@ impl RetryPolicy {
         Next::RetryIn(backoff.max(asked))
     }
 
-    /// The wait after the `failed`-th failed attempt (1 for the first): `initial` times
-    /// `multiplier` to the power `failed - 1`, varied by up to `jitter` either way, never
-    /// above `max`.
+    /// The wait after the `failed`-th failed attempt (1 for the first), as `[retry]` says.
     pub fn delay(&mut self, failed: u32) -> Duration {
-        let random = self.uniform();
-        let s = &self.settings;
-        let exponent = i32::try_from(failed.saturating_sub(1)).unwrap_or(i32::MAX);
-        let base = (s.initial.as_secs_f64() * s.multiplier.powi(exponent)).min(s.max.as_secs_f64());
-        let spread = s.jitter * (2.0 * random - 1.0);
-        Duration::from_secs_f64((base * (1.0 + spread)).clamp(0.0, s.max.as_secs_f64()))
-    }
-
-    /// A number in [0, 1) (xorshift; quality is of no concern for jitter).
-    fn uniform(&mut self) -> f64 {
-        let mut x = self.random;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.random = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        self.settings.backoff().delay(failed, self.jitter.uniform())
     }
 }
 
