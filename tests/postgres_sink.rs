@@ -7,17 +7,19 @@
 mod support;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafkad::config::Role;
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, MessageKey};
 use kafkad::sink::{self, Positions, Record, SinkError, Span};
 use support::postgres::Postgres;
-use support::process::run_kafkad;
+use support::process::Kafkad;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// What the postgres sink logs once the database took it: the line a refused start never has.
+const READY: &str = "postgres sink ready";
 const P: &str = "pg";
 
 /// Messages `ids` of producer `P`, each on partition `id % partitions`.
@@ -398,35 +400,47 @@ fn refused_at_start(
     password: &str,
 ) -> Vec<String> {
     let broker = format!("127.0.0.1:{}", free_port());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("postgres_sink-refused");
+    std::fs::create_dir_all(&dir).expect("log directory");
     let mut lines = Vec::new();
-    for (what, overrides, code, cause) in cases {
+    for (i, (what, overrides, code, cause)) in cases.into_iter().enumerate() {
         let mut env: Vec<(&str, String)> = base.to_vec();
         env.push(("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", broker.clone()));
         for (key, value) in overrides {
             env.retain(|(k, _)| *k != key);
             env.push((key, value));
         }
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let output = run_kafkad(&["--role", "batch"], &env);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
+        let name = format!("refused-{}-{i}", std::process::id());
+        let _ = std::fs::remove_file(dir.join(format!("{name}.log")));
+        let mut kafkad = Kafkad::spawn(&name, &dir, &["--role", "batch"], &env);
+        // A kafkad the database lets in goes on to wait for the broker: it is stopped (on
+        // drop) as soon as its sink is ready, rather than hanging the test.
+        let started = Instant::now();
+        while kafkad.running() {
+            let log = kafkad.log_text();
+            assert!(
+                !log.contains(READY),
+                "{what}: kafkad got past the database:\n{log}"
+            );
+            assert!(
+                started.elapsed() < WAIT,
+                "{what}: kafkad still runs after {WAIT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = kafkad.wait(Duration::ZERO);
+        let log = kafkad.log_text();
+        assert!(!log.contains(READY), "{what}: kafkad got past the database:\n{log}");
+        let last = log
             .lines()
             .filter(|l| l.starts_with("kafkad:"))
             .collect::<Vec<_>>();
-        println!(
-            "{what}: exit {:?}: {}",
-            output.status.code(),
-            last.join(" | ")
-        );
-        assert_eq!(output.status.code(), Some(code), "{what}: {stderr}");
-        assert_eq!(last.len(), 1, "{what}: one line: {stderr}");
+        println!("{what}: exit {:?}: {}", status.code(), last.join(" | "));
+        assert_eq!(status.code(), Some(code), "{what}: {log}");
+        assert_eq!(last.len(), 1, "{what}: one line: {log}");
         assert!(last[0].contains(cause), "{what}: {}", last[0]);
-        let stdout = String::from_utf8_lossy(&output.stdout);
         for secret in [password, "not-the-password", ":pw@"] {
-            assert!(
-                !stderr.contains(secret) && !stdout.contains(secret),
-                "{what} shows a password: {stderr}"
-            );
+            assert!(!log.contains(secret), "{what} shows a password: {log}");
         }
         lines.push(last[0].to_owned());
     }
