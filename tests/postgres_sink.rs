@@ -430,7 +430,10 @@ fn refused_at_start(
         }
         let status = kafkad.wait(Duration::ZERO);
         let log = kafkad.log_text();
-        assert!(!log.contains(READY), "{what}: kafkad got past the database:\n{log}");
+        assert!(
+            !log.contains(READY),
+            "{what}: kafkad got past the database:\n{log}"
+        );
         let last = log
             .lines()
             .filter(|l| l.starts_with("kafkad:"))
