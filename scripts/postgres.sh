@@ -201,9 +201,8 @@ ssl_cert_file = '$data/tls/server.crt'
 ssl_key_file = '$data/tls/server.key'
 EOF
     # First match wins: the socket (this script's own set-up) stays as initdb made it, TCP
-    # without TLS is refused outright, and TCP with TLS still needs the password. A client
-    # that would fall back to plain text (sslmode=prefer against a server without TLS)
-    # cannot pass unnoticed.
+    # without TLS is refused outright, and TCP with TLS still needs the password. So a
+    # client that got in over TCP was talking TLS, whatever it was asked to do.
     cat >"$data/cluster/pg_hba.conf" <<EOF
 # TYPE     DATABASE  USER  ADDRESS       METHOD
 local      all       all                 trust
