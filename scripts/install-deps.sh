@@ -12,8 +12,9 @@
 #                                  and kubectl where the apt sources have it, to render the
 #                                  kustomize overlays (Debian's own kubernetes-client 1.20
 #                                  predates kustomize components, so it is not a substitute),
-#                                  and Debian's postgresql server for the postgres sink's tests
-#                                  (scripts/postgres.sh runs a throwaway one).
+#                                  and Debian's postgresql server and the openssl command for
+#                                  the postgres sink's tests (scripts/postgres.sh runs a
+#                                  throwaway one, over TLS with --tls).
 #   scripts/install-deps.sh bench  the build, and what `make bench` runs beside it: a JDK and
 #                                  Maven for the Apache Kafka cluster, javac for the probe that
 #                                  times Kafka's perf tools, python3's venv module for the
@@ -42,6 +43,8 @@ if [ "${1:-}" = test ]; then
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  # scripts/postgres.sh --tls makes its CA and server certificate with it.
+  command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
   if ! command -v kubectl >/dev/null 2>&1 && apt-cache show kubectl >/dev/null 2>&1; then
     need_apt+=(kubectl)
   fi

@@ -7,17 +7,19 @@
 mod support;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafkad::config::Role;
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, MessageKey};
 use kafkad::sink::{self, Positions, Record, SinkError, Span};
 use support::postgres::Postgres;
-use support::process::run_kafkad;
+use support::process::Kafkad;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// What the postgres sink logs once the database took it: the line a refused start never has.
+const READY: &str = "postgres sink ready";
 const P: &str = "pg";
 
 /// Messages `ids` of producer `P`, each on partition `id % partitions`.
@@ -385,37 +387,200 @@ fn a_database_that_cannot_be_used_stops_kafkad_at_start_with_one_line() {
             "sink.url",
         ),
     ];
+    refused_at_start(&pg.sink_env("startup_checks"), cases, &pg.password);
+}
+
+/// Runs `kafkad --role batch` with `base` and each case's overrides on top, against a broker
+/// nobody listens on (the sink is set up before the consumer contacts Kafka): each must exit
+/// with its code and one `kafkad:` line naming its cause, and never show a password. Returns
+/// those lines, in the order of `cases`.
+fn refused_at_start(
+    base: &[(&'static str, String)],
+    cases: impl IntoIterator<Item = BadStart>,
+    password: &str,
+) -> Vec<String> {
     let broker = format!("127.0.0.1:{}", free_port());
-    for (what, overrides, code, cause) in cases {
-        let mut env: Vec<(&str, String)> = pg.sink_env("startup_checks");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("postgres_sink-refused");
+    std::fs::create_dir_all(&dir).expect("log directory");
+    let mut lines = Vec::new();
+    for (i, (what, overrides, code, cause)) in cases.into_iter().enumerate() {
+        let mut env: Vec<(&str, String)> = base.to_vec();
         env.push(("KAFKAD_KAFKA__BOOTSTRAP_SERVERS", broker.clone()));
         for (key, value) in overrides {
             env.retain(|(k, _)| *k != key);
             env.push((key, value));
         }
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let output = run_kafkad(&["--role", "batch"], &env);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
+        let name = format!("refused-{}-{i}", std::process::id());
+        let _ = std::fs::remove_file(dir.join(format!("{name}.log")));
+        let mut kafkad = Kafkad::spawn(&name, &dir, &["--role", "batch"], &env);
+        // A kafkad the database lets in goes on to wait for the broker: it is stopped (on
+        // drop) as soon as its sink is ready, rather than hanging the test.
+        let started = Instant::now();
+        while kafkad.running() {
+            let log = kafkad.log_text();
+            assert!(
+                !log.contains(READY),
+                "{what}: kafkad got past the database:\n{log}"
+            );
+            assert!(
+                started.elapsed() < WAIT,
+                "{what}: kafkad still runs after {WAIT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = kafkad.wait(Duration::ZERO);
+        let log = kafkad.log_text();
+        assert!(
+            !log.contains(READY),
+            "{what}: kafkad got past the database:\n{log}"
+        );
+        let last = log
             .lines()
             .filter(|l| l.starts_with("kafkad:"))
             .collect::<Vec<_>>();
-        println!(
-            "{what}: exit {:?}: {}",
-            output.status.code(),
-            last.join(" | ")
-        );
-        assert_eq!(output.status.code(), Some(code), "{what}: {stderr}");
-        assert_eq!(last.len(), 1, "{what}: one line: {stderr}");
+        println!("{what}: exit {:?}: {}", status.code(), last.join(" | "));
+        assert_eq!(status.code(), Some(code), "{what}: {log}");
+        assert_eq!(last.len(), 1, "{what}: one line: {log}");
         assert!(last[0].contains(cause), "{what}: {}", last[0]);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        for secret in [pg.password.as_str(), "not-the-password", ":pw@"] {
-            assert!(
-                !stderr.contains(secret) && !stdout.contains(secret),
-                "{what} shows a password: {stderr}"
-            );
+        for secret in [password, "not-the-password", ":pw@"] {
+            assert!(!log.contains(secret), "{what} shows a password: {log}");
         }
+        lines.push(last[0].to_owned());
     }
+    lines
+}
+
+/// Exactly-once over TLS to a server that refuses plain TCP (scripts/postgres.sh --tls):
+/// the sink trusts the server's CA through `sink.ca` and verifies its certificate, every row
+/// lands once with its offsets, and the server itself reports each of the sink's
+/// connections encrypted while it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_once_over_tls_trusting_the_servers_ca_writes_each_row_once() {
+    let pg = Postgres::shared_tls();
+    let mock = MockTopology::start(2);
+    produce(&mock, 1..=300, 2).await;
+    let table = "tls_eo";
+    // The sink's sessions, told apart from the test's own in pg_stat_activity.
+    let application = "kafkad-tls-eo";
+    let url = format!("{}&application_name={application}", pg.url);
+    let s = settings(
+        &mock,
+        Role::Batch,
+        pg,
+        table,
+        &[("sink.url", &url), ("sink.delivery", "exactly_once")],
+    );
+    let group = s
+        .resolved_kafka
+        .get("group.id")
+        .unwrap_or_default()
+        .to_owned();
+    let sink = new_sink(&s, Role::Batch).await;
+    let run = spawn_consumer(Role::Batch, s, sink);
+    wait_until(WAIT, "every row in the table", || pg.count(table) >= 300).await;
+    let sessions: Vec<(i32, bool, Option<String>)> = pg
+        .with_client(|client| {
+            client.query(
+                "SELECT a.pid, s.ssl, s.version FROM pg_stat_activity a \
+                 JOIN pg_stat_ssl s ON s.pid = a.pid WHERE a.application_name = $1",
+                &[&application],
+            )
+        })
+        .expect("pg_stat_ssl")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    run.stop().await.expect("consumer stops cleanly");
+    println!("the sink's sessions (pid, ssl, version): {sessions:?}");
+    assert!(!sessions.is_empty(), "no session of the sink's found");
+    for (pid, ssl, version) in &sessions {
+        assert!(
+            *ssl && version.as_deref().is_some_and(|v| v.starts_with("TLS")),
+            "session {pid} of the sink is not TLS: {sessions:?}"
+        );
+    }
+    print_table(
+        "batch, exactly_once, over TLS",
+        &keys(1..=300),
+        pg.keys(table),
+    );
+    assert_eq!(
+        pg.next_offsets(table, &group, TOPIC).values().sum::<i64>(),
+        300
+    );
+}
+
+/// A server kafkad cannot verify is never written to: without `sink.ca` its certificate is
+/// signed by nobody kafkad trusts, and with it a URL host the certificate does not name is
+/// still refused. Each stops kafkad at start with one line naming the database and the
+/// certificate's problem; so does plain text to the TLS-only server (the server's refusal,
+/// which is what makes the sessions above TLS). Nothing is written, not even the table.
+#[test]
+fn a_database_whose_certificate_cannot_be_verified_stops_kafkad_at_start_with_one_line() {
+    let pg = Postgres::shared_tls();
+    let table = "tls_refused";
+    let ca = pg.ca.as_ref().expect("a TLS server").display().to_string();
+    let mut base = pg.sink_env(table);
+    base.retain(|(key, _)| *key != "KAFKAD_SINK__CA");
+    // `hostaddr` is where to connect, the host what the certificate must name (as in libpq):
+    // the same server, reached by a name its certificate lacks, needs no resolver set-up.
+    let unnamed = "not-in-the-certificate.invalid";
+    let by_other_name = format!(
+        "{}&hostaddr=127.0.0.1",
+        pg.url.replace("@127.0.0.1:", &format!("@{unnamed}:"))
+    );
+    let plain = pg.url.replace("sslmode=require", "sslmode=disable");
+    let cases: [BadStart; 3] = [
+        (
+            "the server's CA not trusted (no sink.ca)",
+            vec![],
+            1,
+            "unable to get local issuer certificate",
+        ),
+        (
+            "a host the certificate does not name",
+            vec![
+                ("KAFKAD_SINK__CA", ca.clone()),
+                ("KAFKAD_SINK__URL", by_other_name),
+            ],
+            1,
+            "hostname mismatch",
+        ),
+        (
+            "plain text to a server that requires TLS",
+            vec![("KAFKAD_SINK__CA", ca), ("KAFKAD_SINK__URL", plain)],
+            1,
+            "no encryption",
+        ),
+    ];
+    let lines = refused_at_start(&base, cases, &pg.password);
+    let database = pg
+        .url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('?'))
+        .map(|(database, _)| database.to_owned())
+        .expect("host:port/database in the URL");
+    for (line, database) in lines.iter().zip([
+        database.clone(),
+        database.replace("127.0.0.1", unnamed),
+        database,
+    ]) {
+        assert!(line.contains(&database), "names {database}: {line}");
+    }
+    for line in &lines[..2] {
+        assert!(
+            line.contains("certificate failed verification") && line.contains("[sink] ca"),
+            "says what was checked and where the fix goes: {line}"
+        );
+    }
+    let exists: bool = pg
+        .with_client(|client| {
+            client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                .map(|row| row.get(0))
+        })
+        .expect("to_regclass");
+    assert!(!exists, "a refused kafkad created {table}");
 }
 
 /// The throughput figure of docs/guarantees.md's Exactly-once section: the batch role writing

@@ -282,6 +282,10 @@ pub(super) fn database(what: &str, error: &postgres::Error) -> SinkError {
             let mut text = error.to_string();
             let mut source = std::error::Error::source(error);
             while let Some(cause) = source {
+                if let Some(tls) = cause.downcast_ref::<native_tls::Error>() {
+                    text = tls_failure(tls);
+                    break;
+                }
                 text.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
@@ -295,6 +299,24 @@ pub(super) fn database(what: &str, error: &postgres::Error) -> SinkError {
         message: format!("{what}: {message}"),
         code,
         retryable,
+    }
+}
+
+/// A failed TLS handshake, in place of the client's "error performing TLS handshake" and the
+/// TLS error's sources, which only repeat its text. With OpenSSL that text is the library's
+/// error, then in parentheses why the certificate was refused ("unable to get local issuer
+/// certificate": signed by no CA kafkad trusts; "hostname mismatch": the certificate does
+/// not name the URL's host); a refused certificate also says what kafkad checks, and where
+/// the fix goes.
+fn tls_failure(error: &native_tls::Error) -> String {
+    let text = error.to_string();
+    if text.contains("certificate verify failed") {
+        format!(
+            "the server's TLS certificate failed verification: {text}; kafkad trusts the \
+             system's CAs and those in [sink] ca, and the certificate must name the URL's host"
+        )
+    } else {
+        format!("TLS handshake failed: {text}")
     }
 }
 
