@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::kafka::{KafkaProperties, KafkaValue, REDACTED};
-use super::KafkaTable;
+use super::{KafkaTable, SinkHeaders};
 
 /// What a sink that can take part in a transaction promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ pub struct PostgresSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     /// How long connecting, and each statement, may take.
-    #[serde(default = "super::default_sink_timeout", with = "humantime_serde")]
+    #[serde(default = "default_sink_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
 
@@ -92,7 +92,7 @@ pub struct KafkaSinkSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactional_id: Option<String>,
     /// How long one send, or one transaction's commit, may take.
-    #[serde(default = "super::default_sink_timeout", with = "humantime_serde")]
+    #[serde(default = "default_sink_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// librdkafka properties of the output cluster's producer. Without `bootstrap.servers`
     /// the output cluster is the input's: `[kafka]`'s connection settings apply first.
@@ -360,6 +360,65 @@ pub(super) fn output_properties<E>(
         properties.insert(name.clone(), resolve(name, value)?);
     }
     Ok(KafkaProperties::new(properties))
+}
+
+/// Where processed messages go: `[sink]`, its `kind` choosing the variant, each variant with
+/// its own keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkSettings {
+    /// Logs each message (single) or a summary per batch.
+    Log {},
+    /// Appends one JSON line per processed message to `path`.
+    Jsonl {
+        /// The file to append to; created if missing.
+        path: PathBuf,
+    },
+    /// POSTs each message (single) or each batch as a JSON array (batch) to `url`; any 2xx
+    /// answer means processed.
+    Http {
+        /// `http://` or `https://` address to POST to.
+        url: String,
+        /// How long one request may take, connecting included, before it counts as a
+        /// (retryable) failure.
+        #[serde(default = "default_sink_timeout", with = "humantime_serde")]
+        timeout: Duration,
+        /// Extra request headers. A value may be `{ file = "/path" }` or `{ env = "VAR" }` so
+        /// a token stays out of the file; `config print` and logs never show the values of
+        /// references, nor of headers whose names look secret (authorization, token, key...).
+        #[serde(default)]
+        headers: SinkHeaders,
+    },
+    /// Runs `command` (program and arguments) per message or batch, writing the messages to
+    /// its standard input as JSON lines; exit status 0 means processed.
+    Command {
+        /// The program and its arguments, e.g. `["sh", "-c", "cat >> /data/out.jsonl"]`.
+        command: Vec<String>,
+        /// How long one run may take before it is killed (a retryable failure).
+        #[serde(default = "default_sink_timeout", with = "humantime_serde")]
+        timeout: Duration,
+    },
+    /// Inserts one row per message into a PostgreSQL table; with `delivery = "exactly_once"`
+    /// (the default) the consumer's next offsets are written in the same transaction.
+    Postgres(PostgresSettings),
+    /// Produces each message to an output topic; with `delivery = "exactly_once"` (the
+    /// default) inside a Kafka transaction that also commits the consumer's offsets.
+    Kafka(KafkaSinkSettings),
+}
+
+impl SinkSettings {
+    /// The delivery mode of a sink that can take part in a transaction, `None` for the others.
+    pub fn delivery(&self) -> Option<Delivery> {
+        match self {
+            SinkSettings::Postgres(postgres) => Some(postgres.delivery),
+            SinkSettings::Kafka(kafka) => Some(kafka.delivery),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn default_sink_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[cfg(test)]

@@ -13,7 +13,11 @@ pub(super) fn toml_file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
-fn request(role: Option<Role>, file: Option<&Path>, env: &[(&str, &str)]) -> LoadRequest {
+pub(super) fn request(
+    role: Option<Role>,
+    file: Option<&Path>,
+    env: &[(&str, &str)],
+) -> LoadRequest {
     LoadRequest {
         file: file.map(Path::to_owned),
         role,
@@ -26,11 +30,11 @@ fn request(role: Option<Role>, file: Option<&Path>, env: &[(&str, &str)]) -> Loa
     }
 }
 
-fn load_ok(request: &LoadRequest) -> LoadedConfig {
+pub(super) fn load_ok(request: &LoadRequest) -> LoadedConfig {
     load(request).unwrap_or_else(|e| panic!("expected a valid configuration: {e}"))
 }
 
-fn load_err(request: &LoadRequest) -> String {
+pub(super) fn load_err(request: &LoadRequest) -> String {
     match load(request) {
         Ok(_) => panic!("expected a configuration error"),
         Err(e) => e.to_string(),
@@ -74,60 +78,6 @@ fn a_single_consumer_without_auto_commit_is_refused() {
             && error.contains("never be committed"),
         "{error}"
     );
-}
-
-#[test]
-fn a_dead_letter_topic_equal_to_the_topic_is_refused() {
-    let error = load_err(&request(
-        Some(Role::Batch),
-        None,
-        &[("KAFKAD_DLQ_TOPIC", "andrew-topic")],
-    ));
-    assert!(
-        error.contains("dlq_topic")
-            && error.contains("KAFKAD_DLQ_TOPIC")
-            && error.contains("must differ"),
-        "{error}"
-    );
-}
-
-#[test]
-fn topic_names_kafka_would_refuse_are_refused() {
-    let long = "t".repeat(250);
-    for (var, name, why) in [
-        ("KAFKAD_TOPIC__NAME", long.as_str(), "at most 249"),
-        ("KAFKAD_TOPIC__NAME", "orders/eu", "contains '/'"),
-        ("KAFKAD_TOPIC__NAME", "..", "not a topic name"),
-        ("KAFKAD_DLQ_TOPIC", long.as_str(), "at most 249"),
-        ("KAFKAD_DLQ_TOPIC", "dead letters", "contains ' '"),
-    ] {
-        let error = load_err(&request(Some(Role::Single), None, &[(var, name)]));
-        assert!(
-            error.contains(var) && error.contains(why),
-            "{name}: {error}"
-        );
-    }
-    // 249 characters is a name Kafka takes, but not with `.dlq` appended.
-    let longest = "a".repeat(249);
-    let error = load_err(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_TOPIC__NAME", &longest)],
-    ));
-    assert!(error.contains("default dead-letter topic"), "{error}");
-    load_ok(&request(
-        Some(Role::Single),
-        None,
-        &[
-            ("KAFKAD_TOPIC__NAME", &longest),
-            ("KAFKAD_DLQ_TOPIC", "dlq"),
-        ],
-    ));
-    load_ok(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_TOPIC__NAME", &"a".repeat(245))],
-    ));
 }
 
 #[test]
@@ -409,43 +359,6 @@ fn settings_that_break_a_guarantee_are_refused() {
 }
 
 #[test]
-fn the_sink_kind_decides_which_keys_it_takes() {
-    let file = toml_file("[sink]\nkind = \"jsonl\"\n");
-    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
-    assert!(error.contains("`sink.path`"), "{error}");
-    assert!(
-        error.contains(&file.path().display().to_string()),
-        "names where `kind` came from: {error}"
-    );
-    assert!(error.contains("jsonl"), "{error}");
-
-    let error = load_err(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_SINK__PATH", "/tmp/out.jsonl")],
-    ));
-    assert!(
-        error.contains("unknown key `sink.path`") && error.contains("KAFKAD_SINK__PATH"),
-        "the log sink takes no path: {error}"
-    );
-
-    let config = load_ok(&request(
-        Some(Role::Single),
-        None,
-        &[
-            ("KAFKAD_SINK__KIND", "jsonl"),
-            ("KAFKAD_SINK__PATH", "/tmp/out.jsonl"),
-        ],
-    ));
-    assert_eq!(
-        config.settings.sink,
-        SinkSettings::Jsonl {
-            path: PathBuf::from("/tmp/out.jsonl")
-        }
-    );
-}
-
-#[test]
 fn the_http_listen_address_is_an_address_or_empty() {
     let config = load_ok(&request(Some(Role::Single), None, &[]));
     assert_eq!(
@@ -487,22 +400,6 @@ fn sizes_that_cannot_be_zero_refuse_zero() {
 }
 
 #[test]
-fn dlq_can_be_disabled_explicitly() {
-    let config = load_ok(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_DLQ_TOPIC", "")],
-    ));
-    assert_eq!(config.settings.dlq_topic(), None);
-    let config = load_ok(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_DLQ_TOPIC", "dead")],
-    ));
-    assert_eq!(config.settings.dlq_topic().as_deref(), Some("dead"));
-}
-
-#[test]
 fn secret_from_a_missing_variable_is_an_error_without_the_value() {
     let file = toml_file("[kafka]\n\"sasl.password\" = { env = \"KAFKA_PASSWORD\" }\n");
     let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
@@ -532,202 +429,6 @@ fn shipped_config_files_are_valid() {
             config.settings.resolved_kafka.get("bootstrap.servers"),
             Some("localhost:9092"),
             "{file}"
-        );
-    }
-}
-
-#[test]
-fn retry_defaults_are_documented_values() {
-    let retry = load_ok(&request(Some(Role::Single), None, &[]))
-        .settings
-        .retry;
-    assert_eq!(retry.max_attempts.get(), 5);
-    assert_eq!(retry.initial, Duration::from_secs(1));
-    assert_eq!(retry.max, Duration::from_secs(60));
-    assert_eq!(retry.multiplier, 2.0);
-    assert_eq!(retry.jitter, 0.2);
-    assert_eq!(retry.on_exhausted, OnExhausted::DeadLetter);
-}
-
-#[test]
-fn bad_retry_settings_name_the_key_and_its_source() {
-    let file = toml_file("[retry]\nmax_attempts = 0\n");
-    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
-    assert!(error.contains("retry.max_attempts"), "{error}");
-    assert!(
-        error.contains(&file.path().display().to_string()),
-        "{error}"
-    );
-
-    let error = load_err(&request(
-        Some(Role::Batch),
-        None,
-        &[
-            ("KAFKAD_RETRY__INITIAL", "10s"),
-            ("KAFKAD_RETRY__MAX", "5s"),
-        ],
-    ));
-    assert!(
-        error.contains("retry.max") && error.contains("KAFKAD_RETRY__MAX"),
-        "{error}"
-    );
-
-    let error = load_err(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_RETRY__ON_EXHAUSTED", "ignore")],
-    ));
-    assert!(error.contains("retry"), "{error}");
-    let error = load_err(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_RETRY__JITTER", "1.5")],
-    ));
-    assert!(error.contains("retry.jitter"), "{error}");
-}
-
-#[test]
-fn http_sink_urls_must_parse_and_header_secrets_stay_hidden() {
-    let file = toml_file("[sink]\nkind = \"http\"\nurl = \"not a url\"\n");
-    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
-    assert!(
-        error.contains("sink.url") && error.contains(&file.path().display().to_string()),
-        "{error}"
-    );
-    let file = toml_file("[sink]\nkind = \"http\"\nurl = \"ftp://host/x\"\n");
-    let error = load_err(&request(Some(Role::Single), Some(file.path()), &[]));
-    assert!(error.contains("sink.url"), "{error}");
-
-    let file = toml_file(
-        "[sink]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/in\"\ntimeout = \"2s\"\n\
-         [sink.headers]\nAuthorization = { env = \"SINK_TOKEN\" }\nX-Api-Key = \"plain-secret\"\nX-Source = \"kafkad\"\n",
-    );
-    let mut req = request(Some(Role::Single), Some(file.path()), &[]);
-    let error = load_err(&req);
-    assert!(
-        error.contains("sink.headers.Authorization") && error.contains("SINK_TOKEN"),
-        "{error}"
-    );
-    req.env
-        .push(("SINK_TOKEN".to_owned(), "Bearer very-secret".to_owned()));
-    let config = load_ok(&req);
-    assert!(config
-        .settings
-        .resolved_sink_headers
-        .0
-        .contains(&("Authorization".to_owned(), "Bearer very-secret".to_owned())));
-    let printed = config.render();
-    for secret in ["very-secret", "plain-secret"] {
-        assert!(!printed.contains(secret), "{printed}");
-        assert!(
-            !format!("{:?}", config.settings).contains(secret),
-            "Debug hides {secret}"
-        );
-    }
-    assert!(
-        printed.contains("SINK_TOKEN") && printed.contains("kafkad"),
-        "{printed}"
-    );
-    assert!(
-        printed.contains("[retry]") && printed.contains("on_exhausted = \"dead_letter\""),
-        "config print shows the retry policy: {printed}"
-    );
-}
-
-#[test]
-fn a_command_sink_needs_a_program_that_exists() {
-    let file = toml_file("[sink]\nkind = \"command\"\ncommand = [\"no-such-program-kafkad\"]\n");
-    let error = load_err(&request(Some(Role::Batch), Some(file.path()), &[]));
-    assert!(
-        error.contains("sink.command")
-            && error.contains("no-such-program-kafkad")
-            && error.contains(&file.path().display().to_string()),
-        "{error}"
-    );
-    let file = toml_file("[sink]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat\"]\n");
-    let config = load_ok(&request(Some(Role::Batch), Some(file.path()), &[]));
-    assert!(matches!(
-        config.settings.sink,
-        SinkSettings::Command { timeout, .. } if timeout == Duration::from_secs(30)
-    ));
-}
-
-/// What the kubelet writes into every container of a namespace holding Services named
-/// `kafkad` (one unnamed TCP port), `kafkad-metrics` (TCP port 9464 named `http`) and
-/// `kafkad-dns` (UDP port 53 named `dns-udp`, an IPv6 cluster IP), unless the pod sets
-/// `enableServiceLinks: false`.
-const KUBERNETES_SERVICE_LINKS: &[(&str, &str)] = &[
-    ("KAFKAD_SERVICE_HOST", "10.0.0.7"),
-    ("KAFKAD_SERVICE_PORT", "80"),
-    ("KAFKAD_PORT", "tcp://10.0.0.7:80"),
-    ("KAFKAD_PORT_80_TCP", "tcp://10.0.0.7:80"),
-    ("KAFKAD_PORT_80_TCP_PROTO", "tcp"),
-    ("KAFKAD_PORT_80_TCP_PORT", "80"),
-    ("KAFKAD_PORT_80_TCP_ADDR", "10.0.0.7"),
-    ("KAFKAD_METRICS_SERVICE_HOST", "10.0.0.1"),
-    ("KAFKAD_METRICS_SERVICE_PORT", "9464"),
-    ("KAFKAD_METRICS_SERVICE_PORT_HTTP", "9464"),
-    ("KAFKAD_METRICS_PORT", "tcp://10.0.0.1:9464"),
-    ("KAFKAD_METRICS_PORT_9464_TCP", "tcp://10.0.0.1:9464"),
-    ("KAFKAD_METRICS_PORT_9464_TCP_PROTO", "tcp"),
-    ("KAFKAD_METRICS_PORT_9464_TCP_PORT", "9464"),
-    ("KAFKAD_METRICS_PORT_9464_TCP_ADDR", "10.0.0.1"),
-    ("KAFKAD_DNS_SERVICE_HOST", "fd00::a"),
-    ("KAFKAD_DNS_SERVICE_PORT", "53"),
-    ("KAFKAD_DNS_SERVICE_PORT_DNS_UDP", "53"),
-    ("KAFKAD_DNS_PORT", "udp://[fd00::a]:53"),
-    ("KAFKAD_DNS_PORT_53_UDP", "udp://[fd00::a]:53"),
-    ("KAFKAD_DNS_PORT_53_UDP_PROTO", "udp"),
-    ("KAFKAD_DNS_PORT_53_UDP_PORT", "53"),
-    ("KAFKAD_DNS_PORT_53_UDP_ADDR", "fd00::a"),
-];
-
-#[test]
-fn kubernetes_service_link_variables_are_set_aside_not_read() {
-    let mut env = KUBERNETES_SERVICE_LINKS.to_vec();
-    env.push(("KAFKAD_BATCH__MIN_SIZE", "20"));
-    let config = load_ok(&request(Some(Role::Batch), None, &env));
-    assert_eq!(
-        config.settings.batch.min_size.get(),
-        20,
-        "real settings still read"
-    );
-    let mut expected: Vec<String> = KUBERNETES_SERVICE_LINKS
-        .iter()
-        .map(|(name, _)| name.to_string())
-        .collect();
-    expected.sort();
-    assert_eq!(config.service_links, expected);
-    let printed = config.render();
-    assert!(
-        printed.contains("# not configuration: KAFKAD_METRICS_PORT (a Kubernetes service link"),
-        "{printed}"
-    );
-}
-
-#[test]
-fn a_kafkad_variable_that_only_looks_like_a_service_link_is_still_an_unknown_key() {
-    for (name, value, key) in [
-        // The kubelet writes a link address, never a bare port, into `<SERVICE>_PORT`.
-        ("KAFKAD_METRICS_PORT", "9464", "metrics_port"),
-        (
-            "KAFKAD_METRICS_PORT",
-            "http://10.0.0.1:9464",
-            "metrics_port",
-        ),
-        ("KAFKAD_SERVICE_HOST", "kafka-0", "service_host"),
-        // The port in the name and in the address differ.
-        (
-            "KAFKAD_METRICS_PORT_9464_TCP",
-            "tcp://10.0.0.1:80",
-            "metrics_port_9464_tcp",
-        ),
-        ("KAFKAD_SERVICE_PORT", "0", "service_port"),
-    ] {
-        let error = load_err(&request(Some(Role::Single), None, &[(name, value)]));
-        assert!(
-            error.contains(&format!("unknown key `{key}`")) && error.contains(name),
-            "{name}={value}: {error}"
         );
     }
 }
@@ -777,159 +478,4 @@ fn client_id_names_the_instance_unless_kafka_sets_one() {
         Some("billing-consumer")
     );
     assert!(config.render().contains("billing-consumer"));
-}
-
-#[test]
-fn topic_config_from_every_layer_with_a_min_insync_replicas_default() {
-    let config = load_ok(&request(Some(Role::Producer), None, &[]));
-    assert!(config.settings.topic.config.is_empty());
-    assert_eq!(
-        config.settings.topic.creation_config(),
-        BTreeMap::from([("min.insync.replicas".to_owned(), "2".to_owned())]),
-        "two replicas by default: both hold an acknowledged write"
-    );
-    let printed = config.render();
-    assert!(
-        printed.contains("[topic.config]")
-            && printed.lines().any(
-                |l| l.starts_with("\"min.insync.replicas\" = \"2\"") && l.contains("# default")
-            ),
-        "{printed}"
-    );
-    toml::from_str::<toml::Table>(&printed).expect("config print emits TOML");
-
-    let single_replica = load_ok(&request(
-        Some(Role::Producer),
-        None,
-        &[("KAFKAD_TOPIC__REPLICATION_FACTOR", "1")],
-    ));
-    assert_eq!(
-        single_replica.settings.topic.creation_config()["min.insync.replicas"],
-        "1",
-        "the one value a single replica can meet"
-    );
-
-    let file = toml_file(
-        "[topic]\nreplication_factor = 3\n[topic.config]\n\"retention.ms\" = 86400000\n\"cleanup.policy\" = \"delete\"\n",
-    );
-    let mut req = request(
-        Some(Role::Producer),
-        Some(file.path()),
-        &[("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS", "3")],
-    );
-    req.overrides = vec![("topic.config.retention.ms".into(), "3600000".into())];
-    let config = load_ok(&req);
-    assert_eq!(
-        config.settings.topic.creation_config(),
-        BTreeMap::from([
-            ("cleanup.policy".to_owned(), "delete".to_owned()),
-            ("min.insync.replicas".to_owned(), "3".to_owned()),
-            ("retention.ms".to_owned(), "3600000".to_owned()),
-        ])
-    );
-    assert_eq!(
-        config.origin("topic.config.min.insync.replicas"),
-        "env KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS"
-    );
-    let printed = config.render();
-    assert!(
-        printed
-            .lines()
-            .any(|l| l.starts_with("\"retention.ms\" = \"3600000\"")
-                && l.ends_with("# flag --set topic.config.retention.ms")),
-        "{printed}"
-    );
-}
-
-#[test]
-fn a_min_insync_replicas_the_replicas_cannot_meet_is_refused() {
-    for (value, why) in [
-        ("3", "more than the 2 replicas"),
-        ("0", "not a number of replicas from 1"),
-        ("two", "not a number of replicas from 1"),
-    ] {
-        let error = load_err(&request(
-            Some(Role::Producer),
-            None,
-            &[("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS", value)],
-        ));
-        assert!(
-            error.contains("topic.config.min.insync.replicas")
-                && error.contains("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS")
-                && error.contains(why),
-            "{value}: {error}"
-        );
-    }
-    let file = toml_file("[topic.config]\n\"Retention_MS\" = 1\n");
-    let error = load_err(&request(Some(Role::Producer), Some(file.path()), &[]));
-    assert!(
-        error.contains("topic.config.Retention_MS") && error.contains("not a topic config name"),
-        "{error}"
-    );
-}
-
-#[test]
-fn postgres_sink_passwords_stay_hidden_wherever_they_come_from() {
-    let secret_file = toml_file("pg-from-file\n");
-    let file = toml_file(&format!(
-        "[sink]\nkind = \"postgres\"\nurl = \"postgres://kafkad:pg-in-url@db/kafkad\"\n\
-         password = {{ file = \"{}\" }}\ntable = \"rows\"\n",
-        secret_file.path().display()
-    ));
-    let config = load_ok(&request(Some(Role::Batch), Some(file.path()), &[]));
-    assert_eq!(
-        config.settings.resolved_sink_password.0.as_deref(),
-        Some("pg-from-file"),
-        "read without its newline"
-    );
-    let printed = config.render();
-    let debugged = format!("{:?}", config.settings);
-    for secret in ["pg-from-file", "pg-in-url"] {
-        assert!(!printed.contains(secret), "{printed}");
-        assert!(!debugged.contains(secret), "Debug shows {secret}");
-    }
-    assert!(
-        printed.contains("postgres://kafkad:<redacted>@db/kafkad"),
-        "{printed}"
-    );
-    assert!(printed.contains("delivery = \"exactly_once\""), "{printed}");
-    let plain = toml_file(
-        "[sink]\nkind = \"postgres\"\nurl = \"postgres://db/k\"\npassword = \"pg-plain\"\ntable = \"rows\"\n",
-    );
-    let config = load_ok(&request(Some(Role::Batch), Some(plain.path()), &[]));
-    assert!(!config.render().contains("pg-plain"));
-}
-
-#[test]
-fn transactional_sinks_refuse_settings_that_contradict_each_other() {
-    for (sink, key) in [
-        ("kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"a.b.c\"", "sink"),
-        (
-            "kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"t\"\non_conflict = \"ignore\"\nconflict_key = [\"message_id\"]",
-            "sink.on_conflict",
-        ),
-        (
-            "kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"t\"\ndelivery = \"at_least_once\"\non_conflict = \"ignore\"",
-            "sink.conflict_key",
-        ),
-        (
-            "kind = \"postgres\"\nurl = \"postgres://db/k\"\ntable = \"t\"\ndelivery = \"at_least_once\"\non_conflict = \"ignore\"\nconflict_key = [\"nope\"]",
-            "sink.conflict_key",
-        ),
-        ("kind = \"kafka\"\ntopic = \"andrew-topic\"", "sink.topic"),
-        ("kind = \"kafka\"\ntopic = \"out\"\n[sink.kafka]\n\"no.such.property\" = \"1\"", "sink.kafka.no.such.property"),
-    ] {
-        let file = toml_file(&format!("[sink]\n{sink}\n"));
-        let error = load_err(&request(Some(Role::Batch), Some(file.path()), &[]));
-        assert!(error.contains(&format!("`{key}`")), "{sink}: {error}");
-    }
-    let file = toml_file("[sink]\nkind = \"kafka\"\ntopic = \"out\"\n[sink.kafka]\n\"sasl.password\" = \"kafka-secret\"\n");
-    let config = load_ok(&request(Some(Role::Batch), Some(file.path()), &[]));
-    assert_eq!(
-        config.settings.resolved_sink_kafka.get("bootstrap.servers"),
-        Some("localhost:9092"),
-        "the input cluster's"
-    );
-    assert!(!config.render().contains("kafka-secret"));
-    assert!(!format!("{:?}", config.settings).contains("kafka-secret"));
 }

@@ -19,7 +19,7 @@ use config::{Map, Value};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{invalid, kafka_topic_name, ConfigError, Role, Settings, SinkSettings};
+use super::{invalid, kafka_topic_name, ConfigError, Refusal, Role, Settings, SinkSettings};
 
 /// The topics a role reads (or, for one topic, writes).
 #[derive(Debug, Clone)]
@@ -180,58 +180,77 @@ impl<'de> Deserialize<'de> for TopicSelection {
 /// The topics Kafka would accept, a role given what it can use, and dead-letter topics that
 /// are neither invalid nor read again as input.
 pub(super) fn check(settings: &Settings, tree: &Map<String, Value>) -> Result<(), ConfigError> {
-    let fail = |key: &str, message: String| Err(invalid(tree, key, message));
-    let selection = &settings.topic.selection;
+    check_names(&settings.topic.selection)
+        .and_then(|()| check_role_can_read(settings))
+        .and_then(|()| check_dead_letter_topics(settings))
+        .map_err(|(key, message)| invalid(tree, key, message))
+}
+
+/// Names Kafka accepts, and a list that names each topic once.
+fn check_names(selection: &TopicSelection) -> Result<(), Refusal> {
     for name in selection.names() {
         if let Err(why) = kafka_topic_name(name) {
             return match selection {
-                TopicSelection::List(_) => fail("topic.name", format!("`{name}` {why}")),
-                _ => fail("topic.name", why),
+                TopicSelection::List(_) => Err(("topic.name", format!("`{name}` {why}"))),
+                _ => Err(("topic.name", why)),
             };
         }
     }
     if let TopicSelection::List(names) = selection {
         if names.is_empty() {
-            return fail("topic.name", "an empty list names no topic".to_owned());
+            return Err(("topic.name", "an empty list names no topic".to_owned()));
         }
         if let Some(twice) = names
             .iter()
             .enumerate()
             .find_map(|(i, name)| names[..i].contains(name).then_some(name))
         {
-            return fail("topic.name", format!("`{twice}` is listed twice"));
+            return Err(("topic.name", format!("`{twice}` is listed twice")));
         }
     }
-    if let (Some(role), None) = (settings.role, selection.single()) {
-        let refused = match (role, &settings.sink) {
-            (Role::Producer, _) => Some("the producer writes one topic; a list or a pattern is for the consumers, `kafkad topic ensure` (a list) and `kafkad config check`".to_owned()),
-            // Their positions, and the transaction that writes them, are per topic.
-            (Role::Single | Role::Batch, SinkSettings::Postgres(_)) => Some(
-                "the postgres sink keeps the consumer's positions for one topic; read one topic per consumer with it".to_owned(),
-            ),
-            (Role::Single | Role::Batch, SinkSettings::Kafka(_)) => Some(
-                "the kafka sink keeps the consumer's positions for one topic; read one topic per consumer with it".to_owned(),
-            ),
-            (Role::Single | Role::Batch, _) => None,
-        };
-        if let Some(why) = refused {
-            return fail("topic.name", format!("`{selection}`: {why}"));
-        }
+    Ok(())
+}
+
+/// Several topics only for a role that can serve them.
+fn check_role_can_read(settings: &Settings) -> Result<(), Refusal> {
+    let selection = &settings.topic.selection;
+    let (Some(role), None) = (settings.role, selection.single()) else {
+        return Ok(());
+    };
+    let refused = match (role, &settings.sink) {
+        (Role::Producer, _) => Some("the producer writes one topic; a list or a pattern is for the consumers, `kafkad topic ensure` (a list) and `kafkad config check`".to_owned()),
+        // Their positions, and the transaction that writes them, are per topic.
+        (Role::Single | Role::Batch, SinkSettings::Postgres(_)) => Some(
+            "the postgres sink keeps the consumer's positions for one topic; read one topic per consumer with it".to_owned(),
+        ),
+        (Role::Single | Role::Batch, SinkSettings::Kafka(_)) => Some(
+            "the kafka sink keeps the consumer's positions for one topic; read one topic per consumer with it".to_owned(),
+        ),
+        (Role::Single | Role::Batch, _) => None,
+    };
+    match refused {
+        Some(why) => Err(("topic.name", format!("`{selection}`: {why}"))),
+        None => Ok(()),
     }
+}
+
+/// Dead-letter topics Kafka accepts, none of them read again as input.
+fn check_dead_letter_topics(settings: &Settings) -> Result<(), Refusal> {
+    let selection = &settings.topic.selection;
     for name in selection.names() {
         let Some(dlq) = settings.dead_letter_topic_of(name) else {
             continue;
         };
         if let Err(why) = kafka_topic_name(&dlq) {
             return match settings.dlq_topic {
-                Some(_) => fail("dlq_topic", why),
+                Some(_) => Err(("dlq_topic", why)),
                 // The default name, `<topic>.dlq`, can be four characters too long.
-                None => fail(
+                None => Err((
                     "topic.name",
                     format!(
                         "gives the default dead-letter topic `{dlq}`, which {why}; set dlq_topic"
                     ),
-                ),
+                )),
             };
         }
     }
@@ -242,10 +261,10 @@ pub(super) fn check(settings: &Settings, tree: &Map<String, Value>) -> Result<()
             .map(|name| format!("{name}.dlq"))
             .find(|dlq| selection.selects(dlq))
         {
-            return fail(
+            return Err((
                 "topic.name",
                 format!("lists `{dlq}`, the default dead-letter topic of another topic listed: its copies would be read again as bad records, forever; set dlq_topic, or leave `{dlq}` out"),
-            );
+            ));
         }
     }
     if let Some(dlq) = settings.dlq_topic.as_deref().filter(|dlq| !dlq.is_empty()) {
@@ -255,10 +274,10 @@ pub(super) fn check(settings: &Settings, tree: &Map<String, Value>) -> Result<()
                 TopicSelection::One(_) => "must differ from topic.name",
                 TopicSelection::List(_) => "must not be one of the topics",
             };
-            return fail(
+            return Err((
                 "dlq_topic",
                 format!("{what}: a bad record's dead-letter copy would be read again as a bad record, forever"),
-            );
+            ));
         }
     }
     Ok(())
