@@ -22,7 +22,7 @@ use crate::cluster::{self, EmbeddedCluster};
 use crate::config::{self, LoadRequest, Role};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
 use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::MemorySink;
 use crate::telemetry::health::Health;
 use crate::telemetry::http;
@@ -146,16 +146,8 @@ pub async fn run(options: DemoOptions, stop: Shutdown) -> Result<DemoReport, Dem
         (SINGLE_GROUP, MemorySink::default()),
         (BATCH_GROUP, MemorySink::default()),
     ];
-    let consumers = spawn_consumers(&bootstrap, &sinks, &mut telemetry)?;
     // The consumers stop when the demo is done, or at once on `stop`.
-    {
-        let mut stop = stop.clone();
-        let triggers: Vec<ShutdownTrigger> = consumers.iter().map(|c| c.stop.clone()).collect();
-        tokio::spawn(async move {
-            stop.wait().await;
-            triggers.iter().for_each(ShutdownTrigger::fire);
-        });
-    }
+    let consumers = spawn_consumers(&bootstrap, &sinks, &stop, &mut telemetry)?;
     let stop_consumers = || consumers.iter().for_each(|c| c.stop.fire());
     // Produce only once both groups settled: a rebalance while records flow makes a member
     // give up partitions whose offsets it could not commit (the mock refuses commits while
@@ -268,6 +260,7 @@ impl DemoTelemetry {
 fn spawn_consumers(
     bootstrap: &str,
     sinks: &GroupSinks,
+    stop: &Shutdown,
     telemetry: &mut DemoTelemetry,
 ) -> Result<Vec<Consumer>, DemoError> {
     let mut consumers = Vec::new();
@@ -286,7 +279,8 @@ fn spawn_consumers(
                 &name,
                 RoleMetrics::Consumer(consumer_role, metrics.clone()),
             );
-            let (stop, shutdown) = shutdown::channel();
+            // Its own stop, for the demo to stop the consumers one by one; `stop` stops all.
+            let (stop, shutdown) = stop.child();
             let task = tokio::spawn(roles::run_consumer(
                 consumer_role,
                 Arc::new(settings),

@@ -310,7 +310,7 @@ async fn produce(
         Ok(None) => delivered(&producer, report),
         Err(error) => Err(error),
     };
-    release(producer).await;
+    release(producer, &shutdown, settings.shutdown_timeout).await;
     outcome
 }
 
@@ -451,24 +451,23 @@ async fn send_lines(
     }
 }
 
-/// Time kept back from `shutdown_timeout` for the final report and the exit after the last
-/// flush, so that the report is always logged and the exit code always says what happened,
-/// before the outer deadline (the backstop at `shutdown_timeout`) gives up on the role.
-const REPORT_RESERVE: Duration = Duration::from_secs(2);
-
-/// How long the final flush may take within `shutdown_timeout`.
-fn flush_budget(shutdown_timeout: Duration) -> Duration {
-    shutdown_timeout.saturating_sub(REPORT_RESERVE.min(shutdown_timeout / 4))
-}
+/// Of `shutdown_timeout`, what closing the producer gets after the final flush (at most
+/// [`CLOSE_TIME`]): closing purges what is still queued and joins librdkafka's threads.
+const CLOSE_SHARE: f64 = 0.25;
+const CLOSE_TIME: Duration = Duration::from_secs(1);
 
 /// Drops the producer off the async workers: librdkafka's destroy joins its threads and
-/// purges what is still queued, which blocks. Bounded: the process is about to exit anyway.
-async fn release(producer: Arc<RoleProducer>) {
+/// purges what is still queued, which blocks. Bounded by what is left of the stop's deadline
+/// (or by [`CLOSE_TIME`] when the producer ended without a shutdown): the process is about
+/// to exit anyway.
+async fn release(producer: Arc<RoleProducer>, shutdown: &Shutdown, shutdown_timeout: Duration) {
+    let within = shutdown
+        .deadline(shutdown_timeout)
+        .map_or(CLOSE_TIME, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
     let dropped = tokio::task::spawn_blocking(move || drop(producer));
-    if tokio::time::timeout(REPORT_RESERVE / 2, dropped)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(within, dropped).await.is_err() {
         tracing::warn!("the producer did not close in time; exiting without waiting for it");
     }
 }
@@ -676,9 +675,9 @@ fn fatal_error(producer: &RoleProducer) -> RoleError {
 }
 
 /// Waits until every accepted message has a delivery report. Without shutdown this waits as
-/// long as librdkafka needs (`delivery.timeout.ms` bounds it); once shutdown is asked for, at
-/// most [`flush_budget`] more, inside `shutdown_timeout`. Flushing blocks, so it runs off the
-/// async workers.
+/// long as librdkafka needs (`delivery.timeout.ms` bounds it); once shutdown is asked for,
+/// until the stop's deadline less what closing gets ([`CLOSE_SHARE`]). Flushing blocks, so it
+/// runs off the async workers.
 async fn drain(producer: &Arc<RoleProducer>, shutdown: &mut Shutdown, shutdown_timeout: Duration) {
     let flush = |timeout: Duration| {
         let producer = Arc::clone(producer);
@@ -703,9 +702,15 @@ async fn drain(producer: &Arc<RoleProducer>, shutdown: &mut Shutdown, shutdown_t
         }
         if shutdown.is_triggered() {
             let deadline = *deadline.get_or_insert_with(|| {
-                let budget = flush_budget(shutdown_timeout);
-                tracing::info!(unreported = unreported(), timeout = ?budget, "flushing before exit");
-                Instant::now() + budget
+                let close = shutdown_timeout.mul_f64(CLOSE_SHARE).min(CLOSE_TIME);
+                let end = shutdown
+                    .deadline(shutdown_timeout)
+                    .map_or_else(Instant::now, |deadline| {
+                        deadline.checked_sub(close).unwrap_or(deadline)
+                    });
+                let timeout = end.saturating_duration_since(Instant::now());
+                tracing::info!(unreported = unreported(), ?timeout, "flushing before exit");
+                end
             });
             if Instant::now() >= deadline {
                 tracing::error!(unreported = unreported(), "flush did not complete");
