@@ -1046,7 +1046,7 @@ allow.everyone.if.no.acl.found=false
                 ..RawRecord::value(b"not json".to_vec())
             }],
         ));
-        // A refused authorization is a permanent failure (src/dlq.rs): the consumer stops at
+        // A refused authorization is a permanent failure (src/dlq/): the consumer stops at
         // once with exit 1 and one line naming the record, the dead-letter topic and the
         // cause, rather than retrying behind green probes.
         let status = consumer.wait(Duration::from_secs(60));
