@@ -36,6 +36,7 @@ mod chunk;
 mod client;
 mod commits;
 mod engine;
+mod execute;
 mod job;
 mod offsets;
 mod partitions;
