@@ -23,28 +23,31 @@
 //! it is read (a file that stops being readable) ends the run the same way: what was accepted
 //! is flushed, and one line names the failure and the line it came after, with the accounting.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+mod lines;
+mod messages;
+mod stop;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
-use serde_json::value::RawValue;
 use tracing::Instrument;
 
-use super::input::{self, Batch, InputLine, LineFormat, LineRejection};
+use super::input;
 use super::{ProducerReport, RoleError};
 use crate::client::ClientLog;
-use crate::config::{InputSource, ProducerSettings, Scope, Settings};
-use crate::message::{KafkaMessage, Timestamp};
+use crate::config::{InputSource, Scope, Settings};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ProducerMetrics;
 use crate::telemetry::summary;
+use lines::{send_lines, LineTally};
+pub use messages::MessageFactory;
+use stop::{drain, release};
 
 /// The role's client. Its delivery reports are served by the send loop itself (see
 /// [`serve`]), not by a polling thread of their own: a thread blocked in `poll` is woken
@@ -93,97 +96,6 @@ impl ProducerContext for DeliveryCounter {
                 );
             }
         }
-    }
-}
-
-/// Builds each message's key and value into reused buffers: no allocation per message on the
-/// hot path. The one place the producer's message shape is made: content template, padding,
-/// `{"source":"kafkad"}` metadata, a UTC timestamp of the moment it is built.
-pub struct MessageFactory {
-    producer_id: String,
-    template: Vec<Piece>,
-    padding: String,
-    metadata: Box<RawValue>,
-    content: String,
-    key: String,
-    value: Vec<u8>,
-}
-
-/// A part of the `content` template.
-enum Piece {
-    Text(String),
-    Id,
-    ProducerId,
-}
-
-impl MessageFactory {
-    pub fn new(settings: &ProducerSettings, producer_id: String) -> Self {
-        let mut template = Vec::new();
-        let mut rest = settings.content.as_str();
-        while let Some(start) = rest.find('{') {
-            let (before, tail) = rest.split_at(start);
-            let (piece, len) = if tail.starts_with("{id}") {
-                (Piece::Id, 4)
-            } else if tail.starts_with("{producer_id}") {
-                (Piece::ProducerId, 13)
-            } else {
-                (Piece::Text("{".to_owned()), 1)
-            };
-            if !before.is_empty() {
-                template.push(Piece::Text(before.to_owned()));
-            }
-            template.push(piece);
-            rest = &tail[len..];
-        }
-        if !rest.is_empty() {
-            template.push(Piece::Text(rest.to_owned()));
-        }
-        MessageFactory {
-            metadata: RawValue::from_string(r#"{"source":"kafkad"}"#.to_owned())
-                .expect("valid JSON"),
-            producer_id,
-            template,
-            padding: "x".repeat(settings.payload_bytes),
-            content: String::new(),
-            key: String::new(),
-            value: Vec::with_capacity(256 + settings.payload_bytes),
-        }
-    }
-
-    /// Builds message `id`: its [`key`](Self::key) and [`value`](Self::value).
-    pub fn build(&mut self, id: i64) {
-        self.content.clear();
-        for piece in &self.template {
-            match piece {
-                Piece::Text(text) => self.content.push_str(text),
-                Piece::Id => {
-                    let _ = write!(self.content, "{id}");
-                }
-                Piece::ProducerId => self.content.push_str(&self.producer_id),
-            }
-        }
-        self.content.push_str(&self.padding);
-        self.key.clear();
-        let _ = write!(self.key, "{id}");
-        let message = KafkaMessage {
-            message_id: id,
-            content: self.content.as_str().into(),
-            producer_id: self.producer_id.as_str().into(),
-            timestamp: Timestamp::now(),
-            metadata: std::borrow::Cow::Borrowed(&self.metadata),
-        };
-        self.value.clear();
-        message.encode_into(&mut self.value);
-    }
-
-    /// The record key of the last message built: its id in decimal.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// The record value of the last message built: the encoded `KafkaMessage`.
-    pub fn value(&self) -> &[u8] {
-        &self.value
     }
 }
 
@@ -331,145 +243,6 @@ fn message_max_bytes(settings: &Settings) -> usize {
         .get("message.max.bytes")
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(1_000_000)
-}
-
-/// What became of the lines read.
-#[derive(Default)]
-struct LineTally {
-    read: u64,
-    rejected: BTreeMap<&'static str, u64>,
-    first_rejected: Vec<u64>,
-}
-
-/// Rejected lines logged one by one; after these, only counted (and summed up at the end).
-const REJECTED_LOGGED: usize = 100;
-
-impl LineTally {
-    fn reject(&mut self, number: u64, rejection: &LineRejection) {
-        *self.rejected.entry(rejection.kind()).or_default() += 1;
-        if self.first_rejected.len() < REJECTED_LOGGED {
-            self.first_rejected.push(number);
-            tracing::warn!(line = number, kind = rejection.kind(), error = %rejection, "line not sent");
-            if self.first_rejected.len() == REJECTED_LOGGED {
-                tracing::warn!("{REJECTED_LOGGED} lines not sent; the rest are only counted");
-            }
-        }
-    }
-}
-
-/// The input stopped being readable after `after_line` lines.
-struct InputFailure {
-    after_line: u64,
-    error: std::io::Error,
-}
-
-/// Sends a record per line of `lines` until the input ends, fails (`Ok(Some)`), `count`
-/// lines were read, or shutdown; an error when a failure stops the producer first.
-async fn send_lines(
-    producer: &RoleProducer,
-    settings: &Settings,
-    mut lines: tokio::sync::mpsc::Receiver<Batch>,
-    metrics: &ProducerMetrics,
-    shutdown: &mut Shutdown,
-    tally: &mut LineTally,
-) -> Result<Option<InputFailure>, RoleError> {
-    let config = &settings.producer;
-    let topic = settings.topic.name.as_str();
-    let format = LineFormat::new(config.format, config.key.clone());
-    let headers = (!config.headers.is_empty()).then(|| {
-        config
-            .headers
-            .iter()
-            .fold(OwnedHeaders::new(), |headers, (name, value)| {
-                headers.insert(Header {
-                    key: name,
-                    value: Some(value),
-                })
-            })
-    });
-    let started = Instant::now();
-    let mut sent: u64 = 0;
-    loop {
-        let batch = tokio::select! {
-            batch = lines.recv() => batch,
-            _ = shutdown.wait() => None,
-        };
-        let lines = match batch {
-            None => return Ok(None),
-            Some(Batch::Failed { after_line, error }) => {
-                return Ok(Some(InputFailure { after_line, error }))
-            }
-            Some(Batch::Lines(lines)) => lines,
-        };
-        for line in lines.iter() {
-            if shutdown.is_triggered() || (config.count > 0 && tally.read >= config.count) {
-                return Ok(None);
-            }
-            stopped_by_failure(producer)?;
-            if !pace(producer, config.rate, started, sent, shutdown, metrics).await {
-                return Ok(None);
-            }
-            tally.read += 1;
-            let (number, bytes) = match line {
-                InputLine::TooLong { number, len } => {
-                    let limit = message_max_bytes(settings);
-                    tally.reject(number, &LineRejection::TooLarge { len, limit });
-                    continue;
-                }
-                InputLine::Line { number, bytes } => (number, bytes),
-            };
-            let record = match format.record(bytes) {
-                Ok(record) => record,
-                Err(rejection) => {
-                    tally.reject(number, &rejection);
-                    continue;
-                }
-            };
-            let mut out = BaseRecord::with_opaque_to(topic, number as usize).payload(record.value);
-            out.key = record.key.as_deref();
-            out.headers = headers.clone();
-            match send(producer, out, shutdown).await? {
-                Handed::Taken => {}
-                Handed::Shutdown => return Ok(None),
-                Handed::TooLarge(_) => {
-                    let len = bytes.len() as u64;
-                    let limit = message_max_bytes(settings);
-                    tally.reject(number, &LineRejection::TooLarge { len, limit });
-                    continue;
-                }
-            }
-            metrics.accepted.inc();
-            sent += 1;
-            if config.rate > 0.0 || sent % SERVE_EVERY == 0 {
-                serve(producer);
-                metrics.health.progress();
-            }
-        }
-        if producer.client().fatal_error().is_some() {
-            return Err(fatal_error(producer));
-        }
-    }
-}
-
-/// Of `shutdown_timeout`, what closing the producer gets after the final flush (at most
-/// [`CLOSE_TIME`]): closing purges what is still queued and joins librdkafka's threads.
-const CLOSE_SHARE: f64 = 0.25;
-const CLOSE_TIME: Duration = Duration::from_secs(1);
-
-/// Drops the producer off the async workers: librdkafka's destroy joins its threads and
-/// purges what is still queued, which blocks. Bounded by what is left of the stop's deadline
-/// (or by [`CLOSE_TIME`] when the producer ended without a shutdown): the process is about
-/// to exit anyway.
-async fn release(producer: Arc<RoleProducer>, shutdown: &Shutdown, shutdown_timeout: Duration) {
-    let within = shutdown
-        .deadline(shutdown_timeout)
-        .map_or(CLOSE_TIME, |deadline| {
-            deadline.saturating_duration_since(Instant::now())
-        });
-    let dropped = tokio::task::spawn_blocking(move || drop(producer));
-    if tokio::time::timeout(within, dropped).await.is_err() {
-        tracing::warn!("the producer did not close in time; exiting without waiting for it");
-    }
 }
 
 /// The producer with its delivery counter.
@@ -672,90 +445,4 @@ fn fatal_error(producer: &RoleProducer) -> RoleError {
         .unwrap_or_else(|| "librdkafka reported a fatal error".to_owned());
     tracing::error!(%detail, "fatal producer error: no further message can be sent");
     RoleError::FatalProducer(detail)
-}
-
-/// Waits until every accepted message has a delivery report. Without shutdown this waits as
-/// long as librdkafka needs (`delivery.timeout.ms` bounds it); once shutdown is asked for,
-/// until the stop's deadline less what closing gets ([`CLOSE_SHARE`]). Flushing blocks, so it
-/// runs off the async workers.
-async fn drain(producer: &Arc<RoleProducer>, shutdown: &mut Shutdown, shutdown_timeout: Duration) {
-    let flush = |timeout: Duration| {
-        let producer = Arc::clone(producer);
-        tokio::task::spawn_blocking(move || producer.flush(timeout))
-    };
-    // Accepted messages without a delivery report yet. Not `in_flight_count`: librdkafka's
-    // out-queue length also counts statistics and error events waiting to be served, which
-    // keep arriving while nothing is being sent.
-    let unreported = || {
-        let metrics = &producer.context().metrics;
-        metrics
-            .accepted
-            .get()
-            .saturating_sub(metrics.delivered.get() + metrics.failed.get())
-    };
-    let mut deadline: Option<Instant> = None;
-    while unreported() > 0 {
-        if producer.context().log.failure().is_some() {
-            // Nothing queued can be delivered with a failing TLS or login; do not wait for
-            // delivery.timeout.ms. The queued messages are reported undelivered.
-            return;
-        }
-        if shutdown.is_triggered() {
-            let deadline = *deadline.get_or_insert_with(|| {
-                let close = shutdown_timeout.mul_f64(CLOSE_SHARE).min(CLOSE_TIME);
-                let end = shutdown
-                    .deadline(shutdown_timeout)
-                    .map_or_else(Instant::now, |deadline| {
-                        deadline.checked_sub(close).unwrap_or(deadline)
-                    });
-                let timeout = end.saturating_duration_since(Instant::now());
-                tracing::info!(unreported = unreported(), ?timeout, "flushing before exit");
-                end
-            });
-            if Instant::now() >= deadline {
-                tracing::error!(unreported = unreported(), "flush did not complete");
-                return;
-            }
-        }
-        let _ = flush(Duration::from_millis(100)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(content: &str, payload_bytes: usize) -> ProducerSettings {
-        ProducerSettings {
-            source: crate::config::InputSource::Generate,
-            format: crate::payload::Format::KafkaMessage,
-            key: None,
-            headers: Default::default(),
-            count: 0,
-            rate: 0.0,
-            producer_id: None,
-            content: content.to_owned(),
-            payload_bytes,
-        }
-    }
-
-    #[test]
-    fn factory_fills_the_template_and_key() {
-        let mut factory = MessageFactory::new(
-            &settings("Message {id} from {producer_id} {x}", 3),
-            "p-1".into(),
-        );
-        factory.build(42);
-        assert_eq!(factory.key, "42");
-        let message = KafkaMessage::decode(&factory.value).expect("valid message");
-        assert_eq!(message.message_id, 42);
-        assert_eq!(message.producer_id, "p-1");
-        assert_eq!(message.content, "Message 42 from p-1 {x}xxx");
-        assert_eq!(message.metadata_map()["source"], "kafkad");
-        factory.build(43);
-        assert_eq!(
-            KafkaMessage::decode(&factory.value).expect("valid").content,
-            "Message 43 from p-1 {x}xxx"
-        );
-    }
 }
