@@ -7,14 +7,14 @@
 //! read, so the demo behaves the same everywhere). It shows live progress, then reconciles
 //! per group what was produced against what was processed.
 
-use std::borrow::Cow;
+mod progress;
+mod telemetry;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -24,9 +24,9 @@ use crate::reconcile::{reconcile, MessageKey, Reconciliation};
 use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::MemorySink;
-use crate::telemetry::health::Health;
-use crate::telemetry::http;
 use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
+use progress::Progress;
+use telemetry::DemoTelemetry;
 
 pub const TOPIC: &str = "andrew-topic";
 pub const SINGLE_GROUP: &str = "single-message-group";
@@ -207,53 +207,6 @@ fn start_cluster() -> Result<EmbeddedCluster, DemoError> {
     // Both members of each group start together; no need for the 3 s wait for stragglers.
     cluster.set_initial_rebalance_delay(Duration::from_millis(500));
     Ok(cluster)
-}
-
-/// One registry for every instance, each under its own labels, as six processes would
-/// export them; and the health the endpoint reports.
-struct DemoTelemetry {
-    registry: Registry,
-    health: Vec<Arc<Health>>,
-}
-
-impl DemoTelemetry {
-    fn new() -> Self {
-        DemoTelemetry {
-            registry: Registry::with_prefix("kafkad"),
-            health: Vec::new(),
-        }
-    }
-
-    fn register(&mut self, group: Option<&str>, instance: &str, metrics: RoleMetrics) {
-        let mut labels = vec![
-            (
-                Cow::Borrowed("role"),
-                Cow::Borrowed(metrics.role().as_str()),
-            ),
-            (Cow::Borrowed("topic"), Cow::Borrowed(TOPIC)),
-            (Cow::Borrowed("instance"), Cow::Owned(instance.to_owned())),
-        ];
-        if let Some(group) = group {
-            labels.push((Cow::Borrowed("group"), Cow::Owned(group.to_owned())));
-        }
-        metrics.register(self.registry.sub_registry_with_labels(labels.into_iter()));
-        // The demo is healthy and ready while its consumers are; producers finishing their
-        // count is the normal course of the demo, not a failure.
-        if let RoleMetrics::Consumer(..) = metrics {
-            self.health.push(metrics.health());
-        }
-    }
-
-    /// Serves `/metrics`, `/healthz`, `/readyz` on `addr`, if given.
-    async fn serve(self, addr: Option<SocketAddr>) -> Result<Option<http::Endpoint>, DemoError> {
-        let Some(addr) = addr else {
-            return Ok(None);
-        };
-        http::serve(addr, Arc::new(self.registry), self.health)
-            .await
-            .map(Some)
-            .map_err(|source| DemoError::Listen { addr, source })
-    }
 }
 
 /// Two single consumers and two batch consumers, each pair sharing its group's sink.
@@ -474,62 +427,4 @@ fn processed(sink: &MemorySink) -> impl Iterator<Item = MessageKey> {
     sink.lines()
         .into_iter()
         .map(|line| (line.producer_id, line.message_id))
-}
-
-/// The live progress line on stderr: redrawn in place on a terminal, a line every few
-/// seconds otherwise (CI logs).
-struct Progress {
-    enabled: bool,
-    terminal: bool,
-    last_line: Instant,
-    /// Messages the producers were asked for.
-    target: u64,
-}
-
-impl Progress {
-    fn new(enabled: bool, target: u64) -> Self {
-        Progress {
-            enabled,
-            terminal: std::io::stderr().is_terminal(),
-            last_line: Instant::now(),
-            target,
-        }
-    }
-
-    fn show(&mut self, delivered: u64, consumers: &[Consumer]) {
-        if !self.enabled {
-            return;
-        }
-        let by_group = |group: &str| -> u64 {
-            consumers
-                .iter()
-                .filter(|c| c.group == group)
-                .map(|c| c.metrics.processed.get())
-                .sum()
-        };
-        let dead_lettered: u64 = consumers
-            .iter()
-            .map(|c| c.metrics.dead_lettered.get())
-            .sum();
-        let line = format!(
-            "produced {delivered}/{} | processed: {SINGLE_GROUP} {}, {BATCH_GROUP} {} | dead-lettered {dead_lettered}",
-            self.target,
-            by_group(SINGLE_GROUP),
-            by_group(BATCH_GROUP)
-        );
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        } else if self.last_line.elapsed() >= Duration::from_secs(2) {
-            let _ = writeln!(err, "{line}");
-            self.last_line = Instant::now();
-        }
-        let _ = err.flush();
-    }
-
-    fn finish(&self) {
-        if self.enabled && self.terminal {
-            eprintln!();
-        }
-    }
 }
