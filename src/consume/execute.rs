@@ -2,6 +2,7 @@
 //! runs (the single role with a sink that writes several records at once), or as one batch;
 //! undecodable records dead-lettered in their place, and what finished reported as it goes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -90,11 +91,10 @@ fn run_each(
         for entry in 0..part.chunk.len() {
             let this = index;
             index += 1;
-            if progress[this] != Progress::Pending {
-                continue;
-            }
-            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                return Outcome::Cancelled;
+            match turn(progress, this, cancel) {
+                Turn::Run => {}
+                Turn::Skip => continue,
+                Turn::Stop => return Outcome::Cancelled,
             }
             let chunk = &part.chunk;
             let decoded = decode_unless_decided(dead_letter_first, shared, chunk, entry);
@@ -133,6 +133,25 @@ fn run_each(
         }
     }
     Outcome::Done
+}
+
+/// What a record-by-record runner does with the job's entry `this`.
+enum Turn {
+    Run,
+    /// Finished already (the job came back after a failure, and goes on where it stopped).
+    Skip,
+    /// The engine cancelled the job (its partition was revoked): nothing more of it runs.
+    Stop,
+}
+
+fn turn(progress: &[Progress], this: usize, cancel: &AtomicBool) -> Turn {
+    if progress[this] != Progress::Pending {
+        Turn::Skip
+    } else if cancel.load(Ordering::Relaxed) {
+        Turn::Stop
+    } else {
+        Turn::Run
+    }
 }
 
 /// Record `entry` of `chunk` decoded, unless the engine already decided (a batch taken apart
@@ -206,11 +225,10 @@ fn run_in_runs(
         for entry in 0..chunk.len() {
             let this = index;
             index += 1;
-            if progress[this] != Progress::Pending {
-                continue;
-            }
-            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                return Outcome::Cancelled;
+            match turn(progress, this, cancel) {
+                Turn::Run => {}
+                Turn::Skip => continue,
+                Turn::Stop => return Outcome::Cancelled,
             }
             let decoded = decode_unless_decided(dead_letter_first, shared, chunk, entry);
             match decoded {
