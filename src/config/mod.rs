@@ -118,6 +118,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The consumer group, `[kafka] group.id`, if set (a consumer's always is: validation
+    /// refuses a consumer without one).
+    pub fn group_id(&self) -> Option<&str> {
+        self.resolved_kafka
+            .get("group.id")
+            .filter(|group| !group.is_empty())
+    }
+
     /// librdkafka's `client.id` unless `[kafka]` sets one: `kafkad-<role>-<instance>`, the
     /// instance being the producer id for a producer and `<host name>-<pid>` otherwise (in a
     /// pod the host name is the pod's name). librdkafka's own default, `rdkafka`, is the same

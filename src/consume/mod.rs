@@ -161,7 +161,7 @@ fn create(
     shutdown: &Shutdown,
 ) -> Result<(KafkadConsumer, Vec<thread::Thread>), RoleError> {
     let kafka = &settings.resolved_kafka;
-    let group = kafka.get("group.id").unwrap_or_default().to_owned();
+    let group = settings.group_id().unwrap_or_default().to_owned();
     let topic = settings.topic.selection.to_string();
     let concurrency = settings.consumer.concurrency.get();
     let positions = sink.positions();

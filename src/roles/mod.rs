@@ -246,7 +246,7 @@ pub async fn run_consumer(
         "role",
         role = role.role().as_str(),
         topic = %settings.topic.selection,
-        group = settings.resolved_kafka.get("group.id").unwrap_or_default(),
+        group = settings.group_id().unwrap_or_default(),
     );
     let summary = tokio::spawn(
         summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),

@@ -115,7 +115,7 @@ pub fn role_registry(settings: &Settings, metrics: &RoleMetrics) -> Registry {
         ),
     ];
     if role != Role::Producer {
-        if let Some(group) = settings.resolved_kafka.get("group.id") {
+        if let Some(group) = settings.group_id() {
             labels.push((Cow::Borrowed("group"), Cow::Owned(group.to_owned())));
         }
     }
