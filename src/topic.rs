@@ -20,21 +20,25 @@
 //! `unclean.leader.election.enable`) and a `max.message.bytes` no smaller than the live
 //! source's, so whatever the source accepted can be dead-lettered, and an acknowledged copy
 //! survives like the record it stands for.
+//!
+//! Here: what `topic ensure` does for each topic, and its errors. What the live durability
+//! settings mean (the warnings and notes) is in `durability`; the admin requests, retried
+//! while the brokers come up, are in `admin`.
+
+mod admin;
+mod durability;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
-use crate::backoff::Backoff;
 use crate::client::ClientLog;
 use crate::config::{Scope, Settings, MIN_INSYNC_REPLICAS};
-
-/// How long one metadata or create request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use admin::Target;
+pub use durability::Durability;
 
 /// What `topic ensure` found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,115 +60,11 @@ pub struct Ensured {
     pub notes: Vec<String>,
 }
 
-/// The live topic's durability settings beside the producer's `acks`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Durability {
-    /// The producer's `acks` as configured (librdkafka's default is `all`).
-    pub acks: String,
-    pub replication_factor: Option<i32>,
-    pub min_insync_replicas: Option<i32>,
-    pub unclean_leader_election: Option<bool>,
-    pub max_message_bytes: Option<i64>,
-}
-
 /// Topic configs the dead-letter topic is created with when the source topic's configuration
 /// names them: an acknowledged dead-letter copy must survive a broker failure like the record
 /// it stands for. The others (retention, cleanup, segment sizes) describe the source's data;
 /// a compacted dead-letter topic, for one, would refuse the copy of a record without a key.
 const SHARED_WITH_DEAD_LETTERS: &[&str] = &[MIN_INSYNC_REPLICAS, "unclean.leader.election.enable"];
-
-/// How to give topic config `name` the value `value`: in the configuration for the topics
-/// kafkad creates, by hand on an existing one.
-fn how_to_set(topic: &str, name: &str, value: &str) -> String {
-    let variable = name.to_ascii_uppercase().replace('.', "_");
-    format!(
-        "set \"{name}\" = {value} in [topic.config], or KAFKAD_TOPIC__CONFIG__{variable}={value}, for the topics kafkad creates; kafkad does not alter an existing topic: kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config {name}={value}"
-    )
-}
-
-impl Durability {
-    /// The durability settings of a topic of `shape` with `configs` (as the broker reports
-    /// them), beside the producer's `acks`.
-    fn of(acks: &str, shape: Option<Shape>, configs: &HashMap<String, String>) -> Self {
-        let get = |key: &str| configs.get(key).map(String::as_str);
-        Durability {
-            acks: acks.to_owned(),
-            replication_factor: shape.and_then(|s| s.replication_factor),
-            min_insync_replicas: get(MIN_INSYNC_REPLICAS).and_then(|v| v.parse().ok()),
-            unclean_leader_election: get("unclean.leader.election.enable")
-                .and_then(|v| v.parse().ok()),
-            max_message_bytes: get("max.message.bytes").and_then(|v| v.parse().ok()),
-        }
-    }
-
-    /// Where these settings cannot keep the promise of an acknowledged write.
-    pub fn warnings(&self, topic: &str) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let acks_all = matches!(self.acks.as_str(), "all" | "-1");
-        if !acks_all {
-            warnings.push(format!(
-                "producer acks={}: a message counts as delivered {}; it is lost if that leader fails before a follower copies it (set acks=all)",
-                self.acks,
-                if self.acks == "0" { "before any broker has it" } else { "once the partition leader alone has it" }
-            ));
-        }
-        let rf = self.replication_factor.unwrap_or(0);
-        if rf == 1 {
-            warnings.push(format!(
-                "topic {topic} keeps one replica per partition: a broker whose disk is lost takes every acknowledged message of its partitions with it (set replication_factor = 3 in [topic] for a topic kafkad creates; kafka-reassign-partitions.sh adds replicas to an existing one)"
-            ));
-        }
-        if let Some(min_isr) = self.min_insync_replicas {
-            if acks_all && rf > 1 && min_isr < 2 {
-                warnings.push(format!(
-                    "topic {topic} has min.insync.replicas={min_isr}: acks=all is then met by the leader alone whenever its followers have fallen out of sync, and a message acknowledged then is lost if that leader fails before a follower catches up ({})",
-                    how_to_set(topic, MIN_INSYNC_REPLICAS, "2")
-                ));
-            }
-            // Dead-letter copies are written with acks=all whatever the producer's acks.
-            if rf > 0 && min_isr > rf {
-                warnings.push(format!(
-                    "topic {topic} has min.insync.replicas={min_isr} with {rf} replicas: every write with acks=all, dead-letter copies included, is refused (NOT_ENOUGH_REPLICAS) even with every broker up ({})",
-                    how_to_set(topic, MIN_INSYNC_REPLICAS, &rf.min(2).to_string())
-                ));
-            }
-        }
-        if self.unclean_leader_election == Some(true) {
-            warnings.push(format!(
-                "topic {topic} has unclean.leader.election.enable=true: after a failure an out-of-sync replica may become leader and the acknowledged messages it lacks are discarded ({})",
-                how_to_set(topic, "unclean.leader.election.enable", "false")
-            ));
-        }
-        warnings
-    }
-
-    /// What these settings give up for their safety: nothing acknowledged is lost, but writes
-    /// wait.
-    pub fn notes(&self, topic: &str) -> Vec<String> {
-        match (self.replication_factor, self.min_insync_replicas) {
-            (Some(rf), Some(min_isr)) if rf > 1 && min_isr == rf => vec![format!(
-                "topic {topic} has min.insync.replicas={min_isr} with {rf} replicas: every acknowledged write is on all of them, and while any one replica of a partition is down, writes to it are refused (NOT_ENOUGH_REPLICAS) and wait: the producer retries them until delivery.timeout.ms, a dead-letter copy until the replica is back (replication_factor = {} in [topic] with min.insync.replicas={min_isr} keeps writing through one broker's loss)",
-                rf + 1
-            )],
-            _ => Vec::new(),
-        }
-    }
-}
-
-impl std::fmt::Display for Durability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
-        write!(
-            f,
-            "replication factor {}, min.insync.replicas={}, unclean.leader.election.enable={}, max.message.bytes={}; producer acks={}",
-            show(self.replication_factor.map(|v| v.to_string())),
-            show(self.min_insync_replicas.map(|v| v.to_string())),
-            show(self.unclean_leader_election.map(|v| v.to_string())),
-            show(self.max_message_bytes.map(|v| v.to_string())),
-            self.acks
-        )
-    }
-}
 
 /// A topic as the broker describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,14 +120,7 @@ pub enum TopicError {
 /// no topic to create: configuration refuses it before this runs.
 pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>, TopicError> {
     let kafka = &settings.resolved_kafka;
-    let mut config = kafka.client_config(Scope::Producer);
-    // A metadata request for a missing topic must not create it with broker defaults.
-    config.set("allow.auto.create.topics", "false");
-    let admin: Arc<AdminClient<ClientLog>> = Arc::new(
-        config
-            .create_with_context(ClientLog::new("admin", kafka.redactor()))
-            .map_err(TopicError::Client)?,
-    );
+    let admin = admin_client(settings)?;
     let bootstrap = kafka
         .get("bootstrap.servers")
         .unwrap_or("(unset)")
@@ -245,17 +138,63 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
     };
 
     let creation = topic.creation_config();
+    let (mut results, dead_letters) =
+        ensure_sources(&target, settings, expected, &creation, &acks).await?;
+    for dlq in dead_letters {
+        results.push(ensure_dead_letters(&target, dlq, expected, &creation, &acks).await?);
+    }
+    crate::client::serve_main_queue(admin.inner());
+    log_ensured(&results);
+    Ok(results)
+}
+
+/// The admin client of the configured cluster.
+fn admin_client(settings: &Settings) -> Result<Arc<AdminClient<ClientLog>>, TopicError> {
+    let kafka = &settings.resolved_kafka;
+    let mut config = kafka.client_config(Scope::Producer);
+    // A metadata request for a missing topic must not create it with broker defaults.
+    config.set("allow.auto.create.topics", "false");
+    Ok(Arc::new(
+        config
+            .create_with_context(ClientLog::new("admin", kafka.redactor()))
+            .map_err(TopicError::Client)?,
+    ))
+}
+
+/// A dead-letter topic to ensure, and what the topics it serves ask of it.
+struct DeadLetters {
+    topic: String,
+    /// The largest max.message.bytes of the topics it serves.
+    source_max: Option<i64>,
+    /// The first of those topics, named where the dead-letter topic is smaller than they are.
+    first_source: String,
+}
+
+/// Each configured topic, created or verified, its configs checked and its durability read;
+/// and the dead-letter topics they need.
+async fn ensure_sources(
+    target: &Target<'_>,
+    settings: &Settings,
+    expected: Shape,
+    creation: &BTreeMap<String, String>,
+    acks: &str,
+) -> Result<(Vec<Ensured>, Vec<DeadLetters>), TopicError> {
+    let topic = &settings.topic;
     let mut results = Vec::new();
     // Each dead-letter topic, with the largest max.message.bytes of the topics it serves.
-    let mut dead_letters: Vec<(String, Option<i64>, String)> = Vec::new();
+    let mut dead_letters: Vec<DeadLetters> = Vec::new();
     for name in topic.selection.names() {
-        let outcome = target.ensure_one(name, expected, true, &creation).await?;
-        let (source, source_configs) = target.durability(name, &acks).await?;
+        let outcome = target.ensure_one(name, expected, true, creation).await?;
+        let (source, source_configs) = target.durability(name, acks).await?;
         check_config(name, &topic.config, &source_configs)?;
         if let Some(dlq) = settings.dead_letter_topic_of(name) {
-            match dead_letters.iter_mut().find(|(topic, _, _)| *topic == dlq) {
-                Some((_, max, _)) => *max = (*max).max(source.max_message_bytes),
-                None => dead_letters.push((dlq, source.max_message_bytes, name.clone())),
+            match dead_letters.iter_mut().find(|known| known.topic == dlq) {
+                Some(known) => known.source_max = known.source_max.max(source.max_message_bytes),
+                None => dead_letters.push(DeadLetters {
+                    topic: dlq,
+                    source_max: source.max_message_bytes,
+                    first_source: name.clone(),
+                }),
             }
         }
         results.push(Ensured {
@@ -266,36 +205,54 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
             durability: source,
         });
     }
-    for (dlq, source_max, first_source) in dead_letters {
-        let mut config: BTreeMap<String, String> = creation
-            .iter()
-            .filter(|(name, _)| SHARED_WITH_DEAD_LETTERS.contains(&name.as_str()))
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        // Whatever the source topics accepted must fit in the dead-letter topic.
-        if let Some(bytes) = source_max {
-            config.insert("max.message.bytes".to_owned(), bytes.to_string());
-        }
-        let outcome = target.ensure_one(&dlq, expected, false, &config).await?;
-        let (durability, _) = target.durability(&dlq, &acks).await?;
-        let mut warnings = durability.warnings(&dlq);
-        if let (Some(source_max), Some(dlq_max)) = (source_max, durability.max_message_bytes) {
-            if dlq_max < source_max {
-                warnings.push(format!(
-                    "dead-letter topic {dlq} has max.message.bytes={dlq_max}, less than {source_max} on {first_source}: a record the source accepted that is larger cannot be dead-lettered (raise max.message.bytes on {dlq})"
-                ));
-            }
-        }
-        results.push(Ensured {
-            notes: durability.notes(&dlq),
-            topic: dlq,
-            outcome,
-            durability,
-            warnings,
-        });
+    Ok((results, dead_letters))
+}
+
+/// A dead-letter topic, created with the durability configs its sources are given and a
+/// `max.message.bytes` that fits what they accepted; a warning where the live one is smaller.
+async fn ensure_dead_letters(
+    target: &Target<'_>,
+    dead_letters: DeadLetters,
+    expected: Shape,
+    creation: &BTreeMap<String, String>,
+    acks: &str,
+) -> Result<Ensured, TopicError> {
+    let DeadLetters {
+        topic: dlq,
+        source_max,
+        first_source,
+    } = dead_letters;
+    let mut config: BTreeMap<String, String> = creation
+        .iter()
+        .filter(|(name, _)| SHARED_WITH_DEAD_LETTERS.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    // Whatever the source topics accepted must fit in the dead-letter topic.
+    if let Some(bytes) = source_max {
+        config.insert("max.message.bytes".to_owned(), bytes.to_string());
     }
-    crate::client::serve_main_queue(admin.inner());
-    for ensured in &results {
+    let outcome = target.ensure_one(&dlq, expected, false, &config).await?;
+    let (durability, _) = target.durability(&dlq, acks).await?;
+    let mut warnings = durability.warnings(&dlq);
+    if let (Some(source_max), Some(dlq_max)) = (source_max, durability.max_message_bytes) {
+        if dlq_max < source_max {
+            warnings.push(format!(
+                "dead-letter topic {dlq} has max.message.bytes={dlq_max}, less than {source_max} on {first_source}: a record the source accepted that is larger cannot be dead-lettered (raise max.message.bytes on {dlq})"
+            ));
+        }
+    }
+    Ok(Ensured {
+        notes: durability.notes(&dlq),
+        topic: dlq,
+        outcome,
+        durability,
+        warnings,
+    })
+}
+
+/// Each topic's durability settings in the log, with its warnings and notes.
+fn log_ensured(results: &[Ensured]) {
+    for ensured in results {
         tracing::info!(topic = %ensured.topic, durability = %ensured.durability, "durability settings");
         for warning in &ensured.warnings {
             tracing::warn!(topic = %ensured.topic, "{warning}");
@@ -304,7 +261,6 @@ pub async fn ensure(settings: &Settings, wait: Duration) -> Result<Vec<Ensured>,
             tracing::info!(topic = %ensured.topic, "{note}");
         }
     }
-    Ok(results)
 }
 
 /// Every config `[topic] config` names has that value on the topic (as the broker reports
@@ -329,133 +285,8 @@ fn check_config(
     Ok(())
 }
 
-/// The cluster `topic ensure` works on, and how long it may wait for it.
-struct Target<'a> {
-    admin: &'a Arc<AdminClient<ClientLog>>,
-    bootstrap: &'a str,
-    wait: Duration,
-}
-
-/// A failed step: worth retrying (the broker may come up), or not.
-enum Failure {
-    Transient(String),
-    Permanent(TopicError),
-}
-
-impl Target<'_> {
-    /// Creates `name` (with `config`) unless it exists; verifies an existing topic's shape when
-    /// `verify`. Retries transient failures (brokers not up yet, a topic created a moment ago
-    /// and not yet in the metadata) until `wait` has passed.
-    async fn ensure_one(
-        &self,
-        name: &str,
-        expected: Shape,
-        verify: bool,
-        config: &BTreeMap<String, String>,
-    ) -> Result<Outcome, TopicError> {
-        let started = Instant::now();
-        let mut attempts = 0;
-        let mut created = false;
-        // Brokers starting up: look again soon, then less often.
-        let backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            attempts += 1;
-            let step = match describe(self.admin, name).await {
-                Ok(Some(actual)) => {
-                    if verify {
-                        check(name, actual, expected)?;
-                    }
-                    tracing::info!(topic = name, partitions = actual.partitions, replication_factor = ?actual.replication_factor, created, "topic ready");
-                    return Ok(if created {
-                        Outcome::Created
-                    } else {
-                        Outcome::AlreadyCorrect
-                    });
-                }
-                // Not in the metadata. After our own create that is propagation, not absence:
-                // look again shortly rather than create it a second time.
-                Ok(None) if created => Err(Failure::Transient(format!(
-                    "{name} was created but is not in the metadata yet"
-                ))),
-                Ok(None) => create(self.admin, name, expected, config)
-                    .await
-                    .map(|we_created| created = we_created),
-                Err(failure) => Err(failure),
-            };
-            crate::client::serve_main_queue(self.admin.inner());
-            let Err(failure) = step else { continue };
-            let error = match failure {
-                Failure::Permanent(error) => return Err(error),
-                Failure::Transient(error) => error,
-            };
-            // An untrusted certificate or refused login looks like an unreachable broker to
-            // the request that failed; the client's error callback knows better.
-            if let Some(reason) = self.admin.inner().context().failure() {
-                return Err(TopicError::Connection {
-                    bootstrap: self.bootstrap.to_owned(),
-                    reason,
-                });
-            }
-            if started.elapsed() >= self.wait {
-                return Err(TopicError::Unreachable {
-                    bootstrap: self.bootstrap.to_owned(),
-                    attempts,
-                    waited: started.elapsed(),
-                    last_error: error,
-                });
-            }
-            let pause = backoff
-                .delay(attempts, 0.0)
-                .min(self.wait.saturating_sub(started.elapsed()));
-            tracing::debug!(topic = name, attempt = attempts, %error, retry_in = ?pause, "not ready; retrying");
-            if attempts > 3 {
-                tracing::warn!(topic = name, attempt = attempts, %error, retry_in = ?pause, "broker not ready; retrying");
-            }
-            tokio::time::sleep(pause).await;
-        }
-    }
-
-    /// The topic's replication and durability settings, and its whole configuration, as the
-    /// cluster reports them.
-    async fn durability(
-        &self,
-        name: &str,
-        acks: &str,
-    ) -> Result<(Durability, HashMap<String, String>), TopicError> {
-        let shape = describe(self.admin, name).await.ok().flatten();
-        let configs =
-            topic_configs(self.admin, name)
-                .await
-                .map_err(|reason| TopicError::Describe {
-                    topic: name.to_owned(),
-                    reason,
-                })?;
-        Ok((Durability::of(acks, shape, &configs), configs))
-    }
-}
-
-/// The topic's effective configuration (its own values and the broker defaults it inherits).
-async fn topic_configs(
-    admin: &AdminClient<ClientLog>,
-    name: &str,
-) -> Result<HashMap<String, String>, String> {
-    let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
-    let results = admin
-        .describe_configs([&ResourceSpecifier::Topic(name)], &options)
-        .await
-        .map_err(|e| e.to_string())?;
-    let resource = results
-        .into_iter()
-        .next()
-        .ok_or_else(|| "no answer".to_owned())?
-        .map_err(|code| code.to_string())?;
-    Ok(resource
-        .entries
-        .into_iter()
-        .filter_map(|entry| Some((entry.name, entry.value?)))
-        .collect())
-}
-
+/// An existing topic has the configured shape: the same partitions, and the same replicas
+/// where the broker reports them.
 fn check(name: &str, actual: Shape, expected: Shape) -> Result<(), TopicError> {
     if actual.partitions != expected.partitions {
         return Err(TopicError::Mismatch {
@@ -480,102 +311,6 @@ fn check(name: &str, actual: Shape, expected: Shape) -> Result<(), TopicError> {
         }
     }
     Ok(())
-}
-
-/// The topic's shape, `None` if it does not exist; an error worth retrying, or a refusal that
-/// retrying will not change.
-async fn describe(
-    admin: &Arc<AdminClient<ClientLog>>,
-    name: &str,
-) -> Result<Option<Shape>, Failure> {
-    let metadata = {
-        // A blocking librdkafka call: off the async workers.
-        let (admin, topic) = (Arc::clone(admin), name.to_owned());
-        tokio::task::spawn_blocking(move || {
-            admin.inner().fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-        })
-        .await
-        .map_err(|e| Failure::Transient(e.to_string()))?
-        .map_err(|e| Failure::Transient(e.to_string()))?
-    };
-    let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
-        return Ok(None);
-    };
-    match topic.error() {
-        None if topic.partitions().is_empty() => Ok(None),
-        None => {
-            let replication_factor = topic
-                .partitions()
-                .iter()
-                .map(|p| p.replicas().len() as i32)
-                .min()
-                .filter(|rf| *rf > 0);
-            Ok(Some(Shape {
-                partitions: topic.partitions().len() as i32,
-                replication_factor,
-            }))
-        }
-        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
-        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) => {
-            Err(Failure::Permanent(TopicError::NotAuthorized {
-                topic: name.to_owned(),
-                reason: RDKafkaErrorCode::TopicAuthorizationFailed.to_string(),
-            }))
-        }
-        Some(error) => Err(Failure::Transient(format!(
-            "metadata for {name}: {}",
-            RDKafkaErrorCode::from(error)
-        ))),
-    }
-}
-
-/// Creates the topic with `config`; `Ok(false)` when it already exists (another creator won
-/// the race), which is as good.
-async fn create(
-    admin: &AdminClient<ClientLog>,
-    name: &str,
-    shape: Shape,
-    config: &BTreeMap<String, String>,
-) -> Result<bool, Failure> {
-    let mut new_topic = NewTopic::new(
-        name,
-        shape.partitions,
-        TopicReplication::Fixed(shape.replication_factor.unwrap_or(1)),
-    );
-    for (key, value) in config {
-        new_topic = new_topic.set(key, value);
-    }
-    let options = AdminOptions::new()
-        .request_timeout(Some(REQUEST_TIMEOUT))
-        .operation_timeout(Some(REQUEST_TIMEOUT));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .map_err(|e| Failure::Transient(e.to_string()))?;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            // The broker understood and refused: retrying will not change its mind.
-            Err((
-                _,
-                code @ (RDKafkaErrorCode::InvalidReplicationFactor
-                | RDKafkaErrorCode::InvalidPartitions
-                | RDKafkaErrorCode::InvalidConfig
-                | RDKafkaErrorCode::PolicyViolation
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed),
-            )) => {
-                return Err(Failure::Permanent(TopicError::Create {
-                    topic: name.to_owned(),
-                    reason: code.to_string(),
-                }))
-            }
-            Err((_, code)) => return Err(Failure::Transient(code.to_string())),
-        }
-    }
-    tracing::info!(topic = name, partitions = shape.partitions, replication_factor = ?shape.replication_factor, ?config, "topic created");
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -618,91 +353,6 @@ mod tests {
             },
         )
         .expect("accepted");
-    }
-
-    fn durability(acks: &str, rf: i32, min_isr: i32, unclean: bool) -> Durability {
-        Durability {
-            acks: acks.to_owned(),
-            replication_factor: Some(rf),
-            min_insync_replicas: Some(min_isr),
-            unclean_leader_election: Some(unclean),
-            max_message_bytes: Some(1_048_588),
-        }
-    }
-
-    #[test]
-    fn acks_all_with_two_in_sync_replicas_of_three_keeps_its_promise() {
-        assert_eq!(
-            durability("all", 3, 2, false).warnings("t"),
-            Vec::<String>::new()
-        );
-    }
-
-    #[test]
-    fn one_in_sync_replica_is_named_with_what_can_be_lost_and_the_key_to_set() {
-        let warnings = durability("all", 2, 1, false).warnings("andrew-topic");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(
-            warnings[0].contains("min.insync.replicas=1")
-                && warnings[0].contains("is lost if that leader fails"),
-            "{warnings:?}"
-        );
-        assert!(
-            warnings[0].contains("set \"min.insync.replicas\" = 2 in [topic.config]")
-                && warnings[0].contains("KAFKAD_TOPIC__CONFIG__MIN_INSYNC_REPLICAS=2")
-                && warnings[0]
-                    .contains("--entity-name andrew-topic --add-config min.insync.replicas=2"),
-            "{warnings:?}"
-        );
-    }
-
-    #[test]
-    fn weak_acks_unclean_election_and_unwritable_minimums_are_each_named() {
-        let warnings = durability("1", 2, 3, true).warnings("t");
-        let all = warnings.join("\n");
-        assert_eq!(warnings.len(), 3, "{all}");
-        assert!(all.contains("acks=1"), "{all}");
-        assert!(all.contains("unclean.leader.election.enable=true"), "{all}");
-        assert!(
-            all.contains("NOT_ENOUGH_REPLICAS) even with every broker up"),
-            "{all}"
-        );
-        let all = durability("-1", 1, 1, false).warnings("t").join("\n");
-        assert!(all.contains("one replica"), "{all}");
-    }
-
-    #[test]
-    fn the_min_insync_replicas_topic_ensure_chooses_draws_no_warning() {
-        for replication_factor in 2..=5 {
-            let topic = crate::config::TopicSettings {
-                selection: crate::config::TopicSelection::One("t".to_owned()),
-                name: "t".to_owned(),
-                partitions: 3,
-                replication_factor,
-                config: BTreeMap::new(),
-            };
-            let min_isr = topic.default_min_insync_replicas();
-            let chosen = durability("all", replication_factor, min_isr, false);
-            assert_eq!(
-                chosen.warnings("t"),
-                Vec::<String>::new(),
-                "{replication_factor} replicas, min.insync.replicas={min_isr}"
-            );
-        }
-    }
-
-    #[test]
-    fn all_replicas_in_sync_is_a_trade_noted_not_a_warning() {
-        let two_of_two = durability("all", 2, 2, false);
-        assert!(two_of_two.warnings("t").is_empty());
-        let notes = two_of_two.notes("t");
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(
-            notes[0].contains("writes to it are refused (NOT_ENOUGH_REPLICAS) and wait")
-                && notes[0].contains("replication_factor = 3"),
-            "{notes:?}"
-        );
-        assert!(durability("all", 3, 2, false).notes("t").is_empty());
     }
 
     #[test]

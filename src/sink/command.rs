@@ -26,30 +26,21 @@
 //! driven from the calling thread alone, without blocking reads or writes: writing the input
 //! to a program that does not read it, or reading the standard error of one that floods it,
 //! never keeps the call past `timeout`, and no thread is left behind.
+//!
+//! The sink and the verdict on a run are here; the run's process group is in `process`, and
+//! the pipes driven without blocking (the input written, standard error's end kept) in `pipes`.
 
-use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+mod pipes;
+mod process;
+
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Record, Sink, SinkError};
 use crate::payload::line::write_command_line;
-
-/// How much of the standard error of a failed run the error keeps, in characters.
-const STDERR_KEPT: usize = 512;
-/// How many bytes of the end of standard error are held while it is read: enough for
-/// [`STDERR_KEPT`] characters of up to 4 bytes each.
-const STDERR_TAIL_BYTES: usize = 4 * STDERR_KEPT;
-/// How much standard error one turn of the loop reads at most, so a program that writes it
-/// without end cannot keep the loop from its deadline.
-const STDERR_READ_PER_TURN: usize = 256 * 1024;
-/// How long standard error is still read after a failed run ended, for a process outside the
-/// run's group that holds it open.
-const STDERR_GRACE: Duration = Duration::from_millis(200);
-/// How often the program is checked for its exit where the kernel cannot say (no pidfd).
-const EXIT_CHECK: Duration = Duration::from_millis(10);
+use pipes::{Pipes, STDERR_GRACE};
+use process::{Run, EXIT_CHECK};
 
 /// Runs a program per call.
 #[derive(Debug, Clone)]
@@ -76,13 +67,22 @@ impl CommandSink {
         }
     }
 
+    /// Runs the program on `input`: its exit status is the verdict, unless `timeout` passed
+    /// first.
     fn run(&self, input: &[u8]) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.timeout;
-        let run_failed = |source: std::io::Error| SinkError::CommandRun {
-            command: self.shown.clone(),
-            source,
-        };
-        let mut run = Run::start(
+        let mut run = self.spawn()?;
+        let mut pipes = Pipes::take(&mut run.child).map_err(|e| self.run_failed(e))?;
+        let exited = self.feed_until_exit(&run, &mut pipes, input, deadline)?;
+        pipes.close_input();
+        let status = run.finish().map_err(|e| self.run_failed(e))?;
+        self.verdict(exited, status, pipes)
+    }
+
+    /// Starts the program alone in a new process group, its input and standard error piped,
+    /// its output discarded.
+    fn spawn(&self) -> Result<Run, SinkError> {
+        Run::start(
             Command::new(&self.program)
                 .args(&self.args)
                 .process_group(0)
@@ -93,63 +93,41 @@ impl CommandSink {
         .map_err(|source| SinkError::CommandSpawn {
             command: self.shown.clone(),
             source,
-        })?;
-        let mut stdin = run
-            .child
-            .stdin
-            .take()
-            .map(|pipe| File::from(OwnedFd::from(pipe)));
-        let mut stderr = run
-            .child
-            .stderr
-            .take()
-            .map(|pipe| File::from(OwnedFd::from(pipe)));
-        for pipe in stdin.iter().chain(&stderr) {
-            set_nonblocking(pipe.as_raw_fd()).map_err(run_failed)?;
-        }
-        let mut tail = Tail::default();
-        let mut written = 0;
-        let exited = loop {
-            if let Some(pipe) = &mut stdin {
-                match write_some(pipe, &input[written..]) {
-                    Ok(n) => written += n,
-                    Err(e) if is_not_ready(&e) => {}
-                    // The program closed its input or exited: its exit status is the verdict.
-                    Err(_) => stdin = None,
-                }
-                if written == input.len() {
-                    // Closing our end is the end of its input.
-                    stdin = None;
-                }
-            }
-            if let Some(pipe) = &mut stderr {
-                if tail.read_available(pipe, STDERR_READ_PER_TURN) == Pipe::Closed {
-                    stderr = None;
-                }
-            }
-            if run.exited().map_err(run_failed)? {
-                break true;
+        })
+    }
+
+    /// Writes `input` and reads standard error as far as the pipes take them, until the
+    /// program exits (`true`) or `deadline` passes (`false`).
+    fn feed_until_exit(
+        &self,
+        run: &Run,
+        pipes: &mut Pipes,
+        input: &[u8],
+        deadline: Instant,
+    ) -> Result<bool, SinkError> {
+        loop {
+            pipes.write_input(input);
+            pipes.read_stderr();
+            if run.exited().map_err(|e| self.run_failed(e))? {
+                return Ok(true);
             }
             let now = Instant::now();
             if now >= deadline {
-                break false;
+                return Ok(false);
             }
-            let mut waiting_for = Vec::with_capacity(3);
-            if let Some(pipe) = &stdin {
-                waiting_for.push((pipe.as_raw_fd(), libc::POLLOUT));
-            }
-            if let Some(pipe) = &stderr {
-                waiting_for.push((pipe.as_raw_fd(), libc::POLLIN));
-            }
-            let mut wait = deadline - now;
-            match &run.exit {
-                Some(exit) => waiting_for.push((exit.as_raw_fd(), libc::POLLIN)),
-                None => wait = wait.min(EXIT_CHECK),
-            }
-            wait_for_any(&waiting_for, wait).map_err(run_failed)?;
-        };
-        drop(stdin);
-        let status = run.finish().map_err(run_failed)?;
+            let wait = match &run.exit {
+                Some(_) => deadline - now,
+                None => (deadline - now).min(EXIT_CHECK),
+            };
+            pipes
+                .wait(run.exit.as_ref(), wait)
+                .map_err(|e| self.run_failed(e))?;
+        }
+    }
+
+    /// What the ended run says: it timed out, succeeded, or failed with the end of its
+    /// standard error.
+    fn verdict(&self, exited: bool, status: ExitStatus, pipes: Pipes) -> Result<(), SinkError> {
         if !exited {
             return Err(SinkError::CommandTimeout {
                 command: self.shown.clone(),
@@ -159,203 +137,19 @@ impl CommandSink {
         if status.success() {
             return Ok(());
         }
-        if let Some(mut pipe) = stderr {
-            tail.read_to_end(&mut pipe, Instant::now() + STDERR_GRACE);
-        }
         Err(SinkError::CommandExit {
             command: self.shown.clone(),
             code: status.code(),
-            stderr: tail.text(),
-        })
-    }
-}
-
-/// A started program, alone in a process group of its own. However the run ends, dropping
-/// it kills whatever is left of the group and reaps the program.
-struct Run {
-    child: Child,
-    /// Readable once the program exited (a pidfd); `None` where the kernel has none, and
-    /// the program is then checked every [`EXIT_CHECK`].
-    exit: Option<OwnedFd>,
-    status: Option<ExitStatus>,
-}
-
-impl Run {
-    fn start(command: &mut Command) -> std::io::Result<Run> {
-        let child = command.spawn()?;
-        let exit = pidfd(child.id());
-        Ok(Run {
-            child,
-            exit,
-            status: None,
+            stderr: pipes.stderr_tail(STDERR_GRACE),
         })
     }
 
-    /// Whether the program exited, without reaping it: while it is unreaped its process id,
-    /// which is its group's id too, cannot be given to another process, so killing the
-    /// group afterwards cannot hit anyone else's.
-    fn exited(&self) -> std::io::Result<bool> {
-        if self.status.is_some() {
-            return Ok(true);
+    /// Watching the run failed (a failing `poll` or `waitid`).
+    fn run_failed(&self, source: std::io::Error) -> SinkError {
+        SinkError::CommandRun {
+            command: self.shown.clone(),
+            source,
         }
-        // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it only.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-        // SAFETY: `info` outlives the call; the id is our own child's.
-        let done = unsafe { libc::waitid(libc::P_PID, self.child.id(), &mut info, options) };
-        if done == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: waitid filled `info` for a child that changed state, else left it zeroed.
-        Ok(unsafe { info.si_pid() } != 0)
-    }
-
-    /// Kills every process left in the program's group, the program too if it still runs,
-    /// then reaps the program and returns its exit status (once the group is killed, a
-    /// signal for a program that had not exited).
-    fn finish(&mut self) -> std::io::Result<ExitStatus> {
-        if let Some(status) = self.status {
-            return Ok(status);
-        }
-        let group = self.child.id() as libc::pid_t;
-        // SAFETY: a plain syscall. The group is the program's own (`process_group(0)`), and
-        // its id stays ours until the program is reaped below.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-        // The program may have moved to another group: it is killed all the same.
-        let _ = self.child.kill();
-        let status = self.child.wait()?;
-        self.status = Some(status);
-        Ok(status)
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.finish();
-    }
-}
-
-/// A pidfd of process `pid`: readable once it exited. `None` on kernels without pidfd_open
-/// (before Linux 5.3) and elsewhere than Linux.
-fn pidfd(pid: u32) -> Option<OwnedFd> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: a plain syscall with no pointers.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        // SAFETY: a descriptor pidfd_open just opened, owned by nobody else.
-        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        None
-    }
-}
-
-fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own, no pointers.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Whether a read or write on a non-blocking pipe only has to be tried again later.
-fn is_not_ready(error: &std::io::Error) -> bool {
-    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
-}
-
-/// Writes what the pipe takes now of `bytes`.
-fn write_some(pipe: &mut File, bytes: &[u8]) -> std::io::Result<usize> {
-    if bytes.is_empty() {
-        return Ok(0);
-    }
-    pipe.write(bytes)
-}
-
-/// Sleeps until one of `fds` is ready for its `events` (or failed), or `timeout` passed.
-fn wait_for_any(fds: &[(RawFd, libc::c_short)], timeout: Duration) -> std::io::Result<()> {
-    let mut polled: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&(fd, events)| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        })
-        .collect();
-    // Rounded up: a timeout rounded down to 0 ms would spin until the deadline.
-    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `polled` is a live array of `polled.len()` pollfd structures.
-    let ready = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, millis) };
-    if ready == -1 {
-        let error = std::io::Error::last_os_error();
-        if error.kind() != ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    Ok(())
-}
-
-/// Whether a pipe may still deliver more.
-#[derive(Debug, PartialEq, Eq)]
-enum Pipe {
-    Open,
-    Closed,
-}
-
-/// The end of a program's standard error, read to its end.
-#[derive(Default)]
-struct Tail {
-    bytes: Vec<u8>,
-}
-
-impl Tail {
-    /// Reads what `pipe` holds now, up to `limit` bytes, keeping the end.
-    fn read_available(&mut self, pipe: &mut File, limit: usize) -> Pipe {
-        let mut chunk = [0u8; 8192];
-        let mut read = 0;
-        while read < limit {
-            match pipe.read(&mut chunk) {
-                Ok(0) => return Pipe::Closed,
-                Ok(n) => {
-                    read += n;
-                    self.bytes.extend_from_slice(&chunk[..n]);
-                    if self.bytes.len() > 2 * STDERR_TAIL_BYTES {
-                        self.bytes.drain(..self.bytes.len() - STDERR_TAIL_BYTES);
-                    }
-                }
-                Err(e) if is_not_ready(&e) => return Pipe::Open,
-                Err(_) => return Pipe::Closed,
-            }
-        }
-        Pipe::Open
-    }
-
-    /// Reads `pipe` until it closes or `deadline` passes.
-    fn read_to_end(&mut self, pipe: &mut File, deadline: Instant) {
-        while self.read_available(pipe, STDERR_READ_PER_TURN) == Pipe::Open {
-            let now = Instant::now();
-            if now >= deadline
-                || wait_for_any(&[(pipe.as_raw_fd(), libc::POLLIN)], deadline - now).is_err()
-            {
-                return;
-            }
-        }
-    }
-
-    /// The last [`STDERR_KEPT`] characters, trimmed.
-    fn text(&self) -> String {
-        let start = self.bytes.len().saturating_sub(STDERR_TAIL_BYTES);
-        let text = String::from_utf8_lossy(&self.bytes[start..]);
-        let text = text.trim();
-        let start = text
-            .char_indices()
-            .rev()
-            .nth(STDERR_KEPT - 1)
-            .map_or(0, |(i, _)| i);
-        text[start..].to_owned()
     }
 }
 
@@ -384,6 +178,7 @@ impl Sink for CommandSink {
 
 #[cfg(test)]
 mod tests {
+    use super::pipes::STDERR_KEPT;
     use super::*;
     use crate::message::KafkaMessage;
     use crate::payload::Payload;

@@ -233,7 +233,6 @@ fn open(shared: &Shared) -> Result<Connection, SinkError> {
     Ok(Connection { client, statements })
 }
 
-/// `partition@next` of each span, for log lines.
 /// The rows are the seed's message's columns: a record of another format has none
 /// (configuration refuses such a consumer this sink; this keeps a row from going missing).
 fn only_messages(batch: &[Record<'_>]) -> Result<(), SinkError> {
@@ -242,6 +241,7 @@ fn only_messages(batch: &[Record<'_>]) -> Result<(), SinkError> {
         .try_for_each(|record| record.expect_message("postgres").map(|_| ()))
 }
 
+/// `partition@next` of each span, for log lines.
 fn covers(topic: &str, spans: &[Span]) -> String {
     let mut text = format!("{topic}:");
     for span in spans {
@@ -328,12 +328,7 @@ fn transaction(
         _ => unreachable!("prepared for exactly_once"),
     };
     for (span, claim) in spans.iter().zip(claims) {
-        if claim.written.is_some_and(|written| span.next < written) {
-            return Err(Failure::Sink(SinkError::Fenced(format!(
-                "{topic}/{}: next offset {} would move back from {:?}",
-                span.partition, span.next, claim.written
-            ))));
-        }
+        refuse_moving_back(topic, span, claim)?;
         let updated = tx
             .execute(
                 update,
@@ -353,35 +348,63 @@ fn transaction(
         let row = tx
             .query_opt(read, &[&shared.group, &topic, &span.partition])
             .map_err(db("reading the offsets row"))?;
-        let (token, next, by): (i64, Option<i64>, String) = match &row {
-            Some(row) => (row.get(0), row.get(1), row.get(2)),
-            None => (0, None, "nobody".to_owned()),
-        };
         // Dropping `tx` rolls the rows back.
-        if token == claim.token && next == Some(span.next) {
-            tracing::info!(partition = span.partition, next = span.next, "the previous attempt's commit went through (its answer was lost); not writing again");
-            return Ok(false);
-        }
-        let why = if token == claim.token {
-            format!(
-                "holds next offset {next:?}, where this member last left {:?}",
-                claim.written
-            )
-        } else {
-            format!(
-                "was claimed again (claim {token}, by {by}); this member's claim {} no longer holds",
-                claim.token
-            )
-        };
-        return Err(Failure::Sink(SinkError::Fenced(format!(
-            "{topic}/{}: the offsets row of group {} {why}; {} row(s) rolled back",
-            span.partition,
-            shared.group,
-            batch.len()
-        ))));
+        return lost_commit_or_fenced(row.as_ref(), &shared.group, topic, span, claim, batch.len());
     }
     tx.commit().map_err(db("COMMIT"))?;
     Ok(true)
+}
+
+/// A partition's next offset only moves up: this member never writes one below what it last
+/// wrote there.
+fn refuse_moving_back(topic: &str, span: &Span, claim: &Claim) -> Result<(), Failure> {
+    if claim.written.is_some_and(|written| span.next < written) {
+        return Err(Failure::Sink(SinkError::Fenced(format!(
+            "{topic}/{}: next offset {} would move back from {:?}",
+            span.partition, span.next, claim.written
+        ))));
+    }
+    Ok(())
+}
+
+/// Why the offsets row (`row`, as read in the transaction) refused this member's update: a
+/// commit of this same call whose answer was lost (`Ok(false)`: written already), or a fence
+/// (another claim, or another offset than this member left there).
+fn lost_commit_or_fenced(
+    row: Option<&postgres::Row>,
+    group: &str,
+    topic: &str,
+    span: &Span,
+    claim: &Claim,
+    rows: usize,
+) -> Result<bool, Failure> {
+    let (token, next, by): (i64, Option<i64>, String) = match row {
+        Some(row) => (row.get(0), row.get(1), row.get(2)),
+        None => (0, None, "nobody".to_owned()),
+    };
+    if token == claim.token && next == Some(span.next) {
+        tracing::info!(
+            partition = span.partition,
+            next = span.next,
+            "the previous attempt's commit went through (its answer was lost); not writing again"
+        );
+        return Ok(false);
+    }
+    let why = if token == claim.token {
+        format!(
+            "holds next offset {next:?}, where this member last left {:?}",
+            claim.written
+        )
+    } else {
+        format!(
+            "was claimed again (claim {token}, by {by}); this member's claim {} no longer holds",
+            claim.token
+        )
+    };
+    Err(Failure::Sink(SinkError::Fenced(format!(
+        "{topic}/{}: the offsets row of group {group} {why}; {rows} row(s) rolled back",
+        span.partition
+    ))))
 }
 
 impl Sink for PostgresSink {

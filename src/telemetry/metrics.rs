@@ -173,9 +173,19 @@ where
 }
 
 impl ConsumerMetrics {
+    /// Registers every series of the consumer; a scrape lists them in this order.
     pub fn register(&self, registry: &mut Registry) {
         self.client.register_broker_state(registry);
         self.client.register_lag(registry);
+        self.register_record_counts(registry);
+        self.register_sink_failures(registry);
+        self.register_batches_and_group(registry);
+        self.register_timings(registry);
+    }
+
+    /// What became of the records read: consumed, processed, dead-lettered (and why), and the
+    /// dead-letter copies that failed.
+    fn register_record_counts(&self, registry: &mut Registry) {
         registry.register(
             "records_consumed",
             "Records received from Kafka",
@@ -206,6 +216,10 @@ impl ConsumerMetrics {
             "Records copied to the dead-letter topic, by reason (a decode error kind, or processing_failed)",
             self.dead_lettered_by_reason.clone(),
         );
+    }
+
+    /// Failed sink calls, their retries, and the time partitions spent paused for them.
+    fn register_sink_failures(&self, registry: &mut Registry) {
         registry.register(
             "processing_failures",
             "Failed sink calls (a record or a batch), by error kind",
@@ -222,6 +236,10 @@ impl ConsumerMetrics {
             prometheus_client::registry::Unit::Seconds,
             self.paused_seconds.clone(),
         );
+    }
+
+    /// Batches, offset commits, and the partitions the group gave this member.
+    fn register_batches_and_group(&self, registry: &mut Registry) {
         registry.register(
             "batches_processed",
             "Batches processed",
@@ -248,6 +266,10 @@ impl ConsumerMetrics {
             "Partitions this member of the group holds (0 for a member with none, which is still ready)",
             self.assigned_partitions.clone(),
         );
+    }
+
+    /// How long records took end to end, and each sink call.
+    fn register_timings(&self, registry: &mut Registry) {
         registry.register_with_unit(
             "end_to_end_latency",
             "Processing time minus the message timestamp",

@@ -122,8 +122,26 @@ fn columns(client: &mut Client, table: &str) -> Result<Vec<(String, String)>, po
 pub(super) fn prepare(client: &mut Client, settings: &PostgresSettings) -> Result<Sql, SinkError> {
     let table = settings.table.quoted();
     let offsets = settings.offsets_table.quoted();
-    let fail = |message: String| setup(&format!("table {}", settings.table), &message);
     let db = |e: postgres::Error| database(&format!("preparing table {}", settings.table), &e);
+    let create = creation(settings, &table, &offsets);
+    if !create.is_empty() {
+        // One lock for every kafkad creating tables in this database: CREATE ... IF NOT
+        // EXISTS run by two sessions at once can still collide.
+        let mut tx = client.transaction().map_err(db)?;
+        tx.batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock(4242424242); {create}"
+        ))
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    let found = columns(client, &table).map_err(db)?;
+    let metadata_type = check_columns(settings, &found)?;
+    Ok(statements(settings, &table, &offsets, metadata_type))
+}
+
+/// The statements creating what the sink needs and may be missing: the rows' table (and its
+/// conflict key's index) with `create_table`, the offsets table for exactly-once.
+fn creation(settings: &PostgresSettings, table: &str, offsets: &str) -> String {
     let mut create = String::new();
     if settings.create_table {
         let columns: Vec<String> = TYPES
@@ -153,17 +171,16 @@ pub(super) fn prepare(client: &mut Client, settings: &PostgresSettings) -> Resul
              PRIMARY KEY (\"consumer_group\", \"topic\", \"partition\"));"
         ));
     }
-    if !create.is_empty() {
-        // One lock for every kafkad creating tables in this database: CREATE ... IF NOT
-        // EXISTS run by two sessions at once can still collide.
-        let mut tx = client.transaction().map_err(db)?;
-        tx.batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock(4242424242); {create}"
-        ))
-        .map_err(db)?;
-        tx.commit().map_err(db)?;
-    }
-    let found = columns(client, &table).map_err(db)?;
+    create
+}
+
+/// The rows' table, as `found` lists its columns, has each of the sink's with a type it can
+/// write; returns the type of its metadata column (`json` or `jsonb`), which the insert casts to.
+fn check_columns(
+    settings: &PostgresSettings,
+    found: &[(String, String)],
+) -> Result<&'static str, SinkError> {
+    let fail = |message: String| setup(&format!("table {}", settings.table), &message);
     if found.is_empty() {
         return Err(fail(
             "does not exist; create it (docs/sinks.md, postgres) or set [sink] create_table = true"
@@ -189,6 +206,12 @@ pub(super) fn prepare(client: &mut Client, settings: &PostgresSettings) -> Resul
             metadata_type = if base == "json" { "json" } else { "jsonb" };
         }
     }
+    Ok(metadata_type)
+}
+
+/// The statements the sink runs on the tables: the insert of its rows, and the claim, update
+/// and read of the offsets rows.
+fn statements(settings: &PostgresSettings, table: &str, offsets: &str, metadata_type: &str) -> Sql {
     let conflict = match settings.on_conflict {
         Some(OnConflict::Ignore) => format!(
             " ON CONFLICT ({}) DO NOTHING",
@@ -196,7 +219,7 @@ pub(super) fn prepare(client: &mut Client, settings: &PostgresSettings) -> Resul
         ),
         None => String::new(),
     };
-    let sql = Sql {
+    Sql {
         insert: format!(
             "INSERT INTO {table} ({}) SELECT m, p, c, ts, md::{metadata_type}, tp, pa, o FROM \
              unnest($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], \
@@ -219,8 +242,7 @@ pub(super) fn prepare(client: &mut Client, settings: &PostgresSettings) -> Resul
             "SELECT \"claim\", \"next_offset\", \"claimed_by\" FROM {offsets} \
              WHERE \"consumer_group\" = $1 AND \"topic\" = $2 AND \"partition\" = $3"
         ),
-    };
-    Ok(sql)
+    }
 }
 
 /// The statements of `sql` prepared on `client`.
