@@ -19,9 +19,10 @@ use kafkad::config::Role;
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, Reconciliation};
 use kafkad::sink::MemorySink;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::Message;
+use support::offsets::OffsetReader;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -44,17 +45,6 @@ fn leaders(bootstrap: &str) -> HashMap<i32, i32> {
         .partitions()
         .iter()
         .map(|p| (p.id(), p.leader()))
-        .collect()
-}
-
-fn high_watermarks(consumer: &BaseConsumer, partitions: i32) -> HashMap<i32, i64> {
-    (0..partitions)
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-                .expect("watermarks");
-            (p, high)
-        })
         .collect()
 }
 
@@ -419,10 +409,10 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
     let checker = {
         let (bootstrap, sink, stop) = (mock.bootstrap.clone(), sink.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let client = plain_consumer(&bootstrap, "batch-message-group");
+            let reader = OffsetReader::new(&bootstrap, "batch-message-group");
             let (mut samples, mut violations, mut highest) = (0u64, Vec::new(), 0i64);
             while !stop.load(Ordering::SeqCst) {
-                let offsets = committed_offsets(&client, PARTITIONS);
+                let offsets = reader.committed(TOPIC, PARTITIONS);
                 let processed: HashSet<(i32, i64)> = sink
                     .lines()
                     .iter()
@@ -497,22 +487,15 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
     // The last batch's commit carries every position whose commit failed before it: the
     // group ends committed at the end of every partition (lag 0).
     let bootstrap = mock.bootstrap.clone();
-    let (end, client) = blocking(move || {
-        let client = plain_consumer(&bootstrap, "batch-message-group");
-        (high_watermarks(&client, PARTITIONS), client)
+    let (end, reader) = blocking(move || {
+        let reader = OffsetReader::new(&bootstrap, "batch-message-group");
+        (reader.ends(TOPIC, PARTITIONS), reader)
     })
     .await;
-    let client = Arc::new(client);
-    let expected: Vec<Option<i64>> = (0..PARTITIONS).map(|p| Some(end[&p])).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let final_commit = loop {
-        let c = Arc::clone(&client);
-        let now = blocking(move || committed_offsets(&c, PARTITIONS)).await;
-        if now == expected || Instant::now() > deadline {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let expected: Vec<Option<i64>> = end.into_iter().map(Some).collect();
+    let final_commit = reader
+        .committed_within(TOPIC, &expected, Duration::from_secs(20))
+        .await;
 
     stop.store(true, Ordering::SeqCst);
     let (samples, violations, highest) = checker.join().expect("checker");

@@ -11,6 +11,7 @@ use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
 use kafkad::roles::RoleError;
 use kafkad::sink::{MemorySink, ProcessedLine, Record, Sink, SinkError};
+use support::offsets::committed;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -133,11 +134,6 @@ impl Sink for FailingSink {
     }
 }
 
-/// Partition 0's committed offset for `group` (`None`: nothing committed).
-fn committed_offset(bootstrap: &str, group: &str) -> Option<i64> {
-    committed_offsets(&plain_consumer(bootstrap, group), 1)[0]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     let mock = MockTopology::start(1);
@@ -184,8 +180,8 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
         "the first batch is messages 1..=10"
     );
     assert_eq!(
-        committed_offset(&mock.bootstrap, "batch-message-group"),
-        None,
+        committed(&mock.bootstrap, "batch-message-group", TOPIC, 1),
+        [None],
         "nothing committed"
     );
 
@@ -210,8 +206,8 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     let r = reconcile(&produced, processed_keys(&sink));
     assert_eq!((r.consumed, r.lost, r.duplicates), (30, 0, 0));
     assert_eq!(
-        committed_offset(&mock.bootstrap, "batch-message-group"),
-        Some(30),
+        committed(&mock.bootstrap, "batch-message-group", TOPIC, 1),
+        [Some(30)],
         "last + 1 committed"
     );
 }
@@ -248,8 +244,8 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
         "{outcome:?}"
     );
     assert_eq!(
-        committed_offset(&mock.bootstrap, "single-message-group"),
-        Some(4)
+        committed(&mock.bootstrap, "single-message-group", TOPIC, 1),
+        [Some(4)]
     );
 
     let sink = MemorySink::default();
@@ -280,8 +276,8 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
     let r = reconcile(&produced, all);
     assert_eq!((r.consumed, r.lost, r.duplicates), (20, 0, 0));
     assert_eq!(
-        committed_offset(&mock.bootstrap, "single-message-group"),
-        Some(20)
+        committed(&mock.bootstrap, "single-message-group", TOPIC, 1),
+        [Some(20)]
     );
 }
 
@@ -390,8 +386,8 @@ async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
     let r = reconcile(&produced, processed_keys(&sink));
     assert_eq!((r.consumed, r.lost, r.duplicates), (N, 0, 0));
     assert_eq!(
-        committed_offset(&mock.bootstrap, "batch-message-group"),
-        Some(N as i64),
+        committed(&mock.bootstrap, "batch-message-group", TOPIC, 1),
+        [Some(N as i64)],
         "the final commit carries the last batch"
     );
 }

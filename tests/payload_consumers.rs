@@ -12,6 +12,7 @@ use kafkad::sink::MemorySink;
 use kafkad::telemetry::metrics::ReasonLabel;
 use rdkafka::Message;
 use serde_json::Value;
+use support::offsets::OffsetReader;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -237,9 +238,9 @@ async fn two_topics_with_the_same_partition_numbers_are_kept_apart() {
             "{role}: duplicates {seen:?}"
         );
 
-        let reader = plain_consumer(&mock.bootstrap, &group);
+        let reader = OffsetReader::new(&mock.bootstrap, &group);
         for (t, topic) in topics.iter().enumerate() {
-            let committed = committed_offsets_of(&reader, topic, 2);
+            let committed = reader.committed(topic, 2);
             let expected: Vec<Option<i64>> = counts[t].iter().map(|&c| Some(c)).collect();
             assert_eq!(committed, expected, "{role}: {topic} committed to its end");
         }

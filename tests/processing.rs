@@ -15,6 +15,7 @@ use kafkad::telemetry::metrics::{ConsumerMetrics, KindLabel, ReasonLabel};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use support::http_server::HttpServer;
+use support::offsets::wait_committed;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -41,6 +41,7 @@ mod real_broker {
 
     use kafkad::reconcile::{MessageKey, Reconciliation};
     use support::kafka::{ClusterOptions, KafkaCluster};
+    use support::offsets::committed;
     use support::process::read_jsonl;
     use support::scenario::*;
     use support::tls::{Issued, Pki, Usage};

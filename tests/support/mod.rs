@@ -1,11 +1,13 @@
-//! Shared test harness: an embedded mock cluster with fast group timing, role runners, raw
-//! producers for hand-made records, readiness waits and reconciliation helpers.
+//! Shared test harness: an embedded mock cluster with fast group timing and the roles run on
+//! it, raw producers for hand-made records, readiness waits and reconciliation helpers; where a
+//! group's offsets stand is in [`offsets`].
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod deploy;
 pub mod http_server;
 pub mod kafka;
 pub mod kills;
+pub mod offsets;
 pub mod postgres;
 pub mod process;
 pub mod scenario;
@@ -323,13 +325,12 @@ pub fn plain_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 
 /// Every record of the topic up to its current high watermarks, read with a plain consumer.
 pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
+    let watermarks =
+        offsets::OffsetReader::watermarks_only(bootstrap).watermarks(topic, partitions);
     let consumer = plain_consumer(bootstrap, "kafkad-test-readback");
     let mut list = TopicPartitionList::new();
     let mut end = HashMap::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
+    for (partition, (low, high)) in (0..).zip(watermarks) {
         if high > low {
             list.add_partition_offset(topic, partition, Offset::Beginning)
                 .expect("partition");
@@ -357,51 +358,4 @@ pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMes
         }
     }
     records
-}
-
-/// The committed offset of each partition `0..partitions` of the test topic for the group
-/// `consumer` belongs to, indexed by partition; `None` where nothing is committed.
-pub fn committed_offsets(consumer: &BaseConsumer, partitions: i32) -> Vec<Option<i64>> {
-    committed_offsets_of(consumer, TOPIC, partitions)
-}
-
-/// Waits until `group` has committed exactly `expected` on every partition of the test topic
-/// (`expected.len()` partitions).
-pub async fn wait_committed(bootstrap: &str, group: &str, expected: Vec<Option<i64>>) {
-    let partitions = expected.len() as i32;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (b, g) = (bootstrap.to_owned(), group.to_owned());
-        let now = blocking(move || committed_offsets(&plain_consumer(&b, &g), partitions)).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{group}: committed {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// As [`committed_offsets`], for any topic.
-pub fn committed_offsets_of(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partitions: i32,
-) -> Vec<Option<i64>> {
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    let mut offsets = vec![None; partitions as usize];
-    for element in committed.elements() {
-        if let Offset::Offset(n) = element.offset() {
-            offsets[element.partition() as usize] = Some(n);
-        }
-    }
-    offsets
 }
