@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafkad::config::Role;
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, Reconciliation};
 use kafkad::sink::MemorySink;
@@ -71,14 +70,7 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
         .map(|(p, _)| *p)
         .collect();
 
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "20000"),
-            ("producer.rate", "5000"),
-            ("producer.producer_id", "producer-a"),
-        ],
-    ));
+    let producer = mock.producer_at("producer-a", 20000, 5000);
     let delivered = producer.metrics.delivered.clone();
     wait_until(WAIT, "a quarter of the messages delivered", || {
         delivered.get() >= 5000
@@ -103,11 +95,7 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
     mock.cluster.broker_up(victim).expect("broker up");
     eprintln!("broker {victim} back at {} delivered", delivered.get());
 
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.accepted, report.delivered, report.failed),
         (20000, 20000, 0),
@@ -139,11 +127,7 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
 
     // A group then reads everything once.
     let sink = MemorySink::default();
-    let consumer = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, &[]),
-        Box::new(sink.clone()),
-    );
+    let consumer = mock.single(sink.clone(), &[]);
     wait_until(WAIT, "the group to process every message", || {
         sink.len() >= 20000
     })
@@ -168,24 +152,9 @@ async fn partition_leaders_moving_mid_stream_lose_nothing() {
     let mock = MockTopology::start(PARTITIONS);
     let single_sink = MemorySink::default();
     let batch_sink = MemorySink::default();
-    let single = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, &[]),
-        Box::new(single_sink.clone()),
-    );
-    let batch = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &BRISK_BATCH),
-        Box::new(batch_sink.clone()),
-    );
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "10000"),
-            ("producer.rate", "2000"),
-            ("producer.producer_id", "producer-b"),
-        ],
-    ));
+    let single = mock.single(single_sink.clone(), &[]);
+    let batch = mock.batch(batch_sink.clone(), &BRISK_BATCH);
+    let producer = mock.producer_at("producer-b", 10000, 2000);
     let delivered = producer.metrics.delivered.clone();
     wait_until(WAIT, "both groups to be consuming mid-stream", || {
         delivered.get() >= 2500 && !single_sink.is_empty() && !batch_sink.is_empty()
@@ -214,11 +183,7 @@ async fn partition_leaders_moving_mid_stream_lose_nothing() {
         );
     }
 
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.accepted, report.delivered, report.failed),
         (10000, 10000, 0),
@@ -258,29 +223,14 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
     let mock = MockTopology::start(PARTITIONS);
     let sink_1 = MemorySink::default();
     let sink_2 = MemorySink::default();
-    let batch_1 = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &BRISK_BATCH),
-        Box::new(sink_1.clone()),
-    );
+    let batch_1 = mock.batch(sink_1.clone(), &BRISK_BATCH);
     // An endless stream at 1000/s: it is still running when batch-2 joins and when it leaves,
     // and is stopped only once the group is back to one member.
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "0"),
-            ("producer.rate", "1000"),
-            ("producer.producer_id", "producer-c"),
-        ],
-    ));
+    let producer = mock.producer_at("producer-c", 0, 1000);
     let delivered = producer.metrics.delivered.clone();
     wait_until(WAIT, "batch-1 to be consuming", || sink_1.len() >= 1000).await;
 
-    let batch_2 = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &BRISK_BATCH),
-        Box::new(sink_2.clone()),
-    );
+    let batch_2 = mock.batch(sink_2.clone(), &BRISK_BATCH);
     let joined_at = delivered.get();
     // The join costs a rebalance (the mock coordinator waits session.timeout - 1 s for the
     // members to rejoin); then batch-2 catches up on its partitions and stays on the live
@@ -310,11 +260,7 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
     })
     .await;
     producer.stop.fire();
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.delivered, report.failed),
         (report.accepted, 0),
@@ -381,27 +327,16 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
     use RDKafkaRespErr::*;
     let mock = MockTopology::start(PARTITIONS);
     let sink = MemorySink::default();
-    let consumer = spawn_consumer(
-        Role::Batch,
-        mock.settings(
-            Role::Batch,
-            &[
-                ("batch.min_size", "10"),
-                ("batch.max_size", "50"),
-                BRISK_BATCH[0],
-                BRISK_BATCH[1],
-            ],
-        ),
-        Box::new(sink.clone()),
-    );
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
+    let consumer = mock.batch(
+        sink.clone(),
         &[
-            ("producer.count", "6000"),
-            ("producer.rate", "1000"),
-            ("producer.producer_id", "producer-d"),
+            ("batch.min_size", "10"),
+            ("batch.max_size", "50"),
+            BRISK_BATCH[0],
+            BRISK_BATCH[1],
         ],
-    ));
+    );
+    let producer = mock.producer_at("producer-d", 6000, 1000);
 
     // A checker polls the group's committed offsets and compares them with what the sink
     // holds. The offsets are read first: whatever they cover must already be in the sink.
@@ -470,11 +405,7 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
         .await;
     }
 
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.accepted, report.delivered, report.failed),
         (6000, 6000, 0)

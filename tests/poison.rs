@@ -298,19 +298,16 @@ fn check_dead_letters(
     assert!(error_of("bad-timestamp").contains("timestamp"));
 }
 
-/// Settings for a consumer of the suite: the lowered record limit, and a brisk batch.
-fn suite_settings(
-    mock: &MockTopology,
-    role: Role,
-    extra: &[(&str, &str)],
-) -> kafkad::config::Settings {
+/// Settings for a consumer of the suite: the lowered record limit, and a brisk batch, with
+/// `extra` on top.
+fn suite_settings<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut overrides = vec![
         ("max_record_bytes", MAX_RECORD_BYTES),
         ("batch.max_wait", "500ms"),
         ("kafka.fetch.wait.max.ms", "100"),
     ];
     overrides.extend_from_slice(extra);
-    mock.settings(role, &overrides)
+    overrides
 }
 
 const GROUPS: [(Role, &str); 2] = [
@@ -324,11 +321,7 @@ fn start_groups(mock: &MockTopology, extra: &[(&str, &str)]) -> Vec<(MemorySink,
         .iter()
         .map(|&(role, _)| {
             let sink = MemorySink::default();
-            let run = spawn_consumer(
-                role,
-                suite_settings(mock, role, extra),
-                Box::new(sink.clone()),
-            );
+            let run = mock.consumer(role, sink.clone(), &suite_settings(extra));
             (sink, run)
         })
         .collect()

@@ -10,7 +10,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
 use kafkad::sink::MemorySink;
 use support::process::Kafkad;
@@ -1248,25 +1247,12 @@ fn config_check_accepts_what_managed_clusters_need() {
 async fn every_compression_codec_round_trips() {
     for codec in ["zstd", "gzip", "snappy", "lz4", "none"] {
         let mock = MockTopology::start(3);
-        let settings = mock.settings(
-            Role::Producer,
-            &[
-                ("producer.count", "500"),
-                ("producer.producer_id", codec),
-                ("kafka.compression.type", codec),
-            ],
-        );
-        let report = spawn_producer(settings)
-            .task
-            .await
-            .expect("task")
-            .expect("delivered");
+        let report = mock
+            .producer_with(codec, 500, &[("kafka.compression.type", codec)])
+            .delivered()
+            .await;
         let sink = MemorySink::default();
-        let consumer = spawn_consumer(
-            Role::Single,
-            mock.settings(Role::Single, &[]),
-            Box::new(sink.clone()),
-        );
+        let consumer = mock.single(sink.clone(), &[]);
         let produced = delivered_keys(&[&report]);
         wait_until(WAIT, codec, || {
             reconcile(&produced, processed_keys(&sink)).lost == 0

@@ -34,6 +34,9 @@ use tokio::task::JoinHandle;
 
 pub const TOPIC: &str = "andrew-topic";
 
+/// How long a role may take to end once it should: a producer its count, a consumer its stop.
+const ROLE_END_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A mock cluster with the seed's topic and its dead-letter topic.
 pub struct MockTopology {
     pub cluster: EmbeddedCluster,
@@ -64,6 +67,54 @@ impl MockTopology {
         )
         .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
     }
+
+    /// A producer role sending `count` messages (0: until stopped) as `producer_id`, as fast
+    /// as it can.
+    pub fn producer(&self, producer_id: &str, count: u64) -> ProducerRun {
+        self.producer_with(producer_id, count, &[])
+    }
+
+    /// As [`producer`](Self::producer), `rate` messages a second.
+    pub fn producer_at(&self, producer_id: &str, count: u64, rate: u32) -> ProducerRun {
+        self.producer_with(producer_id, count, &[("producer.rate", &rate.to_string())])
+    }
+
+    /// As [`producer`](Self::producer), with `extra` settings on top.
+    pub fn producer_with(
+        &self,
+        producer_id: &str,
+        count: u64,
+        extra: &[(&str, &str)],
+    ) -> ProducerRun {
+        let count = count.to_string();
+        let mut all = vec![
+            ("producer.count", count.as_str()),
+            ("producer.producer_id", producer_id),
+        ];
+        all.extend_from_slice(extra);
+        spawn_producer(self.settings(Role::Producer, &all))
+    }
+
+    /// A consumer role processing into `sink`, in the role's seed group unless `extra` (settings
+    /// on top of the mock's) names another.
+    pub fn consumer(
+        &self,
+        role: Role,
+        sink: impl Sink + 'static,
+        extra: &[(&str, &str)],
+    ) -> ConsumerRun {
+        spawn_consumer(role, self.settings(role, extra), Box::new(sink))
+    }
+
+    /// A single consumer (group `single-message-group`); see [`consumer`](Self::consumer).
+    pub fn single(&self, sink: impl Sink + 'static, extra: &[(&str, &str)]) -> ConsumerRun {
+        self.consumer(Role::Single, sink, extra)
+    }
+
+    /// A batch consumer (group `batch-message-group`); see [`consumer`](Self::consumer).
+    pub fn batch(&self, sink: impl Sink + 'static, extra: &[(&str, &str)]) -> ConsumerRun {
+        self.consumer(Role::Batch, sink, extra)
+    }
 }
 
 /// A producer role running in the background.
@@ -71,6 +122,18 @@ pub struct ProducerRun {
     pub metrics: ProducerMetrics,
     pub stop: ShutdownTrigger,
     pub task: JoinHandle<Result<ProducerReport, RoleError>>,
+}
+
+impl ProducerRun {
+    /// Waits (up to 60 s) for a producer with a count, or one told to stop, to finish; its
+    /// report, every accepted message delivered.
+    pub async fn delivered(self) -> ProducerReport {
+        tokio::time::timeout(ROLE_END_TIMEOUT, self.task)
+            .await
+            .expect("the producer finishes within 60 s")
+            .expect("producer task did not panic")
+            .expect("every accepted message is delivered")
+    }
 }
 
 pub fn spawn_producer(settings: Settings) -> ProducerRun {
@@ -107,7 +170,13 @@ impl ConsumerRun {
     /// Stops the role gracefully and returns its outcome.
     pub async fn stop(self) -> Result<ConsumerReport, RoleError> {
         self.stop.fire();
-        tokio::time::timeout(Duration::from_secs(60), self.task)
+        self.ended().await
+    }
+
+    /// Waits (up to 60 s) for the role to end, by itself when nothing stopped it (a failure
+    /// does); its outcome.
+    pub async fn ended(self) -> Result<ConsumerReport, RoleError> {
+        tokio::time::timeout(ROLE_END_TIMEOUT, self.task)
             .await
             .expect("consumer stops within 60 s")
             .expect("consumer task did not panic")
