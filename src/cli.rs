@@ -36,6 +36,30 @@ pub struct ConfigArgs {
     #[arg(long, global = true, value_enum)]
     pub role: Option<Role>,
 
+    #[command(flatten)]
+    pub layers: ConfigLayers,
+
+    /// The topic (overrides `topic`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub topic: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The load request these flags describe, reading the process environment.
+    pub fn request(&self, role_required: bool) -> LoadRequest {
+        LoadRequest {
+            role: self.role,
+            topic: self.topic.clone(),
+            role_required,
+            ..self.layers.request()
+        }
+    }
+}
+
+/// The configuration file and the `--set` overrides: the flags of [`ConfigArgs`] that a
+/// program deciding the role and topic itself (kafkad-bench) takes as they are.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigLayers {
     /// TOML configuration file.
     #[arg(
         long,
@@ -46,25 +70,19 @@ pub struct ConfigArgs {
     )]
     pub config: Option<PathBuf>,
 
-    /// The topic (overrides `topic`).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub topic: Option<String>,
-
     /// Overrides any key, e.g. `--set batch.min_size=20` or
     /// `--set kafka.bootstrap.servers=broker:9092`. Repeatable; beats every other layer.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub overrides: Vec<(String, String)>,
 }
 
-impl ConfigArgs {
-    /// The load request these flags describe, reading the process environment.
-    pub fn request(&self, role_required: bool) -> LoadRequest {
+impl ConfigLayers {
+    /// The load request of these flags alone (no role, no topic), reading the process
+    /// environment.
+    pub fn request(&self) -> LoadRequest {
         LoadRequest {
             file: self.config.clone(),
-            role: self.role,
-            topic: self.topic.clone(),
             overrides: self.overrides.clone(),
-            role_required,
             ..LoadRequest::default()
         }
         .with_process_env()

@@ -32,8 +32,9 @@ use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 
 use support::http_server::{HttpServer, Reply};
+use support::offsets::OffsetReader;
 use support::process::Kafkad;
-use support::{committed_offsets, message, plain_consumer, produce_raw, read_topic, MockTopology};
+use support::{message, produce_raw, read_topic, MockTopology};
 use support::{RawRecord, TOPIC};
 
 const DLQ: &str = "andrew-topic.dlq";
@@ -346,10 +347,10 @@ impl Sampler {
         let (bootstrap, group, stopped) =
             (bootstrap.to_owned(), group.to_owned(), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
-            let consumer = plain_consumer(&bootstrap, &group);
+            let reader = OffsetReader::new(&bootstrap, &group);
             let mut samples = Vec::new();
             while !stopped.load(Ordering::SeqCst) {
-                let offsets = committed_offsets(&consumer, PARTITIONS);
+                let offsets = reader.committed(TOPIC, PARTITIONS);
                 samples.push((Instant::now(), offsets));
                 std::thread::sleep(Duration::from_millis(100));
             }

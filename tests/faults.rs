@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafkad::config::Role;
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, Reconciliation};
 use kafkad::sink::MemorySink;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::Message;
+use support::offsets::OffsetReader;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -44,17 +44,6 @@ fn leaders(bootstrap: &str) -> HashMap<i32, i32> {
         .partitions()
         .iter()
         .map(|p| (p.id(), p.leader()))
-        .collect()
-}
-
-fn high_watermarks(consumer: &BaseConsumer, partitions: i32) -> HashMap<i32, i64> {
-    (0..partitions)
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-                .expect("watermarks");
-            (p, high)
-        })
         .collect()
 }
 
@@ -81,14 +70,7 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
         .map(|(p, _)| *p)
         .collect();
 
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "20000"),
-            ("producer.rate", "5000"),
-            ("producer.producer_id", "producer-a"),
-        ],
-    ));
+    let producer = mock.producer_at("producer-a", 20000, 5000);
     let delivered = producer.metrics.delivered.clone();
     wait_until(WAIT, "a quarter of the messages delivered", || {
         delivered.get() >= 5000
@@ -113,11 +95,7 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
     mock.cluster.broker_up(victim).expect("broker up");
     eprintln!("broker {victim} back at {} delivered", delivered.get());
 
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.accepted, report.delivered, report.failed),
         (20000, 20000, 0),
@@ -149,11 +127,7 @@ async fn a_broker_down_and_back_during_produce_loses_and_duplicates_nothing() {
 
     // A group then reads everything once.
     let sink = MemorySink::default();
-    let consumer = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, &[]),
-        Box::new(sink.clone()),
-    );
+    let consumer = mock.single(sink.clone(), &[]);
     wait_until(WAIT, "the group to process every message", || {
         sink.len() >= 20000
     })
@@ -178,24 +152,9 @@ async fn partition_leaders_moving_mid_stream_lose_nothing() {
     let mock = MockTopology::start(PARTITIONS);
     let single_sink = MemorySink::default();
     let batch_sink = MemorySink::default();
-    let single = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, &[]),
-        Box::new(single_sink.clone()),
-    );
-    let batch = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &BRISK_BATCH),
-        Box::new(batch_sink.clone()),
-    );
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "10000"),
-            ("producer.rate", "2000"),
-            ("producer.producer_id", "producer-b"),
-        ],
-    ));
+    let single = mock.single(single_sink.clone(), &[]);
+    let batch = mock.batch(batch_sink.clone(), &BRISK_BATCH);
+    let producer = mock.producer_at("producer-b", 10000, 2000);
     let delivered = producer.metrics.delivered.clone();
     wait_until(WAIT, "both groups to be consuming mid-stream", || {
         delivered.get() >= 2500 && !single_sink.is_empty() && !batch_sink.is_empty()
@@ -224,11 +183,7 @@ async fn partition_leaders_moving_mid_stream_lose_nothing() {
         );
     }
 
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.accepted, report.delivered, report.failed),
         (10000, 10000, 0),
@@ -268,29 +223,14 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
     let mock = MockTopology::start(PARTITIONS);
     let sink_1 = MemorySink::default();
     let sink_2 = MemorySink::default();
-    let batch_1 = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &BRISK_BATCH),
-        Box::new(sink_1.clone()),
-    );
+    let batch_1 = mock.batch(sink_1.clone(), &BRISK_BATCH);
     // An endless stream at 1000/s: it is still running when batch-2 joins and when it leaves,
     // and is stopped only once the group is back to one member.
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "0"),
-            ("producer.rate", "1000"),
-            ("producer.producer_id", "producer-c"),
-        ],
-    ));
+    let producer = mock.producer_at("producer-c", 0, 1000);
     let delivered = producer.metrics.delivered.clone();
     wait_until(WAIT, "batch-1 to be consuming", || sink_1.len() >= 1000).await;
 
-    let batch_2 = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &BRISK_BATCH),
-        Box::new(sink_2.clone()),
-    );
+    let batch_2 = mock.batch(sink_2.clone(), &BRISK_BATCH);
     let joined_at = delivered.get();
     // The join costs a rebalance (the mock coordinator waits session.timeout - 1 s for the
     // members to rejoin); then batch-2 catches up on its partitions and stays on the live
@@ -320,11 +260,7 @@ async fn a_batch_consumer_joining_and_leaving_mid_stream_loses_nothing() {
     })
     .await;
     producer.stop.fire();
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.delivered, report.failed),
         (report.accepted, 0),
@@ -391,27 +327,16 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
     use RDKafkaRespErr::*;
     let mock = MockTopology::start(PARTITIONS);
     let sink = MemorySink::default();
-    let consumer = spawn_consumer(
-        Role::Batch,
-        mock.settings(
-            Role::Batch,
-            &[
-                ("batch.min_size", "10"),
-                ("batch.max_size", "50"),
-                BRISK_BATCH[0],
-                BRISK_BATCH[1],
-            ],
-        ),
-        Box::new(sink.clone()),
-    );
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
+    let consumer = mock.batch(
+        sink.clone(),
         &[
-            ("producer.count", "6000"),
-            ("producer.rate", "1000"),
-            ("producer.producer_id", "producer-d"),
+            ("batch.min_size", "10"),
+            ("batch.max_size", "50"),
+            BRISK_BATCH[0],
+            BRISK_BATCH[1],
         ],
-    ));
+    );
+    let producer = mock.producer_at("producer-d", 6000, 1000);
 
     // A checker polls the group's committed offsets and compares them with what the sink
     // holds. The offsets are read first: whatever they cover must already be in the sink.
@@ -419,10 +344,10 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
     let checker = {
         let (bootstrap, sink, stop) = (mock.bootstrap.clone(), sink.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let client = plain_consumer(&bootstrap, "batch-message-group");
+            let reader = OffsetReader::new(&bootstrap, "batch-message-group");
             let (mut samples, mut violations, mut highest) = (0u64, Vec::new(), 0i64);
             while !stop.load(Ordering::SeqCst) {
-                let offsets = committed_offsets(&client, PARTITIONS);
+                let offsets = reader.committed(TOPIC, PARTITIONS);
                 let processed: HashSet<(i32, i64)> = sink
                     .lines()
                     .iter()
@@ -480,11 +405,7 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
         .await;
     }
 
-    let report = tokio::time::timeout(WAIT, producer.task)
-        .await
-        .expect("producer finishes")
-        .expect("no panic")
-        .expect("every accepted message is delivered");
+    let report = producer.delivered().await;
     assert_eq!(
         (report.accepted, report.delivered, report.failed),
         (6000, 6000, 0)
@@ -497,22 +418,15 @@ async fn failing_commits_never_move_an_offset_past_unprocessed_records() {
     // The last batch's commit carries every position whose commit failed before it: the
     // group ends committed at the end of every partition (lag 0).
     let bootstrap = mock.bootstrap.clone();
-    let (end, client) = blocking(move || {
-        let client = plain_consumer(&bootstrap, "batch-message-group");
-        (high_watermarks(&client, PARTITIONS), client)
+    let (end, reader) = blocking(move || {
+        let reader = OffsetReader::new(&bootstrap, "batch-message-group");
+        (reader.ends(TOPIC, PARTITIONS), reader)
     })
     .await;
-    let client = Arc::new(client);
-    let expected: Vec<Option<i64>> = (0..PARTITIONS).map(|p| Some(end[&p])).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let final_commit = loop {
-        let c = Arc::clone(&client);
-        let now = blocking(move || committed_offsets(&c, PARTITIONS)).await;
-        if now == expected || Instant::now() > deadline {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let expected: Vec<Option<i64>> = end.into_iter().map(Some).collect();
+    let final_commit = reader
+        .committed_within(TOPIC, &expected, Duration::from_secs(20))
+        .await;
 
     stop.store(true, Ordering::SeqCst);
     let (samples, violations, highest) = checker.join().expect("checker");

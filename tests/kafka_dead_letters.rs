@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use kafkad::reconcile::MessageKey;
 use rdkafka::message::Message;
 use support::kafka::KafkaCluster;
+use support::offsets::committed;
 use support::scenario::*;
 use support::{header_text, message, produce_raw, produce_raw_with, read_topic, RawRecord};
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use kafkad::reconcile::MessageKey;
 use support::kafka::KafkaCluster;
+use support::offsets::committed;
 use support::process::{count_jsonl, read_jsonl, Kafkad};
 use support::scenario::*;
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use kafkad::reconcile::{reconcile, MessageKey};
 use support::kafka::KafkaCluster;
 use support::kills::*;
+use support::offsets::OffsetReader;
 use support::postgres::Postgres;
 use support::process::Kafkad;
 use support::scenario::*;
@@ -290,15 +291,11 @@ mod real_broker {
         } = start_kill_run("eos-kafka", env, PAUSE_AROUND_COMMIT);
         // Progress: the output topic's end offsets (a read of the group's offsets can meet a
         // coordinator that is moving while brokers are killed; an error counts as no progress).
-        let reader = support::plain_consumer(&cluster().bootstrap, "kafkad-test-progress");
+        let reader = OffsetReader::watermarks_only(&cluster().bootstrap)
+            .with_timeout(Duration::from_secs(5));
         let written = || {
-            use rdkafka::consumer::Consumer;
             (0..3)
-                .filter_map(|p| {
-                    reader
-                        .fetch_watermarks(output, p, Duration::from_secs(5))
-                        .ok()
-                })
+                .filter_map(|p| reader.try_watermarks(output, p).ok())
                 .map(|(_, high)| high)
                 .sum::<i64>()
         };

@@ -21,15 +21,12 @@ use std::time::{Duration, Instant};
 
 use kafkad::message::KafkaMessage;
 use kafkad::reconcile::{reconcile, MessageKey};
-use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::TopicPartitionList;
 use support::http_server::{HttpServer, Reply};
 use support::kafka::KafkaCluster;
+use support::offsets::OffsetReader;
 use support::scenario::*;
-use support::{
-    header_text, message, plain_consumer, produce_raw, read_topic, sent_keys, RawRecord,
-};
+use support::{header_text, message, produce_raw, read_topic, sent_keys, RawRecord};
 
 fn good(ids: std::ops::RangeInclusive<i64>) -> Vec<RawRecord> {
     ids.map(|id| RawRecord::value(message("p", id))).collect()
@@ -162,20 +159,9 @@ fn dead_lettered_by(copies: &[OwnedMessage], group: &str) -> Vec<(MessageKey, St
 /// How many records `group` committed past in `partitions` partitions of `topic` (each
 /// starting at offset 0); 0 while the broker cannot tell yet (a coordinator still loading).
 fn committed_count(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    plain_consumer(bootstrap, group)
-        .committed_offsets(list, Duration::from_secs(10))
-        .map_or(0, |committed| {
-            committed
-                .elements()
-                .iter()
-                .filter_map(|element| element.offset().to_raw())
-                .filter(|offset| *offset >= 0)
-                .sum()
-        })
+    OffsetReader::new(bootstrap, group)
+        .try_committed(topic, partitions)
+        .map_or(0, |committed| committed.into_iter().flatten().sum())
 }
 
 /// Messages of ids `ids` spread over `partitions` partitions, id on partition `id % partitions`.

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use kafkad::reconcile::{reconcile, MessageKey};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::kafka::KafkaCluster;
+use support::offsets::{committed, OffsetReader};
 use support::process::{read_jsonl, Kafkad};
 use support::scenario::*;
-use support::{message, plain_consumer, produce_raw, read_topic, sent_keys, RawRecord};
+use support::{message, produce_raw, read_topic, sent_keys, RawRecord};
 
 fn cluster() -> &'static KafkaCluster {
     KafkaCluster::shared_of(1)
@@ -107,11 +107,11 @@ impl Downstream {
 
 /// How many records `topic` holds (the sum of its partitions' high watermarks).
 fn records_in(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer = plain_consumer(bootstrap, "kafkad-test-watermarks");
+    let reader = OffsetReader::watermarks_only(bootstrap);
     (0..partitions)
         .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
+            reader
+                .try_watermarks(topic, p)
                 .map_or(0, |(low, high)| high - low)
         })
         .sum()
@@ -361,14 +361,9 @@ mod real_broker {
             3,
         );
         let ends: Vec<Option<i64>> = {
-            let consumer = plain_consumer(&cluster.bootstrap, "kafkad-test-watermarks");
+            let reader = OffsetReader::watermarks_only(&cluster.bootstrap);
             (0..3)
-                .map(|p| {
-                    consumer
-                        .fetch_watermarks(&dlq, p, Duration::from_secs(10))
-                        .ok()
-                        .map(|(_, high)| high)
-                })
+                .map(|p| reader.try_watermarks(&dlq, p).ok().map(|(_, high)| high))
                 .collect()
         };
         assert_eq!(

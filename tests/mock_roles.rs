@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
 use kafkad::roles::RoleError;
 use kafkad::sink::{MemorySink, ProcessedLine, Record, Sink, SinkError};
+use support::offsets::committed;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -22,34 +22,16 @@ async fn two_producers_reach_both_groups_with_nothing_lost() {
     let batch_sink = MemorySink::default();
     let mut consumers = Vec::new();
     for _ in 0..2 {
-        consumers.push(spawn_consumer(
-            Role::Single,
-            mock.settings(Role::Single, &[]),
-            Box::new(single_sink.clone()),
-        ));
-        consumers.push(spawn_consumer(
-            Role::Batch,
-            mock.settings(Role::Batch, &[]),
-            Box::new(batch_sink.clone()),
-        ));
+        consumers.push(mock.single(single_sink.clone(), &[]));
+        consumers.push(mock.batch(batch_sink.clone(), &[]));
     }
     let producers: Vec<_> = ["producer-1", "producer-2"]
         .iter()
-        .map(|id| {
-            spawn_producer(mock.settings(
-                Role::Producer,
-                &[("producer.count", "2500"), ("producer.producer_id", id)],
-            ))
-        })
+        .map(|id| mock.producer(id, 2500))
         .collect();
     let mut reports = Vec::new();
     for p in producers {
-        reports.push(
-            p.task
-                .await
-                .expect("task")
-                .expect("producer delivers everything"),
-        );
+        reports.push(p.delivered().await);
     }
     for r in &reports {
         assert_eq!(
@@ -133,40 +115,21 @@ impl Sink for FailingSink {
     }
 }
 
-/// Partition 0's committed offset for `group` (`None`: nothing committed).
-fn committed_offset(bootstrap: &str, group: &str) -> Option<i64> {
-    committed_offsets(&plain_consumer(bootstrap, group), 1)[0]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     let mock = MockTopology::start(1);
-    let report = spawn_producer(mock.settings(
-        Role::Producer,
-        &[("producer.count", "30"), ("producer.producer_id", "p")],
-    ))
-    .task
-    .await
-    .expect("task")
-    .expect("delivered");
+    let report = mock.producer("p", 30).delivered().await;
     let produced = delivered_keys(&[&report]);
     let batch_settings = [("batch.min_size", "10"), ("batch.max_size", "10")];
 
     // The first consumer processes a batch, then "crashes" before committing it: a sink
     // failure that stops the role at once (one attempt, on_exhausted = "stop").
     let failing = FailingSink::default();
-    let first = spawn_consumer(
-        Role::Batch,
-        mock.settings(
-            Role::Batch,
-            &[batch_settings.as_slice(), STOP_AT_ONCE].concat(),
-        ),
-        Box::new(failing.clone()),
+    let first = mock.batch(
+        failing.clone(),
+        &[batch_settings.as_slice(), STOP_AT_ONCE].concat(),
     );
-    let outcome = tokio::time::timeout(WAIT, first.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    let outcome = first.ended().await;
     assert!(
         matches!(outcome, Err(RoleError::ProcessingFailed { .. })),
         "{outcome:?}"
@@ -184,18 +147,14 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
         "the first batch is messages 1..=10"
     );
     assert_eq!(
-        committed_offset(&mock.bootstrap, "batch-message-group"),
-        None,
+        committed(&mock.bootstrap, "batch-message-group", TOPIC, 1),
+        [None],
         "nothing committed"
     );
 
     // The next member of the group gets the same batch again, and the rest.
     let sink = MemorySink::default();
-    let second = spawn_consumer(
-        Role::Batch,
-        mock.settings(Role::Batch, &batch_settings),
-        Box::new(sink.clone()),
-    );
+    let second = mock.batch(sink.clone(), &batch_settings);
     wait_until(WAIT, "the second consumer to process all 30", || {
         sink.len() >= 30
     })
@@ -210,8 +169,8 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
     let r = reconcile(&produced, processed_keys(&sink));
     assert_eq!((r.consumed, r.lost, r.duplicates), (30, 0, 0));
     assert_eq!(
-        committed_offset(&mock.bootstrap, "batch-message-group"),
-        Some(30),
+        committed(&mock.bootstrap, "batch-message-group", TOPIC, 1),
+        [Some(30)],
         "last + 1 committed"
     );
 }
@@ -219,14 +178,7 @@ async fn a_batch_stopped_before_its_commit_is_redelivered_to_the_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_consumer_commits_exactly_what_it_processed() {
     let mock = MockTopology::start(1);
-    let report = spawn_producer(mock.settings(
-        Role::Producer,
-        &[("producer.count", "20"), ("producer.producer_id", "p")],
-    ))
-    .task
-    .await
-    .expect("task")
-    .expect("delivered");
+    let report = mock.producer("p", 20).delivered().await;
     let produced = delivered_keys(&[&report]);
 
     // Processes messages 1..=4, fails on 5: offsets of 1..=4 are stored and committed, 5 is not.
@@ -234,30 +186,19 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
         succeed: 4,
         ..FailingSink::default()
     };
-    let first = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, STOP_AT_ONCE),
-        Box::new(failing.clone()),
-    );
-    let outcome = tokio::time::timeout(WAIT, first.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    let first = mock.single(failing.clone(), STOP_AT_ONCE);
+    let outcome = first.ended().await;
     assert!(
         matches!(outcome, Err(RoleError::ProcessingFailed { .. })),
         "{outcome:?}"
     );
     assert_eq!(
-        committed_offset(&mock.bootstrap, "single-message-group"),
-        Some(4)
+        committed(&mock.bootstrap, "single-message-group", TOPIC, 1),
+        [Some(4)]
     );
 
     let sink = MemorySink::default();
-    let second = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, &[]),
-        Box::new(sink.clone()),
-    );
+    let second = mock.single(sink.clone(), &[]);
     wait_until(WAIT, "the second consumer to reach message 20", || {
         sink.lines().iter().any(|l| l.message_id == 20)
     })
@@ -280,34 +221,23 @@ async fn a_single_consumer_commits_exactly_what_it_processed() {
     let r = reconcile(&produced, all);
     assert_eq!((r.consumed, r.lost, r.duplicates), (20, 0, 0));
     assert_eq!(
-        committed_offset(&mock.bootstrap, "single-message-group"),
-        Some(20)
+        committed(&mock.bootstrap, "single-message-group", TOPIC, 1),
+        [Some(20)]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_tail_below_min_size_is_processed_after_max_wait() {
     let mock = MockTopology::start(1);
-    let report = spawn_producer(mock.settings(
-        Role::Producer,
-        &[("producer.count", "3"), ("producer.producer_id", "p")],
-    ))
-    .task
-    .await
-    .expect("task")
-    .expect("delivered");
+    let report = mock.producer("p", 3).delivered().await;
     let sink = MemorySink::default();
-    let consumer = spawn_consumer(
-        Role::Batch,
-        mock.settings(
-            Role::Batch,
-            &[
-                ("batch.min_size", "10"),
-                ("batch.max_wait", "300ms"),
-                ("kafka.fetch.wait.max.ms", "100"),
-            ],
-        ),
-        Box::new(sink.clone()),
+    let consumer = mock.batch(
+        sink.clone(),
+        &[
+            ("batch.min_size", "10"),
+            ("batch.max_wait", "300ms"),
+            ("kafka.fetch.wait.max.ms", "100"),
+        ],
     );
     // The tail arrives (consumed), waits out max_wait below min_size, then goes as one batch.
     wait_until(WAIT, "the 3-message tail to arrive", || {
@@ -359,24 +289,13 @@ fn far_batch_coordinator(partitions: i32) -> MockTopology {
 async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
     let mock = far_batch_coordinator(1);
     const N: u64 = 3000;
-    let report = spawn_producer(mock.settings(
-        Role::Producer,
-        &[("producer.count", "3000"), ("producer.producer_id", "p")],
-    ))
-    .task
-    .await
-    .expect("task")
-    .expect("delivered");
+    let report = mock.producer("p", N).delivered().await;
     let produced = delivered_keys(&[&report]);
 
     let sink = MemorySink::default();
-    let run = spawn_consumer(
-        Role::Batch,
-        mock.settings(
-            Role::Batch,
-            &[("batch.min_size", "50"), ("batch.max_size", "50")],
-        ),
-        Box::new(sink.clone()),
+    let run = mock.batch(
+        sink.clone(),
+        &[("batch.min_size", "50"), ("batch.max_size", "50")],
     );
     wait_until(WAIT, "every record processed", || sink.len() as u64 >= N).await;
     let (batches, commits) = (run.metrics.batches.get(), run.metrics.commits.get());
@@ -390,8 +309,8 @@ async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
     let r = reconcile(&produced, processed_keys(&sink));
     assert_eq!((r.consumed, r.lost, r.duplicates), (N, 0, 0));
     assert_eq!(
-        committed_offset(&mock.bootstrap, "batch-message-group"),
-        Some(N as i64),
+        committed(&mock.bootstrap, "batch-message-group", TOPIC, 1),
+        [Some(N as i64)],
         "the final commit carries the last batch"
     );
 }
@@ -405,26 +324,16 @@ async fn batches_go_on_while_their_commit_is_out_and_one_commit_carries_many() {
 async fn a_member_joining_while_a_batch_commit_is_out_loses_nothing() {
     let mock = far_batch_coordinator(3);
     const N: u64 = 6000;
-    let producer = spawn_producer(mock.settings(
-        Role::Producer,
-        &[
-            ("producer.count", "6000"),
-            ("producer.rate", "1500"),
-            ("producer.producer_id", "p"),
-        ],
-    ));
-    let settings = mock.settings(
-        Role::Batch,
-        &[("batch.min_size", "20"), ("batch.max_size", "20")],
-    );
+    let producer = mock.producer_at("p", N, 1500);
+    let batch = [("batch.min_size", "20"), ("batch.max_size", "20")];
     let sink = MemorySink::default();
-    let first = spawn_consumer(Role::Batch, settings.clone(), Box::new(sink.clone()));
+    let first = mock.batch(sink.clone(), &batch);
     wait_until(WAIT, "the first member to commit", || {
         first.metrics.commits.get() >= 2
     })
     .await;
-    let second = spawn_consumer(Role::Batch, settings, Box::new(sink.clone()));
-    let report = producer.task.await.expect("task").expect("delivered");
+    let second = mock.batch(sink.clone(), &batch);
+    let report = producer.delivered().await;
     let produced = delivered_keys(&[&report]);
     wait_until(WAIT, "every record processed", || {
         reconcile(&produced, processed_keys(&sink)).lost == 0

@@ -12,6 +12,7 @@ use kafkad::sink::MemorySink;
 use kafkad::telemetry::metrics::ReasonLabel;
 use rdkafka::Message;
 use serde_json::Value;
+use support::offsets::OffsetReader;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -105,9 +106,8 @@ async fn a_bad_value_of_each_format_is_dead_lettered_to_its_own_topics_dlq() {
             // Never asked: the bad value has no schema id to ask about.
             extra.push(("schema_registry.url", "http://127.0.0.1:9"));
         }
-        let settings = mock.settings(Role::Single, &extra);
         let sink = MemorySink::default();
-        let run = spawn_consumer(Role::Single, settings, Box::new(sink.clone()));
+        let run = mock.single(sink.clone(), &extra);
         wait_until(&format!("{}: the dead letters", case.format), || {
             run.metrics.dead_lettered.get() == 2 && run.metrics.processed.get() == good
         });
@@ -199,8 +199,10 @@ async fn two_topics_with_the_same_partition_numbers_are_kept_apart() {
     }
     for role in [Role::Single, Role::Batch] {
         let group = format!("keep-{role}");
-        let settings = mock.settings(
+        let sink = MemorySink::default();
+        let run = mock.consumer(
             role,
+            sink.clone(),
             &[
                 ("topic", r"^keep\.(left|right)$"),
                 ("consumer.format", "json"),
@@ -209,8 +211,6 @@ async fn two_topics_with_the_same_partition_numbers_are_kept_apart() {
                 ("batch.max_wait", "100ms"),
             ],
         );
-        let sink = MemorySink::default();
-        let run = spawn_consumer(role, settings, Box::new(sink.clone()));
         wait_until(&format!("{role}: every record"), || {
             sink.others().len() >= produced.len()
         });
@@ -237,9 +237,9 @@ async fn two_topics_with_the_same_partition_numbers_are_kept_apart() {
             "{role}: duplicates {seen:?}"
         );
 
-        let reader = plain_consumer(&mock.bootstrap, &group);
+        let reader = OffsetReader::new(&mock.bootstrap, &group);
         for (t, topic) in topics.iter().enumerate() {
-            let committed = committed_offsets_of(&reader, topic, 2);
+            let committed = reader.committed(topic, 2);
             let expected: Vec<Option<i64>> = counts[t].iter().map(|&c| Some(c)).collect();
             assert_eq!(committed, expected, "{role}: {topic} committed to its end");
         }

@@ -14,11 +14,11 @@ use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
-use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::Message;
 use serde_json::{json, Value};
+use support::offsets::{self, wait_committed};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -179,13 +179,6 @@ fn seed(bad: &[Bad], good: i64, partitions: i32) -> Vec<RawRecord> {
     records
 }
 
-fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
-    plain_consumer(bootstrap, "kafkad-test-watermarks")
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .expect("watermarks")
-        .1
-}
-
 /// Where each seeded record landed: key -> (partition, offset).
 async fn source_offsets(bootstrap: &str, partitions: i32) -> HashMap<Vec<u8>, (i32, i64)> {
     let b = bootstrap.to_owned();
@@ -305,19 +298,16 @@ fn check_dead_letters(
     assert!(error_of("bad-timestamp").contains("timestamp"));
 }
 
-/// Settings for a consumer of the suite: the lowered record limit, and a brisk batch.
-fn suite_settings(
-    mock: &MockTopology,
-    role: Role,
-    extra: &[(&str, &str)],
-) -> kafkad::config::Settings {
+/// Settings for a consumer of the suite: the lowered record limit, and a brisk batch, with
+/// `extra` on top.
+fn suite_settings<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut overrides = vec![
         ("max_record_bytes", MAX_RECORD_BYTES),
         ("batch.max_wait", "500ms"),
         ("kafka.fetch.wait.max.ms", "100"),
     ];
     overrides.extend_from_slice(extra);
-    mock.settings(role, &overrides)
+    overrides
 }
 
 const GROUPS: [(Role, &str); 2] = [
@@ -331,11 +321,7 @@ fn start_groups(mock: &MockTopology, extra: &[(&str, &str)]) -> Vec<(MemorySink,
         .iter()
         .map(|&(role, _)| {
             let sink = MemorySink::default();
-            let run = spawn_consumer(
-                role,
-                suite_settings(mock, role, extra),
-                Box::new(sink.clone()),
-            );
+            let run = mock.consumer(role, sink.clone(), &suite_settings(extra));
             (sink, run)
         })
         .collect()
@@ -372,7 +358,7 @@ async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed(
     let runs = start_groups(&mock, &[]);
     let total_bad = 2 * bad.len() as i64;
     let bootstrap = mock.bootstrap.clone();
-    let dlq_end = move || high_watermark(&bootstrap, DLQ, 0);
+    let dlq_end = move || offsets::ends(&bootstrap, DLQ, 1)[0];
     let deadline = Instant::now() + WAIT;
     loop {
         let end = blocking(dlq_end.clone()).await;
@@ -390,12 +376,11 @@ async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed(
 
     // Lag 0: each group committed the end of every partition, and is still running.
     let bootstrap = mock.bootstrap.clone();
-    let end: Vec<Option<i64>> = blocking(move || {
-        (0..PARTITIONS)
-            .map(|p| Some(high_watermark(&bootstrap, TOPIC, p)))
-            .collect()
-    })
-    .await;
+    let end: Vec<Option<i64>> = blocking(move || offsets::ends(&bootstrap, TOPIC, PARTITIONS))
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
     for &(_, group) in &GROUPS {
         wait_committed(&mock.bootstrap, group, end.clone()).await;
     }
@@ -468,18 +453,17 @@ async fn with_the_dead_letter_topic_disabled_bad_records_are_counted_and_skipped
         .await;
     }
     let bootstrap = mock.bootstrap.clone();
-    let end: Vec<Option<i64>> = blocking(move || {
-        (0..PARTITIONS)
-            .map(|p| Some(high_watermark(&bootstrap, TOPIC, p)))
-            .collect()
-    })
-    .await;
+    let end: Vec<Option<i64>> = blocking(move || offsets::ends(&bootstrap, TOPIC, PARTITIONS))
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
     for &(_, group) in &GROUPS {
         wait_committed(&mock.bootstrap, group, end.clone()).await;
     }
     let bootstrap = mock.bootstrap.clone();
     assert_eq!(
-        blocking(move || high_watermark(&bootstrap, DLQ, 0)).await,
+        blocking(move || offsets::ends(&bootstrap, DLQ, 1)[0]).await,
         0,
         "nothing was written to a dead-letter topic"
     );
@@ -580,7 +564,7 @@ async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
     for _ in 0..5 {
         for &(_, group) in &GROUPS {
             let b = mock.bootstrap.clone();
-            let now = blocking(move || committed_offsets(&plain_consumer(&b, group), 1)).await;
+            let now = blocking(move || offsets::committed(&b, group, TOPIC, 1)).await;
             assert!(
                 now[0].is_none_or(|c| c <= BAD_OFFSET),
                 "{group}: committed {now:?} past the bad record at {BAD_OFFSET} while its copy fails"
@@ -677,7 +661,7 @@ async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted
         assert_eq!(ids(&sink), [1, 2], "{group}: what came before is finished");
         let b = mock.bootstrap.clone();
         assert_eq!(
-            blocking(move || committed_offsets(&plain_consumer(&b, group), 1)).await,
+            blocking(move || offsets::committed(&b, group, TOPIC, 1)).await,
             [Some(BAD_OFFSET)],
             "{group}: committed up to the bad record, not past it"
         );
@@ -754,7 +738,7 @@ async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
         assert_eq!(ids(&sink), [1, 2], "{group}: what came before is finished");
         let b = mock.bootstrap.clone();
         assert_eq!(
-            blocking(move || committed_offsets(&plain_consumer(&b, group), 1)).await,
+            blocking(move || offsets::committed(&b, group, TOPIC, 1)).await,
             [Some(BAD_OFFSET)],
             "{group}: committed up to the bad record, not past it"
         );
@@ -870,7 +854,7 @@ async fn a_stop_with_a_refused_dead_letter_copy_and_a_slow_final_commit_ends_wit
     assert!(processed.starts_with(&[1, 2]), "{processed:?}");
     let b = mock.bootstrap.clone();
     assert_eq!(
-        blocking(move || committed_offsets(&plain_consumer(&b, GROUP), 1)).await,
+        blocking(move || offsets::committed(&b, GROUP, TOPIC, 1)).await,
         [Some(BAD_OFFSET)],
         "the final commit: up to the bad record, not past it"
     );

@@ -15,6 +15,7 @@ use kafkad::telemetry::metrics::{ConsumerMetrics, KindLabel, ReasonLabel};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use support::http_server::HttpServer;
+use support::offsets::wait_committed;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -105,6 +106,12 @@ fn command_settings(
         .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
 }
 
+/// A consumer role processing into the sink its settings configure (http, command).
+fn spawn_with_its_sink(role: Role, settings: kafkad::config::Settings) -> ConsumerRun {
+    let sink = sink::from_settings(&settings, role).expect("sink");
+    spawn_consumer(role, settings, sink)
+}
+
 fn header(record: &OwnedMessage, key: &str) -> Option<String> {
     record.headers().and_then(|headers| {
         headers
@@ -149,14 +156,9 @@ async fn http_failures_are_retried_until_every_message_is_processed_once() {
     let mock = MockTopology::start(3);
     let server = HttpServer::start(|n, _| if n <= 3 { 503 } else { 200 });
     produce(&mock, 1..=30, 3).await;
-    let consumer = spawn_consumer(
+    let consumer = spawn_with_its_sink(
         Role::Single,
         http_settings(&mock, Role::Single, &server, &[]),
-        sink::from_settings(
-            &http_settings(&mock, Role::Single, &server, &[]),
-            Role::Single,
-        )
-        .expect("sink"),
     );
     wait_until(WAIT, "30 messages accepted", || {
         server.accepted().len() >= 30
@@ -189,11 +191,7 @@ async fn a_record_answered_400_is_dead_lettered_at_once_and_the_rest_processed()
     let server = HttpServer::start(|_, body| if contains_id(body, 7) { 400 } else { 200 });
     let values = produce(&mock, 1..=30, 3).await;
     let settings = http_settings(&mock, Role::Single, &server, &[]);
-    let consumer = spawn_consumer(
-        Role::Single,
-        settings.clone(),
-        sink::from_settings(&settings, Role::Single).expect("sink"),
-    );
+    let consumer = spawn_with_its_sink(Role::Single, settings);
     wait_committed(&mock.bootstrap, "single-message-group", vec![Some(10); 3]).await;
     let metrics = consumer.metrics.clone();
     consumer.stop().await.expect("stops cleanly");
@@ -246,11 +244,7 @@ async fn a_downstream_outage_keeps_the_partitions_and_the_backlog_drains_after()
             ("kafka.max.poll.interval.ms", "6000"),
         ],
     );
-    let consumer = spawn_consumer(
-        Role::Single,
-        settings.clone(),
-        sink::from_settings(&settings, Role::Single).expect("sink"),
-    );
+    let consumer = spawn_with_its_sink(Role::Single, settings);
     produce(&mock, 1..=20, 2).await;
     wait_until(WAIT, "the first 20 accepted", || {
         server.accepted().len() >= 20
@@ -315,11 +309,7 @@ async fn a_failing_batch_is_retried_then_its_bad_record_isolated_and_dead_letter
             ("retry.max_attempts", "3"),
         ],
     );
-    let consumer = spawn_consumer(
-        Role::Batch,
-        settings.clone(),
-        sink::from_settings(&settings, Role::Batch).expect("sink"),
-    );
+    let consumer = spawn_with_its_sink(Role::Batch, settings);
     wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(30)]).await;
     let metrics = consumer.metrics.clone();
     consumer.stop().await.expect("stops cleanly");
@@ -366,11 +356,7 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
         ]
         .concat(),
     );
-    let consumer = spawn_consumer(
-        Role::Single,
-        settings.clone(),
-        sink::from_settings(&settings, Role::Single).expect("sink"),
-    );
+    let consumer = spawn_with_its_sink(Role::Single, settings);
     let metrics = consumer.metrics.clone();
     // The odd messages only, all on partition 1: message 5 fails, and goes on failing past
     // its two attempts. Nothing else is there for the sink to accept, which looks exactly
@@ -431,11 +417,7 @@ async fn the_command_sink_takes_a_batch_as_json_lines() {
         &format!("cat >> {}", out.display()),
         &[("batch.min_size", "5"), ("batch.max_size", "5")],
     );
-    let consumer = spawn_consumer(
-        Role::Batch,
-        settings.clone(),
-        sink::from_settings(&settings, Role::Batch).expect("sink"),
-    );
+    let consumer = spawn_with_its_sink(Role::Batch, settings);
     produce(&mock, 1..=20, 1).await;
     wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(20)]).await;
     let metrics = consumer.metrics.clone();
@@ -470,11 +452,7 @@ async fn a_shutdown_while_a_batch_is_taken_apart_commits_what_was_finished() {
     produce(&mock, 1..=10, 1).await;
     let batch = [("batch.min_size", "10"), ("batch.max_size", "10")];
     let settings = http_settings(&mock, Role::Batch, &server, &batch);
-    let first = spawn_consumer(
-        Role::Batch,
-        settings.clone(),
-        sink::from_settings(&settings, Role::Batch).expect("sink"),
-    );
+    let first = spawn_with_its_sink(Role::Batch, settings);
     wait_until(WAIT, "message 5 sent alone", || {
         server.requests() >= 6 && sent_keys(&server.accepted()).contains(&(P.to_owned(), 4))
     })
@@ -495,10 +473,9 @@ async fn a_shutdown_while_a_batch_is_taken_apart_commits_what_was_finished() {
     );
     wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(5)]).await;
 
-    let second = spawn_consumer(
+    let second = spawn_with_its_sink(
         Role::Batch,
         http_settings(&mock, Role::Batch, &server, &[("batch.max_wait", "200ms")]),
-        sink::from_settings(&settings, Role::Batch).expect("sink"),
     );
     wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(10)]).await;
     second.stop().await.expect("stops cleanly");

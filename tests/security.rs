@@ -10,7 +10,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kafkad::config::Role;
 use kafkad::reconcile::reconcile;
 use kafkad::sink::MemorySink;
 use support::process::Kafkad;
@@ -31,6 +30,49 @@ fn run(
     (status.code(), process.log_text())
 }
 
+/// The secured cluster's ACLs as `kafka-acls` takes them: every principal, operation and
+/// resource named, and prefixes marked as such (plain names are `kafka-acls`'s default).
+#[test]
+fn acl_arguments_name_each_principal_operation_and_resource() {
+    use support::kafka::{acl_args, AclResource::*};
+    assert_eq!(
+        acl_args(
+            &["CN=kafkad-client", "app"],
+            &[TopicPrefix("mtls-"), GroupPrefix("mtls-")],
+            &["Read", "Write"],
+        ),
+        [
+            "--add",
+            "--allow-principal",
+            "User:CN=kafkad-client",
+            "--allow-principal",
+            "User:app",
+            "--operation",
+            "Read",
+            "--operation",
+            "Write",
+            "--topic",
+            "mtls-",
+            "--group",
+            "mtls-",
+            "--resource-pattern-type",
+            "prefixed",
+        ]
+    );
+    assert_eq!(
+        acl_args(&["limited"], &[Group("acl-group")], &["Read"]),
+        [
+            "--add",
+            "--allow-principal",
+            "User:limited",
+            "--operation",
+            "Read",
+            "--group",
+            "acl-group",
+        ]
+    );
+}
+
 /// Tests that need Java and the Kafka jars (`scripts/kafka-cluster.sh install`). They share one
 /// secured single-broker cluster; `make test` runs them one at a time.
 mod real_broker {
@@ -40,7 +82,9 @@ mod real_broker {
     use std::sync::OnceLock;
 
     use kafkad::reconcile::{MessageKey, Reconciliation};
+    use support::kafka::AclResource::{Group, GroupPrefix, Topic, TopicPrefix};
     use support::kafka::{ClusterOptions, KafkaCluster};
+    use support::offsets::committed;
     use support::process::read_jsonl;
     use support::scenario::*;
     use support::tls::{Issued, Pki, Usage};
@@ -84,13 +128,6 @@ mod real_broker {
             let mut all: Vec<&str> = self.passwords.values().map(String::as_str).collect();
             all.push(&self.key_password);
             all
-        }
-
-        /// `kafka-acls --add ...` over the PLAINTEXT listener (the super user).
-        fn allow(&self, args: &[&str]) {
-            let mut all = vec!["--add"];
-            all.extend_from_slice(args);
-            self.cluster.tool("kafka-acls", &all);
         }
     }
 
@@ -175,88 +212,30 @@ allow.everyone.if.no.acl.found=false
                 dir,
             };
 
+            let acls = &secured.cluster;
             // The client certificate's principal: everything on topics and groups `mtls-*`.
-            secured.allow(&[
-                "--allow-principal",
-                "User:CN=kafkad-client",
-                "--operation",
-                "All",
-                "--topic",
-                "mtls-",
-                "--group",
-                "mtls-",
-                "--resource-pattern-type",
-                "prefixed",
-            ]);
+            acls.allow(
+                &["CN=kafkad-client"],
+                &[TopicPrefix("mtls-"), GroupPrefix("mtls-")],
+                &["All"],
+            );
             // The application principals: read and write topics `sasl-*` (their dead-letter
             // topics included), read as groups `sasl-*`; no Create.
-            secured.allow(&[
-                "--allow-principal",
-                &format!("User:{APP_FILE}"),
-                "--allow-principal",
-                &format!("User:{APP_ENV}"),
-                "--operation",
-                "Read",
-                "--operation",
-                "Write",
-                "--operation",
-                "Describe",
-                "--topic",
-                "sasl-",
-                "--resource-pattern-type",
-                "prefixed",
-            ]);
-            secured.allow(&[
-                "--allow-principal",
-                &format!("User:{APP_FILE}"),
-                "--allow-principal",
-                &format!("User:{APP_ENV}"),
-                "--operation",
-                "Read",
-                "--group",
-                "sasl-",
-                "--resource-pattern-type",
-                "prefixed",
-            ]);
+            let apps = [APP_FILE, APP_ENV];
+            acls.allow(&apps, &[TopicPrefix("sasl-")], &["Read", "Write", "Describe"]);
+            acls.allow(&apps, &[GroupPrefix("sasl-")], &["Read"]);
             // The topic administrator: creates and inspects topics `sasl-*`.
-            secured.allow(&[
-                "--allow-principal",
-                &format!("User:{TOPIC_ADMIN}"),
-                "--operation",
-                "Create",
-                "--operation",
-                "Describe",
-                "--operation",
-                "DescribeConfigs",
-                "--topic",
-                "sasl-",
-                "--resource-pattern-type",
-                "prefixed",
-            ]);
+            acls.allow(
+                &[TOPIC_ADMIN],
+                &[TopicPrefix("sasl-")],
+                &["Create", "Describe", "DescribeConfigs"],
+            );
             // The limited principal: reads and writes topic `acl-topic` (as the seed's
             // application does its topic), reads as group `acl-group`, and nothing else: not
             // `acl-topic.dlq`, not `acl-forbidden`, no other group. (Write on some topic is also
             // what lets its dead-letter producer, which is idempotent, obtain a producer id.)
-            secured.allow(&[
-                "--allow-principal",
-                &format!("User:{LIMITED}"),
-                "--operation",
-                "Read",
-                "--operation",
-                "Write",
-                "--operation",
-                "Describe",
-                "--topic",
-                "acl-topic",
-            ]);
-            secured.allow(&[
-                "--allow-principal",
-                &format!("User:{LIMITED}"),
-                "--operation",
-                "Read",
-                "--group",
-                "acl-group",
-            ]);
+            acls.allow(&[LIMITED], &[Topic("acl-topic")], &["Read", "Write", "Describe"]);
+            acls.allow(&[LIMITED], &[Group("acl-group")], &["Read"]);
             // The limited principal's topics, the dead-letter topic included, made by the super
             // user.
             create_topics(
@@ -1247,25 +1226,12 @@ fn config_check_accepts_what_managed_clusters_need() {
 async fn every_compression_codec_round_trips() {
     for codec in ["zstd", "gzip", "snappy", "lz4", "none"] {
         let mock = MockTopology::start(3);
-        let settings = mock.settings(
-            Role::Producer,
-            &[
-                ("producer.count", "500"),
-                ("producer.producer_id", codec),
-                ("kafka.compression.type", codec),
-            ],
-        );
-        let report = spawn_producer(settings)
-            .task
-            .await
-            .expect("task")
-            .expect("delivered");
+        let report = mock
+            .producer_with(codec, 500, &[("kafka.compression.type", codec)])
+            .delivered()
+            .await;
         let sink = MemorySink::default();
-        let consumer = spawn_consumer(
-            Role::Single,
-            mock.settings(Role::Single, &[]),
-            Box::new(sink.clone()),
-        );
+        let consumer = mock.single(sink.clone(), &[]);
         let produced = delivered_keys(&[&report]);
         wait_until(WAIT, codec, || {
             reconcile(&produced, processed_keys(&sink)).lost == 0

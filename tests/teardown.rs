@@ -10,7 +10,6 @@ mod support;
 
 use std::time::Duration;
 
-use kafkad::config::Role;
 use kafkad::sink::{JsonlSink, MemorySink};
 use support::*;
 
@@ -43,11 +42,7 @@ async fn a_consumer_role_returns_only_after_its_clients_and_their_threads_are_go
 
     // Stopped by a shutdown.
     let sink = MemorySink::default();
-    let run = spawn_consumer(
-        Role::Single,
-        mock.settings(Role::Single, &[("kafka.group.id", "teardown-stopped")]),
-        Box::new(sink.clone()),
-    );
+    let run = mock.single(sink.clone(), &[("kafka.group.id", "teardown-stopped")]);
     let metrics = run.metrics.clone();
     wait_until(WAIT, "20 records processed and 1 dead-lettered", || {
         metrics.processed.get() == 20 && metrics.dead_lettered.get() == 1
@@ -63,22 +58,15 @@ async fn a_consumer_role_returns_only_after_its_clients_and_their_threads_are_go
     assert_eq!(processed.len(), 20, "each good record processed once");
 
     // Stopped by a failure: a sink that cannot write, with on_exhausted = "stop".
-    let run = spawn_consumer(
-        Role::Batch,
-        mock.settings(
-            Role::Batch,
-            &[
-                ("kafka.group.id", "teardown-failed"),
-                ("retry.max_attempts", "1"),
-                ("retry.on_exhausted", "stop"),
-            ],
-        ),
-        Box::new(JsonlSink::create("/dev/full".as_ref()).expect("/dev/full opens")),
+    let run = mock.batch(
+        JsonlSink::create("/dev/full".as_ref()).expect("/dev/full opens"),
+        &[
+            ("kafka.group.id", "teardown-failed"),
+            ("retry.max_attempts", "1"),
+            ("retry.on_exhausted", "stop"),
+        ],
     );
-    let outcome = tokio::time::timeout(WAIT, run.task)
-        .await
-        .expect("the failure stops the role")
-        .expect("no panic");
+    let outcome = run.ended().await;
     assert!(outcome.is_err(), "the sink failure is the role's outcome");
     assert_eq!(
         librdkafka_threads(),

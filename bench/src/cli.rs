@@ -4,7 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kafkad::config::{LoadRequest, Role};
+use kafkad::cli::ConfigLayers;
+use kafkad::config::Role;
 use serde::Serialize;
 
 /// kafkad-bench: what kafkad's roles cost on top of librdkafka. Each workload runs through
@@ -16,54 +17,25 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
+    /// The kafkad configuration both sides are built from: kafkad's own `--config` and `--set`
+    /// (the `KAFKAD_*` environment applies too, as it does to kafkad). Not its `--role` and
+    /// `--topic`: each run decides those itself.
     #[command(flatten)]
-    pub config: ConfigFlags,
+    pub config: ConfigLayers,
 }
 
-/// The kafkad configuration both sides are built from (the `KAFKAD_*` environment applies
-/// too, as it does to kafkad).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConfigFlags {
-    /// TOML configuration file, as kafkad reads it.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        env = "KAFKAD_CONFIG",
-        value_name = "FILE"
-    )]
-    pub config: Option<PathBuf>,
-
-    /// Overrides any key, as kafkad's `--set`, e.g. `--set kafka.fetch.wait.max.ms=5`.
-    /// Repeatable.
-    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = kafkad::cli::parse_key_value)]
-    pub overrides: Vec<(String, String)>,
-}
-
-impl ConfigFlags {
-    /// The load request these flags describe, reading the process environment.
-    pub fn request(&self) -> LoadRequest {
-        LoadRequest {
-            file: self.config.clone(),
-            overrides: self.overrides.clone(),
-            ..LoadRequest::default()
-        }
-        .with_process_env()
+/// The configuration flags again, for a child process (a `phase` run).
+pub fn child_args(config: &ConfigLayers) -> Vec<OsString> {
+    let mut args = Vec::new();
+    if let Some(file) = &config.config {
+        args.push("--config".into());
+        args.push(file.into());
     }
-
-    /// The same flags, for a child process.
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut args = Vec::new();
-        if let Some(file) = &self.config {
-            args.push("--config".into());
-            args.push(file.into());
-        }
-        for (key, value) in &self.overrides {
-            args.push("--set".into());
-            args.push(format!("{key}={value}").into());
-        }
-        args
+    for (key, value) in &config.overrides {
+        args.push("--set".into());
+        args.push(format!("{key}={value}").into());
     }
+    args
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,13 +5,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafkad::cli::ConfigLayers;
 use kafkad::cluster::EmbeddedCluster;
 use kafkad::config::{LoadRequest, Role, Settings};
 use kafkad::roles::producer;
 use kafkad::shutdown::Shutdown;
 use kafkad::telemetry::metrics::ProducerMetrics;
 
-use crate::cli::{CompareArgs, ConfigFlags, Phase, Workload};
+use crate::cli::{self, CompareArgs, Phase, Workload};
 use crate::measure::PhaseResult;
 use crate::peers::{self, JavaTool, PeerRun, Programs, Scratch};
 use crate::reference::payload_ring;
@@ -175,7 +176,7 @@ impl Brokers {
 pub struct Bench<'a> {
     workload: Workload,
     args: &'a CompareArgs,
-    config: &'a ConfigFlags,
+    config: &'a ConfigLayers,
     request: &'a LoadRequest,
     brokers: Brokers,
     messages: u64,
@@ -190,7 +191,7 @@ impl<'a> Bench<'a> {
     pub fn start(
         workload: Workload,
         args: &'a CompareArgs,
-        config: &'a ConfigFlags,
+        config: &'a ConfigLayers,
         request: &'a LoadRequest,
     ) -> Result<Self, BenchError> {
         if args.rate.is_nan() || args.rate <= 0.0 {
@@ -504,7 +505,7 @@ impl<'a> Bench<'a> {
             .args(["--topic", topic])
             .args(["--messages", &self.messages.to_string()])
             .args(["--rate", &self.args.rate.to_string()])
-            .args(self.config.to_args());
+            .args(cli::child_args(self.config));
         if let Some(bytes) = self.args.payload_bytes {
             command.args(["--payload-bytes", &bytes.to_string()]);
         }

@@ -67,10 +67,11 @@ mod settings;
 use std::process::ExitCode;
 
 use clap::Parser;
+use kafkad::cli::ConfigLayers;
 use kafkad::config::ConfigError;
 use kafkad::roles::RoleError;
 
-use crate::cli::{Cli, Command, CompareArgs, ConfigFlags, Workload};
+use crate::cli::{Cli, Command, CompareArgs, Workload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -155,7 +156,7 @@ async fn run(cli: Cli) -> Result<(), BenchError> {
 async fn compare(
     workload: Workload,
     args: &CompareArgs,
-    config: &ConfigFlags,
+    config: &ConfigLayers,
     request: &kafkad::config::LoadRequest,
 ) -> Result<(), BenchError> {
     kafkad::telemetry::logging::init_text("error");

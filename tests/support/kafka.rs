@@ -35,6 +35,56 @@ pub struct ClusterOptions<'a> {
     pub scram_users: &'a [(&'a str, &'a str)],
 }
 
+/// What an ACL grants rights on: a topic or a consumer group, by its name or, in the
+/// `...Prefix` forms, every one whose name starts with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclResource<'a> {
+    Topic(&'a str),
+    Group(&'a str),
+    TopicPrefix(&'a str),
+    GroupPrefix(&'a str),
+}
+
+impl AclResource<'_> {
+    fn is_prefix(self) -> bool {
+        matches!(
+            self,
+            AclResource::TopicPrefix(_) | AclResource::GroupPrefix(_)
+        )
+    }
+}
+
+/// The arguments of `kafka-acls --add` that allow each of `users` (principal `User:<name>`)
+/// each of `operations` (`Read`, `Write`, `Describe`, `All`, ...) on each of `resources`.
+///
+/// One `kafka-acls` run takes one pattern type for all its resources, so the resources must
+/// all be names or all be prefixes.
+pub fn acl_args(users: &[&str], resources: &[AclResource<'_>], operations: &[&str]) -> Vec<String> {
+    let prefixed = resources.first().is_some_and(|r| r.is_prefix());
+    assert!(
+        resources.iter().all(|r| r.is_prefix() == prefixed),
+        "one kafka-acls run cannot mix names and prefixes: {resources:?}"
+    );
+    let mut args = vec!["--add".to_owned()];
+    for user in users {
+        args.extend(["--allow-principal".to_owned(), format!("User:{user}")]);
+    }
+    for operation in operations {
+        args.extend(["--operation".to_owned(), (*operation).to_owned()]);
+    }
+    for resource in resources {
+        let (flag, name) = match resource {
+            AclResource::Topic(name) | AclResource::TopicPrefix(name) => ("--topic", name),
+            AclResource::Group(name) | AclResource::GroupPrefix(name) => ("--group", name),
+        };
+        args.extend([flag.to_owned(), (*name).to_owned()]);
+    }
+    if prefixed {
+        args.extend(["--resource-pattern-type".to_owned(), "prefixed".to_owned()]);
+    }
+    args
+}
+
 /// One partition as `kafka-topics --describe` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
@@ -182,6 +232,14 @@ impl KafkaCluster {
     pub fn tool(&self, name: &str, args: &[&str]) -> String {
         let all: Vec<&str> = ["tool", name].iter().chain(args).copied().collect();
         self.script_ok(&all)
+    }
+
+    /// Adds ACLs with Kafka's own tool (over the PLAINTEXT listener, whose principal a secured
+    /// cluster makes its super user): see [`acl_args`].
+    pub fn allow(&self, users: &[&str], resources: &[AclResource<'_>], operations: &[&str]) {
+        let args = acl_args(users, resources, operations);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.tool("kafka-acls", &args);
     }
 
     /// Creates `topic` with Kafka's own tool, with `configs` (`key=value`) of its own.

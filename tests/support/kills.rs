@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::kafka::KafkaCluster;
+use super::offsets::committed;
 use super::process::Kafkad;
 use super::scenario::*;
 

@@ -1,11 +1,13 @@
-//! Shared test harness: an embedded mock cluster with fast group timing, role runners, raw
-//! producers for hand-made records, readiness waits and reconciliation helpers.
+//! Shared test harness: an embedded mock cluster with fast group timing and the roles run on
+//! it, raw producers for hand-made records, readiness waits and reconciliation helpers; where a
+//! group's offsets stand is in [`offsets`].
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod deploy;
 pub mod http_server;
 pub mod kafka;
 pub mod kills;
+pub mod offsets;
 pub mod postgres;
 pub mod process;
 pub mod scenario;
@@ -31,6 +33,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 pub const TOPIC: &str = "andrew-topic";
+
+/// How long a role may take to end once it should: a producer its count, a consumer its stop.
+const ROLE_END_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A mock cluster with the seed's topic and its dead-letter topic.
 pub struct MockTopology {
@@ -62,6 +67,54 @@ impl MockTopology {
         )
         .unwrap_or_else(|e| panic!("test settings are valid: {e}"))
     }
+
+    /// A producer role sending `count` messages (0: until stopped) as `producer_id`, as fast
+    /// as it can.
+    pub fn producer(&self, producer_id: &str, count: u64) -> ProducerRun {
+        self.producer_with(producer_id, count, &[])
+    }
+
+    /// As [`producer`](Self::producer), `rate` messages a second.
+    pub fn producer_at(&self, producer_id: &str, count: u64, rate: u32) -> ProducerRun {
+        self.producer_with(producer_id, count, &[("producer.rate", &rate.to_string())])
+    }
+
+    /// As [`producer`](Self::producer), with `extra` settings on top.
+    pub fn producer_with(
+        &self,
+        producer_id: &str,
+        count: u64,
+        extra: &[(&str, &str)],
+    ) -> ProducerRun {
+        let count = count.to_string();
+        let mut all = vec![
+            ("producer.count", count.as_str()),
+            ("producer.producer_id", producer_id),
+        ];
+        all.extend_from_slice(extra);
+        spawn_producer(self.settings(Role::Producer, &all))
+    }
+
+    /// A consumer role processing into `sink`, in the role's seed group unless `extra` (settings
+    /// on top of the mock's) names another.
+    pub fn consumer(
+        &self,
+        role: Role,
+        sink: impl Sink + 'static,
+        extra: &[(&str, &str)],
+    ) -> ConsumerRun {
+        spawn_consumer(role, self.settings(role, extra), Box::new(sink))
+    }
+
+    /// A single consumer (group `single-message-group`); see [`consumer`](Self::consumer).
+    pub fn single(&self, sink: impl Sink + 'static, extra: &[(&str, &str)]) -> ConsumerRun {
+        self.consumer(Role::Single, sink, extra)
+    }
+
+    /// A batch consumer (group `batch-message-group`); see [`consumer`](Self::consumer).
+    pub fn batch(&self, sink: impl Sink + 'static, extra: &[(&str, &str)]) -> ConsumerRun {
+        self.consumer(Role::Batch, sink, extra)
+    }
 }
 
 /// A producer role running in the background.
@@ -69,6 +122,18 @@ pub struct ProducerRun {
     pub metrics: ProducerMetrics,
     pub stop: ShutdownTrigger,
     pub task: JoinHandle<Result<ProducerReport, RoleError>>,
+}
+
+impl ProducerRun {
+    /// Waits (up to 60 s) for a producer with a count, or one told to stop, to finish; its
+    /// report, every accepted message delivered.
+    pub async fn delivered(self) -> ProducerReport {
+        tokio::time::timeout(ROLE_END_TIMEOUT, self.task)
+            .await
+            .expect("the producer finishes within 60 s")
+            .expect("producer task did not panic")
+            .expect("every accepted message is delivered")
+    }
 }
 
 pub fn spawn_producer(settings: Settings) -> ProducerRun {
@@ -105,7 +170,13 @@ impl ConsumerRun {
     /// Stops the role gracefully and returns its outcome.
     pub async fn stop(self) -> Result<ConsumerReport, RoleError> {
         self.stop.fire();
-        tokio::time::timeout(Duration::from_secs(60), self.task)
+        self.ended().await
+    }
+
+    /// Waits (up to 60 s) for the role to end, by itself when nothing stopped it (a failure
+    /// does); its outcome.
+    pub async fn ended(self) -> Result<ConsumerReport, RoleError> {
+        tokio::time::timeout(ROLE_END_TIMEOUT, self.task)
             .await
             .expect("consumer stops within 60 s")
             .expect("consumer task did not panic")
@@ -323,13 +394,12 @@ pub fn plain_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 
 /// Every record of the topic up to its current high watermarks, read with a plain consumer.
 pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
+    let watermarks =
+        offsets::OffsetReader::watermarks_only(bootstrap).watermarks(topic, partitions);
     let consumer = plain_consumer(bootstrap, "kafkad-test-readback");
     let mut list = TopicPartitionList::new();
     let mut end = HashMap::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
+    for (partition, (low, high)) in (0..).zip(watermarks) {
         if high > low {
             list.add_partition_offset(topic, partition, Offset::Beginning)
                 .expect("partition");
@@ -357,51 +427,4 @@ pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Vec<OwnedMes
         }
     }
     records
-}
-
-/// The committed offset of each partition `0..partitions` of the test topic for the group
-/// `consumer` belongs to, indexed by partition; `None` where nothing is committed.
-pub fn committed_offsets(consumer: &BaseConsumer, partitions: i32) -> Vec<Option<i64>> {
-    committed_offsets_of(consumer, TOPIC, partitions)
-}
-
-/// Waits until `group` has committed exactly `expected` on every partition of the test topic
-/// (`expected.len()` partitions).
-pub async fn wait_committed(bootstrap: &str, group: &str, expected: Vec<Option<i64>>) {
-    let partitions = expected.len() as i32;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (b, g) = (bootstrap.to_owned(), group.to_owned());
-        let now = blocking(move || committed_offsets(&plain_consumer(&b, &g), partitions)).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{group}: committed {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// As [`committed_offsets`], for any topic.
-pub fn committed_offsets_of(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partitions: i32,
-) -> Vec<Option<i64>> {
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    let mut offsets = vec![None; partitions as usize];
-    for element in committed.elements() {
-        if let Offset::Offset(n) = element.offset() {
-            offsets[element.partition() as usize] = Some(n);
-        }
-    }
-    offsets
 }

@@ -442,9 +442,3 @@ pub fn final_commit_failures(process: &Kafkad) -> usize {
         .filter(|l| l.contains("commit failed"))
         .count()
 }
-
-/// The committed offset of each partition `0..partitions` of `topic` for `group`, read from
-/// the cluster (`None` where nothing is committed).
-pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-    super::committed_offsets_of(&super::plain_consumer(bootstrap, group), topic, partitions)
-}
