@@ -111,9 +111,7 @@ impl Target {
             });
         };
         let group = settings
-            .resolved_kafka
-            .get("group.id")
-            .filter(|group| !group.is_empty())
+            .group_id()
             .ok_or(Unfit {
                 key: "kafka.group.id",
                 message: "a replay needs the group whose dead letters it sends".to_owned(),

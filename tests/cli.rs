@@ -136,7 +136,8 @@ fn config_print_shows_env_beating_file_beating_defaults() {
     );
     assert!(line("max_size = 500").ends_with("# file config/batch.toml"));
     assert!(line("max_wait = \"2s\"").ends_with("# flag --set batch.max_wait"));
-    assert!(line("\"enable.auto.offset.store\" = \"false\"").ends_with("# default"));
+    assert!(line("# \"enable.auto.commit\" = \"false\"")
+        .ends_with("# set by kafkad for the batch role; not configurable"));
     assert!(!out.contains("hunter2"));
 }
 

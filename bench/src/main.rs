@@ -13,7 +13,7 @@
 //! too: a franz-go program (`go/`) and Kafka's own `ProducerPerformance` and
 //! `ConsumerPerformance` (see `peers.rs`). kafkad and the references get the
 //! identical librdkafka client configuration, built from
-//! the same `Settings` (`client_config(Scope::…)`), so the role's real settings apply:
+//! the same `Settings` (`client_config(Scope::…)`, `consumer_client_config`), so the role's real settings apply:
 //! `acks=all`, idempotence, `max.in.flight=1`, lz4 and `linger.ms=5` for the producer;
 //! `enable.auto.offset.store=false` for both consumers, `enable.auto.commit=false` for batch.
 //!

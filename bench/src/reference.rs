@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafkad::config::{ProducerSettings, Scope, Settings};
+use kafkad::config::{ProducerSettings, Role, Scope, Settings};
 use kafkad::message::{KafkaMessage, Timestamp};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::DeliveryResult;
@@ -247,9 +247,12 @@ pub fn reference_produce(
 }
 
 pub fn reference_consumer(settings: &Settings) -> Result<BaseConsumer<Reference>, BenchError> {
+    let role = settings
+        .role
+        .and_then(Role::consumer)
+        .ok_or_else(|| BenchError::Reference("reference consumer: not a consumer role".into()))?;
     let consumer: BaseConsumer<Reference> = settings
-        .resolved_kafka
-        .client_config(Scope::Consumer)
+        .consumer_client_config(role)
         .create_with_context(Reference::default())
         .map_err(|e| BenchError::Reference(format!("reference consumer: {e}")))?;
     consumer

@@ -373,6 +373,11 @@ pub fn effective_settings(settings: &[&Settings]) -> BTreeMap<String, String> {
                 out.insert(format!("{role}.{name}"), value.to_owned());
             }
         }
+        if let Some(consumer) = s.role.and_then(Role::consumer) {
+            for (name, value) in consumer.owned_properties() {
+                out.insert(format!("{role}.{name}"), value.to_owned());
+            }
+        }
         if s.role == Some(Role::Batch) {
             out.insert("batch.min_size".into(), s.batch.min_size.to_string());
             out.insert("batch.max_size".into(), s.batch.max_size.to_string());

@@ -86,25 +86,20 @@ pub(super) const CONSUMER_DEFAULTS: &str = r#"
 "max.partition.fetch.bytes" = "262144"
 "#;
 
-/// The seed's one-at-a-time consumer. Auto commit stays on as in the seed, but
-/// `enable.auto.offset.store = false`: kafkad stores an offset only once the message was
-/// processed, so auto commit never commits a message that was not.
+/// The seed's one-at-a-time consumer (its commit properties are the role's own: see
+/// [`super::OWNED_PROPERTIES`]).
 pub(super) const SINGLE_DEFAULTS: &str = r#"
 [kafka]
 "group.id" = "single-message-group"
-"enable.auto.commit" = "true"
-"enable.auto.offset.store" = "false"
 "fetch.min.bytes" = "1"
 "fetch.wait.max.ms" = "500"
 "auto.offset.reset" = "earliest"
 "#;
 
-/// The seed's batch consumer: manual commits after each processed batch.
+/// The seed's batch consumer: commits after each processed batch.
 pub(super) const BATCH_DEFAULTS: &str = r#"
 [kafka]
 "group.id" = "batch-message-group"
-"enable.auto.commit" = "false"
-"enable.auto.offset.store" = "false"
 "fetch.min.bytes" = "1024"
 "fetch.wait.max.ms" = "5000"
 "auto.offset.reset" = "earliest"

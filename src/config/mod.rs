@@ -59,7 +59,7 @@ use error::{deserialize_error, invalid, Refusal};
 pub use load::{load, LoadRequest, LoadedConfig};
 use load::{lookup, origin_of};
 pub use redact::{KafkaTable, ResolvedHeaders, SinkHeaders};
-pub use role::{ConsumerRole, Role};
+pub use role::{ConsumerRole, Role, OWNED_PROPERTIES};
 pub use sections::*;
 use validate::kafka_topic_name;
 
@@ -118,6 +118,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The client configuration of `role`'s consumer: what of `[kafka]` applies to a
+    /// consumer, and the properties the role's guarantee rests on ([`OWNED_PROPERTIES`]).
+    pub fn consumer_client_config(&self, role: ConsumerRole) -> rdkafka::ClientConfig {
+        let mut config = self.resolved_kafka.client_config(Scope::Consumer);
+        for (key, value) in role.owned_properties() {
+            config.set(key, value);
+        }
+        config
+    }
+
     /// The consumer group, `[kafka] group.id`, if set (a consumer's always is: validation
     /// refuses a consumer without one).
     pub fn group_id(&self) -> Option<&str> {

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use config::{Map, Value};
 
-use super::{origin_of, Settings, MIN_INSYNC_REPLICAS};
+use super::{origin_of, Role, Settings, MIN_INSYNC_REPLICAS};
 
 /// Width of the `key = value` column before the `# source` comment.
 const COLUMN: usize = 48;
@@ -153,12 +153,22 @@ fn table_defaults(out: &mut String, table: &str, settings: &Settings, tree: &Map
     let retry_count_set = ["retries", "message.send.max.retries"]
         .iter()
         .any(|name| settings.resolved_kafka.get(name).is_some());
-    if table == "kafka" && settings.role == Some(crate::config::Role::Producer) && !retry_count_set
-    {
+    if table == "kafka" && settings.role == Some(Role::Producer) && !retry_count_set {
         let _ = writeln!(
             out,
             "# \"retries\" is not set: librdkafka retries a message until delivery.timeout.ms; the seed's retries=10 would fail it after about ten retriable errors (a leader election, NOT_ENOUGH_REPLICAS), long before that"
         );
+    }
+    if let (true, Some(consumer)) = (table == "kafka", settings.role.and_then(Role::consumer)) {
+        // Shown commented out: the output stays a config file kafkad accepts.
+        for (name, value) in consumer.owned_properties() {
+            let assignment = format!("# {} = {}", quote(name), quote(value));
+            let _ = writeln!(
+                out,
+                "{assignment:<COLUMN$} # set by kafkad for the {} role; not configurable",
+                consumer.role()
+            );
+        }
     }
     if table == "topic" {
         topic_config(out, settings, tree);

@@ -49,7 +49,25 @@ pub enum ConsumerRole {
     Batch,
 }
 
+/// The librdkafka properties each consumer loop's guarantee rests on. kafkad sets them on the
+/// consumer itself ([`ConsumerRole::owned_properties`]) and refuses them in `[kafka]`: an
+/// offset is stored only once its record is finished, and what is stored is committed by
+/// auto commit (single) or after each batch (batch).
+pub const OWNED_PROPERTIES: [&str; 2] = ["enable.auto.commit", "enable.auto.offset.store"];
+
 impl ConsumerRole {
+    /// [`OWNED_PROPERTIES`] with this loop's values.
+    pub fn owned_properties(self) -> [(&'static str, &'static str); 2] {
+        let auto_commit = match self {
+            ConsumerRole::Single => "true",
+            ConsumerRole::Batch => "false",
+        };
+        [
+            (OWNED_PROPERTIES[0], auto_commit),
+            (OWNED_PROPERTIES[1], "false"),
+        ]
+    }
+
     pub fn role(self) -> Role {
         match self {
             ConsumerRole::Single => Role::Single,

@@ -66,17 +66,41 @@ fn producer_defaults_are_the_seed_settings() {
 }
 
 #[test]
-fn a_single_consumer_without_auto_commit_is_refused() {
-    let error = load_err(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_KAFKA__ENABLE_AUTO_COMMIT", "false")],
-    ));
-    assert!(
-        error.contains("kafka.enable.auto.commit")
-            && error.contains("KAFKAD_KAFKA__ENABLE_AUTO_COMMIT")
-            && error.contains("never be committed"),
-        "{error}"
+fn the_commit_properties_kafkad_owns_are_refused_in_kafka_whatever_their_value() {
+    for (role, variable, value) in [
+        (Role::Single, "KAFKAD_KAFKA__ENABLE_AUTO_COMMIT", "false"),
+        (Role::Single, "KAFKAD_KAFKA__ENABLE_AUTO_COMMIT", "true"),
+        (Role::Batch, "KAFKAD_KAFKA__ENABLE_AUTO_COMMIT", "false"),
+        (
+            Role::Batch,
+            "KAFKAD_KAFKA__ENABLE_AUTO_OFFSET_STORE",
+            "false",
+        ),
+        (
+            Role::Producer,
+            "KAFKAD_KAFKA__ENABLE_AUTO_OFFSET_STORE",
+            "true",
+        ),
+    ] {
+        let error = load_err(&request(Some(role), None, &[(variable, value)]));
+        assert!(
+            error.contains(variable) && error.contains("is kafkad's to set"),
+            "{role} {variable}={value}: {error}"
+        );
+    }
+    assert_eq!(
+        ConsumerRole::Single.owned_properties(),
+        [
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false")
+        ]
+    );
+    assert_eq!(
+        ConsumerRole::Batch.owned_properties(),
+        [
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false")
+        ]
     );
 }
 
@@ -85,15 +109,12 @@ fn consumer_defaults_are_the_seed_settings() {
     let single = load_ok(&request(Some(Role::Single), None, &[]));
     let kafka = &single.settings.resolved_kafka;
     assert_eq!(kafka.get("group.id"), Some("single-message-group"));
-    assert_eq!(kafka.get("enable.auto.commit"), Some("true"));
-    assert_eq!(kafka.get("enable.auto.offset.store"), Some("false"));
     assert_eq!(kafka.get("fetch.min.bytes"), Some("1"));
     assert_eq!(kafka.get("fetch.wait.max.ms"), Some("500"));
 
     let batch = load_ok(&request(Some(Role::Batch), None, &[]));
     let kafka = &batch.settings.resolved_kafka;
     assert_eq!(kafka.get("group.id"), Some("batch-message-group"));
-    assert_eq!(kafka.get("enable.auto.commit"), Some("false"));
     assert_eq!(kafka.get("fetch.min.bytes"), Some("1024"));
     assert_eq!(kafka.get("fetch.wait.max.ms"), Some("5000"));
     assert_eq!(batch.settings.batch.min_size.get(), 10);
@@ -326,18 +347,6 @@ fn unknown_or_missing_role_is_an_error() {
 
 #[test]
 fn settings_that_break_a_guarantee_are_refused() {
-    let error = load_err(&request(
-        Some(Role::Batch),
-        None,
-        &[("KAFKAD_KAFKA__ENABLE_AUTO_COMMIT", "true")],
-    ));
-    assert!(error.contains("enable.auto.commit"), "{error}");
-    let error = load_err(&request(
-        Some(Role::Single),
-        None,
-        &[("KAFKAD_KAFKA__ENABLE_AUTO_OFFSET_STORE", "true")],
-    ));
-    assert!(error.contains("enable.auto.offset.store"), "{error}");
     let error = load_err(&request(
         Some(Role::Batch),
         None,

@@ -442,33 +442,26 @@ pub(super) fn kafka_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Consumer settings that would silently turn at-least-once into at-most-once, or leave
-/// processed offsets uncommitted.
+/// A consumer without a group, and the properties kafkad owns ([`OWNED_PROPERTIES`]) set in
+/// `[kafka]`: any value there could only agree with kafkad's or break the guarantee.
 pub(super) fn check_guarantees(
     role: Option<Role>,
     kafka: &KafkaProperties,
     tree: &Map<String, Value>,
 ) -> Result<(), ConfigError> {
-    let fail = |key: &str, message: &str| Err(invalid(tree, key, message));
+    if let Some(owned) = OWNED_PROPERTIES
+        .into_iter()
+        .find(|key| kafka.get(key).is_some())
+    {
+        return Err(invalid(
+            tree,
+            &format!("kafka.{owned}"),
+            "is kafkad's to set: each consumer stores an offset only once its record is finished, and the single role's auto commit or the batch role's commit after each batch sends what is stored; remove it",
+        ));
+    }
     match role {
-        Some(Role::Single | Role::Batch) if kafka.get("group.id").is_none_or(str::is_empty) => {
-            fail("kafka.group.id", "consumers need a consumer group")
-        }
-        Some(Role::Single | Role::Batch)
-            if kafka.flag("enable.auto.offset.store") != Some(false) =>
-        {
-            fail(
-                "kafka.enable.auto.offset.store",
-                "must be false: the consumers store each offset after processing, otherwise a commit could cover messages that were never processed",
-            )
-        }
-        Some(Role::Batch) if kafka.flag("enable.auto.commit") != Some(false) => fail(
-            "kafka.enable.auto.commit",
-            "must be false: the batch consumer commits after each processed batch, auto commit would commit records still in the buffer",
-        ),
-        Some(Role::Single) if kafka.flag("enable.auto.commit") == Some(false) => fail(
-            "kafka.enable.auto.commit",
-            "must be true for the single consumer: it stores each offset after processing and auto commit is what commits the stored offsets (also on rebalance); with it off they would never be committed",
+        Some(Role::Single | Role::Batch) if kafka.get("group.id").is_none_or(str::is_empty) => Err(
+            invalid(tree, "kafka.group.id", "consumers need a consumer group"),
         ),
         _ => Ok(()),
     }

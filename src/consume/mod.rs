@@ -54,7 +54,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
 
 use crate::client::ClientLog;
-use crate::config::{Scope, Settings};
+use crate::config::{ConsumerRole, Settings};
 use crate::dlq::DeadLetters;
 use crate::payload::{Decoder, SchemaRegistry};
 use crate::roles::{ConsumerReport, RoleError};
@@ -164,6 +164,7 @@ fn create(
     let group = settings.group_id().unwrap_or_default().to_owned();
     let topic = settings.topic.selection.to_string();
     let concurrency = settings.consumer.concurrency.get();
+    let role = strategy.role();
     let positions = sink.positions();
     let mut sinks = Vec::with_capacity(concurrency);
     for _ in 1..concurrency {
@@ -212,11 +213,11 @@ fn create(
         &topic,
         &group,
         metrics.clone(),
-        kafka.flag("enable.auto.commit") == Some(false),
+        role == ConsumerRole::Batch,
         engine,
     );
-    let consumer: KafkadConsumer = kafka
-        .client_config(Scope::Consumer)
+    let consumer: KafkadConsumer = settings
+        .consumer_client_config(role)
         .create_with_context(hooks)
         .map_err(|source| RoleError::Client {
             client: "consumer",

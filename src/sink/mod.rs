@@ -226,7 +226,7 @@ pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, S
                 postgres,
                 &settings.resolved_sink_password,
                 &settings.topic.name,
-                kafka.get("group.id").unwrap_or_default(),
+                settings.group_id().unwrap_or_default(),
                 kafka.get("client.id").unwrap_or_default(),
             )?))
         }

@@ -22,7 +22,7 @@ use super::partitions::Partitions;
 use super::retry::RetryPolicy;
 use super::tp::Tp;
 use super::worker::{WorkerShared, Workers};
-use crate::config::BatchSettings;
+use crate::config::{BatchSettings, ConsumerRole};
 use crate::dlq::DeadLetters;
 use crate::roles::RoleError;
 use crate::sink::PositionStore;
@@ -36,6 +36,16 @@ pub(crate) enum Strategy {
     Single,
     /// Batches of `min_size`..`max_size` records, or fewer after `max_wait`.
     Batch(BatchSettings),
+}
+
+impl Strategy {
+    /// The consumer role this strategy serves.
+    pub fn role(&self) -> ConsumerRole {
+        match self {
+            Strategy::Single => ConsumerRole::Single,
+            Strategy::Batch(_) => ConsumerRole::Batch,
+        }
+    }
 }
 
 mod failures;
