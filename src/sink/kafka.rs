@@ -42,7 +42,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::claims::{Claim, Claims};
 use super::test_pause::{self, Stage};
-use super::{PositionStore, Positions, Record, Sink, SinkError, Span};
+use super::{PositionStore, Positions, Record, Sink, SinkError, Span, WritesUnits};
 use crate::config::{Delivery, KafkaProperties, KafkaSinkSettings, Scope};
 
 /// What the workers' sinks of one consumer share.
@@ -314,37 +314,17 @@ fn transaction_error(what: &str, error: &KafkaError) -> SinkError {
     }
 }
 
-impl Sink for KafkaSink {
-    fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
-        self.produce(std::slice::from_ref(record))
-    }
-
-    fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
-        self.produce(batch)
-    }
-
-    fn process_at(&mut self, record: &Record<'_>, at: &Positions<'_>) -> Result<(), SinkError> {
-        self.process_batch_at(std::slice::from_ref(record), at)
-    }
-
-    /// The single role's records in hand of a partition in one transaction (with the
-    /// consumer's offsets inside it, exactly-once), rather than a transaction each.
-    fn writes_runs(&self) -> bool {
-        true
-    }
-
-    fn process_run(&mut self, records: &[Record<'_>], at: &Positions<'_>) -> Result<(), SinkError> {
-        self.process_batch_at(records, at)
-    }
-
-    fn process_batch_at(
+/// Each unit is one transaction with the consumer's offsets inside it (exactly-once), or
+/// produced as it comes (at-least-once).
+impl WritesUnits for KafkaSink {
+    fn write(
         &mut self,
-        batch: &[Record<'_>],
-        at: &Positions<'_>,
+        records: &[Record<'_>],
+        at: Option<&Positions<'_>>,
     ) -> Result<(), SinkError> {
-        match self.shared.exactly_once {
-            true => self.transaction(batch, at),
-            false => self.produce(batch),
+        match (self.shared.exactly_once, at) {
+            (true, Some(at)) => self.transaction(records, at),
+            _ => self.produce(records),
         }
     }
 

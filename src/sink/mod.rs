@@ -200,6 +200,65 @@ pub trait Sink: Send {
     }
 }
 
+/// A sink whose every call writes its records as one unit (a transaction), with the
+/// consumer's positions inside it when it keeps them: the postgres and kafka sinks. All their
+/// [`Sink`] calls come down to [`write`](Self::write): one record is a unit of one, a batch
+/// one unit, and the single role hands them a lane's records in hand at once (a run), rather
+/// than a transaction per record.
+pub trait WritesUnits: Send {
+    /// Writes `records` as one unit; `at`, where the consumer's positions end (the engine
+    /// always says; other callers, such as a replay, do not).
+    fn write(
+        &mut self,
+        records: &[Record<'_>],
+        at: Option<&Positions<'_>>,
+    ) -> Result<(), SinkError>;
+
+    /// As [`Sink::positions`].
+    fn positions(&self) -> Option<Box<dyn PositionStore>>;
+
+    /// As [`Sink::another`].
+    fn another(&self) -> Option<Box<dyn Sink>>;
+}
+
+impl<T: WritesUnits> Sink for T {
+    fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
+        self.write(std::slice::from_ref(record), None)
+    }
+
+    fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
+        self.write(batch, None)
+    }
+
+    fn process_at(&mut self, record: &Record<'_>, at: &Positions<'_>) -> Result<(), SinkError> {
+        self.write(std::slice::from_ref(record), Some(at))
+    }
+
+    fn process_batch_at(
+        &mut self,
+        batch: &[Record<'_>],
+        at: &Positions<'_>,
+    ) -> Result<(), SinkError> {
+        self.write(batch, Some(at))
+    }
+
+    fn writes_runs(&self) -> bool {
+        true
+    }
+
+    fn process_run(&mut self, records: &[Record<'_>], at: &Positions<'_>) -> Result<(), SinkError> {
+        self.write(records, Some(at))
+    }
+
+    fn positions(&self) -> Option<Box<dyn PositionStore>> {
+        WritesUnits::positions(self)
+    }
+
+    fn another(&self) -> Option<Box<dyn Sink>> {
+        WritesUnits::another(self)
+    }
+}
+
 /// The sink `[sink]` asks for.
 pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, SinkError> {
     match &settings.sink {

@@ -53,7 +53,7 @@ use postgres::Client;
 
 use super::claims::{Claim, Claims};
 use super::test_pause::{self, Stage};
-use super::{PositionStore, Positions, Record, Sink, SinkError, Span};
+use super::{PositionStore, Positions, Record, Sink, SinkError, Span, WritesUnits};
 use crate::config::{Delivery, PostgresSettings, ResolvedSecret};
 use schema::{connection_lost, database, Prepared, Sql, Target};
 
@@ -407,42 +407,22 @@ fn lost_commit_or_fenced(
     ))))
 }
 
-impl Sink for PostgresSink {
-    fn process(&mut self, record: &Record<'_>) -> Result<(), SinkError> {
-        self.insert(std::slice::from_ref(record))
-    }
-
-    fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
-        self.insert(batch)
-    }
-
-    fn process_at(&mut self, record: &Record<'_>, at: &Positions<'_>) -> Result<(), SinkError> {
-        self.process_batch_at(std::slice::from_ref(record), at)
-    }
-
-    /// The single role's records in hand of a partition in one transaction (with their
-    /// partition's next offset, exactly-once), rather than a transaction each: rows and
-    /// offsets are written as for a batch.
-    fn writes_runs(&self) -> bool {
-        true
-    }
-
-    fn process_run(&mut self, records: &[Record<'_>], at: &Positions<'_>) -> Result<(), SinkError> {
-        self.process_batch_at(records, at)
-    }
-
-    fn process_batch_at(
+/// Each unit is one transaction: the rows, and with exactly-once their partition's next
+/// offset.
+impl WritesUnits for PostgresSink {
+    fn write(
         &mut self,
-        batch: &[Record<'_>],
-        at: &Positions<'_>,
+        records: &[Record<'_>],
+        at: Option<&Positions<'_>>,
     ) -> Result<(), SinkError> {
-        match self.shared.exactly_once {
-            true => self.write_at(batch, at),
-            false => {
-                self.insert(batch)?;
+        match (self.shared.exactly_once, at) {
+            (true, Some(at)) => self.write_at(records, at),
+            (false, Some(at)) => {
+                self.insert(records)?;
                 test_pause::at(Stage::AfterCommit, &covers(at.topic, at.spans));
                 Ok(())
             }
+            (_, None) => self.insert(records),
         }
     }
 
