@@ -80,12 +80,12 @@ impl Chunk {
 
     /// The key of record `index`, if it has one.
     pub fn key(&self, index: usize) -> Option<&[u8]> {
-        self.entries[index].key.clone().map(|r| &self.bytes[r])
+        self.entries()[index].key.clone().map(|r| &self.bytes[r])
     }
 
     /// The headers of record `index`, if it has any.
     pub fn headers(&self, index: usize) -> Option<&OwnedHeaders> {
-        self.entries[index].headers.as_ref()
+        self.entries()[index].headers.as_ref()
     }
 
     /// Record `index` as it was received, from `topic`, for its dead-letter copy (its
@@ -133,8 +133,31 @@ impl Chunk {
         self.start += count;
         if self.is_empty() {
             self.clear();
+        } else if self.start >= self.len() {
+            self.compact();
         }
         front
+    }
+
+    /// Drops the entries taken off the front and their bytes, moving the rest to the start of
+    /// the buffers. Done once what was taken is at least what stays, it moves each record at
+    /// most once more and keeps the buffers within twice what is in hand: a hand that never
+    /// empties (a batch taking 500 of a lane that keeps receiving) would otherwise grow with
+    /// every record its partition receives.
+    fn compact(&mut self) {
+        let cut = self.entries[self.start..]
+            .iter()
+            .find_map(|e| e.key.as_ref().or(e.value.as_ref()).map(|r| r.start))
+            .unwrap_or(self.bytes.len());
+        self.entries.drain(..self.start);
+        self.bytes.drain(..cut);
+        for entry in &mut self.entries {
+            for range in [&mut entry.key, &mut entry.value].into_iter().flatten() {
+                range.start -= cut;
+                range.end -= cut;
+            }
+        }
+        self.start = 0;
     }
 }
 
@@ -188,5 +211,28 @@ mod tests {
             assert_eq!(header(&original), header(expected));
         }
         assert_eq!(chunk.value(1), Some(&b"value-1"[..]));
+    }
+
+    #[test]
+    fn keys_and_headers_follow_the_front_taken_off() {
+        let mut rest = Chunk::default();
+        let received: Vec<_> = (0..6).map(|o| record(1, o, o == 4)).collect();
+        received.iter().for_each(|r| rest.push(r));
+        let _ = rest.take_front(2);
+        for (index, expected) in received[2..].iter().enumerate() {
+            assert_eq!(rest.key(index), expected.key(), "key of {index}");
+            assert_eq!(rest.headers(index).is_some(), expected.headers().is_some());
+        }
+        // Taken again past half: the rest moves to the front of the buffers.
+        let _ = rest.take_front(1);
+        assert_eq!((rest.start, rest.len()), (0, 3));
+        for (index, expected) in received[3..].iter().enumerate() {
+            assert_eq!(rest.value(index), expected.payload());
+            assert_eq!(rest.key(index), expected.key());
+            assert_eq!(rest.headers(index).is_some(), expected.headers().is_some());
+        }
+        rest.push(&record(1, 6, false));
+        assert_eq!(rest.value(3), Some(&b"value-6"[..]));
+        assert_eq!(rest.key(3), Some(&b"key-6"[..]));
     }
 }
