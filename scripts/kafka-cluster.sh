@@ -53,6 +53,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib/local-server.sh
+. "$root/scripts/lib/local-server.sh"
 script="$root/scripts/kafka-cluster.sh"
 pom="$root/scripts/kafka/pom.xml"
 kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")"
@@ -103,10 +105,6 @@ java_cmd() {
   "$java" -Xms64m "-Xmx$heap_size" -XX:+UseSerialGC -XX:MaxMetaspaceSize=256m \
     -Djava.awt.headless=true "-Dlog4j2.configurationFile=$cache/log4j2.xml" \
     -cp "$cache/libs/*" "$@"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 port_taken() {
@@ -339,12 +337,7 @@ EOF
   wait_brokers "$brokers"
   trap - EXIT
 
-  # The watcher: once the owner is gone, stop the cluster (unless someone already did).
-  setsid bash -c '
-    while kill -0 "$1" 2>/dev/null && [ -f "$2/cluster.env" ]; do sleep 1; done
-    [ -f "$2/cluster.env" ] && KAFKA_CLUSTER_DIR="$2" "$3" stop
-  ' _ "$owner" "$state" "$script" </dev/null >/dev/null 2>&1 &
-  echo $! >"$state/watcher.pid"
+  start_watcher "$owner" "$state" cluster.env KAFKA_CLUSTER_DIR "$script"
   echo "kafka-cluster: $brokers node(s) of Kafka $kafka_version up; logs: $state/node-*/server.log" >&2
   echo "$bootstrap"
 }
@@ -376,13 +369,7 @@ stop() {
   # for a controller that is gone: 10 s of grace, then SIGKILL.
   terminate_nodes 10 $(seq 0 $((brokers - 1)))
   rm -f "$state/cluster.env"
-  # The watcher has nothing left to watch (unless it is the one stopping the cluster).
-  if [ -f "$state/watcher.pid" ]; then
-    local watcher
-    watcher="$(cat "$state/watcher.pid")"
-    [ "$watcher" = "$PPID" ] || kill "$watcher" 2>/dev/null || true
-    rm -f "$state/watcher.pid"
-  fi
+  stop_watcher "$state"
 }
 
 kill_node() {
@@ -390,8 +377,7 @@ kill_node() {
   local pid
   pid="$(node_pid "$1" || true)"
   node_running "$1" || fail "node $1 is not running"
-  kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  crash "$pid"
 }
 
 stop_node() {
@@ -441,21 +427,13 @@ tool() {
 
 run() {
   local start_args=() cmd=()
-  while [ $# -gt 0 ]; do
-    case "$1" in
-      --) shift; cmd=("$@"); break ;;
-      *) start_args+=("$1"); shift ;;
-    esac
-  done
-  trap 'stop' EXIT
-  trap 'exit 130' INT TERM
+  begin_run "$@"
   local bootstrap
   bootstrap="$(start --owner $$ "${start_args[@]}")"
   if [ ${#cmd[@]} -gt 0 ]; then
     KAFKA_BOOTSTRAP="$bootstrap" "${cmd[@]}"
   else
-    echo "kafka-cluster: bootstrap servers $bootstrap; Ctrl-C stops the cluster" >&2
-    while :; do sleep 3600; done
+    wait_for_ctrl_c "kafka-cluster: bootstrap servers $bootstrap; Ctrl-C stops the cluster"
   fi
 }
 
@@ -483,8 +461,5 @@ case "$verb" in
     ;;
   tool) tool "$@" ;;
   run) run "$@" ;;
-  *)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac

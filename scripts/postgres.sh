@@ -41,6 +41,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib/local-server.sh
+. "$root/scripts/lib/local-server.sh"
 script="$root/scripts/postgres.sh"
 state="${POSTGRES_DIR:-$root/target/postgres}"
 start_timeout="${POSTGRES_START_TIMEOUT:-60}"
@@ -73,10 +75,6 @@ as_server() {
   else
     "$@"
   fi
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 load_state() {
@@ -218,12 +216,7 @@ EOF
   as_server "$bin/psql" -h "$data" -p "$port" -U kafkad -d postgres -qAt \
     -c "CREATE DATABASE kafkad" >/dev/null || fail "cannot create the database kafkad"
   trap - EXIT
-  # The watcher: once the owner is gone, stop the server (unless someone already did).
-  setsid bash -c '
-    while kill -0 "$1" 2>/dev/null && [ -f "$2/server.env" ]; do sleep 1; done
-    [ -f "$2/server.env" ] && POSTGRES_DIR="$2" "$3" stop
-  ' _ "$owner" "$state" "$script" </dev/null >/dev/null 2>&1 &
-  echo $! >"$state/watcher.pid"
+  start_watcher "$owner" "$state" server.env POSTGRES_DIR "$script"
   if [ "$tls" = 1 ]; then
     echo "postgres: server up on 127.0.0.1:$port, TLS only; password in $state/password; CA certificate $state/ca.pem; log $state/server.log" >&2
   else
@@ -241,21 +234,13 @@ stop() {
   fi
   rm -f "$state/server.env"
   rm -rf "$(dirname "$data")"
-  if [ -f "$state/watcher.pid" ]; then
-    local watcher
-    watcher="$(cat "$state/watcher.pid")"
-    [ "$watcher" = "$PPID" ] || kill "$watcher" 2>/dev/null || true
-    rm -f "$state/watcher.pid"
-  fi
+  stop_watcher "$state"
 }
 
 kill_server() {
   load_state
   [ -f "$data/postmaster.pid" ] || fail "the server is not running"
-  local pid
-  pid="$(head -n1 "$data/postmaster.pid")"
-  kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  crash "$(head -n1 "$data/postmaster.pid")"
 }
 
 psql_() {
@@ -269,14 +254,7 @@ psql_() {
 
 run() {
   local start_args=() cmd=()
-  while [ $# -gt 0 ]; do
-    case "$1" in
-      --) shift; cmd=("$@"); break ;;
-      *) start_args+=("$1"); shift ;;
-    esac
-  done
-  trap 'stop' EXIT
-  trap 'exit 130' INT TERM
+  begin_run "$@"
   local server_url
   server_url="$(start --owner $$ "${start_args[@]}")"
   local ca_file=""
@@ -288,8 +266,7 @@ run() {
       POSTGRES_URL="$server_url" POSTGRES_PASSWORD_FILE="$state/password" "${cmd[@]}"
     fi
   else
-    echo "postgres: $server_url (password in $state/password${ca_file:+; CA certificate $ca_file}); Ctrl-C stops the server" >&2
-    while :; do sleep 3600; done
+    wait_for_ctrl_c "postgres: $server_url (password in $state/password${ca_file:+; CA certificate $ca_file}); Ctrl-C stops the server"
   fi
 }
 
@@ -303,8 +280,5 @@ case "$verb" in
   ca) ca ;;
   psql) psql_ "$@" ;;
   run) run "$@" ;;
-  *)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac

@@ -586,19 +586,9 @@ fn run_seed_topology(scenario: &Scenario, protocol: &str, per_producer: u64) {
         scenario.producer("producer-1", "producer-1", per_producer, 10),
         scenario.producer("producer-2", "producer-2", per_producer, 10),
     ];
-    for p in &mut producers {
-        let status = p.wait(CONSUME_TIMEOUT);
-        assert_eq!(status.code(), Some(0), "{}:\n{}", p.name, p.log_tail());
-        assert_eq!(producer_totals(p), (per_producer, per_producer, 0));
-    }
-    let produced: HashSet<MessageKey> = produced_ids("producer-1", per_producer)
-        .chain(produced_ids("producer-2", per_producer))
-        .collect();
+    let produced = wait_producers(&mut producers, per_producer);
 
-    let groups = [
-        (scenario.single_group.clone(), ["single-1", "single-2"]),
-        (scenario.batch_group.clone(), ["batch-1", "batch-2"]),
-    ];
+    let groups = scenario.seed_groups();
     for (group, members) in &groups {
         scenario.wait_for_group(group, members, &produced);
     }
@@ -628,14 +618,11 @@ fn run_seed_topology(scenario: &Scenario, protocol: &str, per_producer: u64) {
         );
     }
 
-    let mut table = BTreeMap::new();
+    let table = scenario.reconcile_groups(&produced, &groups);
     for (group, members) in &groups {
         for member in members {
             assert_offsets_increase(member, &read_jsonl(&scenario.sink(member)));
         }
-        let r = scenario.reconcile(&produced, members);
-        assert_eq!((r.lost, r.unexpected), (0, 0), "{group}");
-        table.insert(group.clone(), r);
         let describe = cluster.describe_group(group);
         println!("kafka-consumer-groups --describe --group {group}:\n{describe}");
         let lag = cluster.group_lag(group, &scenario.topic);

@@ -78,6 +78,33 @@ fn start_kill_run(name: &str, mut env: Vec<(&'static str, String)>, pauses: &str
     }
 }
 
+impl KillRun {
+    /// Kills the members as `plan` says (see [`kill_loop`]; `progress` and `positions` are
+    /// its), then stops the producers, waits for `rows` to hold every key they produced and
+    /// stops the members gracefully. Returns the scenario, what was produced, and the windows
+    /// the kills landed in.
+    fn kill_and_drain(
+        mut self,
+        plan: KillPlan,
+        progress: &dyn Fn() -> i64,
+        positions: &dyn Fn(&Scenario) -> BTreeMap<i32, i64>,
+        rows: &dyn Fn() -> Vec<MessageKey>,
+    ) -> (Scenario<'static>, HashSet<MessageKey>, Vec<Window>) {
+        let windows = kill_loop(
+            cluster(),
+            plan,
+            &self.scenario,
+            &mut self.members,
+            &self.env,
+            progress,
+            &|| positions(&self.scenario),
+        );
+        let produced = drain(&mut self.producers, rows, &self.scenario);
+        stop_gracefully(&mut self.members);
+        (self.scenario, produced, windows)
+    }
+}
+
 /// Stops the producers (SIGTERM: they flush and exit 0 once everything they accepted is
 /// delivered); returns what they produced, from their final reports.
 fn stop_producers(producers: &mut [Kafkad]) -> HashSet<MessageKey> {
@@ -176,27 +203,17 @@ mod real_broker {
     fn postgres_exactly_once_through_kills_and_a_broker_crash() {
         let pg = Postgres::shared();
         let table = "eos_pg";
-        let KillRun {
-            scenario,
-            mut members,
-            mut producers,
-            env,
-        } = start_kill_run("eos-pg", pg.sink_env(table), PAUSE_AFTER_COMMIT);
-        let group = scenario.batch_group.clone();
-        let windows = kill_loop(
-            cluster(),
-            KillPlan {
-                broker_fault: true,
-                third_kills: Aim::Random,
-            },
-            &scenario,
-            &mut members,
-            &env,
-            &|| pg.count(table),
-            &|| pg.next_offsets(table, &group, &scenario.topic),
-        );
-        let produced = drain(&mut producers, &|| pg.keys(table), &scenario);
-        stop_gracefully(&mut members);
+        let (scenario, produced, windows) =
+            start_kill_run("eos-pg", pg.sink_env(table), PAUSE_AFTER_COMMIT).kill_and_drain(
+                KillPlan {
+                    broker_fault: true,
+                    third_kills: Aim::Random,
+                },
+                &|| pg.count(table),
+                &|s| pg.next_offsets(table, &s.batch_group, &s.topic),
+                &|| pg.keys(table),
+            );
+        let group = &scenario.batch_group;
         print_windows(&windows);
         let r = reconcile(&produced, pg.keys(table));
         print_reconciliation(
@@ -219,26 +236,17 @@ mod real_broker {
         let table = "alo_pg";
         let mut env = pg.sink_env(table);
         env.push(("KAFKAD_SINK__DELIVERY", "at_least_once".to_owned()));
-        let KillRun {
-            scenario,
-            mut members,
-            mut producers,
-            env,
-        } = start_kill_run("alo-pg", env, PAUSE_AFTER_COMMIT);
-        kill_loop(
-            cluster(),
-            KillPlan {
-                broker_fault: true,
-                third_kills: Aim::Random,
-            },
-            &scenario,
-            &mut members,
-            &env,
-            &|| pg.count(table),
-            &BTreeMap::new,
-        );
-        let produced = drain(&mut producers, &|| pg.keys(table), &scenario);
-        stop_gracefully(&mut members);
+        // No positions: at least once, the sink keeps none.
+        let (scenario, produced, _) = start_kill_run("alo-pg", env, PAUSE_AFTER_COMMIT)
+            .kill_and_drain(
+                KillPlan {
+                    broker_fault: true,
+                    third_kills: Aim::Random,
+                },
+                &|| pg.count(table),
+                &|_| BTreeMap::new(),
+                &|| pg.keys(table),
+            );
         let r = reconcile(&produced, pg.keys(table));
         print_reconciliation(
             &format!(
@@ -283,12 +291,7 @@ mod real_broker {
             ("KAFKAD_SINK__KIND", "kafka".to_owned()),
             ("KAFKAD_SINK__TOPIC", output.to_owned()),
         ];
-        let KillRun {
-            scenario,
-            mut members,
-            mut producers,
-            env,
-        } = start_kill_run("eos-kafka", env, PAUSE_AROUND_COMMIT);
+        let run = start_kill_run("eos-kafka", env, PAUSE_AROUND_COMMIT);
         // Progress: the output topic's end offsets (a read of the group's offsets can meet a
         // coordinator that is moving while brokers are killed; an error counts as no progress).
         let reader = OffsetReader::watermarks_only(&cluster().bootstrap)
@@ -299,24 +302,16 @@ mod real_broker {
                 .map(|(_, high)| high)
                 .sum::<i64>()
         };
-        kill_loop(
-            cluster(),
+        // No positions: the kafka sink's are Kafka's own committed offsets.
+        let (_scenario, produced, _) = run.kill_and_drain(
             KillPlan {
                 broker_fault: false,
                 third_kills: Aim::OpenTransaction,
             },
-            &scenario,
-            &mut members,
-            &env,
             &written,
-            &BTreeMap::new,
-        );
-        let produced = drain(
-            &mut producers,
+            &|_| BTreeMap::new(),
             &|| read_keys(output, 3, "read_committed"),
-            &scenario,
         );
-        stop_gracefully(&mut members);
         let committed_view = reconcile(&produced, read_keys(output, 3, "read_committed"));
         let uncommitted_view = reconcile(&produced, read_keys(output, 3, "read_uncommitted"));
         print_reconciliation(

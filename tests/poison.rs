@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use kafkad::config::Role;
-use kafkad::reconcile::reconcile;
+use kafkad::reconcile::{reconcile, MessageKey};
+use kafkad::roles::ConsumerReport;
 use kafkad::sink::MemorySink;
 use kafkad::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
 use rdkafka::message::{Headers, OwnedMessage};
@@ -315,6 +316,44 @@ const GROUPS: [(Role, &str); 2] = [
     (Role::Batch, "batch-message-group"),
 ];
 
+/// A mock cluster whose topic (`partitions` partitions) holds the suite: `good` valid messages
+/// interleaved with every bad record (see [`seed`]). Returns the cluster, the bad records and
+/// the keys of the valid messages.
+async fn seeded(partitions: i32, good: i64) -> (MockTopology, Vec<Bad>, HashSet<MessageKey>) {
+    let mock = MockTopology::start(partitions);
+    let bad = bad_records();
+    produce_raw(&mock.bootstrap, TOPIC, &seed(&bad, good, partitions)).await;
+    let produced = (1..=good).map(|id| (PRODUCER.to_owned(), id)).collect();
+    (mock, bad, produced)
+}
+
+/// Waits until every group of [`GROUPS`] committed `expected` (one offset a partition).
+async fn wait_groups_committed(mock: &MockTopology, expected: Vec<Option<i64>>) {
+    for &(_, group) in &GROUPS {
+        wait_committed(&mock.bootstrap, group, expected.clone()).await;
+    }
+}
+
+/// Waits until every group of [`GROUPS`] committed the end of each of the topic's
+/// `partitions` partitions: lag 0.
+async fn wait_groups_at_the_end(mock: &MockTopology, partitions: i32) {
+    let bootstrap = mock.bootstrap.clone();
+    let ends = blocking(move || offsets::ends(&bootstrap, TOPIC, partitions)).await;
+    wait_groups_committed(mock, ends.into_iter().map(Some).collect()).await;
+}
+
+/// Where the (one-partition) dead-letter topic ends: how many copies were written to it.
+async fn dead_letter_end(mock: &MockTopology) -> i64 {
+    let bootstrap = mock.bootstrap.clone();
+    blocking(move || offsets::ends(&bootstrap, DLQ, 1)[0]).await
+}
+
+/// Every record of the (one-partition) dead-letter topic.
+async fn dead_letters(mock: &MockTopology) -> Vec<OwnedMessage> {
+    let bootstrap = mock.bootstrap.clone();
+    blocking(move || read_topic(&bootstrap, DLQ, 1)).await
+}
+
 /// One consumer per group of [`GROUPS`], each with its own sink.
 fn start_groups(mock: &MockTopology, extra: &[(&str, &str)]) -> Vec<(MemorySink, ConsumerRun)> {
     GROUPS
@@ -348,20 +387,15 @@ fn every_bad_record_is_rejected_with_its_kind() {
 async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed() {
     const PARTITIONS: i32 = 3;
     const GOOD: i64 = 30;
-    let mock = MockTopology::start(PARTITIONS);
-    let bad = bad_records();
-    produce_raw(&mock.bootstrap, TOPIC, &seed(&bad, GOOD, PARTITIONS)).await;
+    let (mock, bad, produced) = seeded(PARTITIONS, GOOD).await;
     let sources = source_offsets(&mock.bootstrap, PARTITIONS).await;
     assert_eq!(sources.len(), GOOD as usize + bad.len());
-    let produced: HashSet<(String, i64)> = (1..=GOOD).map(|id| (PRODUCER.to_owned(), id)).collect();
 
     let runs = start_groups(&mock, &[]);
     let total_bad = 2 * bad.len() as i64;
-    let bootstrap = mock.bootstrap.clone();
-    let dlq_end = move || offsets::ends(&bootstrap, DLQ, 1)[0];
     let deadline = Instant::now() + WAIT;
     loop {
-        let end = blocking(dlq_end.clone()).await;
+        let end = dead_letter_end(&mock).await;
         let done = runs.iter().all(|(sink, _)| sink.len() >= GOOD as usize);
         if end >= total_bad && done {
             break;
@@ -375,15 +409,7 @@ async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed(
     }
 
     // Lag 0: each group committed the end of every partition, and is still running.
-    let bootstrap = mock.bootstrap.clone();
-    let end: Vec<Option<i64>> = blocking(move || offsets::ends(&bootstrap, TOPIC, PARTITIONS))
-        .await
-        .into_iter()
-        .map(Some)
-        .collect();
-    for &(_, group) in &GROUPS {
-        wait_committed(&mock.bootstrap, group, end.clone()).await;
-    }
+    wait_groups_at_the_end(&mock, PARTITIONS).await;
     for (sink, run) in &runs {
         assert!(!run.task.is_finished(), "the consumer is still running");
         let r = reconcile(&produced, processed_keys(sink));
@@ -393,8 +419,7 @@ async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed(
         );
     }
 
-    let bootstrap = mock.bootstrap.clone();
-    let dlq = blocking(move || read_topic(&bootstrap, DLQ, 1)).await;
+    let dlq = dead_letters(&mock).await;
     assert_eq!(
         dlq.len() as i64,
         total_bad,
@@ -441,10 +466,7 @@ async fn every_poison_record_is_dead_lettered_once_and_every_good_one_processed(
 async fn with_the_dead_letter_topic_disabled_bad_records_are_counted_and_skipped() {
     const PARTITIONS: i32 = 2;
     const GOOD: i64 = 20;
-    let mock = MockTopology::start(PARTITIONS);
-    let bad = bad_records();
-    produce_raw(&mock.bootstrap, TOPIC, &seed(&bad, GOOD, PARTITIONS)).await;
-    let produced: HashSet<(String, i64)> = (1..=GOOD).map(|id| (PRODUCER.to_owned(), id)).collect();
+    let (mock, bad, produced) = seeded(PARTITIONS, GOOD).await;
     let runs = start_groups(&mock, &[("dlq_topic", "")]);
     for (sink, run) in &runs {
         wait_until(WAIT, "every record consumed", || {
@@ -452,18 +474,9 @@ async fn with_the_dead_letter_topic_disabled_bad_records_are_counted_and_skipped
         })
         .await;
     }
-    let bootstrap = mock.bootstrap.clone();
-    let end: Vec<Option<i64>> = blocking(move || offsets::ends(&bootstrap, TOPIC, PARTITIONS))
-        .await
-        .into_iter()
-        .map(Some)
-        .collect();
-    for &(_, group) in &GROUPS {
-        wait_committed(&mock.bootstrap, group, end.clone()).await;
-    }
-    let bootstrap = mock.bootstrap.clone();
+    wait_groups_at_the_end(&mock, PARTITIONS).await;
     assert_eq!(
-        blocking(move || offsets::ends(&bootstrap, DLQ, 1)[0]).await,
+        dead_letter_end(&mock).await,
         0,
         "nothing was written to a dead-letter topic"
     );
@@ -533,26 +546,113 @@ fn ids(sink: &MemorySink) -> Vec<i64> {
     ids
 }
 
+/// A one-partition mock cluster holding [`one_bad_record`].
+async fn mock_with_one_bad_record() -> MockTopology {
+    let mock = MockTopology::start(1);
+    produce_raw(&mock.bootstrap, TOPIC, &one_bad_record()).await;
+    mock
+}
+
+/// While `failing`, the dead-letter topic has no leader: each copy waits, and times out after
+/// `kafka.message.timeout.ms`, a failure that can clear (a refusal for good, such as an
+/// authorization failure, stops the consumer instead: tests/kafka_dead_letters.rs). Then the
+/// fault clears.
+fn dead_letter_topic_fails(mock: &MockTopology, failing: bool) {
+    let error = if failing {
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE
+    } else {
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+    };
+    mock.cluster
+        .mock()
+        .topic_error(DLQ, error)
+        .expect("dead-letter topic error");
+}
+
+/// A mock holding [`one_bad_record`] whose dead-letter topic fails (see
+/// [`dead_letter_topic_fails`]), read by one consumer per group of [`GROUPS`], its copies timing
+/// out after 1 s, until each has seen `failures` of them fail.
+async fn groups_with_failing_copies(
+    failures: u64,
+) -> (MockTopology, Vec<(MemorySink, ConsumerRun)>) {
+    let mock = mock_with_one_bad_record().await;
+    dead_letter_topic_fails(&mock, true);
+    let runs = start_groups(&mock, &[("kafka.message.timeout.ms", "1000")]);
+    for (_, run) in &runs {
+        wait_until(WAIT, "dead-letter attempts to fail", || {
+            run.metrics.dead_letter_failures.get() >= failures
+        })
+        .await;
+    }
+    (mock, runs)
+}
+
+/// What `group` committed on the one partition of the topic.
+async fn committed(mock: &MockTopology, group: &'static str) -> Vec<Option<i64>> {
+    let bootstrap = mock.bootstrap.clone();
+    blocking(move || offsets::committed(&bootstrap, group, TOPIC, 1)).await
+}
+
+/// A consumer of `group` stopped (its `report`) while the bad record's copy could not be made:
+/// nothing dead-lettered, what came before it finished, and the group committed up to the bad
+/// record, not past it.
+async fn assert_stopped_at_the_bad_record(
+    mock: &MockTopology,
+    group: &'static str,
+    sink: &MemorySink,
+    report: &ConsumerReport,
+) {
+    assert_eq!(report.dead_lettered, 0, "{group}");
+    assert_eq!(ids(sink), [1, 2], "{group}: what came before is finished");
+    assert_eq!(
+        committed(mock, group).await,
+        [Some(BAD_OFFSET)],
+        "{group}: committed up to the bad record, not past it"
+    );
+}
+
+/// Waits until both groups committed all five records; the dead-letter topic then, which must
+/// hold one copy of the bad record per group (none of any copy that failed or was abandoned).
+async fn copies_once_every_group_committed(mock: &MockTopology) -> Vec<OwnedMessage> {
+    wait_groups_committed(mock, vec![Some(5)]).await;
+    let dlq = dead_letters(mock).await;
+    assert_eq!(
+        dlq.len(),
+        2,
+        "one copy per group, of those that failed none"
+    );
+    dlq
+}
+
+/// The groups' next consumers, once dead-letter copies can be made again after a run stopped
+/// at the bad record: each receives the bad record again and dead-letters it, goes on to the
+/// end, and processes only what came after it (`what` names the case in the output).
+async fn assert_the_next_run_resumes_at_the_bad_record(mock: &MockTopology, what: &str) {
+    let second = start_groups(mock, &[]);
+    for (sink, run) in &second {
+        wait_until(WAIT, "the redelivered record dead-lettered", || {
+            run.metrics.dead_lettered.get() == 1 && sink.len() >= 2
+        })
+        .await;
+    }
+    copies_once_every_group_committed(mock).await;
+    for ((sink, run), (role, group)) in second.into_iter().zip(GROUPS) {
+        let report = run.stop().await.expect("stops cleanly");
+        eprintln!(
+            "{what} {role}: {group}: second run processed {} dead-lettered {}",
+            report.processed, report.dead_lettered
+        );
+        assert_eq!(ids(&sink), [3, 4], "{group}: resumes at the bad record");
+        assert_eq!((report.processed, report.dead_lettered), (2, 1), "{group}");
+    }
+}
+
 /// The dead-letter topic refuses writes for a while: the bad record's offset is not committed
 /// (the records before it may be) until its copy is acknowledged, then everything completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
-    let mock = MockTopology::start(1);
-    produce_raw(&mock.bootstrap, TOPIC, &one_bad_record()).await;
-    // No leader for the dead-letter topic: each copy waits, and times out after 1 s, a
-    // failure that can clear (a refusal for good, such as an authorization failure, stops the
-    // consumer instead: tests/kafka_dead_letters.rs).
-    mock.cluster
-        .mock()
-        .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-        .expect("topic error");
-    let runs = start_groups(&mock, &[("kafka.message.timeout.ms", "1000")]);
-    for (_, run) in &runs {
-        wait_until(WAIT, "dead-letter attempts to fail and be retried", || {
-            run.metrics.dead_letter_failures.get() >= 3
-        })
-        .await;
-    }
+    // Three failed attempts each: the copies are retried.
+    let (mock, runs) = groups_with_failing_copies(3).await;
     // The single consumer stored 1 and 2 before the bad record; auto commit commits them,
     // and never more while the copy fails.
     wait_committed(
@@ -563,8 +663,7 @@ async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
     .await;
     for _ in 0..5 {
         for &(_, group) in &GROUPS {
-            let b = mock.bootstrap.clone();
-            let now = blocking(move || offsets::committed(&b, group, TOPIC, 1)).await;
+            let now = committed(&mock, group).await;
             assert!(
                 now[0].is_none_or(|c| c <= BAD_OFFSET),
                 "{group}: committed {now:?} past the bad record at {BAD_OFFSET} while its copy fails"
@@ -589,22 +688,14 @@ async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
     }
 
     // The fault clears: the copy goes through, and the consumers carry on to the end.
-    mock.cluster
-        .mock()
-        .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
-        .expect("clear topic error");
+    dead_letter_topic_fails(&mock, false);
     for (sink, run) in &runs {
         wait_until(WAIT, "the copy and the rest processed", || {
             run.metrics.dead_lettered.get() == 1 && sink.len() >= 4
         })
         .await;
     }
-    for &(_, group) in &GROUPS {
-        wait_committed(&mock.bootstrap, group, vec![Some(5)]).await;
-    }
-    let b = mock.bootstrap.clone();
-    let dlq = blocking(move || read_topic(&b, DLQ, 1)).await;
-    assert_eq!(dlq.len(), 2, "one copy per group");
+    let dlq = copies_once_every_group_committed(&mock).await;
     for ((sink, run), (role, group)) in runs.into_iter().zip(GROUPS) {
         assert!(!run.task.is_finished());
         let copy = dlq
@@ -632,20 +723,7 @@ async fn a_failing_dead_letter_topic_holds_the_offset_until_it_recovers() {
 /// again and dead-letters once the topic accepts writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted() {
-    let mock = MockTopology::start(1);
-    produce_raw(&mock.bootstrap, TOPIC, &one_bad_record()).await;
-    // No leader for the dead-letter topic: each copy times out after 1 s, and is retried.
-    mock.cluster
-        .mock()
-        .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-        .expect("topic error");
-    let first = start_groups(&mock, &[("kafka.message.timeout.ms", "1000")]);
-    for (_, run) in &first {
-        wait_until(WAIT, "a failed dead-letter attempt", || {
-            run.metrics.dead_letter_failures.get() >= 1
-        })
-        .await;
-    }
+    let (mock, first) = groups_with_failing_copies(1).await;
     for ((sink, run), (_, group)) in first.into_iter().zip(GROUPS) {
         let started = Instant::now();
         let report = run
@@ -657,44 +735,13 @@ async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted
             "{group}: shutdown is not held up by the failing copy ({:?})",
             started.elapsed()
         );
-        assert_eq!(report.dead_lettered, 0, "{group}");
-        assert_eq!(ids(&sink), [1, 2], "{group}: what came before is finished");
-        let b = mock.bootstrap.clone();
-        assert_eq!(
-            blocking(move || offsets::committed(&b, group, TOPIC, 1)).await,
-            [Some(BAD_OFFSET)],
-            "{group}: committed up to the bad record, not past it"
-        );
+        assert_stopped_at_the_bad_record(&mock, group, &sink, &report).await;
     }
 
     // Next run, the topic writable again: the bad record is redelivered and dead-lettered,
     // and the records before it are not processed twice.
-    mock.cluster
-        .mock()
-        .topic_error(DLQ, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
-        .expect("clear topic error");
-    let second = start_groups(&mock, &[]);
-    for (sink, run) in &second {
-        wait_until(WAIT, "the redelivered record dead-lettered", || {
-            run.metrics.dead_lettered.get() == 1 && sink.len() >= 2
-        })
-        .await;
-    }
-    for &(_, group) in &GROUPS {
-        wait_committed(&mock.bootstrap, group, vec![Some(5)]).await;
-    }
-    let b = mock.bootstrap.clone();
-    let dlq = blocking(move || read_topic(&b, DLQ, 1)).await;
-    assert_eq!(dlq.len(), 2, "one copy per group");
-    for ((sink, run), (role, group)) in second.into_iter().zip(GROUPS) {
-        let report = run.stop().await.expect("stops cleanly");
-        eprintln!(
-            "dlq shutdown {role}: {group}: second run processed {} dead-lettered {}",
-            report.processed, report.dead_lettered
-        );
-        assert_eq!(ids(&sink), [3, 4], "{group}: resumes at the bad record");
-        assert_eq!((report.processed, report.dead_lettered), (2, 1), "{group}");
-    }
+    dead_letter_topic_fails(&mock, false);
+    assert_the_next_run_resumes_at_the_bad_record(&mock, "dlq shutdown").await;
 }
 
 /// Shutdown while a dead-letter copy is in flight and not getting anywhere (every produce
@@ -702,8 +749,7 @@ async fn shutdown_while_the_dead_letter_copy_fails_leaves_the_record_uncommitted
 /// stops within `shutdown_timeout` anyway, committed up to the bad record and not past it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
-    let mock = MockTopology::start(1);
-    produce_raw(&mock.bootstrap, TOPIC, &one_bad_record()).await;
+    let mock = mock_with_one_bad_record().await;
     // From now on every Produce request fails retriably: only the dead-letter producers
     // produce, and librdkafka retries their copies until `message.timeout.ms` (30 s).
     mock.cluster.fail_requests(
@@ -734,35 +780,13 @@ async fn shutdown_is_not_held_up_by_a_dead_letter_copy_stuck_in_flight() {
             took < shutdown_timeout,
             "{group}: stopping took {took:?}, beyond shutdown_timeout = {shutdown_timeout:?}"
         );
-        assert_eq!(report.dead_lettered, 0, "{group}");
-        assert_eq!(ids(&sink), [1, 2], "{group}: what came before is finished");
-        let b = mock.bootstrap.clone();
-        assert_eq!(
-            blocking(move || offsets::committed(&b, group, TOPIC, 1)).await,
-            [Some(BAD_OFFSET)],
-            "{group}: committed up to the bad record, not past it"
-        );
+        assert_stopped_at_the_bad_record(&mock, group, &sink, &report).await;
     }
     // Produce works again: the next consumers dead-letter the redelivered record.
     mock.cluster
         .mock()
         .clear_request_errors(RDKafkaApiKey::Produce);
-    let second = start_groups(&mock, &[]);
-    for &(_, group) in &GROUPS {
-        wait_committed(&mock.bootstrap, group, vec![Some(5)]).await;
-    }
-    let b = mock.bootstrap.clone();
-    let dlq = blocking(move || read_topic(&b, DLQ, 1)).await;
-    assert_eq!(
-        dlq.len(),
-        2,
-        "one copy per group; the abandoned ones were dropped"
-    );
-    for ((sink, run), (_, group)) in second.into_iter().zip(GROUPS) {
-        let report = run.stop().await.expect("stops cleanly");
-        assert_eq!(ids(&sink), [3, 4], "{group}: resumes at the bad record");
-        assert_eq!((report.processed, report.dead_lettered), (2, 1), "{group}");
-    }
+    assert_the_next_run_resumes_at_the_bad_record(&mock, "dlq stuck").await;
 }
 
 /// The whole stop of a consumer process fits in `shutdown_timeout` and ends with its report,
@@ -784,8 +808,7 @@ async fn a_stop_with_a_refused_dead_letter_copy_and_a_slow_final_commit_ends_wit
     /// revocation's commit and leaving the group while closing, add up to more than the
     /// budget, so the close must be cut short at the deadline.
     const COORDINATOR_RTT: Duration = Duration::from_secs(2);
-    let mock = MockTopology::start(1);
-    produce_raw(&mock.bootstrap, TOPIC, &one_bad_record()).await;
+    let mock = mock_with_one_bad_record().await;
     mock.cluster
         .partition_leader(TOPIC, 0, 1)
         .expect("leader near");
@@ -852,9 +875,8 @@ async fn a_stop_with_a_refused_dead_letter_copy_and_a_slow_final_commit_ends_wit
     );
     let processed: Vec<i64> = read_jsonl(&sink).iter().map(|l| l.message_id).collect();
     assert!(processed.starts_with(&[1, 2]), "{processed:?}");
-    let b = mock.bootstrap.clone();
     assert_eq!(
-        blocking(move || offsets::committed(&b, GROUP, TOPIC, 1)).await,
+        committed(&mock, GROUP).await,
         [Some(BAD_OFFSET)],
         "the final commit: up to the bad record, not past it"
     );

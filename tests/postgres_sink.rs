@@ -63,8 +63,7 @@ async fn consume_until(
     table: &str,
     expected: i64,
 ) {
-    let sink = new_sink(&settings, role).await;
-    let run = spawn_consumer(role, settings, sink);
+    let run = start_consumer(settings, role).await;
     let table = table.to_owned();
     let before = pg.count(&table);
     wait_until(WAIT, "rows in the table", || pg.count(&table) >= expected).await;
@@ -78,10 +77,22 @@ async fn consume_until(
     );
 }
 
-/// The sink `settings` ask for, made off the test's runtime (it connects synchronously).
-async fn new_sink(settings: &kafkad::config::Settings, role: Role) -> Box<dyn sink::Sink> {
-    let settings = settings.clone();
-    blocking(move || sink::from_settings(&settings, role).expect("the postgres sink starts")).await
+/// A consumer of `role` running in the background, writing through the sink `settings` ask
+/// for, which is made off the test's runtime (it connects synchronously).
+async fn start_consumer(settings: kafkad::config::Settings, role: Role) -> ConsumerRun {
+    let for_sink = settings.clone();
+    let sink =
+        blocking(move || sink::from_settings(&for_sink, role).expect("the postgres sink starts"))
+            .await;
+    spawn_consumer(role, settings, sink)
+}
+
+/// The consumer group `settings` name: the one whose positions the offsets table keeps.
+fn group_of(settings: &kafkad::config::Settings) -> String {
+    settings
+        .group_id()
+        .expect("a consumer's settings name its group")
+        .to_owned()
 }
 
 fn print_table(title: &str, produced: &HashSet<MessageKey>, rows: Vec<MessageKey>) {
@@ -107,11 +118,7 @@ async fn exactly_once_writes_rows_and_offsets_once_across_restarts() {
         let mock = MockTopology::start(2);
         produce(&mock, 1..=300, 2).await;
         let s = settings(&mock, role, pg, table, &[]);
-        let group = s
-            .resolved_kafka
-            .get("group.id")
-            .unwrap_or_default()
-            .to_owned();
+        let group = group_of(&s);
         consume_until(s.clone(), role, pg, table, 300).await;
         let offsets = pg.next_offsets(table, &group, TOPIC);
         assert_eq!(offsets.values().sum::<i64>(), 300, "{offsets:?}");
@@ -150,13 +157,8 @@ async fn at_least_once_with_a_conflict_key_stores_redeliveries_once() {
             ("sink.conflict_key", "producer_id,message_id"),
         ],
     );
-    let group = s
-        .resolved_kafka
-        .get("group.id")
-        .unwrap_or_default()
-        .to_owned();
-    let sink = new_sink(&s, Role::Batch).await;
-    let run = spawn_consumer(Role::Batch, s, sink);
+    let group = group_of(&s);
+    let run = start_consumer(s, Role::Batch).await;
     wait_until(WAIT, "both copies processed", || {
         run.metrics.processed.get() >= 400
     })
@@ -276,11 +278,7 @@ async fn a_write_under_a_claim_that_no_longer_holds_is_refused_and_rolled_back()
     .await;
     println!("{outcomes:#?}");
     print_table("the fence, by hand", &keys(1..=3), pg.keys(table));
-    let group = s
-        .resolved_kafka
-        .get("group.id")
-        .unwrap_or_default()
-        .to_owned();
+    let group = group_of(&s);
     assert_eq!(pg.next_offsets(table, &group, TOPIC).get(&0), Some(&5));
 }
 
@@ -303,8 +301,7 @@ async fn a_record_the_table_refuses_is_dead_lettered_with_the_database_error() {
         table,
         &[("retry.initial", "50ms"), ("retry.max", "100ms")],
     );
-    let sink = new_sink(&s, Role::Batch).await;
-    let run = spawn_consumer(Role::Batch, s, sink);
+    let run = start_consumer(s, Role::Batch).await;
     wait_until(WAIT, "19 rows and one dead letter", || {
         pg.count(table) >= 19 && run.metrics.dead_lettered.get() >= 1
     })
@@ -470,13 +467,8 @@ async fn exactly_once_over_tls_trusting_the_servers_ca_writes_each_row_once() {
         table,
         &[("sink.url", &url), ("sink.delivery", "exactly_once")],
     );
-    let group = s
-        .resolved_kafka
-        .get("group.id")
-        .unwrap_or_default()
-        .to_owned();
-    let sink = new_sink(&s, Role::Batch).await;
-    let run = spawn_consumer(Role::Batch, s, sink);
+    let group = group_of(&s);
+    let run = start_consumer(s, Role::Batch).await;
     wait_until(WAIT, "every row in the table", || pg.count(table) >= 300).await;
     let sessions: Vec<(i32, bool, Option<String>)> = pg
         .with_client(|client| {
@@ -611,8 +603,7 @@ async fn benchmark_exactly_once_at_least_once_and_copy() {
             table,
             &[("sink.delivery", delivery), ("kafka.group.id", table)],
         );
-        let sink = new_sink(&s, Role::Batch).await;
-        let run = spawn_consumer(Role::Batch, s, sink);
+        let run = start_consumer(s, Role::Batch).await;
         wait_until(WAIT, "the first rows", || pg.count(table) > 0).await;
         let started = std::time::Instant::now();
         let first = pg.count(table);

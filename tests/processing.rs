@@ -12,7 +12,7 @@ use kafkad::config::Role;
 use kafkad::reconcile::{reconcile, MessageKey};
 use kafkad::sink;
 use kafkad::telemetry::metrics::{ConsumerMetrics, KindLabel, ReasonLabel};
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 use support::http_server::HttpServer;
 use support::offsets::wait_committed;
@@ -112,16 +112,6 @@ fn spawn_with_its_sink(role: Role, settings: kafkad::config::Settings) -> Consum
     spawn_consumer(role, settings, sink)
 }
 
-fn header(record: &OwnedMessage, key: &str) -> Option<String> {
-    record.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|h| h.key == key)
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    })
-}
-
 fn failures(metrics: &ConsumerMetrics, kind: &'static str) -> u64 {
     metrics
         .processing_failures
@@ -136,6 +126,54 @@ fn dead_lettered_for_processing(metrics: &ConsumerMetrics) -> u64 {
             reason: "processing_failed",
         })
         .get()
+}
+
+/// Waits until `group` committed `expected` (one offset a partition), then stops `consumer`
+/// cleanly; its metrics.
+async fn stop_once_committed(
+    mock: &MockTopology,
+    consumer: ConsumerRun,
+    group: &str,
+    expected: Vec<Option<i64>>,
+) -> ConsumerMetrics {
+    wait_committed(&mock.bootstrap, group, expected).await;
+    let metrics = consumer.metrics.clone();
+    consumer.stop().await.expect("stops cleanly");
+    metrics
+}
+
+/// Each of `expected` reached the downstream (`sent`) exactly once: none lost, none twice,
+/// nothing else.
+fn assert_each_once(expected: impl IntoIterator<Item = i64>, sent: Vec<MessageKey>) {
+    let r = reconcile(&keys(expected), sent);
+    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
+}
+
+/// `server` accepted each of `expected` exactly once, and those of each of `partitions`
+/// partitions in order.
+fn assert_accepted_once_in_order(
+    server: &HttpServer,
+    expected: impl IntoIterator<Item = i64>,
+    partitions: i64,
+) {
+    let accepted = sent_keys(&server.accepted());
+    assert_each_once(expected, accepted.clone());
+    assert_partition_order(&accepted, partitions);
+}
+
+/// Every record of the (one-partition) dead-letter topic.
+async fn dead_letters(mock: &MockTopology) -> Vec<OwnedMessage> {
+    let bootstrap = mock.bootstrap.clone();
+    blocking(move || read_topic(&bootstrap, DLQ, 1)).await
+}
+
+/// The lines a command sink appended to `out`.
+fn appended(out: &std::path::Path) -> Vec<Vec<u8>> {
+    std::fs::read_to_string(out)
+        .expect("output")
+        .lines()
+        .map(|l| l.as_bytes().to_vec())
+        .collect()
 }
 
 /// Per partition (`id % partitions`), the accepted ids must come in increasing order.
@@ -164,14 +202,10 @@ async fn http_failures_are_retried_until_every_message_is_processed_once() {
         server.accepted().len() >= 30
     })
     .await;
-    wait_committed(&mock.bootstrap, "single-message-group", vec![Some(10); 3]).await;
-    let metrics = consumer.metrics.clone();
-    consumer.stop().await.expect("stops cleanly");
+    let metrics =
+        stop_once_committed(&mock, consumer, "single-message-group", vec![Some(10); 3]).await;
 
-    let accepted = sent_keys(&server.accepted());
-    let r = reconcile(&keys(1..=30), accepted.clone());
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
-    assert_partition_order(&accepted, 3);
+    assert_accepted_once_in_order(&server, 1..=30, 3);
     assert_eq!(server.requests(), 33, "30 messages, 3 of them twice");
     assert_eq!(metrics.retries.get(), 3);
     assert_eq!(failures(&metrics, "http_status"), 3);
@@ -192,22 +226,14 @@ async fn a_record_answered_400_is_dead_lettered_at_once_and_the_rest_processed()
     let values = produce(&mock, 1..=30, 3).await;
     let settings = http_settings(&mock, Role::Single, &server, &[]);
     let consumer = spawn_with_its_sink(Role::Single, settings);
-    wait_committed(&mock.bootstrap, "single-message-group", vec![Some(10); 3]).await;
-    let metrics = consumer.metrics.clone();
-    consumer.stop().await.expect("stops cleanly");
+    let metrics =
+        stop_once_committed(&mock, consumer, "single-message-group", vec![Some(10); 3]).await;
 
-    let accepted = sent_keys(&server.accepted());
-    let r = reconcile(&keys((1..=30).filter(|&id| id != 7)), accepted.clone());
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
-    assert_partition_order(&accepted, 3);
+    assert_accepted_once_in_order(&server, (1..=30).filter(|&id| id != 7), 3);
     assert_eq!(metrics.retries.get(), 0, "a 400 is not retried");
     assert_eq!(dead_lettered_for_processing(&metrics), 1);
 
-    let dlq = blocking({
-        let b = mock.bootstrap.clone();
-        move || read_topic(&b, DLQ, 1)
-    })
-    .await;
+    let dlq = dead_letters(&mock).await;
     assert_eq!(dlq.len(), 1);
     let copy = &dlq[0];
     assert_eq!(
@@ -216,17 +242,20 @@ async fn a_record_answered_400_is_dead_lettered_at_once_and_the_rest_processed()
         "original value"
     );
     assert_eq!(
-        header(copy, "kafkad.error.kind").as_deref(),
+        header_text(copy, "kafkad.error.kind").as_deref(),
         Some("processing_failed")
     );
-    assert_eq!(header(copy, "kafkad.attempts").as_deref(), Some("1"));
-    let error = header(copy, "kafkad.error").expect("error header");
+    assert_eq!(header_text(copy, "kafkad.attempts").as_deref(), Some("1"));
+    let error = header_text(copy, "kafkad.error").expect("error header");
     assert!(error.contains("400"), "{error}");
     assert_eq!(
-        header(copy, "kafkad.source.partition").as_deref(),
+        header_text(copy, "kafkad.source.partition").as_deref(),
         Some("1")
     );
-    assert_eq!(header(copy, "kafkad.source.offset").as_deref(), Some("2"));
+    assert_eq!(
+        header_text(copy, "kafkad.source.offset").as_deref(),
+        Some("2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,10 +316,7 @@ async fn a_downstream_outage_keeps_the_partitions_and_the_backlog_drains_after()
     assert!(metrics.paused_seconds.get() >= 15.0, "paused while down");
     consumer.stop().await.expect("stops cleanly");
 
-    let accepted = sent_keys(&server.accepted());
-    let r = reconcile(&keys(1..=60), accepted.clone());
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
-    assert_partition_order(&accepted, 2);
+    assert_accepted_once_in_order(&server, 1..=60, 2);
     assert_eq!(metrics.dead_lettered.get(), 0);
 }
 
@@ -310,28 +336,22 @@ async fn a_failing_batch_is_retried_then_its_bad_record_isolated_and_dead_letter
         ],
     );
     let consumer = spawn_with_its_sink(Role::Batch, settings);
-    wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(30)]).await;
-    let metrics = consumer.metrics.clone();
-    consumer.stop().await.expect("stops cleanly");
+    let metrics = stop_once_committed(&mock, consumer, "batch-message-group", vec![Some(30)]).await;
 
-    let accepted = sent_keys(&server.accepted());
-    let r = reconcile(&keys((1..=30).filter(|&id| id != 7)), accepted.clone());
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
-    assert_partition_order(&accepted, 1);
+    assert_accepted_once_in_order(&server, (1..=30).filter(|&id| id != 7), 1);
     assert_eq!(metrics.retries.get(), 2, "3 attempts: 2 retries");
     assert_eq!(metrics.processed.get(), 29);
     assert_eq!(dead_lettered_for_processing(&metrics), 1);
 
-    let dlq = blocking({
-        let b = mock.bootstrap.clone();
-        move || read_topic(&b, DLQ, 1)
-    })
-    .await;
+    let dlq = dead_letters(&mock).await;
     assert_eq!(dlq.len(), 1, "only the bad record");
     assert_eq!(dlq[0].payload(), Some(values[&7].as_slice()));
-    assert_eq!(header(&dlq[0], "kafkad.attempts").as_deref(), Some("4"));
     assert_eq!(
-        header(&dlq[0], "kafkad.error.kind").as_deref(),
+        header_text(&dlq[0], "kafkad.attempts").as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        header_text(&dlq[0], "kafkad.error.kind").as_deref(),
         Some("processing_failed")
     );
 }
@@ -374,16 +394,9 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
     // Records on the other partition are accepted while 5 keeps failing: the downstream is
     // up, 5 is the problem, and it is dead-lettered; the records behind it follow.
     produce(&mock, (2..=22).filter(|id| id % 2 == 0), 2).await;
-    wait_committed(&mock.bootstrap, "single-message-group", vec![Some(11); 2]).await;
-    consumer.stop().await.expect("stops cleanly");
+    stop_once_committed(&mock, consumer, "single-message-group", vec![Some(11); 2]).await;
 
-    let lines: Vec<Vec<u8>> = std::fs::read_to_string(&out)
-        .expect("output")
-        .lines()
-        .map(|l| l.as_bytes().to_vec())
-        .collect();
-    let r = reconcile(&keys((1..=22).filter(|&id| id != 5)), sent_keys(&lines));
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
+    assert_each_once((1..=22).filter(|&id| id != 5), sent_keys(&appended(&out)));
     let failed = failures(&metrics, "command_exit");
     assert_eq!(
         metrics.retries.get(),
@@ -392,17 +405,13 @@ async fn the_command_sink_appends_and_a_failing_message_is_dead_lettered() {
     );
     assert_eq!(dead_lettered_for_processing(&metrics), 1);
 
-    let dlq = blocking({
-        let b = mock.bootstrap.clone();
-        move || read_topic(&b, DLQ, 1)
-    })
-    .await;
+    let dlq = dead_letters(&mock).await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(
-        header(&dlq[0], "kafkad.attempts").as_deref(),
+        header_text(&dlq[0], "kafkad.attempts").as_deref(),
         Some(failed.to_string().as_str())
     );
-    let error = header(&dlq[0], "kafkad.error").expect("error");
+    let error = header_text(&dlq[0], "kafkad.error").expect("error");
     assert!(error.contains("refusing 5"), "{error}");
 }
 
@@ -419,16 +428,8 @@ async fn the_command_sink_takes_a_batch_as_json_lines() {
     );
     let consumer = spawn_with_its_sink(Role::Batch, settings);
     produce(&mock, 1..=20, 1).await;
-    wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(20)]).await;
-    let metrics = consumer.metrics.clone();
-    consumer.stop().await.expect("stops cleanly");
-    let lines: Vec<Vec<u8>> = std::fs::read_to_string(&out)
-        .expect("output")
-        .lines()
-        .map(|l| l.as_bytes().to_vec())
-        .collect();
-    let r = reconcile(&keys(1..=20), sent_keys(&lines));
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
+    let metrics = stop_once_committed(&mock, consumer, "batch-message-group", vec![Some(20)]).await;
+    assert_each_once(1..=20, sent_keys(&appended(&out)));
     assert_eq!(metrics.batches.get(), 4);
 }
 
@@ -477,16 +478,11 @@ async fn a_shutdown_while_a_batch_is_taken_apart_commits_what_was_finished() {
         Role::Batch,
         http_settings(&mock, Role::Batch, &server, &[("batch.max_wait", "200ms")]),
     );
-    wait_committed(&mock.bootstrap, "batch-message-group", vec![Some(10)]).await;
-    second.stop().await.expect("stops cleanly");
+    stop_once_committed(&mock, second, "batch-message-group", vec![Some(10)]).await;
+    // Message 3 reached the dead-letter topic instead.
     let mut all = sent_keys(&server.accepted());
     all.push((P.to_owned(), 3));
-    let r = reconcile(&keys(1..=10), all);
-    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "{r:?}");
-    let dlq = blocking({
-        let b = mock.bootstrap.clone();
-        move || read_topic(&b, DLQ, 1)
-    })
-    .await;
+    assert_each_once(1..=10, all);
+    let dlq = dead_letters(&mock).await;
     assert_eq!(dlq.len(), 1, "message 3, once");
 }

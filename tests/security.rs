@@ -17,17 +17,28 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(180);
 
-/// Runs `kafkad <args>` with `env` to completion (at most `timeout`) in `dir`.
-fn run(
+/// Runs `kafkad <args>` (process `name`) with `env` in `dir`, which must exit 0 within
+/// [`WAIT`]; what it wrote.
+fn succeeds(dir: &Path, name: &str, args: &[&str], env: &[(&str, String)]) -> String {
+    let mut process = Kafkad::spawn(name, dir, args, env);
+    let status = process.wait(WAIT);
+    let log = process.log_text();
+    assert_eq!(status.code(), Some(0), "{name}: {log}");
+    log
+}
+
+/// `kafkad <args>` (process `name`, a `config print`) with `env` exits 0 and shows `shown` (how
+/// a secret setting is given, never its value); what it printed.
+fn assert_printed(
     dir: &Path,
     name: &str,
     args: &[&str],
     env: &[(&str, String)],
-    timeout: Duration,
-) -> (Option<i32>, String) {
-    let mut process = Kafkad::spawn(name, dir, args, env);
-    let status = process.wait(timeout);
-    (status.code(), process.log_text())
+    shown: &str,
+) -> String {
+    let printed = succeeds(dir, name, args, env);
+    assert!(printed.contains(shown), "{name}: {printed}");
+    printed
 }
 
 /// The secured cluster's ACLs as `kafka-acls` takes them: every principal, operation and
@@ -314,6 +325,17 @@ allow.everyone.if.no.acl.found=false
         fn toml(&self, name: &str, base: Option<&str>, kafka: &[(&str, toml::Value)]) -> String {
             toml_file(&self.0.join(name), base, kafka)
         }
+
+        /// Writes `{user}.toml`: SCRAM over TLS as `user` (see [`sasl_entries`]), the
+        /// password read from a secret file; returns its path.
+        fn sasl_config(&self, s: &Secured, user: &str) -> String {
+            let password_file = secret_file(&self.0, &format!("{user}-password"), s.password(user));
+            self.toml(
+                &format!("{user}.toml"),
+                None,
+                &sasl_entries(s, user, from_file(&password_file)),
+            )
+        }
     }
 
     impl Drop for TestDir {
@@ -443,22 +465,39 @@ allow.everyone.if.no.acl.found=false
         assert_eq!(producer_totals(&producer), (count, count, 0));
 
         let produced: HashSet<MessageKey> = produced_ids("secure-producer", count).collect();
+        wait_consumed(&produced, &sink, &consumer);
+        stop_gracefully(std::slice::from_mut(&mut consumer));
+        reconcile(&produced, keys(&read_jsonl(&sink)))
+    }
+
+    /// Waits (up to [`WAIT`]) until the jsonl `sink` of `consumer` holds every key of
+    /// `produced`.
+    fn wait_consumed(produced: &HashSet<MessageKey>, sink: &Path, consumer: &Kafkad) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let r = reconcile(&produced, keys(&read_jsonl(&sink)));
+            let r = reconcile(produced, keys(&read_jsonl(sink)));
             if r.lost == 0 {
-                break;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} lost:\n{}",
+                "{} of {} not consumed:\n{}",
                 r.lost,
+                produced.len(),
                 consumer.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        stop_gracefully(std::slice::from_mut(&mut consumer));
-        reconcile(&produced, keys(&read_jsonl(&sink)))
+    }
+
+    /// Prints `what`'s reconciliation: `count` messages consumed, none lost, none unexpected
+    /// (duplicates are counted, and allowed).
+    fn assert_all_consumed(what: &str, r: &Reconciliation, count: u64) {
+        println!(
+            "{what}: consumed {} lost {} duplicates {}",
+            r.consumed, r.lost, r.duplicates
+        );
+        assert_eq!((r.consumed, r.lost, r.unexpected), (count, 0, 0), "{what}");
     }
 
     /// Runs `kafkad <args>` expecting it to give up at once: exit 1 within [`FAIL_FAST`];
@@ -482,6 +521,37 @@ allow.everyone.if.no.acl.found=false
         );
         let last = log.lines().last().unwrap_or_default().to_owned();
         (last, log)
+    }
+
+    /// What a role says when it cannot connect and will not retry.
+    const CANNOT_CONNECT: &str =
+        "kafkad: cannot connect to the brokers, and retrying will not help";
+
+    /// Runs `kafkad <args>` expecting it to give up at once (see [`fails_fast`]) for want of a
+    /// connection to `broker` (as `scheme://host:port/bootstrap`): its last line, the error,
+    /// says that retrying will not help (a role's is kafkad's own [`CANNOT_CONNECT`]) and
+    /// names the broker and each of `causes`. Returns the process's whole output.
+    fn cannot_connect(
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        log_filter: &str,
+        broker: &str,
+        causes: &[&str],
+    ) -> String {
+        let (last, log) = fails_fast(dir, name, args, env, log_filter);
+        println!("{name}: {last}");
+        if args.first() == Some(&"--role") {
+            assert!(last.starts_with(CANNOT_CONNECT), "{name}: {last}");
+        } else {
+            assert!(last.contains("retrying will not help"), "{name}: {last}");
+        }
+        assert!(last.contains(broker), "{name} names the broker: {last}");
+        for cause in causes {
+            assert!(last.contains(cause), "{name} names the cause: {last}");
+        }
+        log
     }
 
     /// No file in `dir` holds any of `secrets`: every process's log (its stdout and stderr,
@@ -539,11 +609,7 @@ allow.everyone.if.no.acl.found=false
             "info,librdkafka=warn",
             500,
         );
-        println!(
-            "TLS: consumed {} lost {} duplicates {}",
-            r.consumed, r.lost, r.duplicates
-        );
-        assert_eq!((r.consumed, r.lost, r.unexpected), (500, 0, 0));
+        assert_all_consumed("TLS", &r, 500);
 
         let stranger = Pki::new(&dir.path().join("other"), "some other CA");
         let untrusted = tls(&s.ssl, &stranger.ca);
@@ -561,41 +627,23 @@ allow.everyone.if.no.acl.found=false
                 format!("ssl://{localhost}/bootstrap"),
             ),
         ] {
-            for role in ["producer", "single", "batch"] {
-                let (last, _) = fails_fast(
+            let commands: [(&str, &[&str]); 4] = [
+                ("producer", &["--role", "producer"]),
+                ("single", &["--role", "single"]),
+                ("batch", &["--role", "batch"]),
+                ("topic-ensure", &["topic", "ensure"]),
+            ];
+            for (command, args) in commands {
+                cannot_connect(
                     dir.path(),
-                    &format!("{case}-{role}"),
-                    &["--role", role],
+                    &format!("{case}-{command}"),
+                    args,
                     env,
                     "info,librdkafka=warn",
-                );
-                println!("{case}, {role}: {last}");
-                assert!(
-                    last.starts_with(
-                        "kafkad: cannot connect to the brokers, and retrying will not help"
-                    ),
-                    "{case} {role}: {last}"
-                );
-                assert!(
-                    last.contains(&broker),
-                    "{case} {role} names the broker: {last}"
-                );
-                assert!(
-                    last.contains("certificate verify failed"),
-                    "{case} {role} names the cause: {last}"
+                    &broker,
+                    &["certificate verify failed"],
                 );
             }
-            let (last, _) = fails_fast(
-                dir.path(),
-                &format!("{case}-topic-ensure"),
-                &["topic", "ensure"],
-                env,
-                "info,librdkafka=warn",
-            );
-            println!("{case}, topic ensure: {last}");
-            assert!(last.contains("retrying will not help"), "{case}: {last}");
-            assert!(last.contains(&broker), "{case} names the broker: {last}");
-            assert!(last.contains("certificate verify failed"), "{case}: {last}");
         }
     }
 
@@ -638,11 +686,7 @@ allow.everyone.if.no.acl.found=false
         );
 
         let r = produce_and_consume(dir.path(), &env, "info,librdkafka=debug", 500);
-        println!(
-            "mutual TLS: consumed {} lost {} duplicates {}",
-            r.consumed, r.lost, r.duplicates
-        );
-        assert_eq!((r.consumed, r.lost, r.unexpected), (500, 0, 0));
+        assert_all_consumed("mutual TLS", &r, 500);
         // The broker saw the certificate's principal: the group is there, and only
         // `User:CN=kafkad-client` may use groups `mtls-*` (one-way TLS clients are anonymous).
         let groups = s.cluster.tool("kafka-consumer-groups", &["--list"]);
@@ -660,38 +704,23 @@ allow.everyone.if.no.acl.found=false
                 ("KAFKAD_PRODUCER__COUNT", "10".to_owned()),
             ],
         );
-        let (last, _) = fails_fast(
+        // The cause: the broker's refusal.
+        cannot_connect(
             dir.path(),
             "no-certificate",
             &["--role", "producer"],
             &no_certificate,
             "info,librdkafka=warn",
-        );
-        println!("mutual TLS without a certificate: {last}");
-        assert!(
-            last.starts_with("kafkad: cannot connect to the brokers, and retrying will not help"),
-            "{last}"
-        );
-        assert!(
-            last.contains(&format!("ssl://{}/bootstrap", s.mtls)),
-            "{last}"
-        );
-        assert!(
-            last.contains("SSL alert number"),
-            "the broker's refusal: {last}"
+            &format!("ssl://{}/bootstrap", s.mtls),
+            &["SSL alert number"],
         );
 
-        let (code, printed) = run(
+        assert_printed(
             dir.path(),
             "config-print",
             &["config", "print", "--role", "single"],
             &env,
-            WAIT,
-        );
-        assert_eq!(code, Some(0), "{printed}");
-        assert!(
-            printed.contains("\"ssl.key.password\" = { file = "),
-            "{printed}"
+            "\"ssl.key.password\" = { file = ",
         );
         assert_no_secret_in(dir.path(), &s.secrets());
     }
@@ -798,38 +827,13 @@ allow.everyone.if.no.acl.found=false
                 scenario.start(service, service, &env)
             })
             .collect();
-        for p in &mut producers {
-            assert_eq!(
-                p.wait(CONSUME_TIMEOUT).code(),
-                Some(0),
-                "{}:\n{}",
-                p.name,
-                p.log_tail()
-            );
-            assert_eq!(
-                producer_totals(p),
-                (per_producer, per_producer, 0),
-                "{}",
-                p.name
-            );
-        }
-        let produced: HashSet<MessageKey> = produced_ids("producer-1", per_producer)
-            .chain(produced_ids("producer-2", per_producer))
-            .collect();
-        let groups = [
-            (scenario.single_group.clone(), ["single-1", "single-2"]),
-            (scenario.batch_group.clone(), ["batch-1", "batch-2"]),
-        ];
+        let produced = wait_producers(&mut producers, per_producer);
+        let groups = scenario.seed_groups();
         for (group, members) in &groups {
             scenario.wait_for_group(group, members, &produced);
         }
         stop_gracefully(&mut consumers);
-        let mut table = BTreeMap::new();
-        for (group, members) in &groups {
-            let r = scenario.reconcile(&produced, members);
-            assert_eq!((r.lost, r.unexpected), (0, 0), "{group}");
-            table.insert(group.clone(), r);
-        }
+        let table = scenario.reconcile_groups(&produced, &groups);
         print_reconciliation(
             "seed topology over SASL_SSL (SCRAM-SHA-512)",
             produced.len(),
@@ -869,15 +873,13 @@ allow.everyone.if.no.acl.found=false
             } else {
                 env.extend(process_env(service));
             }
-            let mut print = Kafkad::spawn(
-                &format!("config-print-{service}"),
+            assert_printed(
                 &dir,
+                &format!("config-print-{service}"),
                 &["config", "print"],
                 &env,
+                shown,
             );
-            assert_eq!(print.wait(WAIT).code(), Some(0), "{}", print.log_text());
-            let printed = print.log_text();
-            assert!(printed.contains(shown), "{service}: {printed}");
         }
         assert_no_secret_in(&dir, &s.secrets());
     }
@@ -904,55 +906,36 @@ allow.everyone.if.no.acl.found=false
         );
         let broker = format!("sasl_ssl://{}/bootstrap", s.sasl);
         for role in ["producer", "single", "batch"] {
-            let (last, log) = fails_fast(
+            let log = cannot_connect(
                 dir.path(),
-                role,
+                &format!("wrong-password-{role}"),
                 &["--role", role],
                 &env,
                 "info,librdkafka=debug",
-            );
-            println!("wrong password, {role}: {last}");
-            assert!(
-                last.starts_with(
-                    "kafkad: cannot connect to the brokers, and retrying will not help"
-                ),
-                "{role}: {last}"
-            );
-            assert!(last.contains(&broker), "{role} names the broker: {last}");
-            assert!(
-                last.contains("SASL authentication error") && last.contains("invalid credentials"),
-                "{role} names the cause: {last}"
+                &broker,
+                &["SASL authentication error", "invalid credentials"],
             );
             assert!(
                 log.lines().count() > 50,
                 "librdkafka debug output was on:\n{log}"
             );
         }
-        let (last, _) = fails_fast(
+        cannot_connect(
             dir.path(),
-            "topic-ensure",
+            "wrong-password-topic-ensure",
             &["topic", "ensure"],
             &env,
             "info,librdkafka=debug",
+            &broker,
+            &["invalid credentials"],
         );
-        println!("wrong password, topic ensure: {last}");
-        assert!(
-            last.contains("retrying will not help") && last.contains(&broker),
-            "{last}"
-        );
-        assert!(last.contains("invalid credentials"), "{last}");
 
-        let (code, printed) = run(
+        assert_printed(
             dir.path(),
             "config-print",
             &["config", "print", "--role", "single"],
             &env,
-            WAIT,
-        );
-        assert_eq!(code, Some(0), "{printed}");
-        assert!(
-            printed.contains("\"sasl.password\" = { file = "),
-            "{printed}"
+            "\"sasl.password\" = { file = ",
         );
         let mut secrets = s.secrets();
         secrets.push(&wrong);
@@ -971,12 +954,7 @@ allow.everyone.if.no.acl.found=false
     fn a_dead_letter_copy_refused_by_acl_is_reported_and_never_skipped() {
         let s = secured();
         let dir = TestDir::new("acl-dlq");
-        let password_file = secret_file(dir.path(), "password", s.password(LIMITED));
-        let config = dir.toml(
-            "limited.toml",
-            None,
-            &sasl_entries(s, LIMITED, from_file(&password_file)),
-        );
+        let config = dir.sasl_config(s, LIMITED);
         let sink = dir.path().join("single.jsonl");
         let env = with(
             &base_env(&s.sasl, "acl-topic"),
@@ -1000,21 +978,9 @@ allow.everyone.if.no.acl.found=false
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(produce_raw(&s.cluster.bootstrap, "acl-topic", &good));
         let produced: HashSet<MessageKey> = produced_ids("acl-producer", 30).collect();
-        let deadline = Instant::now() + WAIT;
-        while reconcile(&produced, keys(&read_jsonl(&sink))).lost > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "good records not consumed:\n{}",
-                consumer.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_consumed(&produced, &sink, &consumer);
         let r = reconcile(&produced, keys(&read_jsonl(&sink)));
-        println!(
-            "limited principal: consumed {} lost {} duplicates {}",
-            r.consumed, r.lost, r.duplicates
-        );
-        assert_eq!((r.consumed, r.lost, r.unexpected), (30, 0, 0));
+        assert_all_consumed("limited principal", &r, 30);
 
         // Then one record that is not JSON, at offset 10 of partition 0.
         runtime.block_on(produce_raw(
@@ -1063,12 +1029,7 @@ allow.everyone.if.no.acl.found=false
     fn a_consumer_refused_its_group_or_topic_stops_and_names_it() {
         let s = secured();
         let dir = TestDir::new("acl-consumer");
-        let password_file = secret_file(dir.path(), "password", s.password(LIMITED));
-        let config = dir.toml(
-            "limited.toml",
-            None,
-            &sasl_entries(s, LIMITED, from_file(&password_file)),
-        );
+        let config = dir.sasl_config(s, LIMITED);
         for (case, topic, group, resource, code) in [
             (
                 "group",
@@ -1120,14 +1081,10 @@ allow.everyone.if.no.acl.found=false
         let dir = TestDir::new("sasl-ensure");
         let topic = "sasl-ensured";
         let env_as = |user: &str| {
-            let password_file =
-                secret_file(dir.path(), &format!("{user}-password"), s.password(user));
-            let config = dir.toml(
-                &format!("{user}.toml"),
-                None,
-                &sasl_entries(s, user, from_file(&password_file)),
-            );
-            with(&base_env(&s.sasl, topic), &[("KAFKAD_CONFIG", config)])
+            with(
+                &base_env(&s.sasl, topic),
+                &[("KAFKAD_CONFIG", dir.sasl_config(s, user))],
+            )
         };
 
         let (last, _) = fails_fast(
@@ -1157,14 +1114,12 @@ allow.everyone.if.no.acl.found=false
         let listed = s.cluster.tool("kafka-topics", &["--list"]);
         assert!(!listed.lines().any(|l| l.trim() == topic), "{listed}");
 
-        let (code, log) = run(
+        let log = succeeds(
             dir.path(),
             "ensure-admin",
             &["topic", "ensure"],
             &env_as(TOPIC_ADMIN),
-            WAIT,
         );
-        assert_eq!(code, Some(0), "{log}");
         assert!(log.contains(&format!("topic {topic}: created")), "{log}");
         assert!(
             log.contains(&format!("topic {topic}.dlq: created")),
@@ -1185,25 +1140,18 @@ fn config_check_accepts_what_managed_clusters_need() {
         ("KAFKAD_KAFKA__SASL_PASSWORD", "env-secret-9f3".to_owned()),
         ("KAFKAD_KAFKA__COMPRESSION_TYPE", "zstd".to_owned()),
     ];
-    let (code, log) = run(
+    succeeds(
         dir.path(),
         "check",
         &["config", "check", "--role", "producer"],
         &env,
-        WAIT,
     );
-    assert_eq!(code, Some(0), "{log}");
-    let (code, printed) = run(
+    let printed = assert_printed(
         dir.path(),
         "print",
         &["config", "print", "--role", "producer"],
         &env,
-        WAIT,
-    );
-    assert_eq!(code, Some(0), "{printed}");
-    assert!(
-        printed.contains("\"sasl.password\" = \"<redacted>\""),
-        "{printed}"
+        "\"sasl.password\" = \"<redacted>\"",
     );
     assert!(!printed.contains("env-secret-9f3"), "{printed}");
     for mechanism in ["PLAIN", "SCRAM-SHA-256", "OAUTHBEARER"] {
@@ -1211,14 +1159,12 @@ fn config_check_accepts_what_managed_clusters_need() {
             ("KAFKAD_KAFKA__SECURITY_PROTOCOL", "SASL_SSL".to_owned()),
             ("KAFKAD_KAFKA__SASL_MECHANISM", mechanism.to_owned()),
         ];
-        let (code, log) = run(
+        succeeds(
             dir.path(),
-            "check",
+            &format!("check-{mechanism}"),
             &["config", "check", "--role", "single"],
             &env,
-            WAIT,
         );
-        assert_eq!(code, Some(0), "{mechanism}: {log}");
     }
 }
 

@@ -91,26 +91,31 @@ def producer_config(bootstrap):
     }
 
 
-def single_config(bootstrap, group):
+def consumer_config(bootstrap, group, seed):
+    """A consumer's `seed` settings, with the bench's brokers and group; every run reads a topic
+    filled before it under a fresh group, so from the earliest offset."""
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
-        "enable.auto.commit": True,
-        "fetch.min.bytes": 1,
-        "fetch.wait.max.ms": 500,
+        **seed,
         "auto.offset.reset": "earliest",
     }
+
+
+def single_config(bootstrap, group):
+    return consumer_config(
+        bootstrap,
+        group,
+        {"enable.auto.commit": True, "fetch.min.bytes": 1, "fetch.wait.max.ms": 500},
+    )
 
 
 def batch_config(bootstrap, group):
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "enable.auto.commit": False,
-        "fetch.min.bytes": 1024,
-        "fetch.wait.max.ms": 5000,
-        "auto.offset.reset": "earliest",
-    }
+    return consumer_config(
+        bootstrap,
+        group,
+        {"enable.auto.commit": False, "fetch.min.bytes": 1024, "fetch.wait.max.ms": 5000},
+    )
 
 
 class Mark:
@@ -207,16 +212,19 @@ def deadline_for(messages):
     return time.monotonic() + 60 + messages / 1000
 
 
-def single(args):
+def consume(args, name, config, handle):
+    """The seed's consumer loop, workload `name`: poll, decode each message and give it to
+    `handle(consumer, message, seen)`, which returns how many messages are handled now,
+    until all of them are."""
     created = time.monotonic()
-    consumer = Consumer(single_config(args.bootstrap, args.group))
+    consumer = Consumer(config)
     consumer.subscribe([args.topic])
     deadline = deadline_for(args.messages)
     first = None
     seen = 0
     while seen < args.messages:
         if time.monotonic() > deadline:
-            fail(f"single: {seen} of {args.messages} messages in time")
+            fail(f"{name}: {seen} of {args.messages} messages in time")
         record = consumer.poll(1.0)
         if record is None:
             continue
@@ -226,41 +234,36 @@ def single(args):
             continue
         if first is None:
             first = Mark()
-        KafkaMessage.deserialize(record.value())
-        seen += 1
+        seen = handle(consumer, KafkaMessage.deserialize(record.value()), seen)
     end = Mark()
     consumer.close()
     return result(created, first, end, args.messages)
 
 
+def single(args):
+    """One message at a time; auto commit."""
+    return consume(
+        args,
+        "single",
+        single_config(args.bootstrap, args.group),
+        lambda _consumer, _message, seen: seen + 1,
+    )
+
+
 def batch(args):
-    created = time.monotonic()
-    consumer = Consumer(batch_config(args.bootstrap, args.group))
-    consumer.subscribe([args.topic])
-    deadline = deadline_for(args.messages)
-    first = None
-    seen = 0
+    """At least MIN_BATCH_SIZE messages buffered (fewer for the last), handled, then a
+    synchronous commit."""
     buffer = []
-    while seen < args.messages:
-        if time.monotonic() > deadline:
-            fail(f"batch: {seen} of {args.messages} messages in time")
-        record = consumer.poll(1.0)
-        if record is None:
-            continue
-        if record.error():
-            if record.error().code() != KafkaError._PARTITION_EOF:
-                print(f"consumer error: {record.error()}", file=sys.stderr)
-            continue
-        if first is None:
-            first = Mark()
-        buffer.append(KafkaMessage.deserialize(record.value()))
+
+    def handle(consumer, message, seen):
+        buffer.append(message)
         if len(buffer) >= MIN_BATCH_SIZE or seen + len(buffer) >= args.messages:
             seen += len(buffer)
             buffer.clear()
             consumer.commit(asynchronous=False)
-    end = Mark()
-    consumer.close()
-    return result(created, first, end, args.messages)
+        return seen
+
+    return consume(args, "batch", batch_config(args.bootstrap, args.group), handle)
 
 
 def roundtrip(args):

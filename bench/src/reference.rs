@@ -8,6 +8,7 @@
 //! record it consumes. raw → codec is what the codec costs; codec → kafkad is what kafkad's own
 //! loop costs (metrics, the sink call, owned copies, its checks).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,14 +18,15 @@ use std::time::{Duration, Instant};
 use kafkad::config::{ProducerSettings, Role, Scope, Settings};
 use kafkad::message::{KafkaMessage, Timestamp};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{BorrowedMessage, DeliveryResult};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::value::RawValue;
 
 use crate::measure::{
-    after_warmup, run_deadline, unix_micros, window, DeliveryWatch, Mark, PhaseResult,
+    after_warmup, run_deadline, unix_micros, window, DeliveryMarks, DeliveryWatch, Mark,
+    PhaseResult,
 };
 use crate::settings::{message_factory, PRODUCER_ID};
 use crate::BenchError;
@@ -231,17 +233,28 @@ pub fn reference_send(
     Ok(producer)
 }
 
+/// [`reference_send`], its deliveries watched from another thread: the producer (still to be
+/// dropped) and when the first and the last deliveries were seen.
+fn watched_send(
+    kind: Kind,
+    settings: &Settings,
+    messages: u64,
+    rate: Option<f64>,
+) -> (Result<BaseProducer<Reference>, BenchError>, DeliveryMarks) {
+    let context = Reference::default();
+    let delivered = Arc::clone(&context.delivered);
+    let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
+    let producer = reference_send(kind, settings, messages, rate, context);
+    (producer, watch.finish())
+}
+
 pub fn reference_produce(
     kind: Kind,
     settings: &Settings,
     messages: u64,
 ) -> Result<PhaseResult, BenchError> {
     let created = Instant::now();
-    let context = Reference::default();
-    let delivered = Arc::clone(&context.delivered);
-    let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
-    let producer = reference_send(kind, settings, messages, None, context);
-    let marks = watch.finish();
+    let (producer, marks) = watched_send(kind, settings, messages, None);
     drop(producer?);
     marks.window(created, messages, "produce-reference")
 }
@@ -261,6 +274,62 @@ pub fn reference_consumer(settings: &Settings) -> Result<BaseConsumer<Reference>
     Ok(consumer)
 }
 
+/// A consume phase under way: its reference consumer, the phase's deadline, and what its
+/// window needs.
+struct Consuming {
+    consumer: BaseConsumer<Reference>,
+    /// The phase, as its errors name it (`single-reference`, ...).
+    phase: &'static str,
+    messages: u64,
+    created: Instant,
+    deadline: Instant,
+    /// When the first record arrived.
+    first: Cell<Option<Mark>>,
+}
+
+impl Consuming {
+    /// Creates the reference consumer of `phase`, which must consume `messages` before
+    /// [`run_deadline`] says.
+    fn start(phase: &'static str, settings: &Settings, messages: u64) -> Result<Self, BenchError> {
+        let created = Instant::now();
+        Ok(Consuming {
+            consumer: reference_consumer(settings)?,
+            phase,
+            messages,
+            created,
+            deadline: created + run_deadline(messages),
+            first: Cell::new(None),
+        })
+    }
+
+    /// Fails the phase once past its deadline, `seen` of its messages consumed.
+    fn in_time(&self, seen: u64) -> Result<(), BenchError> {
+        if Instant::now() > self.deadline {
+            return Err(BenchError::Reference(format!(
+                "{}: {seen} of {} messages in time",
+                self.phase, self.messages
+            )));
+        }
+        Ok(())
+    }
+
+    /// A record, if one comes within `timeout`; the first one marks the window's start.
+    fn poll(&self, timeout: Duration) -> Option<BorrowedMessage<'_>> {
+        let record = self.consumer.poll(timeout).and_then(Result::ok)?;
+        if self.first.get().is_none() {
+            self.first.set(Some(Mark::now()));
+        }
+        Some(record)
+    }
+
+    /// The phase's window, from the first record to `end`, once the consumer is closed.
+    fn window(self, end: Mark) -> PhaseResult {
+        let (created, first, messages) = (self.created, self.first.get(), self.messages);
+        drop(self.consumer);
+        window(created, first.unwrap_or(end), end, messages)
+    }
+}
+
 /// The single reference: poll, (decode,) store the offset (as the role's guarantee needs),
 /// repeat.
 pub fn reference_single(
@@ -268,28 +337,19 @@ pub fn reference_single(
     settings: &Settings,
     messages: u64,
 ) -> Result<PhaseResult, BenchError> {
-    let created = Instant::now();
-    let consumer = reference_consumer(settings)?;
-    let deadline = created + run_deadline(messages);
-    let mut first = None;
+    let consuming = Consuming::start("single-reference", settings, messages)?;
     let mut seen = 0;
     while seen < messages {
-        if Instant::now() > deadline {
-            return Err(BenchError::Reference(format!(
-                "single-reference: {seen} of {messages} messages in time"
-            )));
-        }
-        if let Some(Ok(record)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Mark::now);
+        consuming.in_time(seen)?;
+        if let Some(record) = consuming.poll(Duration::from_millis(100)) {
             seen += 1;
             decode(kind, record.payload());
-            let _ = consumer.store_offset_from_message(&record);
+            let _ = consuming.consumer.store_offset_from_message(&record);
         }
     }
     let end = Mark::now();
-    let _ = consumer.commit_consumer_state(CommitMode::Sync);
-    drop(consumer);
-    Ok(window(created, first.unwrap_or(end), end, messages))
+    let _ = consuming.consumer.commit_consumer_state(CommitMode::Sync);
+    Ok(consuming.window(end))
 }
 
 /// The batch reference: the role's batching rule (up to `max_size`; at least `min_size` and
@@ -301,29 +361,22 @@ pub fn reference_batch(
     settings: &Settings,
     messages: u64,
 ) -> Result<PhaseResult, BenchError> {
-    let created = Instant::now();
-    let consumer = reference_consumer(settings)?;
+    let consuming = Consuming::start("batch-reference", settings, messages)?;
+    let consumer = &consuming.consumer;
     let limits = &settings.batch;
-    let deadline = created + run_deadline(messages);
-    let mut first = None;
     let mut seen = 0;
     let mut in_batch = 0usize;
     let mut batch_started: Option<Instant> = None;
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let mut end = None;
     while end.is_none() {
-        if Instant::now() > deadline {
-            return Err(BenchError::Reference(format!(
-                "batch-reference: {seen} of {messages} messages in time"
-            )));
-        }
+        consuming.in_time(seen)?;
         let timeout = if in_batch >= limits.min_size.get() {
             Duration::ZERO
         } else {
             Duration::from_millis(100)
         };
-        if let Some(Ok(record)) = consumer.poll(timeout) {
-            first.get_or_insert_with(Mark::now);
+        if let Some(record) = consuming.poll(timeout) {
             decode(kind, record.payload());
             positions.insert(record.partition(), record.offset() + 1);
             in_batch += 1;
@@ -354,9 +407,8 @@ pub fn reference_batch(
             batch_started = None;
         }
     }
-    drop(consumer);
     let end = end.expect("loop ends with an end mark");
-    Ok(window(created, first.unwrap_or(end), end, messages))
+    Ok(consuming.window(end))
 }
 
 /// The roundtrip reference: a consumer thread (joined before anything is sent) and a paced
@@ -367,28 +419,23 @@ pub fn reference_roundtrip(
     messages: u64,
     rate: f64,
 ) -> Result<PhaseResult, BenchError> {
-    let created = Instant::now();
-    let consumer = reference_consumer(consumer_settings)?;
+    let consuming = Consuming::start("roundtrip-reference", consumer_settings, messages)?;
+    let created = consuming.created;
     let ready = Arc::new(AtomicBool::new(false));
-    let deadline = created + run_deadline(messages);
     let reader = {
         let ready = Arc::clone(&ready);
-        std::thread::spawn(move || -> Result<Vec<(u64, u64)>, String> {
+        std::thread::spawn(move || -> Result<Vec<(u64, u64)>, BenchError> {
+            let consumer = &consuming.consumer;
             let mut latencies = Vec::with_capacity(messages as usize);
             while (latencies.len() as u64) < messages {
-                if Instant::now() > deadline {
-                    return Err(format!(
-                        "roundtrip-reference: {} of {messages} messages in time",
-                        latencies.len()
-                    ));
-                }
-                let polled = consumer.poll(Duration::from_millis(100));
+                consuming.in_time(latencies.len() as u64)?;
+                let polled = consuming.poll(Duration::from_millis(100));
                 if !ready.load(Ordering::Relaxed)
                     && consumer.assignment().is_ok_and(|a| a.count() > 0)
                 {
                     ready.store(true, Ordering::Relaxed);
                 }
-                if let Some(Ok(record)) = polled {
+                if let Some(record) = polled {
                     let now = unix_micros();
                     let sent = record
                         .key()
@@ -413,16 +460,12 @@ pub fn reference_roundtrip(
         std::thread::sleep(Duration::from_millis(5));
     }
     let start = Mark::now();
-    let context = Reference::default();
-    let delivered = Arc::clone(&context.delivered);
-    let watch = DeliveryWatch::start(move || delivered.load(Ordering::Relaxed), messages);
-    let producer = reference_send(Kind::Raw, producer_settings, messages, Some(rate), context);
-    let warm = watch.finish().first.map(|(mark, _)| mark.unix_us);
+    let (producer, marks) = watched_send(Kind::Raw, producer_settings, messages, Some(rate));
+    let warm = marks.first.map(|(mark, _)| mark.unix_us);
     let producer = producer?;
     let latencies = reader
         .join()
-        .map_err(|_| BenchError::Reference("roundtrip-reference: reader panicked".to_owned()))?
-        .map_err(BenchError::Reference)?;
+        .map_err(|_| BenchError::Reference("roundtrip-reference: reader panicked".to_owned()))??;
     let end = Mark::now();
     drop(producer);
     let mut result = window(created, start, end, messages);

@@ -249,6 +249,31 @@ impl<'c> Scenario<'c> {
         reconcile(produced, keys(&self.processed(consumers)))
     }
 
+    /// The seed's two groups, each with its two consumer services.
+    pub fn seed_groups(&self) -> [(String, [&'static str; 2]); 2] {
+        [
+            (self.single_group.clone(), ["single-1", "single-2"]),
+            (self.batch_group.clone(), ["batch-1", "batch-2"]),
+        ]
+    }
+
+    /// Each group's reconciliation of what its members processed against `produced`, none
+    /// lost and nothing unexpected in any group (duplicates are counted, not refused): the
+    /// table [`print_reconciliation`] prints.
+    pub fn reconcile_groups(
+        &self,
+        produced: &HashSet<MessageKey>,
+        groups: &[(String, [&str; 2])],
+    ) -> BTreeMap<String, Reconciliation> {
+        let mut table = BTreeMap::new();
+        for (group, members) in groups {
+            let r = self.reconcile(produced, members);
+            assert_eq!((r.lost, r.unexpected), (0, 0), "{group}");
+            table.insert(group.clone(), r);
+        }
+        table
+    }
+
     /// Waits until the named consumers together processed every produced message.
     pub fn wait_for_group(&self, group: &str, consumers: &[&str], produced: &HashSet<MessageKey>) {
         let deadline = Instant::now() + CONSUME_TIMEOUT;
@@ -385,6 +410,19 @@ pub fn stop_gracefully(processes: &mut [Kafkad]) {
             p.log_tail()
         );
     }
+}
+
+/// Waits for each producer, its producer id its process name, to send its `count` messages
+/// and exit 0, every one delivered; the keys they produced.
+pub fn wait_producers(producers: &mut [Kafkad], count: u64) -> HashSet<MessageKey> {
+    let mut produced = HashSet::new();
+    for p in producers {
+        let status = p.wait(CONSUME_TIMEOUT);
+        assert_eq!(status.code(), Some(0), "{}:\n{}", p.name, p.log_tail());
+        assert_eq!(producer_totals(p), (count, count, 0), "{}", p.name);
+        produced.extend(produced_ids(&p.name, count));
+    }
+    produced
 }
 
 /// A producer's final report: (accepted, delivered, failed), from its `done` log line.
