@@ -396,6 +396,9 @@ fn refused_at_start(
     cases: impl IntoIterator<Item = BadStart>,
     password: &str,
 ) -> Vec<String> {
+    // Tests run side by side in one process: each call's logs get names of their own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let broker = format!("127.0.0.1:{}", free_port());
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("postgres_sink-refused");
     std::fs::create_dir_all(&dir).expect("log directory");
@@ -407,7 +410,7 @@ fn refused_at_start(
             env.retain(|(k, _)| *k != key);
             env.push((key, value));
         }
-        let name = format!("refused-{}-{i}", std::process::id());
+        let name = format!("refused-{}-{call}-{i}", std::process::id());
         let _ = std::fs::remove_file(dir.join(format!("{name}.log")));
         let mut kafkad = Kafkad::spawn(&name, &dir, &["--role", "batch"], &env);
         // A kafkad the database lets in goes on to wait for the broker: it is stopped (on
