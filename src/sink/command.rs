@@ -181,17 +181,9 @@ mod tests {
     use super::pipes::STDERR_KEPT;
     use super::*;
     use crate::message::KafkaMessage;
-    use crate::payload::Payload;
 
     fn record(id: i64) -> Record<'static> {
-        Record {
-            topic: "t",
-            partition: 0,
-            offset: id,
-            payload: Payload::Message(KafkaMessage::new(id, "c", "p")),
-            key: None,
-            headers: None,
-        }
+        Record::test_message(id, "p", 0, id)
     }
 
     fn sh(script: &str, timeout: Duration) -> CommandSink {

@@ -129,18 +129,10 @@ impl Sink for JsonlSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::KafkaMessage;
     use crate::payload::Payload;
 
     fn record(id: i64, offset: i64) -> Record<'static> {
-        Record {
-            topic: "t",
-            partition: 2,
-            offset,
-            payload: Payload::Message(KafkaMessage::new(id, "c", "p-1")),
-            key: None,
-            headers: None,
-        }
+        Record::test_message(id, "p-1", 2, offset)
     }
 
     #[test]

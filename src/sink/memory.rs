@@ -85,19 +85,10 @@ impl Sink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::KafkaMessage;
-    use crate::payload::Payload;
 
     #[test]
     fn clones_share_lines() {
-        let record = |id| Record {
-            topic: "t",
-            partition: 0,
-            offset: id,
-            payload: Payload::Message(KafkaMessage::new(id, "c", "p")),
-            key: None,
-            headers: None,
-        };
+        let record = |id| Record::test_message(id, "p", 0, id);
         let sink = MemorySink::default();
         let mut a = sink.clone();
         let mut b = sink.another().expect("shareable");

@@ -64,6 +64,27 @@ pub struct Record<'a> {
     pub headers: Option<&'a rdkafka::message::OwnedHeaders>,
 }
 
+#[cfg(test)]
+impl Record<'static> {
+    /// For tests: the seed's message `id` from producer `producer_id`, read from partition
+    /// `partition` of topic `t` at `offset`, without key or headers.
+    pub(crate) fn test_message(
+        id: i64,
+        producer_id: &'static str,
+        partition: i32,
+        offset: i64,
+    ) -> Self {
+        Record {
+            topic: "t",
+            partition,
+            offset,
+            payload: Payload::Message(KafkaMessage::new(id, "c", producer_id)),
+            key: None,
+            headers: None,
+        }
+    }
+}
+
 impl<'a> Record<'a> {
     /// The seed's message, where the consumer's format is `kafka_message`.
     pub fn message(&self) -> Option<&KafkaMessage<'a>> {
