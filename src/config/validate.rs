@@ -12,7 +12,7 @@ pub(super) fn validate(settings: &Settings, tree: &Map<String, Value>) -> Result
         let key = format!("kafka.{}", error.name);
         invalid(tree, &key, error.to_string())
     })?;
-    check_guarantees(settings.role, kafka, tree)
+    check_guarantees(settings, tree)
 }
 
 /// Values in range: names not empty, counts and durations above 0, the batch limits in order,
@@ -445,13 +445,12 @@ pub(super) fn kafka_topic_name(name: &str) -> Result<(), String> {
 /// A consumer without a group, and the properties kafkad owns ([`OWNED_PROPERTIES`]) set in
 /// `[kafka]`: any value there could only agree with kafkad's or break the guarantee.
 pub(super) fn check_guarantees(
-    role: Option<Role>,
-    kafka: &KafkaProperties,
+    settings: &Settings,
     tree: &Map<String, Value>,
 ) -> Result<(), ConfigError> {
     if let Some(owned) = OWNED_PROPERTIES
         .into_iter()
-        .find(|key| kafka.get(key).is_some())
+        .find(|key| settings.resolved_kafka.get(key).is_some())
     {
         return Err(invalid(
             tree,
@@ -459,10 +458,12 @@ pub(super) fn check_guarantees(
             "is kafkad's to set: each consumer stores an offset only once its record is finished, and the single role's auto commit or the batch role's commit after each batch sends what is stored; remove it",
         ));
     }
-    match role {
-        Some(Role::Single | Role::Batch) if kafka.get("group.id").is_none_or(str::is_empty) => Err(
-            invalid(tree, "kafka.group.id", "consumers need a consumer group"),
-        ),
+    match settings.role {
+        Some(Role::Single | Role::Batch) if settings.group_id().is_none() => Err(invalid(
+            tree,
+            "kafka.group.id",
+            "consumers need a consumer group",
+        )),
         _ => Ok(()),
     }
 }
