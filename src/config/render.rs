@@ -159,7 +159,8 @@ fn table_defaults(out: &mut String, table: &str, settings: &Settings, tree: &Map
             "# \"retries\" is not set: librdkafka retries a message until delivery.timeout.ms; the seed's retries=10 would fail it after about ten retriable errors (a leader election, NOT_ENOUGH_REPLICAS), long before that"
         );
     }
-    if let (true, Some(consumer)) = (table == "kafka", settings.role.and_then(Role::consumer)) {
+    let consumer = settings.role.and_then(Role::consumer);
+    if let Some(consumer) = consumer.filter(|_| table == "kafka") {
         // Shown commented out: the output stays a config file kafkad accepts.
         for (name, value) in consumer.owned_properties() {
             let assignment = format!("# {} = {}", quote(name), quote(value));
