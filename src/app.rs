@@ -4,7 +4,6 @@
 //! a demo that lost messages); 2 usage or configuration error.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use crate::cli::{
     Cli, Command, ConfigAction, ConfigArgs, DemoArgs, DlqAction, ReplayArgs, TopicAction,
@@ -12,9 +11,8 @@ use crate::cli::{
 use crate::config::{self, ConfigError};
 use crate::demo::{self, DemoOptions};
 use crate::replay;
-use crate::roles::{self, RoleReport};
+use crate::roles::{self, RolePlan, RoleReport};
 use crate::shutdown;
-use crate::telemetry::metrics::RoleMetrics;
 use crate::telemetry::{http, logging};
 
 /// A command's failure, with the exit code it maps to.
@@ -161,16 +159,15 @@ async fn run_role(cli: &Cli) -> Result<(), AppError> {
     let loaded = config::load(&cli.config.request(true))?;
     init_logging(&loaded);
     let listen_origin = loaded.origin("http.listen");
-    let settings = Arc::new(loaded.settings);
-    let role = settings.role.ok_or(ConfigError::NoRole)?;
+    let settings = loaded.settings;
+    let plan = RolePlan::new(&settings).ok_or(ConfigError::NoRole)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::listen_for_signals(trigger)?;
 
-    let metrics = RoleMetrics::for_role(role);
-    let _endpoint = serve_endpoint(&settings, &metrics, listen_origin).await?;
+    let _endpoint = serve_endpoint(settings.http.listen, &plan, listen_origin).await?;
     let timeout = settings.shutdown_timeout;
     let mut watcher = shutdown.clone();
-    let run = roles::run(Arc::clone(&settings), metrics, shutdown);
+    let run = roles::run(plan, shutdown);
     // The role's stop ends by the shutdown's deadline, each of its steps taking what is left
     // of it; a step that overran it (a commit to brokers that are gone) is given up on a
     // little after, once the role had its chance to report.
@@ -220,17 +217,17 @@ fn init_logging(loaded: &config::LoadedConfig) {
 /// taken, the endpoint moves to a free port on the same interface and says where. A port the
 /// operator chose is never moved: taken, it is an error naming the setting's source.
 async fn serve_endpoint(
-    settings: &config::Settings,
-    metrics: &RoleMetrics,
+    listen: Option<SocketAddr>,
+    plan: &RolePlan,
     listen_origin: String,
 ) -> Result<Option<http::Endpoint>, AppError> {
-    let listen = settings.http.listen;
-    match http::serve_role(settings, metrics, listen).await {
+    let (labels, metrics) = (&plan.labels(), &plan.metrics());
+    match http::serve_role(labels, metrics, listen).await {
         Err((addr, source))
             if source.kind() == std::io::ErrorKind::AddrInUse && listen_origin == "default" =>
         {
             let any_port = SocketAddr::new(addr.ip(), 0);
-            let endpoint = http::serve_role(settings, metrics, Some(any_port))
+            let endpoint = http::serve_role(labels, metrics, Some(any_port))
                 .await
                 .map_err(|(addr, source)| AppError::Listen {
                     addr,

@@ -208,7 +208,9 @@ pub fn replay(
     shutdown: &Shutdown,
 ) -> Result<ReplayReport, ReplayError> {
     let consumer = create_consumer(settings, target)?;
-    let mut sink = sink::from_settings(settings, target.role).map_err(ReplayError::Sink)?;
+    let mut sink = sink::SinkConfig::new(settings, target.role)
+        .open()
+        .map_err(ReplayError::Sink)?;
     let mut replay = Replay {
         progress: Progress::default(),
         consumer,

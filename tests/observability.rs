@@ -21,7 +21,11 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Serves one role's registry on a free loopback port, as its process would.
 async fn endpoint(settings: &kafkad::config::Settings, metrics: RoleMetrics) -> String {
-    let registry = http::role_registry(settings, &metrics);
+    // The labels the daemon gives the role these settings describe.
+    let labels = roles::RolePlan::new(settings)
+        .expect("the settings name a role")
+        .labels();
+    let registry = http::role_registry(&labels, &metrics);
     let endpoint = http::serve(
         "127.0.0.1:0".parse().expect("addr"),
         Arc::new(registry),
@@ -84,9 +88,13 @@ async fn metrics_counters_equal_the_reconciliation() {
     }
 
     let (_stop, shutdown) = shutdown::channel();
-    let report = roles::producer::run(Arc::new(producer_settings), producer_metrics, shutdown)
-        .await
-        .expect("all delivered");
+    let report = roles::producer::run(
+        roles::ProducerConfig::new(&producer_settings),
+        producer_metrics,
+        shutdown,
+    )
+    .await
+    .expect("all delivered");
     let produced: HashSet<_> = report
         .delivered_ids()
         .map(|id| ("p-1".to_owned(), id))

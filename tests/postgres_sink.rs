@@ -81,9 +81,12 @@ async fn consume_until(
 /// for, which is made off the test's runtime (it connects synchronously).
 async fn start_consumer(settings: kafkad::config::Settings, role: Role) -> ConsumerRun {
     let for_sink = settings.clone();
-    let sink =
-        blocking(move || sink::from_settings(&for_sink, role).expect("the postgres sink starts"))
-            .await;
+    let sink = blocking(move || {
+        sink::SinkConfig::new(&for_sink, role)
+            .open()
+            .expect("the postgres sink starts")
+    })
+    .await;
     spawn_consumer(role, settings, sink)
 }
 
@@ -196,9 +199,13 @@ async fn a_write_under_a_claim_that_no_longer_holds_is_refused_and_rolled_back()
     let s = settings(&mock, Role::Batch, pg, table, &[]);
     let (s1, s2) = (s.clone(), s.clone());
     let outcomes = blocking(move || {
-        let mut zombie = sink::from_settings(&s1, Role::Batch).expect("sink");
+        let mut zombie = sink::SinkConfig::new(&s1, Role::Batch)
+            .open()
+            .expect("sink");
         let mut zombie_store = zombie.positions().expect("keeps positions");
-        let mut owner = sink::from_settings(&s2, Role::Batch).expect("sink");
+        let mut owner = sink::SinkConfig::new(&s2, Role::Batch)
+            .open()
+            .expect("sink");
         let mut owner_store = owner.positions().expect("keeps positions");
         let at = |spans: &'static [Span]| Positions {
             topic: TOPIC,

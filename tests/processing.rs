@@ -108,7 +108,7 @@ fn command_settings(
 
 /// A consumer role processing into the sink its settings configure (http, command).
 fn spawn_with_its_sink(role: Role, settings: kafkad::config::Settings) -> ConsumerRun {
-    let sink = sink::from_settings(&settings, role).expect("sink");
+    let sink = sink::SinkConfig::new(&settings, role).open().expect("sink");
     spawn_consumer(role, settings, sink)
 }
 

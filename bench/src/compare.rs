@@ -2,7 +2,6 @@
 //! process; the brokers (the mock cluster, when it is used) and the topics live here.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafkad::cli::ConfigLayers;
@@ -558,7 +557,7 @@ impl<'a> Bench<'a> {
             &extra,
         )?;
         let report = producer::run(
-            Arc::new(settings),
+            producer::ProducerConfig::new(&settings),
             ProducerMetrics::default(),
             Shutdown::never(),
         )

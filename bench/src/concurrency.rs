@@ -8,13 +8,12 @@
 //! record of a key before the one before it), and a broken order fails the run.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkad::cluster::{self, EmbeddedCluster};
 use kafkad::config::{LoadRequest, Role};
 use kafkad::message::KafkaMessage;
-use kafkad::roles::{self, ConsumerRole};
+use kafkad::roles::{self, ConsumerConfig, ConsumerRole};
 use kafkad::shutdown;
 use kafkad::sink;
 use kafkad::telemetry::metrics::ConsumerMetrics;
@@ -140,12 +139,12 @@ async fn consume(
         ("consumer.ordering", "key".to_owned()),
     ];
     let settings = cluster::mock_settings(bootstrap, Role::Single, request, overrides)?;
-    let sink = sink::from_settings(&settings, Role::Single)
+    let sink = sink::SinkConfig::new(&settings, Role::Single)
+        .open()
         .map_err(|e| BenchError::Reference(e.to_string()))?;
     let (stop, shutdown) = shutdown::channel();
     let consumer = tokio::spawn(roles::run_consumer(
-        ConsumerRole::Single,
-        Arc::new(settings),
+        ConsumerConfig::new(&settings, ConsumerRole::Single),
         sink,
         ConsumerMetrics::default(),
         shutdown,

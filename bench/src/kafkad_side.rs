@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafkad::config::Settings;
-use kafkad::roles::{self, producer, ConsumerRole};
+use kafkad::roles::{self, producer, ConsumerConfig, ConsumerRole, ProducerConfig};
 use kafkad::shutdown::{self, ShutdownTrigger};
 use kafkad::sink::{Record, Sink, SinkError};
 use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
@@ -95,12 +95,16 @@ pub async fn kafkad_produce(settings: Settings, messages: u64) -> Result<PhaseRe
     let metrics = ProducerMetrics::default();
     let delivered = metrics.delivered.clone();
     let watch = DeliveryWatch::start(move || delivered.get(), messages);
-    let report = producer::run(Arc::new(settings), metrics, shutdown::Shutdown::never())
-        .await
-        .map_err(|source| BenchError::Role {
-            phase: "produce-kafkad",
-            source,
-        });
+    let report = producer::run(
+        ProducerConfig::new(&settings),
+        metrics,
+        shutdown::Shutdown::never(),
+    )
+    .await
+    .map_err(|source| BenchError::Role {
+        phase: "produce-kafkad",
+        source,
+    });
     let marks = watch.finish();
     let report = report?;
     if report.delivered != messages {
@@ -121,14 +125,12 @@ pub async fn kafkad_consume(
     let (sink, state) = CountingSink::new(messages, stop.clone(), false);
     let created = Instant::now();
     let metrics = ConsumerMetrics::default();
-    let settings = Arc::new(settings);
     let role = match phase {
         Phase::BatchKafkad => ConsumerRole::Batch,
         _ => ConsumerRole::Single,
     };
     let task = tokio::spawn(roles::run_consumer(
-        role,
-        settings,
+        ConsumerConfig::new(&settings, role),
         Box::new(sink),
         metrics,
         shutdown,
@@ -169,8 +171,7 @@ pub async fn kafkad_roundtrip(
     let created = Instant::now();
     let metrics = ConsumerMetrics::default();
     let consumer = tokio::spawn(roles::run_consumer(
-        ConsumerRole::Single,
-        Arc::new(consumer_settings),
+        ConsumerConfig::new(&consumer_settings, ConsumerRole::Single),
         Box::new(sink),
         metrics.clone(),
         shutdown,
@@ -192,7 +193,7 @@ pub async fn kafkad_roundtrip(
     let delivered = producer_metrics.delivered.clone();
     let watch = DeliveryWatch::start(move || delivered.get(), messages);
     let producer = producer::run(
-        Arc::new(producer_settings),
+        ProducerConfig::new(&producer_settings),
         producer_metrics,
         shutdown::Shutdown::never(),
     )

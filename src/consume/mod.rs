@@ -35,6 +35,7 @@
 mod chunk;
 mod client;
 mod commits;
+mod config;
 mod engine;
 mod execute;
 mod job;
@@ -54,7 +55,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
 
 use crate::client::ClientLog;
-use crate::config::{ConsumerRole, Settings};
+use crate::config::ConsumerRole;
 use crate::dlq::DeadLetters;
 use crate::payload::{Decoder, SchemaRegistry};
 use crate::roles::{ConsumerReport, RoleError};
@@ -64,6 +65,7 @@ use crate::telemetry::clock::Tick;
 use crate::telemetry::metrics::ConsumerMetrics;
 use client::{ConsumerHooks, KafkadConsumer};
 use commits::Committer;
+pub use config::ConsumerConfig;
 use engine::Engine;
 pub(crate) use engine::Strategy;
 use partitions::{Partitions, Window};
@@ -91,20 +93,19 @@ const DRAIN_SHARE: f64 = 0.6;
 
 /// Runs a consumer role on the calling (blocking) thread until shutdown or a failure.
 pub(crate) fn consume(
-    strategy: Strategy,
-    settings: &Settings,
+    config: &ConsumerConfig,
     sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,
     shutdown: &Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let (consumer, workers) = create(strategy, settings, sink, metrics, shutdown)?;
+    let (consumer, workers) = create(config, sink, metrics, shutdown)?;
     let consumer = Arc::new(consumer);
     let hooks = consumer.context();
     let committer = Committer::start(Arc::clone(&consumer))
         .map_err(|e| RoleError::Thread(format!("cannot start the commit thread: {e}")))?;
     let probe = Probe::start(Arc::clone(&consumer));
-    tracing::info!(group = %hooks.group, concurrency = settings.consumer.concurrency, ordering = ?settings.consumer.ordering, "consumer started");
-    let deadline = run(&consumer, &probe, settings, metrics, shutdown);
+    tracing::info!(group = %hooks.group, concurrency = config.consumer.concurrency, ordering = ?config.consumer.ordering, "consumer started");
+    let deadline = run(&consumer, &probe, config, metrics, shutdown);
     committer.stop();
 
     // The final commit, then the dead-letter producer and the group, within what is left.
@@ -154,17 +155,15 @@ pub(crate) fn consume(
 
 /// The consumer, subscribed, with its engine and workers (whose threads it returns).
 fn create(
-    strategy: Strategy,
-    settings: &Settings,
+    config: &ConsumerConfig,
     sink: Box<dyn Sink>,
     metrics: &ConsumerMetrics,
     shutdown: &Shutdown,
 ) -> Result<(KafkadConsumer, Vec<thread::Thread>), RoleError> {
-    let kafka = &settings.resolved_kafka;
-    let group = settings.group_id().unwrap_or_default().to_owned();
-    let topic = settings.topic.selection.to_string();
-    let concurrency = settings.consumer.concurrency.get();
-    let role = strategy.role();
+    let group = &config.group;
+    let topic = config.topics.to_string();
+    let concurrency = config.consumer.concurrency.get();
+    let role = config.role();
     let positions = sink.positions();
     let mut sinks = Vec::with_capacity(concurrency);
     for _ in 1..concurrency {
@@ -174,22 +173,23 @@ fn create(
         );
     }
     sinks.push(sink);
-    let dead_letters = DeadLetters::new(settings, &group, metrics.clone()).map_err(|source| {
-        RoleError::Client {
-            client: "dead-letter producer",
-            source,
-        }
-    })?;
+    let dead_letters =
+        DeadLetters::new(&config.dead_letters, metrics.clone()).map_err(|source| {
+            RoleError::Client {
+                client: "dead-letter producer",
+                source,
+            }
+        })?;
     let shared = Arc::new(WorkerShared {
         dead_letters: Arc::new(dead_letters),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
-        max_record_bytes: settings.max_record_bytes.get(),
-        decoder: decoder(settings),
+        max_record_bytes: config.max_record_bytes.get(),
+        decoder: decoder(config),
     });
     let (workers, threads) = Workers::start(sinks, Arc::clone(&shared))
         .map_err(|e| RoleError::Thread(format!("cannot start a sink worker: {e}")))?;
-    let max_batch = match &strategy {
+    let max_batch = match &config.strategy {
         Strategy::Batch(limits) => limits.max_size.get(),
         Strategy::Single => 1,
     };
@@ -198,43 +198,44 @@ fn create(
         bytes: WINDOW_BYTES,
     };
     let engine = Engine::new(
-        strategy,
-        Partitions::new(settings.consumer.ordering, window),
+        config.strategy.clone(),
+        Partitions::new(config.consumer.ordering, window),
         workers,
-        retry::RetryPolicy::new(&settings.retry),
+        retry::RetryPolicy::new(&config.retry),
         metrics.clone(),
-        settings.consumer.drain_timeout,
+        config.consumer.drain_timeout,
         shared,
         positions,
     );
     let hooks = ConsumerHooks::new(
-        ClientLog::new(format!("consumer {group}"), kafka.redactor())
+        ClientLog::new(format!("consumer {group}"), config.redactor.clone())
             .with_stats(metrics.client.clone()),
         &topic,
-        &group,
+        group,
         metrics.clone(),
         role == ConsumerRole::Batch,
         engine,
     );
-    let consumer: KafkadConsumer = settings
-        .consumer_client_config(role)
-        .create_with_context(hooks)
-        .map_err(|source| RoleError::Client {
-            client: "consumer",
-            source,
-        })?;
+    let consumer: KafkadConsumer =
+        config
+            .client
+            .create_with_context(hooks)
+            .map_err(|source| RoleError::Client {
+                client: "consumer",
+                source,
+            })?;
     // Names, or one pattern (librdkafka's convention: it starts with `^`).
     consumer
-        .subscribe(&settings.topic.selection.subscription())
+        .subscribe(&config.topics.subscription())
         .map_err(|source| RoleError::Subscribe { topic, source })?;
     Ok((consumer, threads))
 }
 
 /// The decoder of `[consumer] format`, with its schema registry client for the schema'd
 /// formats (configuration made sure they have one).
-fn decoder(settings: &Settings) -> Decoder {
-    let format = settings.consumer.format;
-    let registry = match (&settings.schema_registry, format.schema_framing()) {
+fn decoder(config: &ConsumerConfig) -> Decoder {
+    let format = config.consumer.format;
+    let registry = match (&config.schema_registry, format.schema_framing()) {
         (Some(registry), Some(_)) => Some(Arc::new(SchemaRegistry::new(
             &registry.url,
             registry.timeout,
@@ -250,18 +251,15 @@ fn decoder(settings: &Settings) -> Decoder {
 fn run(
     consumer: &KafkadConsumer,
     probe: &Probe,
-    settings: &Settings,
+    config: &ConsumerConfig,
     metrics: &ConsumerMetrics,
     shutdown: &Shutdown,
 ) -> Instant {
     let hooks = consumer.context();
-    let from_earliest = matches!(
-        settings.resolved_kafka.get("auto.offset.reset"),
-        Some("earliest" | "smallest" | "beginning")
-    );
-    let mut watch = Watch::new(settings.stall_timeout, from_earliest);
+    let timing = config.timing;
+    let mut watch = Watch::new(timing.stall_timeout, config.from_earliest);
     // What the steps after the drain get of `shutdown_timeout`.
-    let after_drain = settings.shutdown_timeout.mul_f64(1.0 - DRAIN_SHARE);
+    let after_drain = timing.shutdown_timeout.mul_f64(1.0 - DRAIN_SHARE);
     let mut deadline: Option<Instant> = None;
     let mut queue_drained = true;
     loop {
@@ -278,8 +276,8 @@ fn run(
                 }
                 deadline = Some(
                     shutdown
-                        .deadline(settings.shutdown_timeout)
-                        .unwrap_or_else(|| Instant::now() + settings.shutdown_timeout),
+                        .deadline(timing.shutdown_timeout)
+                        .unwrap_or_else(|| Instant::now() + timing.shutdown_timeout),
                 );
                 engine.stop();
             }

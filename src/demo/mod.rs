@@ -12,7 +12,6 @@ mod telemetry;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -21,7 +20,10 @@ use tokio::task::JoinHandle;
 use crate::cluster::{self, EmbeddedCluster};
 use crate::config::{self, LoadRequest, Role};
 use crate::reconcile::{reconcile, MessageKey, Reconciliation};
-use crate::roles::{self, producer, ConsumerReport, ConsumerRole, ProducerReport, RoleError};
+use crate::roles::{
+    self, producer, ConsumerConfig, ConsumerReport, ConsumerRole, ProducerConfig, ProducerReport,
+    RoleError,
+};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::MemorySink;
 use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
@@ -225,18 +227,18 @@ fn spawn_consumers(
         for n in 1..=2 {
             let settings =
                 cluster::mock_settings(bootstrap, role, &LoadRequest::default(), NO_OVERRIDES)?;
+            let config = ConsumerConfig::new(&settings, consumer_role);
             let metrics = ConsumerMetrics::default();
             let name = format!("{role}-{n}");
             telemetry.register(
                 Some(group),
                 &name,
-                RoleMetrics::Consumer(consumer_role, metrics.clone()),
+                RoleMetrics::Consumer(config.role(), metrics.clone()),
             );
             // Its own stop, for the demo to stop the consumers one by one; `stop` stops all.
             let (stop, shutdown) = stop.child();
             let task = tokio::spawn(roles::run_consumer(
-                consumer_role,
-                Arc::new(settings),
+                config,
                 Box::new(sink.clone()),
                 metrics.clone(),
                 shutdown,
@@ -276,7 +278,7 @@ fn spawn_producers(
         let metrics = ProducerMetrics::default();
         telemetry.register(None, &name, RoleMetrics::Producer(metrics.clone()));
         let task = tokio::spawn(producer::run(
-            Arc::new(settings),
+            ProducerConfig::new(&settings),
             metrics.clone(),
             stop.clone(),
         ));

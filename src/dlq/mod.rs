@@ -56,10 +56,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::Message;
+use rdkafka::{ClientConfig, Message};
 
 use crate::backoff::Backoff;
 use crate::client::ClientLog;
+use crate::config::kafka::Redactor;
 use crate::config::{Scope, Settings, TopicSelection};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::{ConsumerMetrics, ReasonLabel};
@@ -128,67 +129,102 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Waits between failed attempts.
 const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(10));
 
-/// Routes rejected records of one consumer.
-pub struct DeadLetters {
-    /// The producer of the copies; `None` with `dlq_topic = ""`.
-    producer: Option<FutureProducer<ClientLog>>,
+/// What a consumer's dead-letter routing reads of the configuration, taken out of
+/// [`Settings`] once: where copies go and the producer that sends them.
+#[derive(Clone)]
+pub struct DeadLetterConfig {
+    /// The copies' producer, with the settings a copy needs to survive like its original;
+    /// `None` with `dlq_topic = ""`.
+    producer: Option<ClientConfig>,
+    /// Masks `[kafka]`'s secrets in the producer's log lines.
+    redactor: Redactor,
     /// `dlq_topic` where set: every copy goes there; unset, each goes to its own record's
     /// `<topic>.dlq`.
     fixed: Option<String>,
     /// The topics the consumer reads: a copy is never written where it would be read again.
+    selection: TopicSelection,
+    /// The consumer group, named in every copy's headers.
+    group: String,
+}
+
+impl DeadLetterConfig {
+    pub fn new(settings: &Settings) -> Self {
+        let kafka = &settings.resolved_kafka;
+        let fixed = settings.dlq_topic.clone();
+        let producer = (fixed.as_deref() != Some("")).then(|| {
+            let mut config = kafka.client_config(Scope::Producer);
+            // The copy must survive like the original: every in-sync replica, no duplicates
+            // from retries. It is sent alone and awaited, so lingering buys nothing.
+            // One attempt may take DELIVERY_TIMEOUT, unless the operator set how long a
+            // message may wait (`message.timeout.ms` or its alias `delivery.timeout.ms` in
+            // `[kafka]`, which for a consumer only the dead-letter producer uses).
+            if kafka.get("message.timeout.ms").is_none()
+                && kafka.get("delivery.timeout.ms").is_none()
+            {
+                config.set(
+                    "message.timeout.ms",
+                    DELIVERY_TIMEOUT.as_millis().to_string(),
+                );
+            }
+            config
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "0")
+                // Compressed like the producer role's messages: what reached the source
+                // topic only in a compressed batch must fit in the dead-letter topic too.
+                .set(
+                    "compression.type",
+                    kafka.get("compression.type").unwrap_or("lz4"),
+                )
+                // A rejected record can be as large as anything the source topic held.
+                .set("message.max.bytes", "1000000000");
+            config
+        });
+        DeadLetterConfig {
+            producer,
+            redactor: kafka.redactor(),
+            fixed,
+            selection: settings.topic.selection.clone(),
+            group: settings.group_id().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+/// Routes rejected records of one consumer.
+pub struct DeadLetters {
+    /// The producer of the copies; `None` with `dlq_topic = ""`.
+    producer: Option<FutureProducer<ClientLog>>,
+    fixed: Option<String>,
     selection: TopicSelection,
     group: String,
     metrics: ConsumerMetrics,
 }
 
 impl DeadLetters {
-    /// A router for `settings`; with `dlq_topic = ""` it only logs and counts.
+    /// A router as `config` says; with `dlq_topic = ""` it only logs and counts.
     pub fn new(
-        settings: &Settings,
-        group: &str,
+        config: &DeadLetterConfig,
         metrics: ConsumerMetrics,
     ) -> rdkafka::error::KafkaResult<Self> {
-        let selection = &settings.topic.selection;
-        let fixed = settings.dlq_topic.clone();
-        let producer = match fixed.as_deref() {
-            Some("") => {
+        let DeadLetterConfig {
+            producer,
+            redactor,
+            fixed,
+            selection,
+            group,
+        } = config;
+        let producer = match producer {
+            None => {
                 tracing::warn!(
                     topic = %selection,
                     "dead-letter topic disabled (dlq_topic = \"\"): undecodable records will be logged, counted and skipped"
                 );
                 None
             }
-            fixed => {
-                let kafka = &settings.resolved_kafka;
-                let mut config = kafka.client_config(Scope::Producer);
-                // The copy must survive like the original: every in-sync replica, no duplicates
-                // from retries. It is sent alone and awaited, so lingering buys nothing.
-                // One attempt may take DELIVERY_TIMEOUT, unless the operator set how long a
-                // message may wait (`message.timeout.ms` or its alias `delivery.timeout.ms` in
-                // `[kafka]`, which for a consumer only the dead-letter producer uses).
-                if kafka.get("message.timeout.ms").is_none()
-                    && kafka.get("delivery.timeout.ms").is_none()
-                {
-                    config.set(
-                        "message.timeout.ms",
-                        DELIVERY_TIMEOUT.as_millis().to_string(),
-                    );
-                }
-                config
-                    .set("acks", "all")
-                    .set("enable.idempotence", "true")
-                    .set("linger.ms", "0")
-                    // Compressed like the producer role's messages: what reached the source
-                    // topic only in a compressed batch must fit in the dead-letter topic too.
-                    .set(
-                        "compression.type",
-                        kafka.get("compression.type").unwrap_or("lz4"),
-                    )
-                    // A rejected record can be as large as anything the source topic held.
-                    .set("message.max.bytes", "1000000000");
-                let producer = config.create_with_context(ClientLog::new(
+            Some(producer) => {
+                let producer = producer.create_with_context(ClientLog::new(
                     "dead-letter producer",
-                    kafka.redactor(),
+                    redactor.clone(),
                 ))?;
                 match (fixed, selection.single()) {
                     (Some(dlq), _) => tracing::info!(dlq_topic = %dlq, "dead-lettering undecodable records"),
@@ -200,9 +236,9 @@ impl DeadLetters {
         };
         Ok(DeadLetters {
             producer,
-            fixed,
+            fixed: fixed.clone(),
             selection: selection.clone(),
-            group: group.to_owned(),
+            group: group.clone(),
             metrics,
         })
     }

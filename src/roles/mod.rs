@@ -11,9 +11,10 @@
 //! Both consumers run on the one consumer engine (`crate::consume`), which differs between
 //! them only in how it forms jobs (its `Strategy`); its module docs state their guarantees.
 //!
-//! [`run`] runs whichever role the settings name; [`producer::run`] and [`run_consumer`] run
-//! one role, each taking its settings, a [`Shutdown`] and its metrics, and return a report or
-//! a [`RoleError`]. The consumer engine runs on a dedicated blocking thread; the producer
+//! [`run`] runs the role of a [`RolePlan`] (its typed configuration, taken out of the
+//! settings once, with its metrics); [`producer::run`] and [`run_consumer`] run one role, each
+//! taking its configuration, a [`Shutdown`] and its metrics, and return a report or a
+//! [`RoleError`]. The consumer engine runs on a dedicated blocking thread; the producer
 //! runs on the async runtime.
 
 pub mod input;
@@ -21,16 +22,19 @@ pub mod producer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::consume::Strategy;
+pub use crate::consume::ConsumerConfig;
 use crate::shutdown::Shutdown;
-use crate::sink::{self, Sink, SinkError};
-use crate::telemetry::metrics::{ConsumerMetrics, RoleMetrics};
+use crate::sink::{Sink, SinkConfig, SinkError};
+use crate::telemetry::http::MetricLabels;
+use crate::telemetry::metrics::{ConsumerMetrics, ProducerMetrics, RoleMetrics};
 use crate::telemetry::summary;
+pub use producer::ProducerConfig;
 use tracing::Instrument;
 
 /// A role stopped with a failure. Every variant is exit code 1.
@@ -197,28 +201,90 @@ pub enum RoleReport {
 
 pub use crate::config::ConsumerRole;
 
-/// Runs the role `metrics` was made for ([`RoleMetrics::for_role`]) until it finishes
-/// (producer with a `count`) or `shutdown` fires; consumers process through the sink
-/// `[sink]` describes.
-pub async fn run(
-    settings: Arc<Settings>,
-    metrics: RoleMetrics,
-    shutdown: Shutdown,
-) -> Result<RoleReport, RoleError> {
-    match metrics {
-        RoleMetrics::Producer(metrics) => producer::run(settings, metrics, shutdown)
+/// The times every role keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleTiming {
+    /// How long the whole stop may take, from the signal.
+    pub shutdown_timeout: Duration,
+    /// How long the role may go without progress before `/healthz` fails.
+    pub stall_timeout: Duration,
+    /// How often the role logs its one-line summary.
+    pub summary_interval: Duration,
+}
+
+impl RoleTiming {
+    pub fn of(settings: &Settings) -> Self {
+        RoleTiming {
+            shutdown_timeout: settings.shutdown_timeout,
+            stall_timeout: settings.stall_timeout,
+            summary_interval: settings.summary_interval,
+        }
+    }
+}
+
+/// The role a process runs, with its configuration and its metrics: taken out of
+/// [`Settings`] once, each part holding only the typed piece it reads, and paired with the
+/// metrics it reports to so that the two cannot disagree.
+pub enum RolePlan {
+    Producer(ProducerConfig, ProducerMetrics),
+    /// Boxed: a consumer's configuration is several times a producer's.
+    Consumer(Box<ConsumerConfig>, SinkConfig, ConsumerMetrics),
+}
+
+impl RolePlan {
+    /// The plan of `settings`' role; `None` when they name no role.
+    pub fn new(settings: &Settings) -> Option<Self> {
+        let role = settings.role?;
+        Some(match role.consumer() {
+            None => RolePlan::Producer(ProducerConfig::new(settings), ProducerMetrics::default()),
+            Some(consumer) => RolePlan::Consumer(
+                Box::new(ConsumerConfig::new(settings, consumer)),
+                SinkConfig::new(settings, role),
+                ConsumerMetrics::default(),
+            ),
+        })
+    }
+
+    /// The metrics the role reports to, for the HTTP endpoint.
+    pub fn metrics(&self) -> RoleMetrics {
+        match self {
+            RolePlan::Producer(_, metrics) => RoleMetrics::Producer(metrics.clone()),
+            RolePlan::Consumer(config, _, metrics) => {
+                RoleMetrics::Consumer(config.role(), metrics.clone())
+            }
+        }
+    }
+
+    /// The labels of the role's metrics: its topic (or topics) and, for a consumer, its group.
+    pub fn labels(&self) -> MetricLabels {
+        match self {
+            RolePlan::Producer(config, _) => MetricLabels {
+                topic: config.topic().to_owned(),
+                group: None,
+            },
+            RolePlan::Consumer(config, _, _) => MetricLabels {
+                topic: config.topics().to_string(),
+                group: Some(config.group().to_owned()),
+            },
+        }
+    }
+}
+
+/// Runs the role of `plan` until it finishes (producer with a `count`) or `shutdown` fires;
+/// consumers process through the sink `[sink]` describes.
+pub async fn run(plan: RolePlan, shutdown: Shutdown) -> Result<RoleReport, RoleError> {
+    match plan {
+        RolePlan::Producer(config, metrics) => producer::run(config, metrics, shutdown)
             .await
             .map(RoleReport::Producer),
-        RoleMetrics::Consumer(consumer, metrics) => {
-            let role = consumer.role();
-            // Off the async workers: a sink may connect, synchronously, as it is created
+        RolePlan::Consumer(config, sink, metrics) => {
+            // Off the async workers: a sink may connect, synchronously, as it is opened
             // (the postgres sink's client runs a runtime of its own, which cannot start on
             // an async worker).
-            let for_sink = Arc::clone(&settings);
-            let sink = tokio::task::spawn_blocking(move || sink::from_settings(&for_sink, role))
+            let sink = tokio::task::spawn_blocking(move || sink.open())
                 .await
                 .map_err(|e| RoleError::Thread(e.to_string()))??;
-            run_consumer(consumer, settings, sink, metrics, shutdown)
+            run_consumer(*config, sink, metrics, shutdown)
                 .await
                 .map(RoleReport::Consumer)
         }
@@ -232,30 +298,25 @@ pub async fn run(
 /// The role's loop runs on a dedicated blocking thread inside the role's span, with its
 /// periodic summary alongside and its health kept up to date.
 pub async fn run_consumer(
-    role: ConsumerRole,
-    settings: Arc<Settings>,
+    config: ConsumerConfig,
     sink: Box<dyn Sink>,
     metrics: ConsumerMetrics,
     shutdown: Shutdown,
 ) -> Result<ConsumerReport, RoleError> {
-    let strategy = match role {
-        ConsumerRole::Single => Strategy::Single,
-        ConsumerRole::Batch => Strategy::Batch(settings.batch.clone()),
-    };
     let span = tracing::info_span!(
         "role",
-        role = role.role().as_str(),
-        topic = %settings.topic.selection,
-        group = settings.group_id().unwrap_or_default(),
+        role = config.role().role().as_str(),
+        topic = %config.topics(),
+        group = config.group(),
     );
     let summary = tokio::spawn(
-        summary::consumer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
+        summary::consumer(config.timing.summary_interval, metrics.clone()).instrument(span.clone()),
     );
     let health = Arc::clone(&metrics.health);
-    health.set_stall_timeout(settings.stall_timeout);
+    health.set_stall_timeout(config.timing.stall_timeout);
     health.set_running(true);
     let outcome = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| crate::consume::consume(strategy, &settings, sink, &metrics, &shutdown))
+        span.in_scope(|| crate::consume::consume(&config, sink, &metrics, &shutdown))
     })
     .await
     .map_err(|e| RoleError::Thread(e.to_string()));

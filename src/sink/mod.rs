@@ -44,7 +44,13 @@ pub use jsonl::{JsonlSink, ProcessedLine};
 pub use log::LogSink;
 pub use memory::MemorySink;
 
-use crate::config::{Role, Settings, SinkSettings};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{
+    KafkaProperties, KafkaSinkSettings, PostgresSettings, ResolvedSecret, Role, Settings,
+    SinkSettings,
+};
 use crate::message::KafkaMessage;
 use crate::payload::line::Origin;
 use crate::payload::Payload;
@@ -280,39 +286,111 @@ impl<T: WritesUnits> Sink for T {
     }
 }
 
-/// The sink `[sink]` asks for.
-pub fn from_settings(settings: &Settings, role: Role) -> Result<Box<dyn Sink>, SinkError> {
-    match &settings.sink {
-        SinkSettings::Log {} => Ok(Box::new(LogSink::new(role))),
-        SinkSettings::Jsonl { path } => Ok(Box::new(JsonlSink::create(path)?)),
-        SinkSettings::Http { url, timeout, .. } => Ok(Box::new(http::HttpSink::new(
-            url,
-            *timeout,
-            settings.resolved_sink_headers.0.clone(),
-        ))),
-        SinkSettings::Command { command, timeout } => {
-            if std::process::id() == 1 {
-                tracing::warn!(
-                    "kafkad runs as PID 1: processes started by the command sink's program and \
-                     orphaned when a run is killed are never reaped (zombies pile up); run \
-                     kafkad under an init, such as the container image's tini"
-                );
+/// The sink a consumer role writes to, with what it needs to open: `[sink]` with its secrets
+/// resolved and, for the exactly-once sinks, the names their positions are kept under.
+/// Taken out of [`Settings`] once.
+#[derive(Clone)]
+pub enum SinkConfig {
+    Log {
+        role: Role,
+    },
+    Jsonl {
+        path: PathBuf,
+    },
+    Http {
+        url: String,
+        timeout: Duration,
+        /// The request headers, secret references resolved.
+        headers: Vec<(String, String)>,
+    },
+    Command {
+        command: Vec<String>,
+        timeout: Duration,
+    },
+    Postgres {
+        settings: PostgresSettings,
+        password: ResolvedSecret,
+        /// The source topic and the consumer group: the offsets table's key.
+        topic: String,
+        group: String,
+        /// `[kafka] client.id`, recorded with each claim of a partition.
+        member: String,
+    },
+    Kafka {
+        settings: KafkaSinkSettings,
+        /// `[sink.kafka]`, secret references resolved.
+        properties: KafkaProperties,
+    },
+}
+
+impl SinkConfig {
+    /// The sink `[sink]` asks for, for a consumer of `role`.
+    pub fn new(settings: &Settings, role: Role) -> Self {
+        match &settings.sink {
+            SinkSettings::Log {} => SinkConfig::Log { role },
+            SinkSettings::Jsonl { path } => SinkConfig::Jsonl { path: path.clone() },
+            SinkSettings::Http { url, timeout, .. } => SinkConfig::Http {
+                url: url.clone(),
+                timeout: *timeout,
+                headers: settings.resolved_sink_headers.0.clone(),
+            },
+            SinkSettings::Command { command, timeout } => SinkConfig::Command {
+                command: command.clone(),
+                timeout: *timeout,
+            },
+            SinkSettings::Postgres(postgres) => SinkConfig::Postgres {
+                settings: postgres.clone(),
+                password: settings.resolved_sink_password.clone(),
+                topic: settings.topic.name.clone(),
+                group: settings.group_id().unwrap_or_default().to_owned(),
+                member: (settings.resolved_kafka.get("client.id"))
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+            SinkSettings::Kafka(kafka) => SinkConfig::Kafka {
+                settings: kafka.clone(),
+                properties: settings.resolved_sink_kafka.clone(),
+            },
+        }
+    }
+
+    /// Opens the sink: creates its file, connects to its database, starts its producer.
+    pub fn open(&self) -> Result<Box<dyn Sink>, SinkError> {
+        match self {
+            SinkConfig::Log { role } => Ok(Box::new(LogSink::new(*role))),
+            SinkConfig::Jsonl { path } => Ok(Box::new(JsonlSink::create(path)?)),
+            SinkConfig::Http {
+                url,
+                timeout,
+                headers,
+            } => Ok(Box::new(http::HttpSink::new(
+                url,
+                *timeout,
+                headers.clone(),
+            ))),
+            SinkConfig::Command { command, timeout } => {
+                if std::process::id() == 1 {
+                    tracing::warn!(
+                        "kafkad runs as PID 1: processes started by the command sink's program and \
+                         orphaned when a run is killed are never reaped (zombies pile up); run \
+                         kafkad under an init, such as the container image's tini"
+                    );
+                }
+                Ok(Box::new(command::CommandSink::new(command, *timeout)))
             }
-            Ok(Box::new(command::CommandSink::new(command, *timeout)))
+            SinkConfig::Postgres {
+                settings,
+                password,
+                topic,
+                group,
+                member,
+            } => Ok(Box::new(postgres::PostgresSink::connect(
+                settings, password, topic, group, member,
+            )?)),
+            SinkConfig::Kafka {
+                settings,
+                properties,
+            } => Ok(Box::new(kafka::KafkaSink::new(settings, properties)?)),
         }
-        SinkSettings::Postgres(postgres) => {
-            let kafka = &settings.resolved_kafka;
-            Ok(Box::new(postgres::PostgresSink::connect(
-                postgres,
-                &settings.resolved_sink_password,
-                &settings.topic.name,
-                settings.group_id().unwrap_or_default(),
-                kafka.get("client.id").unwrap_or_default(),
-            )?))
-        }
-        SinkSettings::Kafka(kafka) => Ok(Box::new(kafka::KafkaSink::new(
-            kafka,
-            &settings.resolved_sink_kafka,
-        )?)),
     }
 }

@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 
 use super::health::Health;
 use super::metrics::RoleMetrics;
-use crate::config::{Role, Settings};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -102,24 +101,28 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     )
 }
 
+/// What labels a role's metrics besides its role: the topic (or the list or pattern of a
+/// consumer of several) and a consumer's group.
+#[derive(Debug, Clone)]
+pub struct MetricLabels {
+    pub topic: String,
+    pub group: Option<String>,
+}
+
 /// A role's registry: its metrics under `kafkad_`, labelled with role, topic and (consumers)
 /// group, as every process of the topology exports them.
-pub fn role_registry(settings: &Settings, metrics: &RoleMetrics) -> Registry {
-    let role = metrics.role();
-    let mut labels = vec![
-        (Cow::Borrowed("role"), Cow::Borrowed(role.as_str())),
+pub fn role_registry(labels: &MetricLabels, metrics: &RoleMetrics) -> Registry {
+    let mut pairs = vec![
         (
-            Cow::Borrowed("topic"),
-            // The topic, or the list or pattern of a consumer of several.
-            Cow::Owned(settings.topic.selection.to_string()),
+            Cow::Borrowed("role"),
+            Cow::Borrowed(metrics.role().as_str()),
         ),
+        (Cow::Borrowed("topic"), Cow::Owned(labels.topic.clone())),
     ];
-    if role != Role::Producer {
-        if let Some(group) = settings.group_id() {
-            labels.push((Cow::Borrowed("group"), Cow::Owned(group.to_owned())));
-        }
+    if let Some(group) = labels.group.as_ref().filter(|group| !group.is_empty()) {
+        pairs.push((Cow::Borrowed("group"), Cow::Owned(group.clone())));
     }
-    let mut registry = Registry::with_prefix_and_labels("kafkad", labels.into_iter());
+    let mut registry = Registry::with_prefix_and_labels("kafkad", pairs.into_iter());
     metrics.register(&mut registry);
     registry
 }
@@ -127,14 +130,14 @@ pub fn role_registry(settings: &Settings, metrics: &RoleMetrics) -> Registry {
 /// Serves a role's metrics and health on `listen` (`[http] listen`, or another address when
 /// that one is taken); `None` when there is none (`""`).
 pub async fn serve_role(
-    settings: &Settings,
+    labels: &MetricLabels,
     metrics: &RoleMetrics,
     listen: Option<SocketAddr>,
 ) -> Result<Option<Endpoint>, (SocketAddr, std::io::Error)> {
     let Some(listen) = listen else {
         return Ok(None);
     };
-    let registry = Arc::new(role_registry(settings, metrics));
+    let registry = Arc::new(role_registry(labels, metrics));
     serve(listen, registry, vec![metrics.health()])
         .await
         .map(Some)

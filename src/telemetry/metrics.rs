@@ -294,13 +294,6 @@ pub enum RoleMetrics {
 }
 
 impl RoleMetrics {
-    pub fn for_role(role: Role) -> Self {
-        match role.consumer() {
-            None => RoleMetrics::Producer(ProducerMetrics::default()),
-            Some(consumer) => RoleMetrics::Consumer(consumer, ConsumerMetrics::default()),
-        }
-    }
-
     pub fn role(&self) -> Role {
         match self {
             RoleMetrics::Producer(_) => Role::Producer,

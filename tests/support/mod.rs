@@ -14,13 +14,14 @@ pub mod scenario;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkad::cluster::EmbeddedCluster;
 use kafkad::config::{LoadRequest, Role, Settings};
 use kafkad::reconcile::MessageKey;
-use kafkad::roles::{self, producer, ConsumerReport, ProducerReport, RoleError};
+use kafkad::roles::{
+    self, producer, ConsumerConfig, ConsumerReport, ProducerConfig, ProducerReport, RoleError,
+};
 use kafkad::shutdown::{self, ShutdownTrigger};
 use kafkad::sink::{MemorySink, Sink};
 use kafkad::telemetry::metrics::{ConsumerMetrics, ProducerMetrics};
@@ -139,7 +140,11 @@ impl ProducerRun {
 pub fn spawn_producer(settings: Settings) -> ProducerRun {
     let (stop, shutdown) = shutdown::channel();
     let metrics = ProducerMetrics::default();
-    let task = tokio::spawn(producer::run(Arc::new(settings), metrics.clone(), shutdown));
+    let task = tokio::spawn(producer::run(
+        ProducerConfig::new(&settings),
+        metrics.clone(),
+        shutdown,
+    ));
     ProducerRun {
         metrics,
         stop,
@@ -188,8 +193,7 @@ pub fn spawn_consumer(role: Role, settings: Settings, sink: Box<dyn Sink>) -> Co
     let metrics = ConsumerMetrics::default();
     let role = role.consumer().expect("a consumer role");
     let task = tokio::spawn(roles::run_consumer(
-        role,
-        Arc::new(settings),
+        ConsumerConfig::new(&settings, role),
         sink,
         metrics.clone(),
         shutdown,

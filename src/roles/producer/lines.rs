@@ -9,10 +9,10 @@ use rdkafka::producer::{BaseRecord, Producer};
 
 use super::super::input::{Batch, InputLine, LineFormat, LineRecord, LineRejection};
 use super::{
-    fatal_error, message_max_bytes, pace, send, serve, stopped_by_failure, Handed, RoleProducer,
+    fatal_error, pace, send, serve, stopped_by_failure, Handed, ProducerConfig, RoleProducer,
     SERVE_EVERY,
 };
-use crate::config::{ProducerSettings, Settings};
+use crate::config::ProducerSettings;
 use crate::roles::RoleError;
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ProducerMetrics;
@@ -67,12 +67,11 @@ fn headers_of(config: &ProducerSettings) -> Option<OwnedHeaders> {
 fn record_of<'l>(
     line: InputLine<'l>,
     format: &LineFormat,
-    settings: &Settings,
+    limit: usize,
     tally: &mut LineTally,
 ) -> Option<(u64, &'l [u8], LineRecord<'l>)> {
     let (number, bytes) = match line {
         InputLine::TooLong { number, len } => {
-            let limit = message_max_bytes(settings);
             tally.reject(number, &LineRejection::TooLarge { len, limit });
             return None;
         }
@@ -91,14 +90,14 @@ fn record_of<'l>(
 /// lines were read, or shutdown; an error when a failure stops the producer first.
 pub(super) async fn send_lines(
     producer: &RoleProducer,
-    settings: &Settings,
+    role: &ProducerConfig,
     mut lines: tokio::sync::mpsc::Receiver<Batch>,
     metrics: &ProducerMetrics,
     shutdown: &mut Shutdown,
     tally: &mut LineTally,
 ) -> Result<Option<InputFailure>, RoleError> {
-    let config = &settings.producer;
-    let topic = settings.topic.name.as_str();
+    let config = &role.producer;
+    let topic = role.topic.as_str();
     let format = LineFormat::new(config.format, config.key.clone());
     let headers = headers_of(config);
     let started = Instant::now();
@@ -124,7 +123,9 @@ pub(super) async fn send_lines(
                 return Ok(None);
             }
             tally.read += 1;
-            let Some((number, bytes, record)) = record_of(line, &format, settings, tally) else {
+            let Some((number, bytes, record)) =
+                record_of(line, &format, role.message_max_bytes, tally)
+            else {
                 continue;
             };
             let mut out = BaseRecord::with_opaque_to(topic, number as usize).payload(record.value);
@@ -135,7 +136,7 @@ pub(super) async fn send_lines(
                 Handed::Shutdown => return Ok(None),
                 Handed::TooLarge(_) => {
                     let len = bytes.len() as u64;
-                    let limit = message_max_bytes(settings);
+                    let limit = role.message_max_bytes;
                     tally.reject(number, &LineRejection::TooLarge { len, limit });
                     continue;
                 }

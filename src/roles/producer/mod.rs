@@ -39,9 +39,10 @@ use rdkafka::Message;
 use tracing::Instrument;
 
 use super::input;
-use super::{ProducerReport, RoleError};
+use super::{ProducerReport, RoleError, RoleTiming};
 use crate::client::ClientLog;
-use crate::config::{InputSource, Scope, Settings};
+use crate::config::kafka::Redactor;
+use crate::config::{InputSource, ProducerSettings, Scope, Settings};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::ProducerMetrics;
 use crate::telemetry::summary;
@@ -126,21 +127,62 @@ fn serve(producer: &RoleProducer) {
     }
 }
 
+/// What the producer reads of the configuration, taken out of [`Settings`] once.
+#[derive(Clone)]
+pub struct ProducerConfig {
+    /// `[kafka]`'s producer properties.
+    client: rdkafka::ClientConfig,
+    /// Masks `[kafka]`'s secrets in librdkafka's log lines.
+    redactor: Redactor,
+    /// The topic every message goes to.
+    topic: String,
+    /// `[producer]`: what to send, how fast, from where.
+    producer: ProducerSettings,
+    /// librdkafka's limit on a message (`message.max.bytes`, 1000000 unless `[kafka]` sets
+    /// it): a longer line could not be sent, so it is not even held in memory.
+    message_max_bytes: usize,
+    timing: RoleTiming,
+}
+
+impl ProducerConfig {
+    pub fn new(settings: &Settings) -> Self {
+        let kafka = &settings.resolved_kafka;
+        ProducerConfig {
+            client: kafka.client_config(Scope::Producer),
+            redactor: kafka.redactor(),
+            topic: settings.topic.name.clone(),
+            producer: settings.producer.clone(),
+            message_max_bytes: kafka
+                .get("message.max.bytes")
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(1_000_000),
+            timing: RoleTiming::of(settings),
+        }
+    }
+
+    /// The topic every message goes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
 /// Runs the producer until `count` messages were sent (then flushes and returns), or until
 /// `shutdown` fires.
 pub async fn run(
-    settings: Arc<Settings>,
+    config: ProducerConfig,
     metrics: ProducerMetrics,
     shutdown: Shutdown,
 ) -> Result<ProducerReport, RoleError> {
-    let producer_id = settings.producer.producer_id();
-    let span = tracing::info_span!("role", role = "producer", topic = %settings.topic.name, producer_id = %producer_id);
+    let producer_id = config.producer.producer_id();
+    let span = tracing::info_span!("role", role = "producer", topic = %config.topic, producer_id = %producer_id);
     let summary = tokio::spawn(
-        summary::producer(settings.summary_interval, metrics.clone()).instrument(span.clone()),
+        summary::producer(config.timing.summary_interval, metrics.clone()).instrument(span.clone()),
     );
-    metrics.health.set_stall_timeout(settings.stall_timeout);
+    metrics
+        .health
+        .set_stall_timeout(config.timing.stall_timeout);
     metrics.health.set_running(true);
-    let outcome = produce(settings, producer_id, metrics.clone(), shutdown)
+    let outcome = produce(&config, producer_id, metrics.clone(), shutdown)
         .instrument(span)
         .await;
     metrics.health.set_running(false);
@@ -149,42 +191,42 @@ pub async fn run(
 }
 
 async fn produce(
-    settings: Arc<Settings>,
+    role: &ProducerConfig,
     producer_id: String,
     metrics: ProducerMetrics,
     mut shutdown: Shutdown,
 ) -> Result<ProducerReport, RoleError> {
-    let config = &settings.producer;
+    let config = &role.producer;
     // The input opens before anything connects: a file that cannot be read fails at once.
-    let input = input::start(&config.source, message_max_bytes(&settings))?;
-    let producer = create(&settings, &producer_id, &metrics)?;
+    let input = input::start(&config.source, role.message_max_bytes)?;
+    let producer = create(role, &producer_id, &metrics)?;
     let mut tally = LineTally::default();
     let sent = match input {
         None => {
             tracing::info!(count = config.count, rate = config.rate, "producer started");
             let factory = MessageFactory::new(config, producer_id.clone());
-            send_all(&producer, &settings, factory, &metrics, &mut shutdown)
-                .await
-                .map(|()| None)
+            send_all(
+                &producer,
+                &role.topic,
+                factory,
+                config.count,
+                config.rate,
+                &metrics,
+                &mut shutdown,
+            )
+            .await
+            .map(|()| None)
         }
         Some(lines) => {
             tracing::info!(source = %describe(&config.source), format = %config.format, rate = config.rate, "producer started, reading lines");
-            send_lines(
-                &producer,
-                &settings,
-                lines,
-                &metrics,
-                &mut shutdown,
-                &mut tally,
-            )
-            .await
+            send_lines(&producer, role, lines, &metrics, &mut shutdown, &mut tally).await
         }
     };
 
     if shutdown.is_triggered() {
         metrics.health.begin_shutdown();
     }
-    drain(&producer, &mut shutdown, settings.shutdown_timeout).await;
+    drain(&producer, &mut shutdown, role.timing.shutdown_timeout).await;
     let report = ProducerReport {
         producer_id,
         accepted: metrics.accepted.get(),
@@ -222,7 +264,7 @@ async fn produce(
         Ok(None) => delivered(&producer, report),
         Err(error) => Err(error),
     };
-    release(producer, &shutdown, settings.shutdown_timeout).await;
+    release(producer, &shutdown, role.timing.shutdown_timeout).await;
     outcome
 }
 
@@ -235,32 +277,21 @@ fn describe(source: &InputSource) -> String {
     }
 }
 
-/// librdkafka's limit on a message (`message.max.bytes`, 1000000 unless `[kafka]` sets it):
-/// a longer line could not be sent, so it is not even held in memory.
-fn message_max_bytes(settings: &Settings) -> usize {
-    settings
-        .resolved_kafka
-        .get("message.max.bytes")
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(1_000_000)
-}
-
 /// The producer with its delivery counter.
 fn create(
-    settings: &Settings,
+    config: &ProducerConfig,
     producer_id: &str,
     metrics: &ProducerMetrics,
 ) -> Result<Arc<RoleProducer>, RoleError> {
-    let kafka = &settings.resolved_kafka;
     let counter = DeliveryCounter {
-        log: ClientLog::new(format!("producer {producer_id}"), kafka.redactor())
+        log: ClientLog::new(format!("producer {producer_id}"), config.redactor.clone())
             .with_stats(metrics.client.clone()),
         metrics: metrics.clone(),
         failed_ids: Mutex::default(),
         fatal: AtomicBool::new(false),
     };
-    let producer = kafka
-        .client_config(Scope::Producer)
+    let producer = config
+        .client
         .create_with_context(counter)
         .map_err(|source| RoleError::Client {
             client: "producer",
@@ -273,18 +304,18 @@ fn create(
 /// or shutdown; an error when a failure stops the producer first.
 async fn send_all(
     producer: &RoleProducer,
-    settings: &Settings,
+    topic: &str,
     mut factory: MessageFactory,
+    count: u64,
+    rate: f64,
     metrics: &ProducerMetrics,
     shutdown: &mut Shutdown,
 ) -> Result<(), RoleError> {
-    let config = &settings.producer;
-    let topic = settings.topic.name.as_str();
     let started = Instant::now();
     let mut sent: u64 = 0;
-    while (config.count == 0 || sent < config.count) && !shutdown.is_triggered() {
+    while (count == 0 || sent < count) && !shutdown.is_triggered() {
         stopped_by_failure(producer)?;
-        if !pace(producer, config.rate, started, sent, shutdown, metrics).await {
+        if !pace(producer, rate, started, sent, shutdown, metrics).await {
             continue; // shutdown came while waiting: the loop condition sees it
         }
         // Fatal errors do not always reach the error callback: ask librdkafka.
@@ -309,7 +340,7 @@ async fn send_all(
         }
         metrics.accepted.inc();
         sent += 1;
-        if config.rate > 0.0 || sent % SERVE_EVERY == 0 {
+        if rate > 0.0 || sent % SERVE_EVERY == 0 {
             serve(producer);
             // Not per message when sending flat out: a clock read is a noticeable part of
             // a message's cost, and a stall is counted in seconds.
