@@ -1,6 +1,6 @@
 //! Loading: the layers merged, deserialized into [`Settings`], secrets resolved, validated.
 
-use super::defaults::{role_defaults, COMMON_DEFAULTS};
+use super::defaults;
 use super::secrets::{resolve_kafka, resolve_sink_headers, resolve_value};
 use super::validate::validate;
 use super::*;
@@ -122,8 +122,8 @@ pub(super) fn build(
     env: &EnvSource,
     flags: &FlagSource,
 ) -> Result<Map<String, Value>, ConfigError> {
-    let mut builder = config::Config::builder().add_source(TomlSource::defaults(COMMON_DEFAULTS));
-    for layer in role.map(role_defaults).unwrap_or_default() {
+    let mut builder = config::Config::builder();
+    for layer in defaults::layers(role) {
         builder = builder.add_source(TomlSource::defaults(layer));
     }
     if let Some(file) = file {

@@ -118,6 +118,23 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// What every role shares and has no section struct of its own: the top-level keys, the
+    /// `[kafka]` properties of every client, and the sink (`log`).
+    const DEFAULTS: &'static str = r#"
+shutdown_timeout = "30s"
+summary_interval = "10s"
+stall_timeout = "2m"
+max_record_bytes = 1048576
+
+[kafka]
+"bootstrap.servers" = "localhost:9092"
+# Feeds consumer lag and broker connection state into /metrics (and producer readiness).
+"statistics.interval.ms" = "5000"
+
+[sink]
+kind = "log"
+"#;
+
     /// The client configuration of `role`'s consumer: what of `[kafka]` applies to a
     /// consumer, and the properties the role's guarantee rests on ([`OWNED_PROPERTIES`]).
     pub fn consumer_client_config(&self, role: ConsumerRole) -> rdkafka::ClientConfig {

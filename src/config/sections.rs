@@ -1,6 +1,7 @@
 //! The settings of each section a role reads: `[topic]`, `[producer]`, `[consumer]`,
-//! `[batch]`, `[schema_registry]`, `[retry]`, `[http]`, `[log]`; each default sits with its
-//! field in `defaults`.
+//! `[batch]`, `[schema_registry]`, `[retry]`, `[http]`, `[log]`. Each section's defaults
+//! are its `Default`, beside its fields; they make the lowest configuration layer (see
+//! `defaults`).
 
 use super::*;
 
@@ -24,6 +25,19 @@ pub struct TopicSettings {
     /// the topic with and expects of an existing one, passed to Kafka verbatim.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// The seed's topic: `andrew-topic`, 3 partitions, 2 replicas.
+impl Default for TopicSettings {
+    fn default() -> Self {
+        TopicSettings {
+            selection: TopicSelection::One("andrew-topic".to_owned()),
+            name: String::new(),
+            partitions: 3,
+            replication_factor: 2,
+            config: BTreeMap::new(),
+        }
+    }
 }
 
 impl TopicSettings {
@@ -78,6 +92,24 @@ pub struct ProducerSettings {
     pub payload_bytes: usize,
 }
 
+/// The seed's producer: its messages, made up, as fast as librdkafka takes them, until
+/// stopped.
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        ProducerSettings {
+            source: InputSource::Generate,
+            format: Format::KafkaMessage,
+            key: None,
+            headers: BTreeMap::new(),
+            count: 0,
+            rate: 0.0,
+            producer_id: None,
+            content: "Message {id} from {producer_id}".to_owned(),
+            payload_bytes: 0,
+        }
+    }
+}
+
 impl ProducerSettings {
     /// The configured id, or `<host name>-<pid>`, unique per process on a host.
     pub fn producer_id(&self) -> String {
@@ -122,6 +154,18 @@ pub struct ConsumerSettings {
     pub drain_timeout: Duration,
 }
 
+/// The seed's consumers: its messages, one sink call at a time, in partition order.
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        ConsumerSettings {
+            format: Format::KafkaMessage,
+            concurrency: NonZeroUsize::MIN,
+            ordering: ProcessingOrder::Partition,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Which records the sink receives in the order they have in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,6 +187,17 @@ pub struct BatchSettings {
     /// ...or when its first record has waited this long, however few it holds.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+}
+
+/// The seed's batch consumer: 10 to 500 records, or what came within 5 s.
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            min_size: NonZeroUsize::new(10).expect("not zero"),
+            max_size: NonZeroUsize::new(500).expect("not zero"),
+            max_wait: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The schema registry the schema'd formats take their schemas from: `[schema_registry]`.
@@ -201,6 +256,22 @@ pub struct RetrySettings {
     pub on_exhausted: OnExhausted,
 }
 
+/// Five attempts, 1 s apart doubling to at most a minute, ±20 %; an outage waited out for a
+/// day; then a dead-letter copy.
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: NonZeroU32::new(5).expect("not zero"),
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.2,
+            max_elapsed: Duration::from_secs(24 * 60 * 60),
+            on_exhausted: OnExhausted::DeadLetter,
+        }
+    }
+}
+
 impl RetrySettings {
     /// The waits between attempts.
     pub fn backoff(&self) -> crate::backoff::Backoff {
@@ -230,6 +301,15 @@ pub struct HttpSettings {
     /// Address to listen on, e.g. `0.0.0.0:9464`; `""` (`None`) turns the endpoint off.
     #[serde(with = "listen_address")]
     pub listen: Option<SocketAddr>,
+}
+
+/// Every interface, port 9464 (the OpenTelemetry Prometheus exporter's).
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
+        }
+    }
 }
 
 /// `[http] listen` as written: an address, or `""` for none.
@@ -278,4 +358,14 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A tracing filter (`info`, `kafkad=debug,librdkafka=info`); `RUST_LOG` overrides it.
     pub level: String,
+}
+
+/// Human-readable lines at `info`.
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
 }

@@ -107,9 +107,8 @@ impl TomlSource {
         Ok(Self::from_table(table, &Origin::File(path.to_owned())))
     }
 
-    /// The built-in defaults, which are TOML text in the binary.
-    pub fn defaults(text: &str) -> Self {
-        let table: toml::Table = toml::from_str(text).expect("built-in defaults are valid TOML");
+    /// A layer of the built-in defaults (see `defaults`).
+    pub fn defaults(table: toml::Table) -> Self {
         Self::from_table(table, &Origin::Default)
     }
 
