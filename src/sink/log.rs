@@ -70,24 +70,16 @@ impl Sink for LogSink {
 
     fn process_batch(&mut self, batch: &[Record<'_>]) -> Result<(), SinkError> {
         for record in batch {
-            match record.message() {
-                Some(m) => tracing::debug!(
-                    topic = record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    producer_id = %m.producer_id,
-                    message_id = m.message_id,
-                    "batch message"
-                ),
-                None => tracing::debug!(
-                    topic = record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    key = key(record),
-                    value = %shown(&record.payload),
-                    "batch record"
-                ),
-            }
+            // The whole value, a message's id and producer included (formatted only when
+            // debug logging is on).
+            tracing::debug!(
+                topic = record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                key = key(record),
+                value = %shown(&record.payload),
+                "batch record"
+            );
         }
         let first = batch
             .first()
