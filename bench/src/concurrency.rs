@@ -47,6 +47,7 @@ pub async fn run(args: &ConcurrencyArgs, request: &LoadRequest) -> Result<(), Be
     fill(&bootstrap, args.messages, args.keys).await?;
     let delay = Duration::from_millis(args.delay_ms);
     let downstream = SlowDownstream::start(delay)
+        .await
         .map_err(|e| BenchError::Reference(format!("cannot start the downstream: {e}")))?;
     let mut runs = Vec::new();
     for concurrency in [1, args.concurrency] {

@@ -1,12 +1,17 @@
-//! A slow downstream for `kafkad-bench concurrency`: an HTTP/1.1 server on loopback that
-//! answers every POST with 200 after a fixed delay, one thread per connection (so N callers
-//! wait side by side, as behind a real service), and keeps the message ids of each request in
-//! the order the requests arrived: what the per-key order check reads.
+//! A slow downstream for `kafkad-bench concurrency`: an HTTP server on loopback that answers
+//! every POST with 200 after a fixed delay, each request waiting on its own (so N callers wait
+//! side by side, as behind a real service), and keeps the message ids of each request in the
+//! order the requests were answered: what the per-key order check reads.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
 
 /// One answered request: when, and its (key, message id)s.
 type Arrival = (Instant, Vec<(String, i64)>);
@@ -20,17 +25,15 @@ pub struct SlowDownstream {
 }
 
 impl SlowDownstream {
-    pub fn start(delay: Duration) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// Serves on the current runtime until the bench ends.
+    pub async fn start(delay: Duration) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let arrivals = Arrivals::default();
-        let recorded = Arc::clone(&arrivals);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let recorded = Arc::clone(&recorded);
-                std::thread::spawn(move || serve(stream, delay, &recorded));
-            }
-        });
+        let app = Router::new()
+            .route("/ingest", post(ingest))
+            .with_state((delay, Arc::clone(&arrivals)));
+        tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(SlowDownstream { addr, arrivals })
     }
 
@@ -55,51 +58,15 @@ impl SlowDownstream {
     }
 }
 
-/// Requests on one kept-alive connection until the client closes it.
-fn serve(stream: TcpStream, delay: Duration, arrivals: &Mutex<Vec<Arrival>>) {
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        std::thread::sleep(delay);
-        let ids = ids_of(&body);
-        arrivals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((Instant::now(), ids));
-        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        if writer.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
+/// One request: answered after the delay, its ids recorded as it is answered.
+async fn ingest(State((delay, arrivals)): State<(Duration, Arrivals)>, body: Bytes) -> StatusCode {
+    tokio::time::sleep(delay).await;
+    let ids = ids_of(&body);
+    arrivals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((Instant::now(), ids));
+    StatusCode::OK
 }
 
 /// The (content, message id) of each message in a body (one message, or an array). The
