@@ -73,9 +73,7 @@ impl Sink for LogSink {
             // The whole value, a message's id and producer included (formatted only when
             // debug logging is on).
             tracing::debug!(
-                topic = record.topic,
-                partition = record.partition,
-                offset = record.offset,
+                record = %format_args!("{}/{}@{}", record.topic, record.partition, record.offset),
                 key = key(record),
                 value = %shown(&record.payload),
                 "batch record"
