@@ -177,6 +177,15 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
 impl DatabaseUrl {
     /// Whether it parses, with a host: why not, in one line without the password.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(option) = libpq_tls_option(&self.0) {
+            return Err(format!(
+                "`{}` sets {option}, which is libpq's and not taken here: kafkad's \
+                 sslmode=require already verifies the server's certificate and that it names \
+                 the host (as libpq's verify-full does); write sslmode=require and set \
+                 [sink] ca to the CA's PEM file",
+                self.shown()
+            ));
+        }
         match self.0.parse::<postgres::Config>() {
             // The parser's message quotes no part of the text, so no password leaks here.
             Err(error) => Err(format!(
@@ -189,6 +198,22 @@ impl DatabaseUrl {
             Ok(_) => Ok(()),
         }
     }
+}
+
+/// The first of libpq's certificate options that the URL sets and kafkad's client does not
+/// take (`sslmode=verify-ca`, `sslmode=verify-full`, `sslrootcert=...`), as written: an
+/// operator who copied a libpq URL is told what to write instead.
+fn libpq_tls_option(text: &str) -> Option<&str> {
+    let query = match text.split_once('?') {
+        Some((_, query)) => query,
+        // The `key=value key=value` form.
+        None => text,
+    };
+    query.split(['&', ' ']).find_map(|pair| match pair.trim() {
+        option @ ("sslmode=verify-ca" | "sslmode=verify-full") => Some(option),
+        option if option.starts_with("sslrootcert=") => Some("sslrootcert"),
+        _ => None,
+    })
 }
 
 /// `text` with the password of a `postgres://user:password@host` URL, or of a `password=`
@@ -444,6 +469,42 @@ mod tests {
             ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_libpq_certificate_option_is_named_with_what_to_write_instead() {
+        for (url, named) in [
+            (
+                "postgres://u:s3cret@db/k?sslmode=verify-full",
+                "sets sslmode=verify-full",
+            ),
+            (
+                "postgres://u@db/k?sslmode=verify-ca",
+                "sets sslmode=verify-ca",
+            ),
+            (
+                "postgres://u@db/k?sslmode=require&sslrootcert=/ca.pem",
+                "sets sslrootcert,",
+            ),
+            (
+                "host=db user=u sslmode=verify-full",
+                "sets sslmode=verify-full",
+            ),
+        ] {
+            let why = DatabaseUrl(url.to_owned()).check().expect_err(url);
+            assert!(why.contains(named), "{url}: {why}");
+            assert!(
+                why.contains("write sslmode=require and set [sink] ca"),
+                "{why}"
+            );
+            assert!(!why.contains("s3cret"), "{why}");
+        }
+        for url in [
+            "postgres://u@db/k?sslmode=require",
+            "host=db user=u sslmode=disable",
+        ] {
+            assert_eq!(DatabaseUrl(url.to_owned()).check(), Ok(()), "{url}");
         }
     }
 }
