@@ -226,7 +226,7 @@ async fn produce(
     if shutdown.is_triggered() {
         metrics.health.begin_shutdown();
     }
-    drain(&producer, &mut shutdown, role.timing.shutdown_timeout).await;
+    drain(&producer, &shutdown, role.timing.shutdown_timeout).await;
     let report = ProducerReport {
         producer_id,
         accepted: metrics.accepted.get(),

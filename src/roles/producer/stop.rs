@@ -40,7 +40,7 @@ pub(super) async fn release(
 /// runs off the async workers.
 pub(super) async fn drain(
     producer: &Arc<RoleProducer>,
-    shutdown: &mut Shutdown,
+    shutdown: &Shutdown,
     shutdown_timeout: Duration,
 ) {
     let flush = |timeout: Duration| {
