@@ -185,7 +185,8 @@ async fn ensure_sources(
     let mut dead_letters: Vec<DeadLetters> = Vec::new();
     for name in topic.selection.names() {
         let outcome = target.ensure_one(name, expected, true, creation).await?;
-        let (source, source_configs) = target.durability(name, acks).await?;
+        let created_with = (outcome == Outcome::Created).then_some(creation);
+        let (source, source_configs) = target.durability(name, acks, created_with).await?;
         check_config(name, &topic.config, &source_configs)?;
         if let Some(dlq) = settings.dead_letter_topic_of(name) {
             match dead_letters.iter_mut().find(|known| known.topic == dlq) {
@@ -232,7 +233,8 @@ async fn ensure_dead_letters(
         config.insert("max.message.bytes".to_owned(), bytes.to_string());
     }
     let outcome = target.ensure_one(&dlq, expected, false, &config).await?;
-    let (durability, _) = target.durability(&dlq, acks).await?;
+    let created_with = (outcome == Outcome::Created).then_some(&config);
+    let (durability, _) = target.durability(&dlq, acks, created_with).await?;
     let mut warnings = durability.warnings(&dlq);
     if let (Some(source_max), Some(dlq_max)) = (source_max, durability.max_message_bytes) {
         if dlq_max < source_max {

@@ -194,6 +194,7 @@ impl DeadLetterConfig {
 pub struct DeadLetters {
     /// The producer of the copies; `None` with `dlq_topic = ""`.
     producer: Option<FutureProducer<ClientLog>>,
+    // Where copies go and what they name, as in [`DeadLetterConfig`].
     fixed: Option<String>,
     selection: TopicSelection,
     group: String,

@@ -15,6 +15,9 @@ use crate::client::ClientLog;
 
 /// How long one metadata or create request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a topic created a moment ago may take to report the configs it was created with
+/// (each broker applies the cluster's metadata on its own, a little after the controller).
+const CONFIG_SETTLE: Duration = Duration::from_secs(10);
 
 /// The cluster `topic ensure` works on, and how long it may wait for it.
 pub(super) struct Target<'a> {
@@ -103,22 +106,48 @@ impl Target<'_> {
     }
 
     /// The topic's replication and durability settings, and its whole configuration, as the
-    /// cluster reports them.
+    /// cluster reports them. For a topic created a moment ago (`created_with` its creation
+    /// configs), the broker that answers may not have applied those configs yet and report
+    /// the defaults: it is asked again until it reports them, for up to [`CONFIG_SETTLE`]
+    /// (what it then reports is checked and warned about as for any topic).
     pub(super) async fn durability(
         &self,
         name: &str,
         acks: &str,
+        created_with: Option<&BTreeMap<String, String>>,
     ) -> Result<(Durability, HashMap<String, String>), TopicError> {
-        let shape = describe(self.admin, name).await.ok().flatten();
-        let configs =
-            topic_configs(self.admin, name)
-                .await
-                .map_err(|reason| TopicError::Describe {
+        let started = Instant::now();
+        let configs = loop {
+            let answer = topic_configs(self.admin, name).await;
+            // A new topic may also be unknown, for a moment, to the broker that answers.
+            let settled = match (&answer, created_with) {
+                (_, None) => true,
+                (Err(_), Some(_)) => false,
+                (Ok(configs), Some(created)) => reports(configs, created),
+            };
+            if settled || started.elapsed() >= CONFIG_SETTLE {
+                break answer.map_err(|reason| TopicError::Describe {
                     topic: name.to_owned(),
                     reason,
                 })?;
+            }
+            tracing::debug!(
+                topic = name,
+                "the new topic's configs are not reported yet; asking again"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let shape = describe(self.admin, name).await.ok().flatten();
         Ok((Durability::of(acks, shape, &configs), configs))
     }
+}
+
+/// Whether a topic's `configs` hold each of `created` with its value (as `[topic] config`
+/// is compared: after any surrounding whitespace of the configured value).
+fn reports(configs: &HashMap<String, String>, created: &BTreeMap<String, String>) -> bool {
+    created
+        .iter()
+        .all(|(key, value)| configs.get(key).map(String::as_str) == Some(value.trim()))
 }
 
 /// The topic's effective configuration (its own values and the broker defaults it inherits).
@@ -237,4 +266,33 @@ async fn create(
     }
     tracing::info!(topic = name, partitions = shape.partitions, replication_factor = ?shape.replication_factor, ?config, "topic created");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_topic_has_settled_once_it_reports_every_config_it_was_created_with() {
+        let created = BTreeMap::from([
+            ("retention.ms".to_owned(), " 3600000".to_owned()),
+            ("min.insync.replicas".to_owned(), "2".to_owned()),
+        ]);
+        let live = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        // The broker's defaults, before it applied the new topic's configs.
+        let defaults = live(&[("retention.ms", "604800000"), ("min.insync.replicas", "1")]);
+        assert!(!reports(&defaults, &created));
+        assert!(!reports(&live(&[("min.insync.replicas", "2")]), &created));
+        let applied = live(&[
+            ("retention.ms", "3600000"),
+            ("min.insync.replicas", "2"),
+            ("cleanup.policy", "delete"),
+        ]);
+        assert!(reports(&applied, &created));
+    }
 }
