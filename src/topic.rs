@@ -272,19 +272,27 @@ fn check_config(
     configured: &BTreeMap<String, String>,
     live: &HashMap<String, String>,
 ) -> Result<(), TopicError> {
-    for (name, expected) in configured {
-        let expected = expected.trim();
-        let actual = live.get(name);
-        if actual.map(String::as_str) != Some(expected) {
-            return Err(TopicError::ConfigMismatch {
-                topic: topic.to_owned(),
-                name: name.clone(),
-                actual: actual.cloned(),
-                expected: expected.to_owned(),
-            });
-        }
+    match first_mismatch(configured, live) {
+        None => Ok(()),
+        Some((name, expected)) => Err(TopicError::ConfigMismatch {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+            actual: live.get(name).cloned(),
+            expected: expected.to_owned(),
+        }),
     }
-    Ok(())
+}
+
+/// The first of `configured` that `live` does not hold with its value (after any surrounding
+/// whitespace of the configured value), with that value.
+fn first_mismatch<'c>(
+    configured: &'c BTreeMap<String, String>,
+    live: &HashMap<String, String>,
+) -> Option<(&'c str, &'c str)> {
+    configured
+        .iter()
+        .map(|(name, expected)| (name.as_str(), expected.trim()))
+        .find(|(name, expected)| live.get(*name).map(String::as_str) != Some(*expected))
 }
 
 /// An existing topic has the configured shape: the same partitions, and the same replicas
@@ -355,6 +363,30 @@ mod tests {
             },
         )
         .expect("accepted");
+    }
+
+    #[test]
+    fn a_new_topic_has_settled_once_it_reports_every_config_it_was_created_with() {
+        let created = BTreeMap::from([
+            ("retention.ms".to_owned(), " 3600000".to_owned()),
+            ("min.insync.replicas".to_owned(), "2".to_owned()),
+        ]);
+        let live = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        // The broker's defaults, before it applied the new topic's configs.
+        let defaults = live(&[("retention.ms", "604800000"), ("min.insync.replicas", "1")]);
+        assert!(first_mismatch(&created, &defaults).is_some());
+        assert!(first_mismatch(&created, &live(&[("min.insync.replicas", "2")])).is_some());
+        let applied = live(&[
+            ("retention.ms", "3600000"),
+            ("min.insync.replicas", "2"),
+            ("cleanup.policy", "delete"),
+        ]);
+        assert!(first_mismatch(&created, &applied).is_none());
     }
 
     #[test]

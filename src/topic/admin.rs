@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
-use super::{check, Durability, Outcome, Shape, TopicError};
+use super::{check, first_mismatch, Durability, Outcome, Shape, TopicError};
 use crate::backoff::Backoff;
 use crate::client::ClientLog;
 
@@ -123,7 +123,7 @@ impl Target<'_> {
             let settled = match (&answer, created_with) {
                 (_, None) => true,
                 (Err(_), Some(_)) => false,
-                (Ok(configs), Some(created)) => reports(configs, created),
+                (Ok(configs), Some(created)) => first_mismatch(created, configs).is_none(),
             };
             if settled || started.elapsed() >= CONFIG_SETTLE {
                 break answer.map_err(|reason| TopicError::Describe {
@@ -140,14 +140,6 @@ impl Target<'_> {
         let shape = describe(self.admin, name).await.ok().flatten();
         Ok((Durability::of(acks, shape, &configs), configs))
     }
-}
-
-/// Whether a topic's `configs` hold each of `created` with its value (as `[topic] config`
-/// is compared: after any surrounding whitespace of the configured value).
-fn reports(configs: &HashMap<String, String>, created: &BTreeMap<String, String>) -> bool {
-    created
-        .iter()
-        .all(|(key, value)| configs.get(key).map(String::as_str) == Some(value.trim()))
 }
 
 /// The topic's effective configuration (its own values and the broker defaults it inherits).
@@ -266,33 +258,4 @@ async fn create(
     }
     tracing::info!(topic = name, partitions = shape.partitions, replication_factor = ?shape.replication_factor, ?config, "topic created");
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_new_topic_has_settled_once_it_reports_every_config_it_was_created_with() {
-        let created = BTreeMap::from([
-            ("retention.ms".to_owned(), " 3600000".to_owned()),
-            ("min.insync.replicas".to_owned(), "2".to_owned()),
-        ]);
-        let live = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-        // The broker's defaults, before it applied the new topic's configs.
-        let defaults = live(&[("retention.ms", "604800000"), ("min.insync.replicas", "1")]);
-        assert!(!reports(&defaults, &created));
-        assert!(!reports(&live(&[("min.insync.replicas", "2")]), &created));
-        let applied = live(&[
-            ("retention.ms", "3600000"),
-            ("min.insync.replicas", "2"),
-            ("cleanup.policy", "delete"),
-        ]);
-        assert!(reports(&applied, &created));
-    }
 }
