@@ -8,11 +8,14 @@ use super::*;
 
 /// The default layers of a process of `role` (none: a command that runs no role).
 pub(super) fn layers(role: Option<Role>) -> Vec<toml::Table> {
-    let top: toml::Table =
-        toml::from_str(Settings::DEFAULTS).expect("built-in defaults are valid TOML");
-    let mut layers = vec![top, sections()];
+    let mut layers = vec![built_in(Settings::DEFAULTS), sections()];
     layers.extend(role.map(Role::kafka_defaults).unwrap_or_default());
     layers
+}
+
+/// A table of defaults written as TOML in the binary.
+pub(super) fn built_in(text: &str) -> toml::Table {
+    toml::from_str(text).expect("built-in defaults are valid TOML")
 }
 
 /// Every section's `Default`, under its name.

@@ -1,5 +1,6 @@
 //! `--role`: which loop this process runs.
 
+use super::defaults::built_in;
 use super::*;
 
 /// Which loop this process runs.
@@ -35,17 +36,14 @@ impl Role {
     /// The role's own librdkafka properties, as layers lowest first: the seed's settings for
     /// it.
     pub(super) fn kafka_defaults(self) -> Vec<toml::Table> {
-        let parse = |text| -> toml::Table {
-            toml::from_str(text).expect("built-in defaults are valid TOML")
-        };
         if self.consumer().is_none() {
-            return vec![parse(PRODUCER_DEFAULTS)];
+            return vec![built_in(PRODUCER_DEFAULTS)];
         }
-        let Some(toml::Value::Table(own)) = parse(CONSUMER_ROLE_DEFAULTS).remove(self.as_str())
+        let Some(toml::Value::Table(own)) = built_in(CONSUMER_ROLE_DEFAULTS).remove(self.as_str())
         else {
             unreachable!("the consumer roles' defaults have a table for each consumer role");
         };
-        vec![parse(CONSUMER_DEFAULTS), own]
+        vec![built_in(CONSUMER_DEFAULTS), own]
     }
 
     pub(super) fn parse(text: &str) -> Option<Self> {
