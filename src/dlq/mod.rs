@@ -138,6 +138,12 @@ pub struct DeadLetterConfig {
     producer: Option<ClientConfig>,
     /// Masks `[kafka]`'s secrets in the producer's log lines.
     redactor: Redactor,
+    route: Route,
+}
+
+/// Where a consumer's copies go, and what they name.
+#[derive(Clone)]
+struct Route {
     /// `dlq_topic` where set: every copy goes there; unset, each goes to its own record's
     /// `<topic>.dlq`.
     fixed: Option<String>,
@@ -183,9 +189,11 @@ impl DeadLetterConfig {
         DeadLetterConfig {
             producer,
             redactor: kafka.redactor(),
-            fixed,
-            selection: settings.topic.selection.clone(),
-            group: settings.group_id().unwrap_or_default().to_owned(),
+            route: Route {
+                fixed,
+                selection: settings.topic.selection.clone(),
+                group: settings.group_id().unwrap_or_default().to_owned(),
+            },
         }
     }
 }
@@ -194,10 +202,7 @@ impl DeadLetterConfig {
 pub struct DeadLetters {
     /// The producer of the copies; `None` with `dlq_topic = ""`.
     producer: Option<FutureProducer<ClientLog>>,
-    // Where copies go and what they name, as in [`DeadLetterConfig`].
-    fixed: Option<String>,
-    selection: TopicSelection,
-    group: String,
+    route: Route,
     metrics: ConsumerMetrics,
 }
 
@@ -210,10 +215,11 @@ impl DeadLetters {
         let DeadLetterConfig {
             producer,
             redactor,
-            fixed,
-            selection,
-            group,
+            route,
         } = config;
+        let Route {
+            fixed, selection, ..
+        } = route;
         let producer = match producer {
             None => {
                 tracing::warn!(
@@ -237,16 +243,14 @@ impl DeadLetters {
         };
         Ok(DeadLetters {
             producer,
-            fixed: fixed.clone(),
-            selection: selection.clone(),
-            group: group.clone(),
+            route: route.clone(),
             metrics,
         })
     }
 
     /// The dead-letter topic of a record of `topic`.
     pub fn topic_of(&self, topic: &str) -> String {
-        match &self.fixed {
+        match &self.route.fixed {
             Some(fixed) => fixed.clone(),
             None => format!("{topic}.dlq"),
         }
@@ -289,13 +293,13 @@ impl DeadLetters {
                 cause,
             }
         };
-        if self.selection.selects(topic) {
+        if self.route.selection.selects(topic) {
             // Only a pattern can get here (configuration refuses a name or a list that holds
             // its own dead-letter topic): the copy would be read again as a bad record, and
             // its copy after it, forever.
             return Err(refused(format!(
                 "the topic pattern `{}` matches the dead-letter topic, so the copy would be read again as a bad record; anchor the pattern (end it with $) or set dlq_topic to a topic it does not match",
-                self.selection
+                self.route.selection
             )));
         }
         let headers = self.headers(record, rejection);
@@ -362,7 +366,7 @@ impl DeadLetters {
             (header::SOURCE_TOPIC, record.topic()),
             (header::SOURCE_PARTITION, partition.as_str()),
             (header::SOURCE_OFFSET, offset.as_str()),
-            (header::CONSUMER_GROUP, self.group.as_str()),
+            (header::CONSUMER_GROUP, self.route.group.as_str()),
         ] {
             headers = headers.insert(Header {
                 key,
